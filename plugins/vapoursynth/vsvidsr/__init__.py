@@ -1,0 +1,1 @@
+"""VapourSynth filter (see plugins/vapoursynth)."""

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The exact training runs behind the weights in vidsr/weights/ (2-core CPU, torch fp32).
+# Each run resumes from runs/<name>/checkpoint.pt if interrupted and is skipped once finished;
+# a finished run is published into vidsr/weights/ (manifest updated with sha256 and val PSNR).
+# Usage: scripts/train_shipped.sh [run-name ...]   (default: all, in this order)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VIDSR=${VIDSR:-.venv/bin/vidsr}
+THREADS=${THREADS:-2}
+
+run() {  # run NAME ARGS...
+  local name=$1; shift
+  if [ ! -f "runs/$name/manifest.json" ]; then
+    echo "== $name: $*"
+    "$VIDSR" train --out "runs/$name" --threads "$THREADS" --quiet "$@"
+  fi
+  [ -f "runs/$name/manifest.json" ] && "$VIDSR" train --publish "runs/$name"
+}
+
+declare -A RUNS=(
+  [plain-x2]="--arch plain --scale 2 --iterations 4500"
+  [plain-x4]="--arch plain --scale 4 --iterations 4500"
+  [espcn-x2]="--arch espcn --scale 2 --iterations 6000 --lr 2e-3"
+  [espcn-x4]="--arch espcn --scale 4 --iterations 6000 --lr 2e-3"
+  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 10000"
+  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 10000"
+  [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 8000"
+  [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 8000 --patch 32"
+)
+ORDER=(plain-x2 plain-x4 espcn-x2 espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x4)
+for name in "${@:-${ORDER[@]}}"; do
+  # shellcheck disable=SC2086
+  run "$name" ${RUNS[$name]}
+done

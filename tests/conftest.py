@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vidsr.cli import main as vidsr_main
+
+from .media import Spec, make_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.startswith("vidsr: error:")]
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``vidsr`` in-process (torch stays imported between calls); returns code, stdout, stderr."""
+
+    def run(*args) -> CliResult:
+        capsys.readouterr()
+        code = vidsr_main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run
+
+
+def run_vidsr(*args, timeout=300, **kw) -> subprocess.CompletedProcess:
+    """Run the real ``vidsr`` console command in a subprocess."""
+    exe = Path(sys.executable).with_name("vidsr")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vidsr"]
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """Generated clips, made once per session: name -> path."""
+    root = tmp_path_factory.mktemp("media")
+    specs = {
+        "cfr.mp4": Spec(audio="aac", subtitles="mov_text", rotation=90, colour=(1, 1, 1, 1)),
+        "vfr.mkv": Spec(vfr=True, audio="libopus", subtitles="subrip"),
+        "odd.mkv": Spec(width=45, height=31, codec="ffv1", pix_fmt="yuv420p", frames=6),
+        "tenbit.mkv": Spec(codec="libx265", pix_fmt="yuv420p10le", frames=6, colour=(9, 9, 16, 1),
+                           options={"x265-params": "log-level=error"}),
+        "full.mp4": Spec(colour=(1, 1, 1, 2), frames=6),
+    }
+    return {name: make_video(root / name, spec) for name, spec in specs.items()}
+
+
+def no_partial_files(folder: Path) -> bool:
+    return not any(".vidsr-partial-" in p.name for p in folder.iterdir())

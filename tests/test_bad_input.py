@@ -1,0 +1,219 @@
+"""Bad input: one clear line on stderr, a non-zero exit, and no output file (or partial file) left."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vidsr.io import source
+
+from .conftest import no_partial_files, run_vidsr
+from .media import Spec, make_video
+
+
+def assert_refused(r, dst: Path | None, *needles: str, code: int = 2):
+    assert r.code == code, r.err
+    lines = r.error_lines
+    assert len(lines) == 1, r.err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    assert "Traceback" not in r.err
+    if dst is not None:
+        assert not dst.exists()
+        assert no_partial_files(dst.parent)
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory):
+    """A clean faststart clip, the same cut at 60% (truncated) and with a chunk overwritten."""
+    root = tmp_path_factory.mktemp("damaged")
+    clean = root / "clean.mp4"
+    out = av.open(str(clean), "w", options={"movflags": "faststart"})
+    v = out.add_stream("libx264", rate=25, options={"g": "10"})
+    v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+    rng = np.random.default_rng(1)
+    for i in range(30):
+        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), format="rgb24")
+        f.pts = i
+        for p in v.encode(f):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    out.close()
+    data = clean.read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) * 6 // 10])
+    corrupt = bytearray(data)
+    mid = len(corrupt) // 2
+    corrupt[mid : mid + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    (root / "corrupt.mp4").write_bytes(bytes(corrupt))
+    # no moov at all: cut a non-faststart file
+    plain = make_video(root / "plain.mp4", Spec(frames=30))
+    (root / "nomoov.mp4").write_bytes(plain.read_bytes()[:2000])
+    return root
+
+
+def test_missing_file(cli, tmp_path):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(tmp_path / "nope.mp4", "-o", dst), dst, "no such file")
+
+
+def test_not_a_media_file(cli, tmp_path):
+    src = tmp_path / "notes.mp4"
+    src.write_text("this is not a video\n" * 50)
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(src, "-o", dst), dst, "not a readable media file")
+
+
+def test_empty_file(cli, tmp_path):
+    src = tmp_path / "empty.mp4"
+    src.write_bytes(b"")
+    assert_refused(cli(src, "-o", tmp_path / "o.mp4"), tmp_path / "o.mp4", "empty")
+
+
+def test_no_video_stream(cli, tmp_path):
+    src = tmp_path / "audio.m4a"
+    out = av.open(str(src), "w", format="mp4")
+    a = out.add_stream("aac", rate=48000, layout="mono")
+    for k in range(10):
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        af.sample_rate, af.pts = 48000, k * 1024
+        for p in a.encode(af):
+            out.mux(p)
+    for p in a.encode():
+        out.mux(p)
+    out.close()
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(src, "-o", dst), dst, "no video stream")
+
+
+def test_truncated_file_fails_with_frame_number(cli, damaged, tmp_path):
+    dst = tmp_path / "out.mp4"
+    r = cli(damaged / "truncated.mp4", "-o", dst, "--model", "lanczos")
+    assert_refused(r, dst, "damaged video at frame")
+
+
+def test_file_without_index_is_refused(cli, damaged, tmp_path):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(damaged / "nomoov.mp4", "-o", dst), dst, "not a readable media file")
+
+
+def test_corrupt_file_fails_with_frame_number(cli, damaged, tmp_path):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(damaged / "corrupt.mp4", "-o", dst, "--model", "lanczos"), dst, "damaged video at frame")
+
+
+@pytest.mark.parametrize("name", ["truncated.mp4", "corrupt.mp4"])
+def test_skip_damaged_reports_every_lost_frame(cli, damaged, tmp_path, name):
+    dst = tmp_path / "out.mp4"
+    r = cli(damaged / name, "-o", dst, "--model", "lanczos", "--skip-damaged")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        written = sum(1 for _ in c.decode(video=0))
+    reported = 0
+    for line in r.err.splitlines():
+        if "skipped damaged" in line:
+            reported += int(line.split("damaged ")[1].split(" frame")[0]) if " frames (" in line else 1
+    assert reported > 0
+    assert written + reported == 30  # every frame is either in the output or named in a warning
+
+
+def test_output_is_input(cli, media, tmp_path):
+    src = shutil.copy(media["cfr.mp4"], tmp_path / "same.mp4")
+    before = Path(src).read_bytes()
+    r = cli(src, "-o", src, "-y")
+    assert_refused(r, None, "output is the input")
+    assert Path(src).read_bytes() == before
+    assert no_partial_files(tmp_path)
+
+
+def test_output_exists_without_overwrite(cli, media, tmp_path):
+    dst = tmp_path / "taken.mp4"
+    dst.write_bytes(b"keep me")
+    r = cli(media["cfr.mp4"], "-o", dst)
+    assert r.code == 2 and "already exists" in r.error_lines[0]
+    assert dst.read_bytes() == b"keep me"
+    assert cli(media["cfr.mp4"], "-o", dst, "-y", "--model", "lanczos", "--quiet").code == 0
+    assert dst.read_bytes() != b"keep me"
+
+
+def test_output_folder_missing(cli, media, tmp_path):
+    dst = tmp_path / "no" / "such" / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst), None, "does not exist")
+
+
+def test_unknown_codec(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--codec", "nosuchcodec", "--model", "lanczos"), dst, "unknown encoder")
+
+
+def test_audio_codec_as_video_codec(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--codec", "aac", "--model", "lanczos"), dst, "not a video encoder")
+
+
+def test_unknown_model(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "nosuchmodel"), dst, "unknown model")
+
+
+def test_unsupported_scale(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--scale", "5"), dst, "--scale")
+
+
+def test_unknown_container(cli, media, tmp_path):
+    dst = tmp_path / "out.xyz"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos"), dst, "unknown output container")
+
+
+def test_bad_budget_and_encoder_opt(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--budget", "1.5"), dst, "--budget")
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--encoder-opt", "novalue"), dst, "KEY=VALUE")
+
+
+def test_frame_size_over_limit(cli, media, tmp_path, monkeypatch):
+    # The limit is a constant sized for real memory; shrink it so a small clip trips it.
+    monkeypatch.setattr(source, "MAX_INPUT_PIXELS", 40 * 40)
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst), dst, "over the limit")
+
+
+def test_output_size_over_limit(cli, media, tmp_path, monkeypatch):
+    from vidsr import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_OUTPUT_PIXELS", 100 * 100)
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos"), dst, "over the limit")
+
+
+def test_real_command_exit_code_and_single_line(media, tmp_path):
+    r = run_vidsr(tmp_path / "missing.mp4")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("vidsr: error:")
+
+
+def test_ctrl_c_leaves_no_partial_output(tmp_path):
+    src = make_video(tmp_path / "long.mp4", Spec(width=320, height=240, frames=400))
+    dst = tmp_path / "out.mp4"
+    exe = Path(sys.executable).with_name("vidsr")
+    proc = subprocess.Popen([str(exe), str(src), "-o", str(dst), "--model", "lanczos", "--codec", "libx264",
+                             "--encoder-opt", "preset=veryslow"], stderr=subprocess.PIPE, text=True)
+    # wait until the partial file exists (encoding has started), then interrupt
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(".vidsr-partial-" in p.name for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    assert any(".vidsr-partial-" in p.name for p in tmp_path.iterdir()), "run never started writing"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not dst.exists()
+    assert no_partial_files(tmp_path)

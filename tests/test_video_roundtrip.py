@@ -1,0 +1,128 @@
+"""What must survive a trip through ``vidsr``: every frame, its timestamp, the other streams byte
+for byte, colour metadata, rotation, bit depth and odd sizes."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from .conftest import no_partial_files
+from .media import packets, video_frames
+
+
+def seconds(frames):
+    return [round(float(f.pts * f.time_base), 6) for f in frames]
+
+
+@pytest.mark.parametrize("name,scale", [("cfr.mp4", 2), ("vfr.mkv", 3), ("cfr.mp4", 4)])
+def test_every_frame_and_timestamp_survive(cli, media, tmp_path, name, scale):
+    src = media[name]
+    dst = tmp_path / f"out{src.suffix}"
+    r = cli(src, "-o", dst, "--scale", scale, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    a, b = video_frames(src), video_frames(dst)
+    assert len(b) == len(a)
+    assert seconds(b) == seconds(a)
+    assert (b[0].width, b[0].height) == (a[0].width * scale, a[0].height * scale)
+
+
+def test_vfr_stays_vfr(cli, media, tmp_path):
+    dst = tmp_path / "vfr_out.mkv"
+    assert cli(media["vfr.mkv"], "-o", dst, "--model", "lanczos", "--quiet").code == 0
+    gaps = np.diff(seconds(video_frames(dst)))
+    assert len(set(np.round(gaps, 3))) >= 3  # 40 ms, 80 ms and the 200 ms gap are all still there
+
+
+@pytest.mark.parametrize("name,kinds", [("cfr.mp4", ("audio", "subtitles")), ("vfr.mkv", ("audio", "subtitles"))])
+def test_other_streams_copied_packet_for_packet(cli, media, tmp_path, name, kinds):
+    src = media[name]
+    dst = tmp_path / f"copy{src.suffix}"
+    assert cli(src, "-o", dst, "--model", "bicubic", "--quiet").code == 0
+    for kind in kinds:
+        before, after = packets(src, kind), packets(dst, kind)
+        assert before, f"test clip has no {kind}"
+        assert after == before, f"{kind} packets changed"
+
+
+def test_colour_rotation_and_metadata_survive(cli, media, tmp_path):
+    dst = tmp_path / "meta.mp4"
+    assert cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--quiet").code == 0
+    f = video_frames(dst)[0]
+    assert f.rotation == 90
+    assert (f.colorspace, f.color_primaries, f.color_trc, f.color_range) == (1, 1, 1, 1)
+
+
+def test_ten_bit_stays_ten_bit_with_hdr_tags(cli, media, tmp_path):
+    dst = tmp_path / "ten.mkv"
+    assert cli(media["tenbit.mkv"], "-o", dst, "--model", "lanczos", "--codec", "libx265", "--quiet").code == 0
+    f = video_frames(dst)[0]
+    assert f.format.name == "yuv420p10le"
+    assert (f.colorspace, f.color_primaries, f.color_trc) == (9, 9, 16)
+    # real 10-bit content, not 8-bit values shifted up
+    y = f.to_ndarray()[: f.height]
+    assert (y % 4 != 0).any()
+
+
+def test_full_range_is_kept_and_not_squeezed(cli, media, tmp_path):
+    dst = tmp_path / "full_out.mp4"
+    assert cli(media["full.mp4"], "-o", dst, "--model", "lanczos", "--quiet").code == 0
+    a, b = video_frames(media["full.mp4"])[0], video_frames(dst)[0]
+    assert b.color_range == 2
+    ya, yb = a.to_ndarray()[: a.height], b.to_ndarray()[: b.height]
+    assert abs(float(yb.mean()) - float(ya.mean())) < 3  # same levels: no limited/full conversion
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_odd_dimensions(cli, media, tmp_path, scale):
+    dst = tmp_path / f"odd{scale}.mkv"
+    r = cli(media["odd.mkv"], "-o", dst, "--scale", scale, "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+    frames = video_frames(dst)
+    assert (frames[0].width, frames[0].height) == (45 * scale, 31 * scale)
+    assert len(frames) == 6
+
+
+def test_odd_output_with_x264_moves_to_444(cli, media, tmp_path):
+    dst = tmp_path / "odd3.mp4"
+    r = cli(media["odd.mkv"], "-o", dst, "--scale", 3, "--model", "bicubic", "--codec", "libx264")
+    assert r.code == 0, r.err
+    assert "4:4:4" in r.err
+    f = video_frames(dst)[0]
+    assert (f.width, f.height, f.format.name) == (135, 93, "yuv444p")
+
+
+def test_default_output_name_and_container(cli, media, tmp_path):
+    import shutil
+
+    mp4 = shutil.copy(media["cfr.mp4"], tmp_path / "clip.mp4")
+    mkv = shutil.copy(media["vfr.mkv"], tmp_path / "talk.mkv")
+    assert cli(mp4, "--model", "lanczos", "--quiet").code == 0
+    assert (tmp_path / "clip_x2.mp4").exists()
+    # subrip cannot go into mp4, so the input's container is kept
+    assert cli(mkv, "--model", "lanczos", "--quiet").code == 0
+    assert (tmp_path / "talk_x2.mkv").exists() and not (tmp_path / "talk_x2.mp4").exists()
+    assert no_partial_files(tmp_path)
+
+
+def test_forced_mp4_converts_subtitles_with_a_warning(cli, media, tmp_path):
+    dst = tmp_path / "forced.mp4"
+    r = cli(media["vfr.mkv"], "-o", dst, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    assert "srt" in r.err and "mov_text" in r.err
+    with av.open(str(dst)) as c:
+        assert [s.codec_context.name for s in c.streams.subtitles] == ["mov_text"]
+    texts = [body for _, body in packets(dst, "subtitles")]
+    assert any(b"Hello" in t for t in texts) and any(b"World" in t for t in texts)
+
+
+def test_codecs_and_encoder_options(cli, media, tmp_path):
+    dst = tmp_path / "lossless.mkv"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--codec", "ffv1", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1"
+    dst2 = tmp_path / "fast.mp4"
+    r = cli(media["cfr.mp4"], "-o", dst2, "--model", "lanczos", "--crf", 30, "--encoder-opt", "preset=ultrafast", "--quiet")
+    assert r.code == 0, r.err
+    assert len(video_frames(dst2)) == 12

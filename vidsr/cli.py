@@ -1,0 +1,35 @@
+"""The ``vidsr`` command: upscale a video or image, or run a subcommand (train, bench)."""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import VidsrError
+
+SUBCOMMANDS = ("train", "bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "train":
+            from .train.cli import main as train_main
+
+            return train_main(argv[1:])
+        if argv and argv[0] == "bench":
+            from .bench.cli import main as bench_main
+
+            return bench_main(argv[1:])
+        from .upscale_cli import main as upscale_main
+
+        return upscale_main(argv)
+    except VidsrError as e:
+        print(f"vidsr: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("vidsr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

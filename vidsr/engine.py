@@ -1,0 +1,109 @@
+"""The engine: the one place that turns a frame's luma plane into an upscaled plane.
+
+Every front end (CLI video and images, the VapourSynth filter, the benchmarks) calls
+``Engine.upscale_plane`` (integer planes as decoded) or ``Engine.upscale`` (float tensors). The
+engine moves the plane to the model's device, normalises it to the range the networks were trained
+on, splits it into tiles, asks the router (if the model has one) which route each tile or pixel
+takes under the frame's budget, runs each route on its own batch, merges, and returns the plane with
+per-frame statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .models.base import Upscaler
+from .tiling import TileGrid
+
+# The networks are trained on BT.601 studio-range luma (16..235 of 255). Full-range video is mapped
+# into that range on the way in and back on the way out.
+STUDIO_LO, STUDIO_SPAN = 16.0 / 255.0, 219.0 / 255.0
+
+
+@dataclass
+class FrameStats:
+    budget: float
+    route_shares: dict[str, float]  # share of output pixels per route
+    macs_per_pixel: float  # what the chosen routes cost, from the model's descriptor
+    ms: dict[str, float] = field(default_factory=dict)  # wall time per stage / route
+    predicted_psnr: float | None = None
+
+
+class Engine:
+    def __init__(self, upscaler: Upscaler, tile: int | None = None, context: int | None = None,
+                 batch: int = 8, router=None):
+        self.upscaler = upscaler
+        d = upscaler.descriptor
+        self.scale = d.scale
+        self.tile = tile or (32 if router is not None else 128)
+        self.context = d.tile.context if context is None else context
+        self.batch = batch
+        self.router = router
+        self._grids: dict[tuple[int, int], TileGrid] = {}
+
+    @property
+    def descriptor(self):
+        return self.upscaler.descriptor
+
+    def grid(self, height: int, width: int) -> TileGrid:
+        key = (height, width)
+        if key not in self._grids:
+            self._grids[key] = TileGrid(height, width, self.tile, self.context, self.descriptor.tile.min_size)
+        return self._grids[key]
+
+    # -- integer planes ------------------------------------------------------------------------
+
+    def upscale_plane(self, plane: np.ndarray, bits: int = 8, full_range: bool = False,
+                      budget: float = 1.0, out_bits: int | None = None) -> tuple[np.ndarray, FrameStats]:
+        """(H, W) uint8/uint16 luma of ``bits`` -> (H*s, W*s) at ``out_bits`` (default: the same)."""
+        peak = float((1 << bits) - 1)
+        out_bits = out_bits or bits
+        out_peak = float((1 << out_bits) - 1)
+        x = torch.from_numpy(np.ascontiguousarray(plane)).to(self.upscaler.device)
+        x = x.to(self.upscaler.dtype).div_(peak)[None, None]
+        if full_range:
+            x = x * STUDIO_SPAN + STUDIO_LO
+        y, stats = self.upscale(x, budget)
+        if full_range:
+            y = (y - STUDIO_LO) / STUDIO_SPAN
+        y = y[0, 0].mul_(out_peak).round_().clamp_(0, out_peak)
+        out = y.to(torch.int32).cpu().numpy().astype(np.uint8 if out_bits <= 8 else np.uint16)
+        return out, stats
+
+    # -- float tensors -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def upscale(self, x: torch.Tensor, budget: float = 1.0) -> tuple[torch.Tensor, FrameStats]:
+        """(1, 1, H, W) float in [0, 1] on the model's device -> (1, 1, H*s, W*s), with stats."""
+        h, w = x.shape[-2:]
+        pad_h, pad_w = max(0, self.descriptor.tile.min_size - h), max(0, self.descriptor.tile.min_size - w)
+        if pad_h or pad_w:  # tiny frames: replicate edges up to the model's minimum, crop after
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        grid = self.grid(*x.shape[-2:])
+        if self.router is not None:
+            out, stats = self.router.run(self, x, grid, budget)
+        else:
+            out, stats = self._run_single(x, grid, budget)
+        if pad_h or pad_w:
+            out = out[..., : h * self.scale, : w * self.scale]
+        return out.clamp_(0, 1), stats
+
+    def run_tiles(self, x: torch.Tensor, grid: TileGrid, ids, route, out: torch.Tensor) -> float:
+        """Run ``route`` on tiles ``ids`` in batches, writing their cores into ``out``; returns ms."""
+        t0 = time.perf_counter()
+        ids = list(ids)
+        for i in range(0, len(ids), self.batch):
+            chunk = ids[i : i + self.batch]
+            grid.place(out, chunk, self.upscaler(grid.extract(x, chunk), route), self.scale)
+        return (time.perf_counter() - t0) * 1000
+
+    def _run_single(self, x, grid, budget):
+        out = grid.new_output(x, self.scale)
+        full = self.descriptor.full_route
+        ms = self.run_tiles(x, grid, range(len(grid)), None, out)
+        return out, FrameStats(budget=1.0, route_shares={full.name: 1.0}, macs_per_pixel=full.macs_per_pixel,
+                               ms={full.name: ms})

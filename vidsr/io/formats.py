@@ -1,0 +1,97 @@
+"""Pixel formats: which planar format frames are processed in, what the encoder gets, plane views.
+
+Frames are processed as planar YUV (or grey) at their own bit depth and chroma subsampling: luma
+goes through the network, chroma through swscale. Packed, semi-planar, paletted and RGB inputs are
+converted once to the nearest planar YUV format.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+
+# Chroma subsampling (log2 width, log2 height) -> planar family name.
+_FAMILY = {(1, 1): "yuv420p", (1, 0): "yuv422p", (0, 0): "yuv444p"}
+_BITS_SUFFIX = {8: "", 10: "10le", 12: "12le", 16: "16le"}
+
+
+def _round_bits(bits: int) -> int:
+    for b in (8, 10, 12, 16):
+        if bits <= b:
+            return b
+    return 16
+
+
+def describe(fmt: av.VideoFormat) -> tuple[int, tuple[int, int] | None, bool]:
+    """(bits per component, chroma subsampling shifts or None for grey, is RGB/paletted)."""
+    comps = [c for c in fmt.components if not c.is_alpha]
+    bits = max(c.bits for c in comps)
+    if fmt.is_rgb or fmt.has_palette:
+        return bits, (0, 0), True
+    if len(comps) == 1:
+        return bits, None, False
+    w, h = 64, 64
+    shifts = ((w // fmt.chroma_width(w)).bit_length() - 1, (h // fmt.chroma_height(h)).bit_length() - 1)
+    return bits, shifts, False
+
+
+def working_format(fmt: av.VideoFormat) -> str:
+    """The planar format a source format is processed in (itself when it already is one)."""
+    bits, shifts, _ = describe(fmt)
+    bits = _round_bits(bits)
+    if shifts is None:
+        return "gray" if bits == 8 else f"gray{_BITS_SUFFIX[bits]}"
+    family = _FAMILY.get(shifts, "yuv444p")  # 4:1:1, 4:1:0, 4:4:0 are upsampled to 4:4:4
+    return family + _BITS_SUFFIX[bits]
+
+
+def bit_depth(fmt_name: str) -> int:
+    return describe(av.VideoFormat(fmt_name))[0]
+
+
+def with_bits(fmt_name: str, bits: int) -> str:
+    fam = fmt_name.split("p")[0] + "p" if not fmt_name.startswith("gray") else "gray"
+    if fam == "gray":
+        return "gray" if bits == 8 else f"gray{_BITS_SUFFIX[bits]}"
+    return fam + _BITS_SUFFIX[bits]
+
+
+def subsampled(fmt_name: str) -> bool:
+    return fmt_name.startswith(("yuv420p", "yuv422p"))
+
+
+def output_format(work: str, codec: av.Codec, out_w: int, out_h: int, requested: str | None = None) -> tuple[str, list[str]]:
+    """The pixel format to encode in, and notes for the user about any change from ``work``.
+
+    Keeps the working format (bit depth, subsampling) when the encoder takes it; odd output sizes
+    move 4:2:x to 4:4:4 so no row or column is lost; otherwise falls back to what the encoder has.
+    """
+    supported = [f.name for f in (codec.video_formats or [])]
+    if requested:
+        if supported and requested not in supported:
+            raise ValueError(f"encoder {codec.name} cannot encode {requested}; it takes {', '.join(supported)}")
+        return requested, []
+    notes = []
+    want = work
+    if subsampled(work) and (out_w % 2 or (work.startswith("yuv420p") and out_h % 2)):
+        want = "yuv444p" + work[7:]
+        notes.append(f"output size {out_w}x{out_h} is odd: encoding 4:4:4 ({want}) to keep every pixel")
+    if not supported or want in supported:
+        return want, notes
+    bits = bit_depth(want)
+    for b in sorted({bits, 10, 8}, key=lambda b: (b > bits, -b)):  # same or lower depth first
+        cand = with_bits(want, b)
+        if cand in supported:
+            notes.append(f"{codec.name} cannot encode {want}; using {cand}")
+            return cand, notes
+    fallback = supported[0]
+    notes.append(f"{codec.name} cannot encode {want}; using {fallback}")
+    return fallback, notes
+
+
+def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:
+    """A (height, width) numpy view of one plane of a planar frame (no copy; writable)."""
+    p = frame.planes[index]
+    dtype = np.uint16 if bit_depth(frame.format.name) > 8 else np.uint8
+    itemsize = np.dtype(dtype).itemsize
+    return np.frombuffer(p, dtype).reshape(p.height, p.line_size // itemsize)[:, : p.width]

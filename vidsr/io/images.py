@@ -1,0 +1,105 @@
+"""Still images (PNG, JPEG, WebP, BMP, TIFF) in, PNG out, through the same engine as video.
+
+RGB is split into BT.601 studio-range Y'CbCr (the luma the networks were trained on); Y goes
+through the engine, Cb/Cr and any alpha through Lanczos, then back to RGB. EXIF orientation is
+applied on the way in and the ICC profile is kept.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import InputError, OutputError
+from ..models.interpolate import upscale as interpolate
+from .source import MAX_INPUT_PIXELS, MAX_OUTPUT_PIXELS
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+# BT.601 studio range, RGB in [0, 1] -> Y'CbCr in [0, 1] (Y' 16..235, Cb/Cr 16..240 of 255).
+_RGB2YCC = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
+_YCC_OFFSET = np.array([16.0, 128.0, 128.0]) / 255.0
+_YCC2RGB = np.linalg.inv(_RGB2YCC)
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: Path) -> tuple[np.ndarray, dict]:
+    """(H, W, C) float32 in [0, 1] with C = 1 (grey), 2 (grey+alpha), 3 or 4, and save info."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            info = {"icc_profile": im.info.get("icc_profile")}
+            if im.width * im.height > MAX_INPUT_PIXELS:
+                raise InputError(f"{path}: image size {im.width}x{im.height} is over the limit")
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float32)[..., None] / 65535.0
+                info["bits"] = 16
+                return arr, info
+            mode = {"L": "L", "LA": "LA", "RGBA": "RGBA", "PA": "RGBA"}.get(im.mode, "RGBA" if "transparency" in im.info else "RGB")
+            arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise InputError(f"{path}: not a readable image ({str(e).splitlines()[0]})") from None
+    info["bits"] = 8
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return arr, info
+
+
+def write_png(path: Path, arr: np.ndarray, info: dict) -> None:
+    """Write atomically: a temporary file beside ``path``, renamed when complete."""
+    if info.get("bits") == 16 and arr.shape[-1] == 1:
+        im = Image.fromarray(np.round(arr[..., 0] * 65535).astype(np.uint16))
+    else:
+        data = np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)
+        im = Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data)
+    tmp = path.with_name(f".{path.stem}.vidsr-partial-{os.getpid()}.png")
+    try:
+        im.save(tmp, format="PNG", icc_profile=info.get("icc_profile"))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def upscale_image(engine, src: Path, dst: Path, budget: float = 1.0):
+    """Upscale one image file with ``engine`` and write a PNG; returns the engine's stats."""
+    if dst.suffix.lower() != ".png":
+        raise OutputError(f"{dst}: images are written as PNG; name the output .png")
+    arr, info = read_image(src)
+    s = engine.scale
+    h, w = arr.shape[:2]
+    if h * w * s * s > MAX_OUTPUT_PIXELS:
+        raise InputError(f"{src}: output would be {w * s}x{h * s}, over the limit")
+    device, dtype = engine.upscaler.device, engine.upscaler.dtype
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device, dtype)  # (1, C, H, W)
+    colour = t.shape[1] >= 3
+    alpha = t[:, 3:4] if t.shape[1] in (2, 4) and colour else (t[:, 1:2] if t.shape[1] == 2 else None)
+    if colour:
+        m = torch.as_tensor(_RGB2YCC, dtype=dtype, device=device)
+        ycc = torch.einsum("ij,njhw->nihw", m, t[:, :3]) + torch.as_tensor(_YCC_OFFSET, dtype=dtype, device=device).view(1, 3, 1, 1)
+        luma, chroma = ycc[:, :1], ycc[:, 1:]
+    else:
+        luma, chroma = t[:, :1], None
+    y, stats = engine.upscale(luma.contiguous(), budget)
+    planes = [y]
+    if chroma is not None:
+        planes.append(interpolate(chroma, s, "lanczos"))
+    out = torch.cat(planes, dim=1)
+    if colour:
+        m = torch.as_tensor(_YCC2RGB, dtype=dtype, device=device)
+        out = torch.einsum("ij,njhw->nihw", m, out - torch.as_tensor(_YCC_OFFSET, dtype=dtype, device=device).view(1, 3, 1, 1))
+    if alpha is not None:
+        out = torch.cat([out, interpolate(alpha, s, "lanczos")], dim=1)
+    write_png(dst, out[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy(), info)
+    return stats

@@ -1,0 +1,223 @@
+"""Opening and decoding an input video with PyAV: validation, what must be carried to the output,
+and a decode loop that never loses a frame silently.
+
+``open_source`` turns every way a file can be unusable into one ``InputError`` line. ``decode``
+yields, in demux order, decoded video frames (converted to the planar working format) and the
+packets of every other stream (for the writer to copy). A frame the decoder flags as corrupt, a
+decode error, or fewer frames out than packets in (frames dropped inside the decoder) fails the run
+with the frame number, unless ``skip_damaged`` is set, in which case each skipped frame is reported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+import av.error
+
+from ..errors import InputError
+from .formats import describe, working_format
+
+# A frame this large would not fit in memory once upscaled and converted to float.
+MAX_INPUT_PIXELS = 8192 * 8192
+MAX_OUTPUT_PIXELS = 16384 * 16384 // 2
+
+
+@dataclass
+class Colour:
+    """Colour description carried from input to output (FFmpeg enum values)."""
+
+    space: int = 2  # matrix; 2 = unspecified
+    primaries: int = 2
+    transfer: int = 2
+    range: int = 0  # 0 unspecified, 1 limited ("tv"), 2 full ("pc")
+
+    @property
+    def full_range(self) -> bool:
+        return self.range == 2
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    source_format: str
+    work_format: str
+    bit_depth: int
+    time_base: Fraction
+    average_rate: Fraction | None
+    frames: int  # from the container header; 0 when unknown
+    duration: float | None  # seconds, when known
+    codec: str
+    colour: Colour
+    display_matrix: bytes | None  # rotation / flips, copied verbatim
+    sample_aspect_ratio: Fraction | None
+    container: str
+    other_streams: list = field(default_factory=list)  # av streams to carry over
+
+    @property
+    def rotation(self) -> int:
+        if not self.display_matrix:
+            return 0
+        import numpy as np
+
+        m = np.frombuffer(self.display_matrix, dtype="<i4").astype(np.float64)
+        a, b = m[0] / 65536, m[1] / 65536
+        return int(round(np.degrees(np.arctan2(b, a)))) % 360
+
+
+def open_source(path: str | os.PathLike) -> tuple[av.container.InputContainer, VideoInfo]:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a video")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    try:
+        container = av.open(str(path), "r")
+    except av.error.FFmpegError as e:
+        raise InputError(f"{path}: not a readable media file ({_reason(e)})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot open ({e})") from None
+    try:
+        info = _probe(container, path)
+    except Exception:
+        container.close()
+        raise
+    return container, info
+
+
+def _probe(container, path: Path) -> VideoInfo:
+    videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
+    if not videos:
+        raise InputError(f"{path}: has no video stream")
+    st = videos[0]
+    cc = st.codec_context
+    if not cc.width or not cc.height or cc.format is None:
+        raise InputError(f"{path}: video stream has no usable size or pixel format (damaged header?)")
+    if cc.width * cc.height > MAX_INPUT_PIXELS:
+        raise InputError(f"{path}: frame size {cc.width}x{cc.height} is over the limit of {MAX_INPUT_PIXELS // 10**6} MP")
+    bits, _, _ = describe(cc.format)
+    duration = None
+    if st.duration is not None and st.time_base:
+        duration = float(st.duration * st.time_base)
+    elif container.duration:
+        duration = container.duration / av.time_base
+    others = [s for s in container.streams if s.index != st.index and s.type in ("audio", "subtitle", "data", "attachment")]
+    others += [s for s in videos[1:]]  # further video streams (cover art, alternates) are copied too
+    return VideoInfo(
+        width=cc.width,
+        height=cc.height,
+        source_format=cc.format.name,
+        work_format=working_format(cc.format),
+        bit_depth=bits,
+        time_base=st.time_base,
+        average_rate=st.average_rate or st.guessed_rate,
+        frames=st.frames or 0,
+        duration=duration,
+        codec=cc.name,
+        colour=Colour(int(cc.colorspace or 2), int(cc.color_primaries or 2), int(cc.color_trc or 2), int(cc.color_range or 0)),
+        display_matrix=(cc.coded_side_data or {}).get("display_matrix"),
+        sample_aspect_ratio=st.sample_aspect_ratio,
+        container=container.format.name,
+        other_streams=others,
+    )
+
+
+def _reason(e: Exception) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return str(msg).split(":")[0].strip() if msg else type(e).__name__
+
+
+@dataclass
+class Damage:
+    frame: int  # number of the first affected frame (frames delivered or skipped before it)
+    count: int  # how many frames are lost
+    reason: str
+
+    def describe(self) -> str:
+        which = f"frame {self.frame}" if self.count == 1 else f"{self.count} frames ({self.frame}-{self.frame + self.count - 1})"
+        return f"{which}: {self.reason}"
+
+
+def decode(
+    container,
+    info: VideoInfo,
+    skip_damaged: bool = False,
+    on_damage: Callable[[Damage], None] | None = None,
+    on_packet: Callable[[av.Packet], None] | None = None,
+) -> Iterator[av.VideoFrame]:
+    """Decoded frames of the first video stream, in presentation order, as planar frames in
+    ``info.work_format`` with their original pts. Packets of the other streams go to ``on_packet``.
+
+    Accounting: every video packet should give one frame. A packet the demuxer flags as corrupt or
+    the decoder rejects, a frame flagged corrupt, a packet that never gives a frame, and frames the
+    header lists but the file does not hold are all damage: an ``InputError`` naming the frame, or
+    with ``skip_damaged`` a ``Damage`` record for each and the run goes on.
+    """
+    video = next(s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic))
+    video.thread_type = "AUTO"  # frame + slice threads inside FFmpeg
+    wanted = [video] + list(info.other_streams)
+    counts = {"sent": 0, "produced": 0, "lost": 0, "index": 0}
+
+    def damaged(reason: str, count: int = 1) -> None:
+        d = Damage(counts["index"], count, reason)
+        if not skip_damaged:
+            raise InputError(f"{container.name}: damaged video at {d.describe()} (--skip-damaged drops such frames)")
+        counts["index"] += count
+        if on_damage:
+            on_damage(d)
+
+    def good_frames(packet):
+        try:
+            frames = video.codec_context.decode(packet)
+        except av.error.FFmpegError as e:
+            counts["lost"] += 1
+            damaged(f"the decoder rejected it ({_reason(e)})")
+            return
+        for frame in frames:
+            counts["produced"] += 1
+            if frame.is_corrupt:
+                damaged("the decoder flagged it corrupt")
+                continue
+            counts["index"] += 1
+            yield _to_work(frame, info)
+
+    try:
+        for packet in container.demux(wanted):
+            if packet.stream.index != video.index:
+                if packet.dts is not None and on_packet:
+                    on_packet(packet)
+                continue
+            if packet.size == 0:  # demuxer flush marker
+                continue
+            counts["sent"] += 1
+            if packet.is_corrupt:
+                counts["lost"] += 1
+                damaged("its data is incomplete or flagged corrupt by the demuxer")
+                continue
+            yield from good_frames(packet)
+    except av.error.FFmpegError as e:
+        damaged(f"reading the file failed ({_reason(e)})")
+    yield from good_frames(None)
+    silent = counts["sent"] - counts["produced"] - counts["lost"]
+    if silent > 0:
+        damaged("the decoder produced no picture for them (damaged or missing references)", silent)
+    if info.frames and counts["sent"] < info.frames:
+        damaged(f"the file is truncated (its header lists {info.frames} frames)", info.frames - counts["sent"])
+
+
+def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:
+    if frame.format.name == info.work_format:
+        return frame
+    rng = "JPEG" if (frame.color_range == 2 or frame.format.name.startswith("yuvj")) else "MPEG"
+    src_space = frame.colorspace if frame.colorspace not in (None, 2) else ("ITU709" if info.height >= 720 else "ITU601")
+    out = frame.reformat(format=info.work_format, src_colorspace=src_space, dst_colorspace=src_space,
+                         src_color_range=rng, dst_color_range=rng)
+    out.pts, out.time_base = frame.pts, frame.time_base
+    return out

@@ -1,0 +1,89 @@
+"""What every upscaler tells the rest of vidsr about itself: the model descriptor.
+
+The tiler reads the tile constraints, the routers read the routes and their costs, the controller
+reads the costs, ``--list-models`` prints all of it. An ``Upscaler`` pairs a descriptor with
+something that upscales a batch of tiles; the networks and the interpolation kernels both are one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way through a model (a subnet width, an MLP upsampler, interpolation)."""
+
+    name: str
+    macs_per_pixel: float  # per HR output pixel
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """Constraints on the LR tiles a model is run on."""
+
+    context: int  # LR pixels of neighbourhood each side needed for a seamless merge
+    min_size: int = 1  # smallest LR tile side the model accepts
+    multiple: int = 1  # LR tile sides must be a multiple of this
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    name: str  # registry name, e.g. "arm-wdsr"
+    architecture: str
+    scale: int
+    colour: str  # "luma": one plane (Y of YUV) in and out; chroma goes through interpolation
+    params: int
+    routes: tuple[Route, ...]  # cheapest first; the last is the full network
+    tile: TileSpec
+    router: str | None = None  # "arm", "pcsr", or None for a single route
+    fp16: bool = True
+    weights_file: str | None = None
+    info: dict = field(default_factory=dict, compare=False)  # training provenance, validation PSNR
+
+    @property
+    def full_route(self) -> Route:
+        return self.routes[-1]
+
+    @property
+    def macs_per_pixel(self) -> float:
+        return self.full_route.macs_per_pixel
+
+    def route(self, name: str) -> Route:
+        for r in self.routes:
+            if r.name == name:
+                return r
+        raise KeyError(f"{self.name} has no route {name!r}; routes: {[r.name for r in self.routes]}")
+
+
+class Upscaler:
+    """A descriptor plus a torch module that maps LR tiles (N, 1, h, w) in [0, 1] to HR tiles."""
+
+    def __init__(self, descriptor: ModelDescriptor, module: torch.nn.Module, extras: dict | None = None):
+        self.descriptor = descriptor
+        self.module = module.eval()
+        self.extras = extras or {}  # e.g. ARM's Edge-to-PSNR table, shipped inside the weights file
+
+    @property
+    def scale(self) -> int:
+        return self.descriptor.scale
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.module.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        p = next(self.module.parameters(), None)
+        return p.dtype if p is not None else torch.float32
+
+    def to(self, device=None, dtype=None) -> "Upscaler":
+        self.module.to(device=device, dtype=dtype)
+        return self
+
+    @torch.inference_mode()
+    def __call__(self, tiles: torch.Tensor, route: str | None = None) -> torch.Tensor:
+        return self.module(tiles, route)

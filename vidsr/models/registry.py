@@ -1,0 +1,204 @@
+"""The model registry: architectures vidsr can build, the trained models it ships, and loading.
+
+An *architecture* is code (how to build the module, which routes it has, what tiles it needs).
+A *model* is an architecture at a scale with trained weights, listed in a manifest
+(``vidsr/weights/manifest.json`` for the shipped ones). ``load`` is the one way the CLI, the
+VapourSynth filter, the benchmarks and training turn a name or a path into a ready ``Upscaler``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ..errors import SettingsError, WeightsError
+from . import weights
+from .base import ModelDescriptor, Route, TileSpec, Upscaler
+from .bsrn import BSRN
+from .espcn import ESPCN
+from .interpolate import kernel_radius, upscale
+from .interpolation import Interpolation
+from .macs import macs_per_pixel
+from .pcsr import PCSR
+from .plain import PlainSR
+from .wdsr import WDSR, SlimWDSR
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+SCALES = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[..., nn.Module]  # build(scale, **config)
+    defaults: dict
+    summary: str
+    router: str | None = None  # which router family drives its routes
+    context: int = 8  # LR context per tile side for a seamless merge
+    min_tile: int = 1
+    routes: Callable[[nn.Module], tuple] = field(default=lambda m: (None,))  # route keys, cheapest first
+    trainable: bool = True
+
+
+def _wdsr_routes(m: SlimWDSR):
+    return ("bicubic",) + tuple(f"w{w}" for w in m.widths)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        Architecture("bicubic", lambda s: Interpolation(s, "bicubic"), {}, "bicubic interpolation (Keys, a=-0.5)",
+                     context=kernel_radius("bicubic"), trainable=False),
+        Architecture("lanczos", lambda s: Interpolation(s, "lanczos"), {}, "Lanczos-3 interpolation",
+                     context=kernel_radius("lanczos"), trainable=False),
+        Architecture("plain", PlainSR, {"channels": 32, "convs": 6},
+                     "plain baseline: 6 hidden 3x3 convs of 32 channels", context=8),
+        Architecture("espcn", ESPCN, {"channels": 16}, "ESPCN-class, 3 convs, for CPU real time", context=4),
+        Architecture("wdsr", WDSR, {"channels": 32, "blocks": 8}, "WDSR-B wide-activation blocks", context=10),
+        Architecture("bsrn", BSRN, {"channels": 64, "blocks": 8}, "BSRN (64 channels, 8 blocks)",
+                     context=12, min_tile=17),
+        Architecture("bsrn-s", BSRN, {"channels": 48, "blocks": 5}, "BSRN-S (48 channels, 5 blocks)",
+                     context=12, min_tile=17),
+        Architecture("arm-wdsr", SlimWDSR, {"widths": [8, 16, 24, 32], "blocks": 8},
+                     "ARM supernet: slimmable WDSR-B widths sharing weights + bicubic branch",
+                     router="arm", context=10, routes=_wdsr_routes),
+        Architecture("pcsr-wdsr", PCSR,
+                     {"channels": 32, "blocks": 4, "backbone": "wdsr", "upsamplers": [[16, 16], [64, 64, 64]],
+                      "unfold": [False, True], "classifier": [16]},
+                     "PCSR: WDSR-B backbone, per-pixel classifier, light and heavy MLP upsamplers",
+                     router="pcsr", context=8, routes=lambda m: ("bicubic",) + m.route_names),
+    ]
+}
+
+
+def architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise SettingsError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+
+
+def build_module(arch: str, scale: int, config: dict | None = None) -> nn.Module:
+    a = architecture(arch)
+    return a.build(scale, **{**a.defaults, **(config or {})})
+
+
+def _route_costs(arch: Architecture, module: nn.Module, scale: int) -> tuple[tuple[Route, ...], float]:
+    """Per-route MACs per HR pixel, and the router's own overhead (PCSR's classifier)."""
+    size = max(32, arch.min_tile)
+    if arch.router == "pcsr":
+        backbone = macs_per_pixel(module.backbone, scale, size)  # charged per HR pixel like the rest
+        base = macs_per_pixel(lambda x: upscale(x, scale), scale, size)
+        routes = [Route("bicubic", base)]
+        for name, up in zip(module.route_names, module.upsamplers):
+            head = macs_per_pixel(lambda x, up=up: up.dense(module.backbone(x), scale), scale, size) - backbone
+            routes.append(Route(name, base + backbone + head))
+        cls = macs_per_pixel(lambda x: module.probabilities(module.backbone(x)), scale, size) - backbone
+        return tuple(routes), cls
+    keys = arch.routes(module)
+    routes = tuple(Route(str(k) if k is not None else "full", macs_per_pixel(lambda x, k=k: module(x, k), scale, size)) for k in keys)
+    return routes, 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def _costs_cached(arch_name: str, scale: int, config_json: str):
+    arch = architecture(arch_name)
+    module = build_module(arch_name, scale, json.loads(config_json))
+    params = sum(p.numel() for p in module.parameters())
+    routes, overhead = _route_costs(arch, module, scale)
+    return routes, overhead, params
+
+
+def describe(name: str, arch_name: str, scale: int, config: dict | None = None, entry: dict | None = None) -> ModelDescriptor:
+    arch = architecture(arch_name)
+    config = {**arch.defaults, **(config or {})}
+    routes, overhead, params = _costs_cached(arch_name, scale, json.dumps(config, sort_keys=True))
+    info = dict(entry or {})
+    info["router_overhead_macs"] = overhead
+    return ModelDescriptor(
+        name=name,
+        architecture=arch_name,
+        scale=scale,
+        colour="luma",
+        params=params,
+        routes=routes,
+        tile=TileSpec(context=arch.context, min_size=arch.min_tile),
+        router=arch.router,
+        weights_file=(entry or {}).get("file"),
+        info=info,
+    )
+
+
+def shipped_models() -> list[dict]:
+    """Manifest entries of the models that come with vidsr."""
+    return weights.read_manifest(SHIPPED_DIR)
+
+
+def default_model(scale: int) -> str:
+    """The shipped model with the best validation PSNR at ``scale`` (Lanczos if none ships)."""
+    best = [m for m in shipped_models() if m["scale"] == scale]
+    if not best:
+        return "lanczos"
+    return max(best, key=lambda m: m.get("validation", {}).get("psnr_y", 0.0))["name"]
+
+
+def _entry_for(name: str, scale: int) -> dict | None:
+    """The manifest entry for a shipped name, or for a path to a weights file (its manifest must
+    sit beside it)."""
+    if name.endswith(".safetensors") or "/" in name or "\\" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        entries = [e for e in weights.read_manifest(path.parent) if e["file"] == path.name]
+        if not entries:
+            raise WeightsError(f"{path} is not listed in {path.parent / weights.MANIFEST}; refusing unverified weights")
+        entry = entries[0]
+        if entry["scale"] != scale:
+            raise SettingsError(f"{path} is a x{entry['scale']} model, but --scale is {scale}")
+        return entry
+    if name in ARCHITECTURES and not architecture(name).trainable:
+        return None
+    entries = [e for e in shipped_models() if e["name"] == name]
+    if not entries:
+        known = sorted({e["name"] for e in shipped_models()} | {a.name for a in ARCHITECTURES.values() if not a.trainable})
+        raise SettingsError(f"unknown model {name!r}; choose from {', '.join(known)} or give a .safetensors path")
+    for e in entries:
+        if e["scale"] == scale:
+            return e
+    scales = sorted(e["scale"] for e in entries)
+    raise SettingsError(f"model {name!r} has no x{scale} weights (available: {', '.join(f'x{s}' for s in scales)})")
+
+
+def load(name: str | None, scale: int, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Upscaler:
+    """Resolve a model name (or weights path) at ``scale`` and return it ready to run."""
+    if scale not in SCALES:
+        raise SettingsError(f"scale {scale} is not supported; choose from {', '.join(map(str, SCALES))}")
+    name = name or default_model(scale)
+    entry = _entry_for(name, scale)
+    if entry is None:  # interpolation
+        module = build_module(name, scale)
+        return Upscaler(describe(name, name, scale), module).to(device, dtype)
+    arch_name = entry["architecture"]
+    module = build_module(arch_name, scale, entry.get("config"))
+    state, extras = weights.load_checked(entry)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise WeightsError(f"weights {entry['file']} do not fit architecture {arch_name}: {first}") from None
+    desc = describe(entry["name"], arch_name, scale, entry.get("config"), entry)
+    return Upscaler(desc, module, extras).to(device, dtype)
+
+
+def list_models() -> list[ModelDescriptor]:
+    """Descriptors of everything ``--model`` accepts without a path, for ``--list-models``."""
+    out = [describe(a.name, a.name, s) for a in ARCHITECTURES.values() if not a.trainable for s in SCALES]
+    for e in shipped_models():
+        out.append(describe(e["name"], e["architecture"], e["scale"], e.get("config"), e))
+    return out

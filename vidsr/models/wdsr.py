@@ -1,0 +1,112 @@
+"""WDSR-B (wide activation) for luma super-resolution, plain and as ARM's slimmable supernet.
+
+Block: 1x1 expand (x6) -> ReLU -> 1x1 low-rank (x0.8) -> 3x3, with a residual. Wide activation
+buys quality at the same cost. Differences from the paper, for video: one plane in and out, and the
+global skip is a bicubic upscale (not a 5x5 conv), so every width and the ARM interpolation branch
+share the same base and a subnet only adds detail to it. No weight normalisation: Adam trains these
+small nets well without it, and plain convs are what a fast inference path wants.
+
+``SlimWDSR`` holds one set of weights; the subnet of width ``w`` uses the first ``w`` channels of
+every layer (and the first ``6w`` / ``4w/5`` of the wide ones), so all widths share weights.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .interpolate import upscale
+
+EXPANSION = 6
+
+
+def zero_init(layer: nn.Module) -> None:
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def he_init(*layers: nn.Module) -> None:
+    """He (fan-in, ReLU) init for a plain stack: torch's default init shrinks the signal at every
+    layer, which leaves deep non-residual stacks and MLPs stuck at their starting point. Residual
+    bodies (WDSR, BSRN) keep torch's default, where He init would blow the residual sum up."""
+    for layer in layers:
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+def low_rank(width: int) -> int:
+    return max(1, (4 * width) // 5)
+
+
+class WDSRFeatures(nn.Module):
+    """Head conv + WDSR-B residual blocks: LR plane -> LR features (PCSR uses it as a backbone)."""
+
+    def __init__(self, channels: int = 32, blocks: int = 8, in_channels: int = 1):
+        super().__init__()
+        self.channels = channels
+        self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "expand": nn.Conv2d(channels, channels * EXPANSION, 1),
+                    "reduce": nn.Conv2d(channels * EXPANSION, low_rank(channels), 1),
+                    "conv": nn.Conv2d(low_rank(channels), channels, 3, padding=1),
+                }
+            )
+            for _ in range(blocks)
+        )
+        he_init(self.head, *(conv for b in self.blocks for conv in b.values()))
+        for b in self.blocks:  # residual branches start small so the sum stays tame (cf. EDSR)
+            b["conv"].weight.data.mul_(0.1)
+
+    def forward(self, x):
+        h = self.head(x)
+        for b in self.blocks:
+            h = h + b["conv"](b["reduce"](F.relu(b["expand"](h))))
+        return h
+
+
+class WDSR(WDSRFeatures):
+    def __init__(self, scale: int, channels: int = 32, blocks: int = 8, in_channels: int = 1):
+        super().__init__(channels, blocks, in_channels)
+        self.scale = scale
+        self.tail = nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1)
+        zero_init(self.tail)  # start as exactly bicubic; training only adds detail
+
+    def forward(self, x, route=None):
+        return upscale(x, self.scale) + F.pixel_shuffle(self.tail(super().forward(x)), self.scale)
+
+
+def _slim(conv: nn.Conv2d, x, cout: int):
+    """``conv`` restricted to the first ``cout`` filters over the channels ``x`` has."""
+    bias = None if conv.bias is None else conv.bias[:cout]
+    return F.conv2d(x, conv.weight[:cout, : x.shape[1]], bias, conv.stride, conv.padding)
+
+
+class SlimWDSR(WDSR):
+    """WDSR-B supernet: ``forward(x, route)`` with route = ``"bicubic"`` or a width ``"w16"`` (or 16)
+    from ``widths``; default: the full width."""
+
+    def __init__(self, scale: int, widths=(8, 16, 24, 32), blocks: int = 8, in_channels: int = 1):
+        self.widths = tuple(sorted(widths))
+        super().__init__(scale, self.widths[-1], blocks, in_channels)
+
+    def width_of(self, route) -> int:
+        if route is None:
+            return self.widths[-1]
+        width = int(str(route).lstrip("w"))
+        if width not in self.widths:
+            raise ValueError(f"width {width} is not one of {self.widths}")
+        return width
+
+    def forward(self, x, route=None):
+        if route == "bicubic":  # ARM's branch with no network
+            return upscale(x, self.scale)
+        w = self.width_of(route)
+        h = _slim(self.head, x, w)
+        for b in self.blocks:
+            e = F.relu(_slim(b["expand"], h, w * EXPANSION))
+            h = h + _slim(b["conv"], _slim(b["reduce"], e, low_rank(w)), w)
+        return upscale(x, self.scale) + F.pixel_shuffle(_slim(self.tail, h, self.tail.out_channels), self.scale)

@@ -1,0 +1,84 @@
+"""Weights on disk: safetensors files listed, with their sha256, in a ``manifest.json`` beside them.
+
+A weights file is only ever loaded through its manifest entry; a file whose hash differs from the
+entry (tampered, truncated, swapped) is refused before a byte of it is parsed. Tensors that are not
+module parameters (ARM's Edge-to-PSNR table) live in the same file under ``extra.`` so the checksum
+covers them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import WeightsError
+
+MANIFEST = "manifest.json"
+EXTRA_PREFIX = "extra."
+FORMAT_VERSION = 1
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path) -> list[dict]:
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+        models = data["models"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"weights manifest {path} is not valid: {e}") from None
+    for m in models:
+        m["folder"] = str(Path(folder))
+    return models
+
+
+def write_manifest(folder: Path, models: list[dict]) -> None:
+    clean = [{k: v for k, v in m.items() if k != "folder"} for m in models]
+    clean.sort(key=lambda m: (m["name"], m["scale"]))
+    path = Path(folder) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"format": FORMAT_VERSION, "models": clean}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def save(path: Path, state: dict[str, torch.Tensor], extras: dict[str, torch.Tensor] | None = None) -> str:
+    """Write a safetensors file (module state + extras); returns its sha256."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    for k, v in (extras or {}).items():
+        tensors[EXTRA_PREFIX + k] = v.detach().to("cpu").contiguous()
+    save_file(tensors, str(path))
+    return sha256_of(path)
+
+
+def load_checked(entry: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Load the weights an entry points to, after checking their sha256. Returns (state, extras)."""
+    path = Path(entry["folder"]) / entry["file"]
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} is missing")
+    actual = sha256_of(path)
+    if actual != entry.get("sha256"):
+        raise WeightsError(
+            f"weights file {path} does not match its manifest (sha256 {actual[:12]}..., expected "
+            f"{str(entry.get('sha256'))[:12]}...); refusing to load it"
+        )
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"weights file {path} is not a valid safetensors file: {e}") from None
+    state = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
+    extras = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
+    return state, extras

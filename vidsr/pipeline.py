@@ -1,0 +1,222 @@
+"""Streaming a video through the engine: decode -> upscale -> encode, overlapped, bounded memory.
+
+Three stages run at once: a reader thread (demux + FFmpeg-threaded decode), the main thread
+(upscaling) and a writer thread (encode + mux). They hand over through queues of a few items, so
+memory does not grow with the video's length. Packets of audio, subtitle and other streams travel
+through the same queues in demux order, so the writer interleaves them as they came.
+
+Per frame: swscale upscales the whole frame (chroma, and luma as the interpolation fallback) in
+the output pixel format; the engine then replaces the luma plane with the network's output. With an
+interpolation model the swscale result is the output (FFmpeg's own Lanczos/bicubic, the fast path).
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import av
+from tqdm import tqdm
+
+from .engine import Engine, FrameStats
+from .errors import InputError, OutputError
+from .io.formats import bit_depth, plane_view
+from .io.sink import EncodeOptions, MediaSink
+from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, open_source
+
+QUEUE_DEPTH = 4
+_DONE = object()
+SWSCALE = {"lanczos": "LANCZOS", "bicubic": "BICUBIC"}
+
+
+@dataclass
+class VideoJob:
+    input: Path
+    output: Path
+    scale: int
+    encode: EncodeOptions
+    engine: Engine | None  # None: interpolation only (swscale)
+    interpolation: str = "lanczos"  # swscale kernel for chroma (and luma without an engine)
+    budget: float = 1.0
+    controller: object | None = None  # sets each frame's budget (fps target), see vidsr.controller
+    skip_damaged: bool = False
+    progress: bool = True
+    on_frame: Callable[[int, FrameStats | None, dict], None] | None = None  # per-frame stats sink
+
+
+@dataclass
+class Summary:
+    frames: int = 0
+    skipped: list[Damage] = field(default_factory=list)
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    route_pixels: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+class _Stage(threading.Thread):
+    """A pipeline thread: an exception in it is kept for the main thread and stops the others."""
+
+    def __init__(self, name, target, stop: threading.Event):
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self._stop_event = stop
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            self._target_fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            self.error = e
+            self._stop_event.set()
+
+
+class _Stopped(Exception):
+    """Raised in a stage when another stage stopped the pipeline."""
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stopped
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        if stop.is_set():
+            raise _Stopped
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
+def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
+    summary = Summary()
+    container, info = open_source(job.input)
+    out_w, out_h = info.width * job.scale, info.height * job.scale
+    if out_w * out_h > MAX_OUTPUT_PIXELS:
+        container.close()
+        raise InputError(f"{job.input}: output would be {out_w}x{out_h}, over the limit of "
+                         f"{MAX_OUTPUT_PIXELS // 10**6} MP; use a smaller --scale")
+    total = info.frames or (int(round(info.duration * info.average_rate)) if info.duration and info.average_rate else None)
+
+    def note(msg: str) -> None:
+        summary.warnings.append(msg)
+        warn(msg)
+
+    try:
+        sink = MediaSink(job.output, info, container, job.encode, out_w, out_h, note)
+    except BaseException:
+        container.close()
+        raise
+    stop = threading.Event()
+    decoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
+    encoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
+
+    def on_damage(d: Damage) -> None:
+        summary.skipped.append(d)
+        note(f"skipped damaged {d.describe()}")
+
+    def read():
+        for frame in decode(container, info, job.skip_damaged, on_damage, lambda p: _put(decoded, p, stop)):
+            _put(decoded, frame, stop)
+        _put(decoded, _DONE, stop)
+
+    def write():
+        while True:
+            item = _get(encoded, stop)
+            if item is _DONE:
+                return
+            if isinstance(item, av.VideoFrame):
+                sink.write_frame(item)
+            else:
+                sink.write_packet(item)
+
+    reader, writer = _Stage("vidsr-read", read, stop), _Stage("vidsr-write", write, stop)
+    bar = tqdm(total=total, unit="frame", desc=job.input.name, disable=not job.progress, dynamic_ncols=True, leave=False)
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = time.perf_counter()
+    try:
+        reader.start()
+        writer.start()
+        out_bits = bit_depth(sink.pix_fmt)
+        try:
+            while True:
+                item = _get(decoded, stop)
+                if item is _DONE:
+                    break
+                if isinstance(item, av.VideoFrame):
+                    out = _upscale_frame(item, info, job, sink.pix_fmt, out_bits, out_w, out_h, summary)
+                    _put(encoded, out, stop)
+                    bar.update(1)
+                else:
+                    _put(encoded, item, stop)
+            _put(encoded, _DONE, stop)
+            writer.join()
+        except _Stopped:
+            pass
+        stop.set()
+        reader.join()
+        writer.join()
+        for stage in (reader, writer):  # the first real failure, not the stops it caused
+            if stage.error is not None and not isinstance(stage.error, _Stopped):
+                raise stage.error
+        sink.close()
+    except av.error.FFmpegError as e:
+        sink.abort()
+        raise OutputError(f"{job.output}: encoding failed ({e})") from None
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        stop.set()
+        bar.close()
+        container.close()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _upscale_frame(frame: av.VideoFrame, info: VideoInfo, job: VideoJob, pix_fmt: str, out_bits: int,
+                   out_w: int, out_h: int, summary: Summary) -> av.VideoFrame:
+    rng = "JPEG" if info.colour.full_range else "MPEG"
+    t0 = time.perf_counter()
+    base = frame.reformat(width=out_w, height=out_h, format=pix_fmt, interpolation=SWSCALE[job.interpolation],
+                          src_color_range=rng, dst_color_range=rng)
+    timings = {"interpolate": (time.perf_counter() - t0) * 1000}
+    stats = None
+    if job.engine is not None:
+        budget = job.controller.budget() if job.controller is not None else job.budget
+        luma, stats = job.engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
+                                               budget, out_bits)
+        plane_view(base, 0)[:] = luma
+        for name, share in stats.route_shares.items():
+            summary.route_pixels[name] = summary.route_pixels.get(name, 0.0) + share
+    base.pts, base.time_base = frame.pts, frame.time_base
+    c = info.colour
+    base.colorspace, base.color_range = c.space, c.range
+    summary.frames += 1
+    if job.on_frame is not None:
+        job.on_frame(summary.frames - 1, stats, timings)
+    return base

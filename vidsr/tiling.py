@@ -1,0 +1,153 @@
+"""Split a frame into overlapping tiles, run them in batches, and merge the results without seams.
+
+Geometry: the frame is partitioned into *cores* of ``tile`` x ``tile`` LR pixels (smaller at the
+right and bottom edges). Each core is run inside a *window* that adds ``context`` pixels on every
+side; all windows have the same size (a window that would cross the frame edge is shifted inward
+instead of shrunk), so any set of tiles stacks into one batch. Only the core of each output is kept.
+With ``context`` at least the model's receptive radius, a tiled run equals an untiled one; routing
+picks one route per core, so every output pixel comes from exactly one route.
+
+The geometry is plain integers. ``extract`` and ``place`` work on numpy arrays, torch tensors (any
+device) and CuPy arrays; on CuPy they are single raw kernels (``vidsr.gpu``), elsewhere
+vectorised gathers and slice copies.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Tile:
+    y0: int  # core, LR coordinates
+    x0: int
+    h: int
+    w: int
+    wy: int  # window origin (its size is the grid's window size)
+    wx: int
+
+
+def _axis(size: int, tile: int, context: int) -> tuple[list[tuple[int, int, int]], int]:
+    """Cores along one axis as (start, length, window start), and the window length."""
+    window = min(tile + 2 * context, size)
+    cores = []
+    for start in range(0, size, tile):
+        length = min(tile, size - start)
+        cores.append((start, length, min(max(start - context, 0), size - window)))
+    return cores, window
+
+
+class TileGrid:
+    def __init__(self, height: int, width: int, tile: int, context: int, min_size: int = 1):
+        if tile < 1 or context < 0:
+            raise ValueError("tile must be >= 1 and context >= 0")
+        self.height, self.width, self.tile, self.context = height, width, tile, context
+        rows, self.win_h = _axis(height, tile, context)
+        cols, self.win_w = _axis(width, tile, context)
+        if min(self.win_h, self.win_w) < min_size:
+            raise ValueError(f"frame {width}x{height} is smaller than the model's minimum tile {min_size}")
+        self.rows, self.cols = len(rows), len(cols)
+        self.tiles = [Tile(y, x, h, w, wy, wx) for (y, h, wy) in rows for (x, w, wx) in cols]
+        t = self.tiles
+        self._arr = {k: np.array([getattr(a, k) for a in t], dtype=np.int64) for k in ("y0", "x0", "h", "w", "wy", "wx")}
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Tiles per column and per row: the layout of per-tile maps (edge scores, routes)."""
+        return self.rows, self.cols
+
+    def window_pixels(self) -> int:
+        return self.win_h * self.win_w
+
+    # -- data movement --------------------------------------------------------------------------
+
+    def extract(self, plane, ids):
+        """Windows of tiles ``ids`` from a (1, C, H, W) plane -> (len(ids), C, win_h, win_w)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if _is_cupy(plane) or _cuda_with_cupy(plane):
+            from .gpu import extract_tiles
+
+            tiles = extract_tiles(_to_cupy(plane), self._arr["wy"][ids], self._arr["wx"][ids], self.win_h, self.win_w)
+            return tiles if _is_cupy(plane) else torch.from_dlpack(tiles)
+        rows = self._arr["wy"][ids][:, None] + np.arange(self.win_h)
+        cols = self._arr["wx"][ids][:, None] + np.arange(self.win_w)
+        if isinstance(plane, torch.Tensor):
+            rows = torch.from_numpy(rows).to(plane.device)
+            cols = torch.from_numpy(cols).to(plane.device)
+            # (C, n, win_h, win_w) -> (n, C, win_h, win_w)
+            return plane[0][:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)
+        return np.ascontiguousarray(plane[0][:, rows[:, :, None], cols[:, None, :]].swapaxes(0, 1))
+
+    def new_output(self, plane, scale: int):
+        """An empty (1, C, H*s, W*s) array like ``plane``."""
+        shape = (1, plane.shape[1], self.height * scale, self.width * scale)
+        if isinstance(plane, torch.Tensor):
+            return torch.empty(shape, dtype=plane.dtype, device=plane.device)
+        return _empty_like(plane, shape)
+
+    def place(self, out, ids, outputs, scale: int) -> None:
+        """Write the cores of ``outputs`` (n, C, win_h*s, win_w*s) for tiles ``ids`` into ``out``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        a = self._arr
+        if _is_cupy(out) or _cuda_with_cupy(out):
+            from .gpu import place_tiles
+
+            place_tiles(_to_cupy(out), _to_cupy(outputs), a["y0"][ids], a["x0"][ids], a["h"][ids], a["w"][ids],
+                        a["y0"][ids] - a["wy"][ids], a["x0"][ids] - a["wx"][ids], scale)
+            return
+        s = scale
+        for k, i in enumerate(ids.tolist()):
+            t = self.tiles[i]
+            cy, cx = t.y0 - t.wy, t.x0 - t.wx
+            out[0, :, t.y0 * s : (t.y0 + t.h) * s, t.x0 * s : (t.x0 + t.w) * s] = outputs[
+                k, :, cy * s : (cy + t.h) * s, cx * s : (cx + t.w) * s
+            ]
+
+    def core_mask(self, values, scale: int = 1):
+        """Expand a per-tile array (len(tiles),) into a per-pixel map (H*s, W*s) (numpy)."""
+        grid = np.asarray(values).reshape(self.rows, self.cols)
+        ys = np.minimum(np.arange(self.height * scale) // (self.tile * scale), self.rows - 1)
+        xs = np.minimum(np.arange(self.width * scale) // (self.tile * scale), self.cols - 1)
+        return grid[ys[:, None], xs[None, :]]
+
+
+def _is_cupy(a) -> bool:
+    return type(a).__module__.startswith("cupy")
+
+
+@functools.cache
+def _cupy_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def _cuda_with_cupy(a) -> bool:
+    """CUDA torch tensors use the CuPy kernels when CuPy is installed (``pip install vidsr[gpu]``)."""
+    return isinstance(a, torch.Tensor) and a.is_cuda and a.dtype in (torch.float32, torch.float16) and _cupy_available()
+
+
+def _to_cupy(a):
+    if _is_cupy(a):
+        return a
+    import cupy
+
+    return cupy.from_dlpack(a.contiguous() if not a.is_contiguous() else a)
+
+
+def _empty_like(plane, shape):
+    if _is_cupy(plane):
+        import cupy
+
+        return cupy.empty(shape, dtype=plane.dtype)
+    return np.empty(shape, dtype=plane.dtype)

@@ -1,0 +1,69 @@
+"""``vidsr train``: the command-line front end of the trainer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import SettingsError
+from ..models import registry
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr train",
+        description="Train a network on image folders. Re-running the same command resumes from "
+        "OUT/checkpoint.pt; a finished run leaves OUT/<arch>-x<scale>.safetensors and manifest.json.",
+    )
+    trainable = [a.name for a in registry.ARCHITECTURES.values() if a.trainable]
+    p.add_argument("--arch", choices=trainable, help="architecture to train")
+    p.add_argument("--scale", type=int, choices=registry.SCALES, default=2)
+    p.add_argument("--out", type=Path, help="run folder (default: runs/<arch>-x<scale>)")
+    p.add_argument("--iterations", type=int, default=10000)
+    p.add_argument("--time-limit", type=float, help="stop after this many seconds (checkpointed; rerun resumes)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--patch", type=int, default=48, help="LR patch side")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-dir", type=Path, help="training images (default: ../shared/data/train or $VIDSR_DATA/train)")
+    p.add_argument("--val-dir", type=Path, help="validation images (default: ../shared/data/val or $VIDSR_DATA/val)")
+    p.add_argument("--predownscale", type=int, default=2, help="downscale training images by this first (JPEG cleanup)")
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--config", type=json.loads, default={}, help='architecture options as JSON, e.g. \'{"blocks": 4}\'')
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--publish", type=Path, metavar="RUN", help="copy a finished run's weights into vidsr's shipped set and exit")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from .trainer import TrainConfig, Trainer, publish
+
+    if args.publish:
+        entry = publish(args.publish)
+        print(f"published {entry['file']} (val PSNR-Y {entry['validation']['psnr_y']} dB)")
+        return 0
+    if not args.arch:
+        raise SettingsError("--arch is required (or --publish RUN)")
+    cfg = TrainConfig(
+        arch=args.arch, scale=args.scale, out=args.out or Path("runs") / f"{args.arch}-x{args.scale}",
+        iterations=args.iterations, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
+        train_dir=args.train_dir, val_dir=args.val_dir, predownscale=args.predownscale,
+        val_every=args.val_every, checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
+        threads=args.threads, device=args.device, model_config=args.config,
+    )
+    try:
+        trainer = Trainer(cfg, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        raise SettingsError(str(e)) from None
+    entry = trainer.run()
+    if entry is None:
+        print(f"stopped at step {trainer.step}/{cfg.iterations}; rerun the same command to resume")
+        return 0
+    v = entry["validation"]
+    print(f"done: {cfg.out / entry['file']}  PSNR-Y {v['psnr_y']:.2f} dB (bicubic {v['bicubic_psnr_y']:.2f})")
+    return 0

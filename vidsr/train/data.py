@@ -1,0 +1,107 @@
+"""Training and validation data: luma HR/LR pairs from folders of images.
+
+HR targets: the shared training photos are JPEG at about 1 bit per pixel, so they are first
+downscaled by 2 with antialiasing (``predownscale``), which removes the block artefacts the network
+would otherwise learn to reproduce. LR inputs: antialiased bicubic downscale of the whole HR image
+by ``scale``, rounded to 8 bits like a real decoded frame. Pairs are made once per image; batches
+are random aligned crops with flips and 90-degree rotations.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..metrics import rgb_to_luma
+from ..models.interpolate import downscale
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+SHARED_DATA = Path(os.environ.get("VIDSR_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+
+
+def default_folder(kind: str) -> Path:
+    """``../shared/data/{train,val}`` beside the checkout, or ``$VIDSR_DATA/{kind}``."""
+    return SHARED_DATA / kind
+
+
+def list_images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images in {folder}")
+    return files
+
+
+def load_luma(path: Path, predownscale: int = 1) -> torch.Tensor:
+    """An image file as a (H, W) float32 luma plane in [0, 1], optionally downscaled first."""
+    with Image.open(path) as im:
+        rgb = np.array(im.convert("RGB"))
+    if predownscale > 1:
+        h, w = (rgb.shape[0] // predownscale) * predownscale, (rgb.shape[1] // predownscale) * predownscale
+        t = torch.from_numpy(rgb[:h, :w]).permute(2, 0, 1)[None].float() / 255.0
+        rgb = downscale(t, predownscale)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    return torch.from_numpy(rgb_to_luma(rgb))
+
+
+def quantize8(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
+@dataclass
+class Pair:
+    name: str
+    hr: torch.Tensor  # (H, W)
+    lr: torch.Tensor  # (H/s, W/s), 8-bit levels
+
+
+def make_pair(name: str, hr: torch.Tensor, scale: int) -> Pair:
+    h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    hr = hr[:h, :w].contiguous()
+    lr = quantize8(downscale(hr[None, None], scale)[0, 0])
+    return Pair(name, hr, lr)
+
+
+def load_pairs(folder: Path, scale: int, predownscale: int = 1) -> list[Pair]:
+    return [make_pair(p.stem, load_luma(p, predownscale), scale) for p in list_images(folder)]
+
+
+class PatchSampler:
+    """Random aligned (LR, HR) patch batches from a list of pairs, areas weighted by size."""
+
+    def __init__(self, pairs: list[Pair], scale: int, patch: int, seed: int = 0):
+        self.pairs = [p for p in pairs if min(p.lr.shape) >= patch]
+        if not self.pairs:
+            raise ValueError(f"no training image is at least {patch} px at LR")
+        self.scale, self.patch = scale, patch
+        areas = np.array([p.lr.numel() for p in self.pairs], dtype=np.float64)
+        self.weights = areas / areas.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, p = self.scale, self.patch
+        lrs, hrs = [], []
+        for i in self.rng.choice(len(self.pairs), size=size, p=self.weights):
+            pair = self.pairs[i]
+            y = int(self.rng.integers(0, pair.lr.shape[0] - p + 1))
+            x = int(self.rng.integers(0, pair.lr.shape[1] - p + 1))
+            lr = pair.lr[y : y + p, x : x + p]
+            hr = pair.hr[y * s : (y + p) * s, x * s : (x + p) * s]
+            k, flip = int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))
+            if flip:
+                lr, hr = lr.flip(-1), hr.flip(-1)
+            lrs.append(torch.rot90(lr, k, (0, 1)))
+            hrs.append(torch.rot90(hr, k, (0, 1)))
+        return torch.stack(lrs)[:, None].contiguous(), torch.stack(hrs)[:, None].contiguous()

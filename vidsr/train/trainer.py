@@ -1,0 +1,323 @@
+"""``vidsr train``: train an architecture on image folders, resumably, and export checked weights.
+
+Strategies follow the published methods:
+- plain nets: L1 on the full network.
+- ARM (``arm-wdsr``): every iteration trains one width, drawn with probability proportional to its
+  cost squared (heavier subnets train more; the bicubic branch has no weights). At export the
+  Edge-to-PSNR table is built on validation patches and stored in the weights file.
+- PCSR (``pcsr-bsrn``): stage 0 trains backbone + heavy upsampler with L1; stage 1 freezes them and
+  trains the light upsampler + classifier on the probability-weighted output with
+  ``1000 * L1 + 3 * |mean p_heavy - 1/2| / (1/2)``, which pushes towards an even split.
+
+A run folder holds ``checkpoint.pt`` (model, optimiser, step, stage, RNG states; written every
+``checkpoint_every`` steps, on SIGINT/SIGTERM and at the time limit), ``log.jsonl`` and, when done,
+``model.safetensors`` with ``manifest.json``. Re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..models import registry, weights
+from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
+from .data import PatchSampler, default_folder, load_pairs
+from .evaluate import evaluate, upscale_image
+
+ARM_TABLE_PATCH = 32  # LR patch side of the Edge-to-PSNR table (ARM's official size)
+
+
+@dataclass
+class TrainConfig:
+    arch: str
+    scale: int
+    out: Path
+    iterations: int = 10000
+    batch: int = 16
+    patch: int = 48  # LR patch side
+    lr: float = 1e-3
+    seed: int = 0
+    train_dir: Path | None = None
+    val_dir: Path | None = None
+    predownscale: int = 2  # the shared JPEGs are downscaled by this first for clean targets
+    val_every: int = 1000
+    checkpoint_every: int = 200
+    time_limit: float | None = None  # seconds for this invocation; resume later
+    threads: int | None = None
+    device: str = "cpu"
+    model_config: dict = field(default_factory=dict)
+    stage1_fraction: float = 0.35  # PCSR: share of iterations for the classifier stage
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for k in ("out", "train_dir", "val_dir"):
+            d[k] = None if d[k] is None else str(d[k])
+        return d
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        self.cfg = cfg
+        self.progress = progress
+        self.arch = registry.architecture(cfg.arch)
+        if not self.arch.trainable:
+            raise ValueError(f"{cfg.arch} has no weights to train")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.model = registry.build_module(cfg.arch, cfg.scale, cfg.model_config).to(self.device)
+        self.train_dir = Path(cfg.train_dir or default_folder("train"))
+        self.val_dir = Path(cfg.val_dir or default_folder("val"))
+        self.sampler = PatchSampler(load_pairs(self.train_dir, cfg.scale, cfg.predownscale), cfg.scale, cfg.patch, cfg.seed)
+        self.val_pairs = load_pairs(self.val_dir, cfg.scale, 1)
+        self.step = 0
+        self.elapsed = 0.0  # seconds spent in earlier invocations
+        self._started = None
+        self.stage = 0
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        if self.arch.router == "arm":
+            desc = registry.describe(cfg.arch, cfg.arch, cfg.scale, cfg.model_config)
+            widths = [r for r in desc.routes if r.name != "bicubic"]
+            cost2 = torch.tensor([r.macs_per_pixel for r in widths], dtype=torch.float64) ** 2
+            self.width_names = [r.name for r in widths]
+            self.width_probs = cost2 / cost2.sum()
+        self._make_optimizer()
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        self.ckpt_path = cfg.out / "checkpoint.pt"
+        if self.ckpt_path.exists():
+            self._load_checkpoint()
+
+    # -- schedule --------------------------------------------------------------------------------
+
+    def _stage_bounds(self) -> tuple[int, int]:
+        """(first, end) iteration of the current stage."""
+        n = self.cfg.iterations
+        if self.arch.router != "pcsr":
+            return 0, n
+        split = int(round(n * (1 - self.cfg.stage1_fraction)))
+        return (0, split) if self.stage == 0 else (split, n)
+
+    def _trainable(self):
+        m = self.model
+        if self.arch.router == "pcsr":
+            if self.stage == 0:
+                return list(m.backbone.parameters()) + list(m.upsamplers[-1].parameters())
+            return [p for u in m.upsamplers[:-1] for p in u.parameters()] + list(m.classifier.parameters())
+        return list(m.parameters())
+
+    def _make_optimizer(self) -> None:
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        params = self._trainable()
+        for p in params:
+            p.requires_grad_(True)
+        self.opt = torch.optim.Adam(params, lr=self.cfg.lr)
+
+    def _lr_at(self, step: int) -> float:
+        first, end = self._stage_bounds()
+        t = (step - first) / max(1, end - first)
+        return self.cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0))))
+
+    # -- one step ---------------------------------------------------------------------------------
+
+    def loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if self.arch.router == "arm":
+            j = int(torch.multinomial(self.width_probs, 1, generator=self.gen))
+            return (m(lr, self.width_names[j]) - hr).abs().mean()
+        if self.arch.router == "pcsr":
+            if self.stage == 0:
+                return (m(lr, "heavy") - hr).abs().mean()
+            out, probs = m.soft(lr)
+            balance = (probs[:, -1].mean() - 0.5).abs() / 0.5
+            return 1000 * (out - hr).abs().mean() + 3 * balance
+        return (m(lr) - hr).abs().mean()
+
+    # -- loop ---------------------------------------------------------------------------------------
+
+    def run(self) -> dict | None:
+        """Train until done or the time limit; returns the export summary when finished."""
+        cfg = self.cfg
+        stop = {"now": False}
+
+        def on_signal(signum, frame):
+            stop["now"] = True
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        started = self._started = time.monotonic()
+        self.model.train()
+        bar = tqdm(total=cfg.iterations, initial=self.step, desc=f"train {cfg.arch} x{cfg.scale}",
+                   disable=not self.progress, dynamic_ncols=True)
+        try:
+            while self.step < cfg.iterations:
+                if self.arch.router == "pcsr" and self.stage == 0 and self.step >= self._stage_bounds()[1]:
+                    self.stage = 1
+                    self._make_optimizer()
+                for g in self.opt.param_groups:
+                    g["lr"] = self._lr_at(self.step)
+                lr, hr = (t.to(self.device) for t in self.sampler.batch(cfg.batch))
+                loss = self.loss(lr, hr)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", stage=self.stage)
+                if self.step % cfg.val_every == 0 or self.step == cfg.iterations:
+                    self._log({"step": self.step, "stage": self.stage, "loss": loss.item(), **self.validate()})
+                    self.model.train()
+                spent = time.monotonic() - started
+                out_of_time = cfg.time_limit is not None and spent >= cfg.time_limit
+                if self.step % cfg.checkpoint_every == 0 or stop["now"] or out_of_time:
+                    self._save_checkpoint(spent)
+                if stop["now"] or out_of_time:
+                    bar.close()
+                    return None
+            self._save_checkpoint(time.monotonic() - started)
+        finally:
+            bar.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+        return self.export()
+
+    def validate(self) -> dict:
+        self.model.eval()
+        route = "heavy" if self.arch.router == "pcsr" and self.stage == 0 else None
+        if self.arch.router == "pcsr" and self.stage == 1:
+            route = "soft"
+        res = evaluate(lambda x: self.model(x, route), self.val_pairs, self.cfg.scale)
+        return {"val_psnr_y": round(res["psnr_y"], 4), "val_gain_db": round(res["gain_db"], 4)}
+
+    def _log(self, row: dict) -> None:
+        row["elapsed_s"] = round(self.total_seconds(), 1)
+        with open(self.cfg.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.progress:
+            tqdm.write(json.dumps(row))
+
+    def total_seconds(self) -> float:
+        """Training time over all invocations so far."""
+        return self.elapsed + (time.monotonic() - self._started if self._started else 0.0)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, spent: float) -> None:
+        state = {
+            "config": self.cfg.to_json(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "step": self.step,
+            "stage": self.stage,
+            "elapsed": self.elapsed + spent,
+            "sampler": self.sampler.state(),
+            "torch_rng": torch.get_rng_state(),
+            "gen": self.gen.get_state(),
+        }
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt_path)
+
+    def _load_checkpoint(self) -> None:
+        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        saved = state["config"]
+        for key in ("arch", "scale", "iterations", "model_config"):
+            if saved[key] != self.cfg.to_json()[key]:
+                raise ValueError(f"{self.ckpt_path} was made with {key}={saved[key]!r}, not {self.cfg.to_json()[key]!r}")
+        self.model.load_state_dict(state["model"])
+        self.step, self.stage, self.elapsed = state["step"], state["stage"], state["elapsed"]
+        self._make_optimizer()
+        self.opt.load_state_dict(state["optimizer"])
+        self.sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.gen.set_state(state["gen"])
+
+    # -- export -----------------------------------------------------------------------------------
+
+    def export(self) -> dict:
+        """Write model.safetensors + manifest.json (validation numbers, provenance) into the run."""
+        cfg = self.cfg
+        self.model.eval()
+        desc = registry.describe(cfg.arch, cfg.arch, cfg.scale, cfg.model_config)
+        extras = {}
+        if self.arch.router == "arm":
+            extras = build_edge_table(self.model, desc, self.val_pairs, cfg.scale).to_tensors()
+        full = evaluate(lambda x: self.model(x), self.val_pairs, cfg.scale, with_ssim=True)
+        per_route = {}
+        for r in desc.routes:
+            key = None if r.name == "full" else r.name
+            res = full if key is None else evaluate(lambda x, k=key: self.model(x, k), self.val_pairs, cfg.scale)
+            per_route[r.name] = {"psnr_y": round(res["psnr_y"], 4), "macs_per_pixel": round(r.macs_per_pixel, 1)}
+        file = f"{cfg.arch}-x{cfg.scale}.safetensors"
+        sha = weights.save(cfg.out / file, self.model.state_dict(), extras)
+        entry = {
+            "name": cfg.arch,
+            "scale": cfg.scale,
+            "architecture": cfg.arch,
+            "config": {**self.arch.defaults, **cfg.model_config},
+            "file": file,
+            "sha256": sha,
+            "bytes": (cfg.out / file).stat().st_size,
+            "training": {
+                "train_data": f"{self.train_dir.name}/ ({len(self.sampler.pairs)} images, predownscale x{cfg.predownscale})",
+                "iterations": self.step,
+                "batch": cfg.batch,
+                "patch": cfg.patch,
+                "lr": cfg.lr,
+                "seed": cfg.seed,
+                "seconds": round(self.total_seconds()),
+                "device": cfg.device,
+            },
+            "validation": {
+                "data": f"{self.val_dir.name}/ ({len(self.val_pairs)} images)",
+                "psnr_y": round(full["psnr_y"], 4),
+                "ssim": round(full["ssim"], 4),
+                "bicubic_psnr_y": round(full["bicubic_psnr_y"], 4),
+                "bicubic_ssim": round(full["bicubic_ssim"], 4),
+                "routes": per_route,
+            },
+        }
+        weights.write_manifest(cfg.out, [entry])
+        self._log({"export": file, "val_psnr_y": entry["validation"]["psnr_y"], "gain_db": round(full["gain_db"], 4)})
+        return entry
+
+
+@torch.inference_mode()
+def build_edge_table(model, desc, pairs, scale: int, patch: int = ARM_TABLE_PATCH) -> EdgePSNRTable:
+    """Edge score and per-route PSNR of every ``patch`` LR cell of the validation images."""
+    names = tuple(r.name for r in desc.routes)
+    scores, psnrs = [], []
+    for p in pairs:
+        h, w = (p.lr.shape[0] // patch) * patch, (p.lr.shape[1] // patch) * patch
+        lr, hr = p.lr[:h, :w], p.hr[: h * scale, : w * scale]
+        scores.append(tile_edge_scores(lr[None, None], patch).flatten())
+        per = [patch_psnr(upscale_image(lambda x, r=r: model(x, r), lr)[None, None], hr[None, None], patch * scale)
+               for r in names]
+        psnrs.append(torch.stack(per))
+    return EdgePSNRTable.fit(torch.cat(scores), torch.cat(psnrs, dim=1), names)
+
+
+def publish(run_dir: Path, dest: Path = registry.SHIPPED_DIR) -> dict:
+    """Copy a finished run's weights into ``dest`` (the shipped set) and merge its manifest entry."""
+    import shutil
+
+    entries = weights.read_manifest(run_dir)
+    if not entries:
+        raise FileNotFoundError(f"{run_dir} has no manifest.json: the run has not finished")
+    entry = entries[0]
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(run_dir) / entry["file"], dest / entry["file"])
+    if weights.sha256_of(dest / entry["file"]) != entry["sha256"]:
+        raise RuntimeError("copy does not match its checksum")
+    others = [e for e in weights.read_manifest(dest) if (e["name"], e["scale"]) != (entry["name"], entry["scale"])]
+    weights.write_manifest(dest, others + [entry])
+    return entry
