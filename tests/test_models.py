@@ -1,0 +1,186 @@
+"""The model family: shapes, weight sharing, gathered vs dense PCSR, costs, checked weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from vidsr.errors import SettingsError, WeightsError
+from vidsr.models import registry, weights
+from vidsr.models.pcsr import PCSR
+from vidsr.models.wdsr import WDSR, SlimWDSR
+
+SCALES = (2, 3, 4)
+
+
+def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Fresh random weights everywhere (zero-initialised output layers would hide bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return module.eval()
+
+
+@pytest.mark.parametrize("arch", [a for a in registry.ARCHITECTURES])
+@pytest.mark.parametrize("scale", SCALES)
+def test_every_architecture_and_route_gives_the_right_shape(arch, scale):
+    a = registry.architecture(arch)
+    m = randomize(registry.build_module(arch, scale))
+    x = torch.rand(2, 1, 20, 24)
+    for route in a.routes(m):
+        with torch.no_grad():
+            y = m(x, route)
+        assert y.shape == (2, 1, 40 * scale // 2, 48 * scale // 2), (arch, route)
+        assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_supernet_at_full_width_equals_plain_backbone(scale):
+    slim = randomize(SlimWDSR(scale, widths=(8, 16, 32), blocks=3))
+    plain = WDSR(scale, channels=32, blocks=3).eval()
+    plain.load_state_dict(slim.state_dict())
+    x = torch.rand(1, 1, 17, 19)
+    with torch.no_grad():
+        assert torch.allclose(slim(x), plain(x), atol=1e-6)
+        assert torch.allclose(slim(x, "w32"), plain(x), atol=1e-6)
+
+
+def test_subnets_share_weights_and_differ():
+    slim = randomize(SlimWDSR(2, widths=(8, 16, 32), blocks=2))
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        outs = {w: slim(x, w) for w in ("w8", "w16", "w32")}
+        narrow = WDSR(2, channels=8, blocks=2).eval()
+        # the narrow subnet is exactly a plain net built from the first 8 channels of each layer
+        state = {}
+        for k, v in slim.state_dict().items():
+            t = narrow.state_dict()[k]
+            state[k] = v[tuple(slice(0, n) for n in t.shape)]
+        narrow.load_state_dict(state)
+        assert torch.allclose(outs["w8"], narrow(x), atol=1e-6)
+    assert not torch.allclose(outs["w8"], outs["w32"])
+    assert sum(p.numel() for p in slim.parameters()) == sum(p.numel() for p in WDSR(2, 32, 2).parameters())
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_pcsr_gathered_inference_equals_dense(scale):
+    m = randomize(PCSR(scale, channels=16, blocks=2, backbone="wdsr"))
+    x = torch.rand(2, 1, 13, 11)
+    with torch.no_grad():
+        feats = m.backbone(x)
+        dense = [m(x, name) for name in m.route_names]
+        choice = torch.randint(0, 2, (2, 13 * scale, 11 * scale), generator=torch.Generator().manual_seed(1))
+        gathered = m.render(x, feats, choice)
+    expected = torch.where(choice[:, None] == 1, dense[1], dense[0])
+    assert torch.allclose(gathered, expected, atol=1e-5)
+    # all-heavy through the gathered path is the dense heavy network
+    with torch.no_grad():
+        assert torch.allclose(m.render(x, feats, torch.ones_like(choice)), dense[1], atol=1e-5)
+
+
+def test_pcsr_runs_each_upsampler_only_on_its_pixels():
+    m = randomize(PCSR(2, channels=16, blocks=1, backbone="wdsr"))
+    x = torch.rand(1, 1, 10, 10)
+    rows = {}
+    hooks = [u.layers[-1].register_forward_hook(lambda mod, i, o, j=j: rows.__setitem__(j, o.shape[0]))
+             for j, u in enumerate(m.upsamplers)]
+    choice = torch.zeros(1, 20, 20, dtype=torch.long)
+    choice[0, :5] = 1  # 100 heavy pixels, 300 light
+    with torch.no_grad():
+        m.render(x, m.backbone(x), choice)
+    for h in hooks:
+        h.remove()
+    assert rows == {0: 300, 1: 100}
+
+
+@pytest.mark.parametrize("arch", ["arm-wdsr", "pcsr-wdsr"])
+def test_route_costs_increase_and_are_counted(arch):
+    for scale in (2, 4):
+        d = registry.describe(arch, arch, scale)
+        costs = [r.macs_per_pixel for r in d.routes]
+        assert costs == sorted(costs) and len(set(costs)) == len(costs)
+        assert d.routes[0].name == "bicubic" and costs[0] < 20
+    # a hand count for the narrowest ARM subnet at x2 (head, 8 blocks, tail, per LR pixel, /4)
+    w = 8
+    per_lr = 9 * w + 8 * (w * 6 * w + 6 * w * (4 * w // 5) + 9 * (4 * w // 5) * w) + 9 * w * 4
+    expected = per_lr / 4 + registry.describe("bicubic", "bicubic", 2).macs_per_pixel
+    assert registry.describe("arm-wdsr", "arm-wdsr", 2).route("w8").macs_per_pixel == pytest.approx(expected, rel=0.01)
+
+
+# -- weights -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    """A tiny trained-looking model saved with its manifest, the way `vidsr train` writes them."""
+    m = randomize(registry.build_module("espcn", 2, {"channels": 8}))
+    sha = weights.save(tmp_path / "tiny.safetensors", m.state_dict(), {"note": torch.tensor([1.0])})
+    entry = {"name": "tiny", "scale": 2, "architecture": "espcn", "config": {"channels": 8},
+             "file": "tiny.safetensors", "sha256": sha}
+    weights.write_manifest(tmp_path, [entry])
+    return tmp_path / "tiny.safetensors", m
+
+
+def test_weights_load_through_manifest(saved_model):
+    path, m = saved_model
+    up = registry.load(str(path), 2)
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(up(x), m(x))
+    assert up.extras["note"].item() == 1.0
+    assert up.descriptor.architecture == "espcn" and up.descriptor.scale == 2
+
+
+def test_tampered_weights_are_refused(saved_model):
+    path, _ = saved_model
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF  # flip bits inside a tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="does not match its manifest"):
+        registry.load(str(path), 2)
+
+
+def test_weights_without_manifest_entry_are_refused(saved_model, tmp_path):
+    path, _ = saved_model
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(path, other / path.name)
+    with pytest.raises(WeightsError, match="not listed"):
+        registry.load(str(other / path.name), 2)
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused(saved_model):
+    path, _ = saved_model
+    manifest = path.parent / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["models"][0]["config"] = {"channels": 16}
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="do not fit"):
+        registry.load(str(path), 2)
+
+
+def test_wrong_scale_and_unknown_names(saved_model):
+    path, _ = saved_model
+    with pytest.raises(SettingsError, match="x2 model"):
+        registry.load(str(path), 4)
+    with pytest.raises(SettingsError, match="unknown model"):
+        registry.load("nope", 2)
+    with pytest.raises(SettingsError, match="scale 5"):
+        registry.load("lanczos", 5)
+
+
+def test_shipped_manifest_matches_files_and_costs():
+    """Every shipped entry's file exists, has the listed hash, loads, and its recorded route costs
+    are what the code counts today."""
+    for entry in registry.shipped_models():
+        path = registry.SHIPPED_DIR / entry["file"]
+        assert weights.sha256_of(path) == entry["sha256"]
+        up = registry.load(entry["name"], entry["scale"])
+        for name, rec in entry["validation"]["routes"].items():
+            assert up.descriptor.route(name).macs_per_pixel == pytest.approx(rec["macs_per_pixel"], rel=1e-3)
+    total = sum(p.stat().st_size for p in registry.SHIPPED_DIR.glob("*.safetensors"))
+    assert total <= 20 * 1024 * 1024
