@@ -25,12 +25,23 @@ STUDIO_LO, STUDIO_SPAN = 16.0 / 255.0, 219.0 / 255.0
 
 
 @dataclass
+class TimeBudget:
+    """A frame's budget in milliseconds (set by the fps controller) with the calibrated cost of one
+    unit of each kind of work the router can buy (see ``FrameStats.work``)."""
+
+    ms: float
+    unit_ms: dict[str, float]
+
+
+@dataclass
 class FrameStats:
-    budget: float
+    budget: float  # the fraction of full-network cost asked for (or the fraction a time budget bought)
     route_shares: dict[str, float]  # share of output pixels per route
     macs_per_pixel: float  # what the chosen routes cost, from the model's descriptor
     ms: dict[str, float] = field(default_factory=dict)  # wall time per stage / route
     predicted_psnr: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # tiles per route, refined pixels, ...
+    work: dict[str, float] = field(default_factory=dict)  # units of work done per cost unit (for calibration)
 
 
 class Engine:

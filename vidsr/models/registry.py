@@ -89,8 +89,8 @@ def build_module(arch: str, scale: int, config: dict | None = None) -> nn.Module
     return a.build(scale, **{**a.defaults, **(config or {})})
 
 
-def _route_costs(arch: Architecture, module: nn.Module, scale: int) -> tuple[tuple[Route, ...], float]:
-    """Per-route MACs per HR pixel, and the router's own overhead (PCSR's classifier)."""
+def _route_costs(arch: Architecture, module: nn.Module, scale: int) -> tuple[tuple[Route, ...], dict]:
+    """Per-route MACs per HR pixel, and the parts routers need (PCSR: backbone and classifier)."""
     size = max(32, arch.min_tile)
     if arch.router == "pcsr":
         backbone = macs_per_pixel(module.backbone, scale, size)  # charged per HR pixel like the rest
@@ -100,10 +100,10 @@ def _route_costs(arch: Architecture, module: nn.Module, scale: int) -> tuple[tup
             head = macs_per_pixel(lambda x, up=up: up.dense(module.backbone(x), scale), scale, size) - backbone
             routes.append(Route(name, base + backbone + head))
         cls = macs_per_pixel(lambda x: module.probabilities(module.backbone(x)), scale, size) - backbone
-        return tuple(routes), cls
+        return tuple(routes), {"router_overhead_macs": cls, "backbone_macs": backbone}
     keys = arch.routes(module)
     routes = tuple(Route(str(k) if k is not None else "full", macs_per_pixel(lambda x, k=k: module(x, k), scale, size)) for k in keys)
-    return routes, 0.0
+    return routes, {"router_overhead_macs": 0.0}
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,9 +118,9 @@ def _costs_cached(arch_name: str, scale: int, config_json: str):
 def describe(name: str, arch_name: str, scale: int, config: dict | None = None, entry: dict | None = None) -> ModelDescriptor:
     arch = architecture(arch_name)
     config = {**arch.defaults, **(config or {})}
-    routes, overhead, params = _costs_cached(arch_name, scale, json.dumps(config, sort_keys=True))
+    routes, parts, params = _costs_cached(arch_name, scale, json.dumps(config, sort_keys=True))
     info = dict(entry or {})
-    info["router_overhead_macs"] = overhead
+    info.update(parts)
     return ModelDescriptor(
         name=name,
         architecture=arch_name,

@@ -1,0 +1,276 @@
+"""Routers: the budget solver, ARM per-tile routing, PCSR per-pixel routing."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from vidsr.engine import Engine, TimeBudget
+from vidsr.models import registry
+from vidsr.models.base import Upscaler
+from vidsr.routing import arm as arm_module
+from vidsr.routing import build_router
+from vidsr.routing.edge import EdgePSNRTable, tile_edge_scores
+from vidsr.routing.solver import solve, solve_price, upper_hull
+
+# -- solver -------------------------------------------------------------------------------------
+
+
+def random_instance(rng, routes=4, items=12):
+    base = np.sort(rng.random(routes)) * 10
+    costs = base[:, None] * rng.uniform(0.5, 1.5, (1, items))
+    costs[0] = 0.0
+    values = np.sort(rng.random((routes, items)), axis=0) * rng.uniform(1, 5, (1, items))
+    return costs, values
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_solver_never_exceeds_its_budget_and_spends_it_well(seed):
+    rng = np.random.default_rng(seed)
+    costs, values = random_instance(rng)
+    top = costs.max(axis=0).sum()
+    previous = -np.inf
+    for frac in np.linspace(0, 1, 11):
+        budget = frac * top
+        choice = solve(costs, values, budget)
+        spent = costs[choice, np.arange(costs.shape[1])].sum()
+        assert spent <= budget + 1e-9
+        value = values[choice, np.arange(costs.shape[1])].sum()
+        assert value >= previous - 1e-9  # more budget never buys less quality
+        previous = value
+        # at least as good as spending the same budget on one uniform route
+        for r in range(costs.shape[0]):
+            if costs[r].sum() <= budget:
+                assert value >= values[r].sum() - 1e-9
+
+
+def test_solver_is_near_optimal_on_small_instances():
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        costs, values = random_instance(rng, routes=3, items=5)
+        budget = rng.uniform(0.2, 0.8) * costs.max(axis=0).sum()
+        choice = solve(costs, values, budget)
+        got = values[choice, np.arange(5)].sum()
+        best = max(
+            values[list(c), np.arange(5)].sum()
+            for c in itertools.product(range(3), repeat=5)
+            if costs[list(c), np.arange(5)].sum() <= budget
+        )
+        # greedy on hulls loses at most one upgrade step against the exact optimum
+        assert got >= best - np.max(np.diff(np.sort(values, axis=0), axis=0)) - 1e-9
+
+
+def test_upper_hull_drops_dominated_and_concave_points():
+    costs = np.array([0.0, 1.0, 2.0, 3.0, 2.5])
+    values = np.array([0.0, 1.0, 1.2, 3.0, 0.5])
+    assert upper_hull(costs, values) == [0, 3]  # 1 and 2 lie under the segment 0 -> 3; 4 dominated
+
+
+def test_price_rule_is_the_published_eta_rule():
+    costs = np.array([[0.0, 0.0], [1.0, 1.0], [4.0, 4.0]])
+    values = np.array([[30.0, 20.0], [31.0, 24.0], [31.5, 27.0]])
+    assert solve_price(costs, values, eta=1.5).tolist() == [1, 2]
+    assert solve_price(costs, values, eta=0.1).tolist() == [0, 0]
+
+
+# -- ARM ----------------------------------------------------------------------------------------
+
+
+def synthetic_arm(scale=2, widths=(8, 16)):
+    """A random ARM supernet with a made-up Edge-to-PSNR table: heavier routes gain more on
+    edgier tiles."""
+    module = registry.build_module("arm-wdsr", scale, {"widths": list(widths), "blocks": 1})
+    desc = registry.describe("arm-wdsr", "arm-wdsr", scale, {"widths": list(widths), "blocks": 1})
+    names = tuple(r.name for r in desc.routes)
+    bins = 30
+    edges = torch.linspace(0, 60, bins + 1)
+    edges[-1] = float("inf")
+    centre = (edges[:-1].clamp(max=60) + torch.linspace(0, 60, bins + 1)[1:]) / 2
+    psnr = torch.stack([45 - 0.3 * centre + r * 0.02 * centre for r in range(len(names))])
+    table = EdgePSNRTable(edges, psnr, names)
+    return Upscaler(desc, module, table.to_tensors())
+
+
+def textured_frame(h=96, w=128, seed=0):
+    """Left half flat, right half increasingly busy texture."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((1, 1, h, w), 0.5)
+    ramp = torch.linspace(0, 0.4, w // 2)
+    x[..., w // 2 :] += (torch.rand(1, 1, h, w // 2, generator=g) - 0.5) * ramp
+    return x.clamp(0, 1)
+
+
+def test_arm_budget_zero_is_interpolation_and_one_is_full_network():
+    up = synthetic_arm()
+    router = build_router(up)
+    engine = Engine(up, tile=16, router=router)
+    x = textured_frame()
+    y0, s0 = engine.upscale(x, 0.0)
+    assert s0.route_shares["bicubic"] == 1.0
+    from vidsr.models.interpolate import upscale
+
+    assert torch.allclose(y0, upscale(x, 2).clamp(0, 1), atol=1e-6)
+    router.reset()
+    y1, s1 = engine.upscale(x, 1.0)
+    assert s1.route_shares["w16"] == 1.0
+    full = Engine(up, tile=16, context=up.descriptor.tile.context).upscale(x)[0]
+    assert torch.allclose(y1, full, atol=1e-5)
+
+
+def test_arm_spends_the_budget_on_edgy_tiles_and_stays_under_it():
+    up = synthetic_arm()
+    router = build_router(up)
+    engine = Engine(up, tile=16, router=router)
+    x = textured_frame()
+    grid = engine.grid(96, 128)
+    d = up.descriptor
+    for budget in (0.1, 0.3, 0.6):
+        router.reset()
+        plan = router.plan(x, grid, budget)
+        px = np.array([t.h * t.w for t in grid.tiles]) * 4
+        macs = np.array([r.macs_per_pixel for r in d.routes])
+        cap = macs[0] * px.sum() + budget * (macs[-1] - macs[0]) * px.sum()
+        assert (macs[plan.routes] * px).sum() <= cap * (1 + 1e-9)
+        scores = tile_edge_scores(x, 16).flatten().numpy()
+        # tiles given a network are the edgier ones
+        net = plan.routes > 0
+        if net.any() and (~net).any():
+            assert scores[net].mean() > scores[~net].mean()
+
+
+def test_arm_time_budget_uses_calibrated_costs():
+    up = synthetic_arm()
+    router = build_router(up)
+    grid = Engine(up, tile=16, router=router).grid(96, 128)
+    x = textured_frame()
+    unit = {"w8": 2.0, "w16": 5.0, arm_module.INTERP_UNIT: 1.0}
+    plan = router.plan(x, grid, TimeBudget(ms=21.0, unit_ms=unit))
+    spent = sum(unit[router.names[r]] for r in plan.routes if r > 0)
+    assert 0 < spent <= 20.0
+
+
+def test_arm_routes_do_not_flicker_on_a_static_clip(monkeypatch):
+    up = synthetic_arm()
+    x = textured_frame(seed=3)
+    noise = torch.Generator().manual_seed(5)
+
+    def changes(hysteresis, deadband):
+        monkeypatch.setattr(arm_module, "HYSTERESIS", hysteresis)
+        monkeypatch.setattr(arm_module, "DEADBAND", deadband)
+        router = build_router(up)
+        grid = Engine(up, tile=16, router=router).grid(96, 128)
+        routes, flips = None, 0
+        for i in range(12):
+            frame = (x + (torch.rand(x.shape, generator=noise) - 0.5) / 255).clamp(0, 1)  # sensor noise
+            plan = router.plan(frame, grid, 0.35 + 0.01 * (i % 2))  # a controller's small jitter
+            if routes is not None:
+                flips += int((plan.routes != routes).sum())
+            routes = plan.routes
+        return flips
+
+    stable = changes(arm_module.HYSTERESIS, arm_module.DEADBAND)
+    assert stable == 0
+    assert changes(0.0, 0.0) > 5  # without the memory the marginal tiles toggle every frame
+
+
+def test_edge_table_lookup_returns_the_table_value():
+    edges = torch.tensor([0.0, 10.0, 20.0, float("inf")])
+    psnr = torch.tensor([[30.0, 25.0, 20.0], [31.0, 27.0, 23.0]])
+    table = EdgePSNRTable(edges, psnr, ("bicubic", "w8"))
+    got = table.lookup(torch.tensor([0.0, 9.9, 10.0, 15.0, 20.0, 500.0]))
+    assert got.tolist() == [[30, 30, 25, 25, 20, 20], [31, 31, 27, 27, 23, 23]]
+
+
+def test_edge_table_fit_bins_and_fills_gaps():
+    scores = torch.tensor([1.0, 1.5, 9.0, 9.5])
+    psnrs = torch.tensor([[40.0, 42.0, 30.0, 32.0]])
+    table = EdgePSNRTable.fit(scores, psnrs, ("r",), bins=4)
+    assert table.lookup(torch.tensor([1.2]))[0, 0] == pytest.approx(41.0)
+    assert table.lookup(torch.tensor([9.2]))[0, 0] == pytest.approx(31.0)
+    mid = table.lookup(torch.tensor([5.0]))[0, 0].item()
+    assert 31.0 < mid < 41.0  # an empty bin between two filled ones is interpolated
+
+
+def test_edge_score_is_mean_absolute_laplacian_on_0_255():
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., 4, 4] = 1.0 / 255  # one grey level up in the middle of the left-top 8x8 tile
+    s = tile_edge_scores(x, 8)
+    # |Laplacian| is 4 at the centre and 1 at its 4 neighbours: 8 over 64 pixels
+    assert s.item() == pytest.approx(8 / 64)
+
+
+# -- PCSR ---------------------------------------------------------------------------------------
+
+from vidsr.routing.pcsr import adm_choice, k_rule_choice, refine  # noqa: E402
+
+
+def synthetic_pcsr(scale=2):
+    cfg = {"channels": 8, "blocks": 1, "upsamplers": [[4], [8, 8]], "classifier": [4]}
+    module = registry.build_module("pcsr-wdsr", scale, cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return Upscaler(registry.describe("pcsr-wdsr", "pcsr-wdsr", scale, cfg), module)
+
+
+def test_pcsr_budget_ends_are_interpolation_and_full_network():
+    up = synthetic_pcsr()
+    engine = Engine(up, tile=16, router=build_router(up))
+    x = textured_frame(48, 64)
+    from vidsr.models.interpolate import upscale
+
+    y0, s0 = engine.upscale(x, 0.0)
+    assert s0.route_shares["bicubic"] == 1.0
+    assert torch.allclose(y0, upscale(x, 2).clamp(0, 1), atol=1e-6)
+    y1, s1 = engine.upscale(x, 1.0)
+    assert s1.route_shares["heavy"] == 1.0
+    with torch.no_grad():
+        dense = up.module(x, "heavy").clamp(0, 1)
+    assert torch.allclose(y1, dense, atol=1e-4)
+
+
+@pytest.mark.parametrize("budget", [0.2, 0.5, 0.7, 0.9])
+def test_pcsr_stays_under_budget_and_gives_heavy_to_likely_pixels(budget):
+    up = synthetic_pcsr()
+    router = build_router(up)
+    router.refinement = False
+    engine = Engine(up, tile=16, router=router)
+    x = textured_frame(48, 64)
+    _, stats = engine.upscale(x, budget)
+    assert stats.budget <= budget + 1e-6  # the fraction of full-network MACs actually bought
+    assert stats.budget >= budget - 0.1  # and not far below it
+
+
+def test_adm_is_deterministic_and_splits_modes():
+    g = torch.Generator().manual_seed(0)
+    p = torch.cat([torch.rand(500, generator=g) * 0.2, 0.8 + torch.rand(300, generator=g) * 0.2])
+    a, b = adm_choice(p), adm_choice(p.clone())
+    assert torch.equal(a, b)
+    assert a[:500].sum() == 0 and a[500:].sum() == 300
+
+
+def test_k_rule_moves_pixels_to_the_light_upsampler_as_k_grows():
+    probs = torch.tensor([[0.3, 0.45, 0.6], [0.7, 0.55, 0.4]])  # (light, heavy) x pixels
+    costs = np.array([1.0, 3.0])
+    assert k_rule_choice(probs, costs, 0).tolist() == [1, 1, 0]
+    assert k_rule_choice(probs, costs, 1).tolist() == [0, 0, 0]
+
+
+def test_refinement_changes_only_light_pixels_next_to_heavy_ones():
+    g = torch.Generator().manual_seed(1)
+    out = torch.rand(1, 1, 8, 8, generator=g)
+    choice = torch.full((8, 8), -1)
+    choice[2:6, 2:6] = 0  # light block
+    choice[3, 3] = 1  # one heavy pixel inside it
+    refined, n = refine(out, choice)
+    changed = (refined != out)[0, 0]
+    expected = torch.zeros(8, 8, dtype=torch.bool)
+    expected[2:5, 2:5] = True
+    expected[3, 3] = False  # the heavy pixel itself stays
+    assert torch.equal(changed, expected) and n == 8
+    mean = out[0, 0, 1:4, 1:4].mean()
+    assert torch.isclose(refined[0, 0, 2, 2], mean)

@@ -1,0 +1,145 @@
+"""ARM router: one route per tile (interpolation or a subnet width), chosen from predicted PSNR.
+
+Per frame: edge score of every tile (vectorised on the frame's device) -> predicted PSNR per route
+from the Edge-to-PSNR table -> the budgeted choice (``solver.solve``) -> each route's tiles run as
+one batch. The objective is the frame's predicted MSE (predicted PSNR turned back into MSE and
+summed over pixels), so the budget goes where it lowers the frame's error most, which is what
+frame PSNR measures.
+
+Routing of static content must not flicker. A tile whose content barely changed since the last
+frame is static. While the frame budget stays within a dead band of the budget the static tiles
+were planned with (and their routes still fit), static tiles keep their routes and only the
+changing tiles are planned with what is left; outside the band everything is re-planned, with a
+small bonus for each static tile's previous route so near-equal tiles do not swap.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine import FrameStats, TimeBudget
+from ..models.interpolate import upscale
+from .edge import EdgePSNRTable, tile_edge_scores
+from .solver import solve
+
+INTERP_UNIT = "interpolation"  # the cost unit of the one whole-frame interpolation pass
+STATIC_DIFF = 1.0 / 255  # mean absolute change of a tile below which it counts as static
+HYSTERESIS = 0.08  # on a re-plan, static tiles value their previous route's MSE this much lower
+DEADBAND = 0.10  # relative budget change within which static tiles keep their routes
+
+
+@dataclass
+class Plan:
+    routes: np.ndarray  # route index per tile
+    predicted_mse: np.ndarray  # (routes, tiles) per pixel
+    cost: float  # in the budget's unit
+
+
+class ARMRouter:
+    def __init__(self, upscaler):
+        d = upscaler.descriptor
+        self.descriptor = d
+        self.names = tuple(r.name for r in d.routes)
+        try:
+            self.table = EdgePSNRTable.from_tensors(upscaler.extras, self.names)
+        except KeyError:
+            raise ValueError(f"{d.name} has no Edge-to-PSNR table in its weights") from None
+        self.macs = np.array([r.macs_per_pixel for r in d.routes])
+        self._previous: tuple | None = None  # (frame, routes) of the last frame, for hysteresis
+
+    def reset(self) -> None:
+        self._previous = None
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    def plan(self, x: torch.Tensor, grid, budget) -> Plan:
+        """Routes per tile. ``budget``: a float in [0, 1], the fraction of the way from
+        all-interpolation to all-full-network MACs; or a ``TimeBudget``: milliseconds, with the
+        calibrated milliseconds one tile costs on each route (every tile runs in a same-size
+        window, so a tile costs the same whatever its core) and one interpolation pass costs."""
+        scores = tile_edge_scores(x, grid.tile).flatten()
+        mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
+        pixels = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * self.descriptor.scale**2
+        values = -mse * pixels
+        if isinstance(budget, TimeBudget):
+            per_tile = np.array([0.0] + [budget.unit_ms[n] for n in self.names[1:]])
+            costs = np.repeat(per_tile[:, None], len(pixels), axis=1)
+            total = budget.ms - budget.unit_ms.get(INTERP_UNIT, 0.0)
+        else:
+            costs = self.macs[:, None] * pixels[None, :]
+            floor, top = costs[0].sum(), costs[-1].sum()
+            total = floor + min(max(budget, 0.0), 1.0) * (top - floor)
+        routes, anchor = self._solve_with_memory(x, grid, costs, values, mse, pixels, total)
+        self._previous = (x.clone(), routes, anchor)
+        return Plan(routes, mse, float(costs[routes, np.arange(len(routes))].sum()))
+
+    def _solve_with_memory(self, x, grid, costs, values, mse, pixels, total):
+        """(routes, the budget they were planned with), keeping static tiles stable."""
+        prev = self._previous
+        if prev is None or prev[0].shape != x.shape:
+            return solve(costs, values, total), total
+        old_frame, old_routes, anchor = prev
+        static = _tile_change(x, old_frame, grid.tile).flatten().cpu().numpy() < STATIC_DIFF
+        items = np.arange(len(pixels))
+        kept_cost = costs[old_routes[static], items[static]].sum()
+        if static.any() and abs(total - anchor) <= DEADBAND * max(abs(anchor), 1e-9) and kept_cost <= total:
+            routes = old_routes.copy()
+            moving = ~static
+            if moving.any():
+                routes[moving] = solve(costs[:, moving], values[:, moving], total - kept_cost)
+            return routes, anchor
+        idx = np.nonzero(static)[0]
+        values = values.copy()
+        values[old_routes[idx], idx] += HYSTERESIS * mse[old_routes[idx], idx] * pixels[idx]
+        return solve(costs, values, total), total
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self, engine, x: torch.Tensor, grid, budget):
+        t0 = time.perf_counter()
+        plan = self.plan(x, grid, budget)
+        ms = {"route": (time.perf_counter() - t0) * 1000}
+        work = {}
+        s = self.descriptor.scale
+        if (plan.routes == 0).any():  # interpolation tiles: one cheap pass over the whole frame
+            t1 = time.perf_counter()
+            out = upscale(x, s)
+            ms[INTERP_UNIT] = (time.perf_counter() - t1) * 1000
+            work[INTERP_UNIT] = 1
+        else:
+            out = grid.new_output(x, s)
+        for r in range(1, len(self.names)):
+            ids = np.nonzero(plan.routes == r)[0]
+            if len(ids):
+                ms[self.names[r]] = engine.run_tiles(x, grid, ids, self.names[r], out)
+                work[self.names[r]] = len(ids)
+        return out, self._stats(plan, grid, budget, ms, work)
+
+    def _stats(self, plan: Plan, grid, budget, ms: dict, work: dict) -> FrameStats:
+        px = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64)
+        total = px.sum()
+        shares = {n: float(px[plan.routes == r].sum() / total) for r, n in enumerate(self.names)}
+        macs = float((self.macs[plan.routes] * px).sum() / total)
+        mse = float((plan.predicted_mse[plan.routes, np.arange(len(px))] * px).sum() / total)
+        counts = {n: int((plan.routes == r).sum()) for r, n in enumerate(self.names)}
+        fraction = (macs - self.macs[0]) / (self.macs[-1] - self.macs[0])
+        return FrameStats(budget=float(fraction), route_shares=shares, macs_per_pixel=macs, ms=ms,
+                          predicted_psnr=10 * np.log10(1 / max(mse, 1e-12)), counts=counts, work=work)
+
+    def unit_macs(self, grid) -> dict[str, float]:
+        """MACs of one unit of each kind of work (a tile window per route, one interpolation pass),
+        so the controller can guess costs it has not measured yet."""
+        s2 = self.descriptor.scale ** 2
+        units = {n: self.macs[r] * grid.window_pixels() * s2 for r, n in enumerate(self.names) if r}
+        units[INTERP_UNIT] = self.macs[0] * grid.height * grid.width * s2
+        return units
+
+
+def _tile_change(x: torch.Tensor, prev: torch.Tensor, tile: int) -> torch.Tensor:
+    diff = (x - prev).abs()
+    return F.avg_pool2d(diff, tile, stride=tile, ceil_mode=True, count_include_pad=False)[:, 0]

@@ -1,0 +1,229 @@
+"""PCSR router: per-pixel choice between MLP upsamplers, from the model's own classifier.
+
+Under a budget (a fraction of full-network MACs, or milliseconds from the fps controller):
+1. If the budget cannot pay for the backbone on every tile, tiles are ranked by edge score (as ARM
+   does) and only the edgiest run the network; the rest are interpolated.
+2. On those tiles the classifier scores every HR pixel; the pixels with the highest heavy
+   probability get the heavy upsampler, as many as the budget pays for. Ranking pixels by
+   ``p_heavy`` is the published k rule (``argmax_j p_j / cost_j^k`` with two upsamplers is a
+   threshold on ``p_heavy``) with k set to the value at which the budget binds.
+3. Each upsampler runs only on its gathered pixels (``PCSR.render``).
+4. Pixel-wise refinement: a light pixel with a heavy pixel among its 8 neighbours takes the 3x3
+   mean of the output (no extra network pass).
+
+The published fixed-k rule (``mode="k"``) and the automatic mode ADM (``mode="adm"``: k-means on
+the normalised heavy probability, deterministic) are available too; they ignore the budget.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine import FrameStats, TimeBudget
+from ..models.interpolate import upscale
+from .edge import tile_edge_scores
+
+INTERP_UNIT = "interpolation"
+MODES = ("budget", "k", "adm")
+
+
+def adm_choice(p_heavy: torch.Tensor, iterations: int = 20) -> torch.Tensor:
+    """ADM: normalise p_heavy to [0, 1] over the image, 2-means from centres at 0 and 1, the
+    cluster with the higher centre is heavy. Deterministic: no random initialisation."""
+    p = p_heavy.flatten().float()
+    lo, hi = p.min(), p.max()
+    z = (p - lo) / (hi - lo) if hi > lo else torch.zeros_like(p)
+    centres = torch.tensor([0.0, 1.0], device=z.device)
+    for _ in range(iterations):
+        assign = (z - centres[0]).abs() > (z - centres[1]).abs()
+        new = torch.stack([z[~assign].mean() if (~assign).any() else centres[0],
+                           z[assign].mean() if assign.any() else centres[1]])
+        if torch.allclose(new, centres):
+            break
+        centres = new
+    heavy = assign if centres[1] >= centres[0] else ~assign
+    return heavy.reshape(p_heavy.shape).long()
+
+
+def k_rule_choice(probs: torch.Tensor, costs: np.ndarray, k: float) -> torch.Tensor:
+    """The published rule: argmax_j p_j / cost_j^k over upsamplers (dim 0 of ``probs``)."""
+    c = torch.as_tensor(costs / costs.sum(), dtype=probs.dtype, device=probs.device)
+    return torch.argmax(probs / c.view(-1, *([1] * (probs.dim() - 1))) ** k, dim=0)
+
+
+def refine(out: torch.Tensor, choice: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Light pixels (0) next to a heavy pixel (1) take the 3x3 mean of ``out``; -1 = not routed."""
+    heavy = (choice == 1).float()[None, None]
+    near_heavy = F.max_pool2d(heavy, 3, stride=1, padding=1)[0, 0] > 0
+    mask = (choice == 0) & near_heavy
+    if not mask.any():
+        return out, 0
+    mean = F.avg_pool2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return torch.where(mask[None, None], mean, out), int(mask.sum())
+
+
+class PCSRRouter:
+    def __init__(self, upscaler, mode: str = "budget", k: float = 0.0, refinement: bool = True):
+        if mode not in MODES:
+            raise ValueError(f"unknown PCSR mode {mode!r}; choose from {MODES}")
+        self.upscaler = upscaler
+        self.model = upscaler.module
+        d = upscaler.descriptor
+        self.descriptor = d
+        self.mode, self.k, self.refinement = mode, k, refinement
+        self.names = tuple(r.name for r in d.routes)  # ("bicubic", "light", "heavy")
+        self.macs = np.array([r.macs_per_pixel for r in d.routes])
+        self.classifier_macs = d.info.get("router_overhead_macs", 0.0)
+        self.backbone_macs = d.info.get("backbone_macs", 0.0)
+        self.head_macs = [max(c - self.macs[0] - self.backbone_macs, 1.0) for c in self.macs[1:]]  # per HR pixel
+
+    def reset(self) -> None:  # no state between frames
+        pass
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def _tile_plan(self, x, grid, budget) -> tuple[np.ndarray, float | None]:
+        """Which tiles run the network, and how many heavy pixels the rest of the budget pays for
+        (None: every routed pixel heavy, no classifier needed)."""
+        s2 = self.descriptor.scale ** 2
+        px = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * s2
+        n = px.sum()
+        bic, light, heavy = self.macs
+        if isinstance(budget, TimeBudget):
+            u = budget.unit_ms
+            per_tile = u["backbone"] + u["classifier"]
+            avail = budget.ms - u.get(INTERP_UNIT, 0.0)
+            light_px, heavy_px = u["light"] / 1000.0, u["heavy"] / 1000.0  # per pixel
+            all_light = len(grid) * per_tile + n * light_px
+            all_heavy = len(grid) * u["backbone"] + n * heavy_px
+            if avail >= all_heavy:
+                return np.ones(len(grid), bool), None
+            if avail >= all_light:
+                return np.ones(len(grid), bool), (avail - all_light) / max(heavy_px - light_px, 1e-12)
+            unit = per_tile + px * light_px
+            spend = avail
+        else:
+            f = min(max(float(budget), 0.0), 1.0)
+            total = n * (bic + f * (heavy - bic))
+            if f >= 1.0 - 1e-9:
+                return np.ones(len(grid), bool), None
+            all_light = n * (light + self.classifier_macs)
+            if total >= all_light:
+                return np.ones(len(grid), bool), (total - all_light) / (heavy - light)
+            unit = px * (light - bic)  # no heavy pixels below this point: no classifier either
+            spend = total - n * bic
+        order = np.argsort(-tile_edge_scores(x, grid.tile).flatten().cpu().numpy(), kind="stable")
+        run = np.zeros(len(grid), bool)
+        unit = np.broadcast_to(unit, (len(grid),))
+        for i in order:
+            if unit[i] <= spend:
+                run[i] = True
+                spend -= unit[i]
+        return run, 0.0
+
+    # -- running ------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def run(self, engine, x: torch.Tensor, grid, budget):
+        t0 = time.perf_counter()
+        m, s = self.model, self.descriptor.scale
+        run, heavy_quota = self._tile_plan(x, grid, budget) if self.mode == "budget" else (np.ones(len(grid), bool), 0.0)
+        ids = np.nonzero(run)[0]
+        ms = {"route": (time.perf_counter() - t0) * 1000}
+        work = {}
+        t1 = time.perf_counter()
+        out = upscale(x, s)  # interpolation for unrouted tiles, and the base for every pixel
+        ms[INTERP_UNIT], work[INTERP_UNIT] = (time.perf_counter() - t1) * 1000, 1
+        choice_full = torch.full(out.shape[-2:], -1, dtype=torch.long, device=x.device)
+        if len(ids):
+            # pass 1: backbone (and classifier) per batch of windows
+            t1 = time.perf_counter()
+            batches = [ids[i : i + engine.batch] for i in range(0, len(ids), engine.batch)]
+            feats = [m.backbone(grid.extract(x, b)) for b in batches]
+            ms["backbone"], work["backbone"] = (time.perf_counter() - t1) * 1000, len(ids)
+            need_classifier = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
+            t1 = time.perf_counter()
+            probs = [m.probabilities(f) for f in feats] if need_classifier else None
+            if need_classifier:
+                ms["classifier"], work["classifier"] = (time.perf_counter() - t1) * 1000, len(ids)
+            choices = self._choose(grid, batches, probs, heavy_quota, s)
+            # pass 2: every upsampler on its gathered pixels
+            t1 = time.perf_counter()
+            for b, f, c in zip(batches, feats, choices):
+                y = m.render(grid.extract(x, b), f, c)
+                grid.place(out, b, y, s)
+                grid.place(choice_full[None, None], b, c[:, None], s)
+            head_ms = (time.perf_counter() - t1) * 1000
+            counts = [int((choice_full == j).sum()) for j in range(len(m.upsamplers))]
+            load = [c * h for c, h in zip(counts, self.head_macs)]
+            for j, name in enumerate(self.names[1:]):  # split the heads' time by their MACs, for calibration
+                ms[name], work[name] = head_ms * load[j] / max(sum(load), 1e-9), counts[j] / 1000.0
+        refined = 0
+        if self.refinement and (choice_full == 1).any():
+            out, refined = refine(out, choice_full)
+        return out, self._stats(choice_full, ms, work, refined, run)
+
+    def _choose(self, grid, batches, probs, heavy_quota, s):
+        """Per batch, a (n, H, W) choice map over each window: -1 outside the core (not computed)."""
+        cores = []
+        for b in batches:
+            mask = torch.zeros(len(b), grid.win_h * s, grid.win_w * s, dtype=torch.bool)
+            for k, i in enumerate(b):
+                t = grid.tiles[i]
+                cy, cx = (t.y0 - t.wy) * s, (t.x0 - t.wx) * s
+                mask[k, cy : cy + t.h * s, cx : cx + t.w * s] = True
+            cores.append(mask)
+        heavy = len(self.model.upsamplers) - 1
+        if probs is None:  # everything heavy (full budget) or everything light (no quota)
+            fill = heavy if heavy_quota is None else 0
+            return [torch.where(c, fill, -1) for c in cores]
+        if self.mode == "k":
+            costs = self.macs[1:]
+            return [torch.where(c.to(p.device), k_rule_choice(p.transpose(0, 1), costs, self.k), -1)
+                    for p, c in zip(probs, cores)]
+        # ADM and budget decide over all routed core pixels of the frame at once
+        ph = torch.cat([p[:, -1][c.to(p.device)] for p, c in zip(probs, cores)])
+        if self.mode == "adm":
+            flat = adm_choice(ph)
+        else:  # budget: exactly the heavy_quota pixels with the highest p_heavy
+            flat = torch.zeros_like(ph, dtype=torch.long)
+            quota = int(min(max(heavy_quota, 0), ph.numel()))
+            if quota:
+                flat[torch.topk(ph, quota).indices] = 1
+        out, at = [], 0
+        for p, c in zip(probs, cores):
+            ch = torch.full(c.shape, -1, dtype=torch.long, device=p.device)
+            n = int(c.sum())
+            ch[c.to(p.device)] = flat[at : at + n]
+            at += n
+            out.append(ch)
+        return out
+
+    def _stats(self, choice, ms, work, refined, run) -> FrameStats:
+        n = choice.numel()
+        counts = {"bicubic": int((choice == -1).sum())}
+        for j, name in enumerate(self.names[1:]):
+            counts[name] = int((choice == j).sum())
+        shares = {k: v / n for k, v in counts.items()}
+        macs = sum(self.macs[i] * shares[name] for i, name in enumerate(self.names))
+        if "classifier" in work:
+            macs += self.classifier_macs * (1 - shares["bicubic"])
+        fraction = (macs - self.macs[0]) / (self.macs[-1] - self.macs[0])
+        ms = dict(ms)
+        return FrameStats(budget=float(fraction), route_shares=shares, macs_per_pixel=float(macs), ms=ms,
+                          counts={"network_tiles": int(run.sum()), "interpolated_tiles": int((~run).sum()),
+                                  "refined_px": refined}, work=work)
+
+    def unit_macs(self, grid) -> dict[str, float]:
+        """MACs of one unit of each kind of work, for the controller's first guesses."""
+        s2 = self.descriptor.scale ** 2
+        win = grid.window_pixels() * s2
+        units = {"backbone": self.backbone_macs * win, "classifier": self.classifier_macs * win,
+                 INTERP_UNIT: self.macs[0] * grid.height * grid.width * s2}
+        for name, head in zip(self.names[1:], self.head_macs):
+            units[name] = 1000 * head  # per 1000 pixels
+        return units
