@@ -68,6 +68,7 @@ class Engine:
 
     # -- integer planes ------------------------------------------------------------------------
 
+    @torch.inference_mode()
     def upscale_plane(self, plane: np.ndarray, bits: int = 8, full_range: bool = False,
                       budget: float = 1.0, out_bits: int | None = None) -> tuple[np.ndarray, FrameStats]:
         """(H, W) uint8/uint16 luma of ``bits`` -> (H*s, W*s) at ``out_bits`` (default: the same)."""

@@ -23,7 +23,8 @@ from typing import Callable
 import av
 from tqdm import tqdm
 
-from .engine import Engine, FrameStats
+from .controller import FpsController
+from .engine import Engine, FrameStats, TimeBudget
 from .errors import InputError, OutputError
 from .io.formats import bit_depth, plane_view
 from .io.sink import EncodeOptions, MediaSink
@@ -43,10 +44,10 @@ class VideoJob:
     engine: Engine | None  # None: interpolation only (swscale)
     interpolation: str = "lanczos"  # swscale kernel for chroma (and luma without an engine)
     budget: float = 1.0
-    controller: object | None = None  # sets each frame's budget (fps target), see vidsr.controller
+    fps_target: float | None = None  # an FpsController then sets each frame's budget
     skip_damaged: bool = False
     progress: bool = True
-    on_frame: Callable[[int, FrameStats | None, dict], None] | None = None  # per-frame stats sink
+    stats: Callable[[dict], None] | None = None  # receives one record per frame, in order, once encoded
 
 
 @dataclass
@@ -55,11 +56,28 @@ class Summary:
     skipped: list[Damage] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    route_pixels: dict[str, float] = field(default_factory=dict)
+    route_pixels: dict[str, float] = field(default_factory=dict)  # summed per-frame shares
+    budget_sum: float = 0.0
+    fps_target: float | None = None
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
+
+    def route_shares(self) -> dict[str, float]:
+        return {k: v / self.frames for k, v in self.route_pixels.items()} if self.frames else {}
+
+
+@dataclass
+class _Decoded:
+    frame: av.VideoFrame
+    ms: float  # demux + decode time since the previous frame
+
+
+@dataclass
+class _Processed:
+    frame: av.VideoFrame
+    record: dict  # the frame's stats, completed by the writer with its encode time
 
 
 class _Stage(threading.Thread):
@@ -123,6 +141,10 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
     except BaseException:
         container.close()
         raise
+    controller = None
+    if job.fps_target is not None and job.engine is not None and job.engine.router is not None:
+        controller = FpsController(job.fps_target, job.engine.router.unit_macs(job.engine.grid(info.height, info.width)))
+        summary.fps_target = job.fps_target
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
     encoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
@@ -132,8 +154,11 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         note(f"skipped damaged {d.describe()}")
 
     def read():
+        t = time.perf_counter()
         for frame in decode(container, info, job.skip_damaged, on_damage, lambda p: _put(decoded, p, stop)):
-            _put(decoded, frame, stop)
+            now = time.perf_counter()
+            _put(decoded, _Decoded(frame, (now - t) * 1000), stop)
+            t = time.perf_counter()
         _put(decoded, _DONE, stop)
 
     def write():
@@ -141,8 +166,12 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
             item = _get(encoded, stop)
             if item is _DONE:
                 return
-            if isinstance(item, av.VideoFrame):
-                sink.write_frame(item)
+            if isinstance(item, _Processed):
+                t = time.perf_counter()
+                sink.write_frame(item.frame)
+                item.record["ms"]["encode"] = round((time.perf_counter() - t) * 1000, 3)
+                if job.stats is not None:
+                    job.stats(item.record)
             else:
                 sink.write_packet(item)
 
@@ -156,14 +185,22 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         reader.start()
         writer.start()
         out_bits = bit_depth(sink.pix_fmt)
+        warned_slow = False
         try:
             while True:
                 item = _get(decoded, stop)
                 if item is _DONE:
                     break
-                if isinstance(item, av.VideoFrame):
-                    out = _upscale_frame(item, info, job, sink.pix_fmt, out_bits, out_w, out_h, summary)
+                if isinstance(item, _Decoded):
+                    budget = controller.budget() if controller is not None else job.budget
+                    out, stats = _upscale_frame(item, info, job, budget, sink.pix_fmt, out_bits, out_w, out_h, summary)
                     _put(encoded, out, stop)
+                    if controller is not None:
+                        controller.observe(stats)
+                        if controller.cannot_reach and not warned_slow:
+                            warned_slow = True
+                            note(f"even interpolation cannot reach {controller.target_fps:g} fps on this "
+                                 "machine; running as fast as it can")
                     bar.update(1)
                 else:
                     _put(encoded, item, stop)
@@ -198,25 +235,35 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _upscale_frame(frame: av.VideoFrame, info: VideoInfo, job: VideoJob, pix_fmt: str, out_bits: int,
-                   out_w: int, out_h: int, summary: Summary) -> av.VideoFrame:
+def _upscale_frame(item: _Decoded, info: VideoInfo, job: VideoJob, budget, pix_fmt: str, out_bits: int,
+                   out_w: int, out_h: int, summary: Summary) -> tuple[_Processed, FrameStats | None]:
+    frame = item.frame
     rng = "JPEG" if info.colour.full_range else "MPEG"
     t0 = time.perf_counter()
     base = frame.reformat(width=out_w, height=out_h, format=pix_fmt, interpolation=SWSCALE[job.interpolation],
                           src_color_range=rng, dst_color_range=rng)
-    timings = {"interpolate": (time.perf_counter() - t0) * 1000}
+    ms = {"decode": round(item.ms, 3), "swscale": round((time.perf_counter() - t0) * 1000, 3)}
+    record = {"frame": summary.frames, "pts": None if frame.pts is None else round(float(frame.pts * frame.time_base), 6)}
     stats = None
     if job.engine is not None:
-        budget = job.controller.budget() if job.controller is not None else job.budget
         luma, stats = job.engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
                                                budget, out_bits)
         plane_view(base, 0)[:] = luma
         for name, share in stats.route_shares.items():
             summary.route_pixels[name] = summary.route_pixels.get(name, 0.0) + share
+        summary.budget_sum += stats.budget
+        ms.update({k: round(v, 3) for k, v in stats.ms.items()})
+        record.update(budget=round(stats.budget, 5), route_shares={k: round(v, 5) for k, v in stats.route_shares.items()},
+                      macs_per_pixel=round(stats.macs_per_pixel, 1))
+        if isinstance(budget, TimeBudget):
+            record["budget_ms"] = round(budget.ms, 3)
+        if stats.predicted_psnr is not None:
+            record["predicted_psnr"] = round(stats.predicted_psnr, 3)
+        if stats.counts:
+            record["counts"] = stats.counts
+    record["ms"] = ms
     base.pts, base.time_base = frame.pts, frame.time_base
     c = info.colour
     base.colorspace, base.color_range = c.space, c.range
     summary.frames += 1
-    if job.on_frame is not None:
-        job.on_frame(summary.frames - 1, stats, timings)
-    return base
+    return _Processed(base, record), stats

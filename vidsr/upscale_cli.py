@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OutputError, SettingsError
+from .errors import InputError, OutputError, SettingsError
+
+ROUTED_TILE = {"arm": 32, "pcsr": 64}  # LR tile side per router family; 128 without routing
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,23 +29,83 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", nargs="?", type=Path, help="video or image file")
     p.add_argument("-o", "--output", type=Path, help="output file (default: INPUT_x<scale>.mp4, or .png for images)")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="upscaling factor (default 2)")
+    p.add_argument("--preset", help="a preset name (vidsr --list-presets) or a .toml file; flags override it")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default 2)")
     p.add_argument("--model", help="model name or .safetensors path (default: the best shipped model for the scale)")
-    p.add_argument("--budget", type=float, default=None,
-                   help="fraction of the full network's cost to spend per frame, 0..1 (default 1: full network)")
-    p.add_argument("--codec", default="libx264", help="any FFmpeg video encoder (libx264, libx265, libsvtav1, ffv1, ...)")
+    p.add_argument("--router", choices=("auto", "none", "arm", "pcsr"),
+                   help="adaptive routing: auto (the model's own), none (full network everywhere), arm, pcsr")
+    p.add_argument("--budget", type=float,
+                   help="fraction of the full network's cost per frame, 0 (interpolation) .. 1 (full network, default)")
+    p.add_argument("--fps-target", type=float, help="keep this frame rate: each frame gets the network time that fits")
+    p.add_argument("--pcsr-mode", choices=("budget", "k", "adm"), help="PCSR rule: budget (default), k, or adm (automatic)")
+    p.add_argument("--pcsr-k", type=float, help="k for --pcsr-mode k (0: plain argmax; larger: more light pixels)")
+    p.add_argument("--stats", type=Path, help="write one JSON line per frame (budget, ms per stage, route shares)")
+    p.add_argument("--codec", help="any FFmpeg video encoder: libx264 (default), libx265, libsvtav1, ffv1, ...")
     p.add_argument("--crf", type=int, help="constant rate factor for x264/x265/SVT-AV1/VPx (default: encoder's)")
     p.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="encoder option, repeatable (e.g. preset=veryfast)")
     p.add_argument("--pix-fmt", help="output pixel format (default: the input's, where the encoder takes it)")
-    p.add_argument("--tile", type=int, help="LR tile side (default 128; 32 with a router)")
+    p.add_argument("--tile", type=int, help="LR tile side (default: 32 with ARM, 64 with PCSR, 128 without routing)")
     p.add_argument("--overlap", type=int, help="LR context pixels around each tile (default: the model's receptive radius)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--skip-damaged", action="store_true", help="drop damaged frames (each reported) instead of failing")
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--list-models", action="store_true", help="list models with scale, size and cost, and exit")
+    p.add_argument("--list-presets", action="store_true", help="list presets and exit")
     return p
+
+
+@dataclass
+class Settings:
+    """Flags merged over the preset over the defaults."""
+
+    scale: int = 2
+    model: str | None = None
+    router: str = "auto"
+    budget: float = 1.0
+    fps_target: float | None = None
+    pcsr_mode: str = "budget"
+    pcsr_k: float = 0.0
+    tile: int | None = None
+    overlap: int | None = None
+    codec: str = "libx264"
+    crf: int | None = None
+    pix_fmt: str | None = None
+    encoder_options: dict = field(default_factory=dict)
+
+
+def resolve_settings(args) -> Settings:
+    from . import presets
+
+    preset = presets.load(args.preset) if args.preset else presets.Preset("none")
+    s = Settings()
+    for key in ("scale", "model", "router", "pcsr_mode", "pcsr_k", "tile", "overlap", "codec", "crf", "pix_fmt"):
+        flag = getattr(args, key)
+        value = flag if flag is not None else preset.get(key)
+        if value is not None:
+            setattr(s, key, value)
+    # budget and fps target are two ways of saying one thing: a flag for either beats the preset's
+    if args.budget is not None and args.fps_target is not None:
+        raise SettingsError("give --budget or --fps-target, not both")
+    if args.budget is not None:
+        s.budget = args.budget
+    elif args.fps_target is not None:
+        s.fps_target = args.fps_target
+    elif preset.get("fps_target") is not None:
+        s.fps_target = preset.get("fps_target")
+    elif preset.get("budget") is not None:
+        s.budget = preset.get("budget")
+    if not 0.0 <= s.budget <= 1.0:
+        raise SettingsError(f"--budget must be between 0 and 1, got {s.budget:g}")
+    if s.fps_target is not None and s.fps_target <= 0:
+        raise SettingsError(f"--fps-target must be positive, got {s.fps_target:g}")
+    if s.tile is not None and s.tile < 8:
+        raise SettingsError("--tile must be at least 8")
+    if s.overlap is not None and s.overlap < 0:
+        raise SettingsError("--overlap must be >= 0")
+    s.encoder_options = {**preset.encoder_options, **_encoder_options(args.encoder_opt)}
+    return s
 
 
 def _encoder_options(items: list[str]) -> dict:
@@ -85,33 +149,55 @@ def list_models() -> int:
     return 0
 
 
+def list_presets() -> int:
+    from . import presets
+
+    for name, description in presets.describe_all():
+        print(f"{name:<10} {description}")
+    return 0
+
+
 def default_output(src: Path, scale: int, image: bool, container_ext: str) -> Path:
     return src.with_name(f"{src.stem}_x{scale}{'.png' if image else container_ext}")
+
+
+def _choose_model(s: Settings) -> str:
+    """The model to load: the flag/preset's, else the best shipped one for the scale (of the asked
+    router family when a router is named)."""
+    from .models import registry
+
+    if s.model:
+        return s.model
+    if s.router in ("arm", "pcsr"):
+        family = [e for e in registry.shipped_models() if e["scale"] == s.scale
+                  and registry.architecture(e["architecture"]).router == s.router]
+        if not family:
+            raise SettingsError(f"no {s.router.upper()} model ships for x{s.scale}")
+        return max(family, key=lambda e: e["validation"]["psnr_y"])["name"]
+    name = registry.default_model(s.scale)
+    if name == "lanczos":
+        _warn(f"no network ships for x{s.scale}; using Lanczos interpolation")
+    return name
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list_models:
         return list_models()
+    if args.list_presets:
+        return list_presets()
+    s = resolve_settings(args)
     if args.input is None:
         raise SettingsError("an INPUT file is required (vidsr --help for usage)")
-    if args.budget is not None and not 0.0 <= args.budget <= 1.0:
-        raise SettingsError(f"--budget must be between 0 and 1, got {args.budget}")
-    if args.tile is not None and args.tile < 8:
-        raise SettingsError("--tile must be at least 8")
-    if args.overlap is not None and args.overlap < 0:
-        raise SettingsError("--overlap must be >= 0")
 
     from .io.images import is_image
 
     src: Path = args.input
     if not src.exists():
-        from .errors import InputError
-
         raise InputError(f"{src}: no such file")
     image = is_image(src)
     if image:
-        dst = args.output or default_output(src, args.scale, True, ".png")
+        dst = args.output or default_output(src, s.scale, True, ".png")
     else:
         from .io.sink import can_hold, container_format_for
         from .io.source import open_source
@@ -120,29 +206,33 @@ def main(argv: list[str]) -> int:
         if dst is None:
             container, info = open_source(src)  # early, clear errors for bad input; closed at once
             container.close()
-            fits_mp4 = can_hold("mp4", info, args.codec) if _known_encoder(args.codec) else True
-            dst = default_output(src, args.scale, False, ".mp4" if fits_mp4 else (src.suffix or ".mkv"))
+            fits_mp4 = can_hold("mp4", info, s.codec) if _known_encoder(s.codec) else True
+            dst = default_output(src, s.scale, False, ".mp4" if fits_mp4 else (src.suffix or ".mkv"))
         else:
             container_format_for(dst)  # unknown extension -> clear error before any work
     _check_paths(src, dst, args.overwrite)
+    if args.stats is not None and args.stats.exists() and not args.overwrite:
+        raise OutputError(f"{args.stats}: already exists (use -y to overwrite)")
 
     from .engine import Engine
     from .models import registry
+    from .routing import build_router
 
-    model_name = args.model or registry.default_model(args.scale)
-    if args.model is None and model_name == "lanczos":
-        _warn(f"no network ships for x{args.scale}; using Lanczos interpolation")
-    upscaler = registry.load(model_name, args.scale, device=_pick_device(args.device))
+    upscaler = registry.load(_choose_model(s), s.scale, device=_pick_device(args.device))
     interpolation_only = upscaler.descriptor.params == 0
-    budget = 1.0 if args.budget is None else args.budget
-
-    def make_engine():
-        return Engine(upscaler, tile=args.tile, context=args.overlap)
+    router = None if interpolation_only else build_router(upscaler, s.router)
+    if router is not None and s.router != "none" and upscaler.descriptor.router == "pcsr":
+        router.mode, router.k = s.pcsr_mode, s.pcsr_k
+    if s.fps_target is not None and router is None and not interpolation_only:
+        raise SettingsError(f"--fps-target needs a routed model (ARM or PCSR); {upscaler.descriptor.name} "
+                            f"with --router {s.router} has a single route")
+    tile = s.tile or (ROUTED_TILE[upscaler.descriptor.router] if router is not None else None)
+    engine = None if interpolation_only else Engine(upscaler, tile=tile, context=s.overlap, router=router)
 
     if image:
         from .io.images import upscale_image
 
-        upscale_image(make_engine(), src, dst, budget=budget)
+        upscale_image(engine or Engine(upscaler, tile=s.tile, context=s.overlap), src, dst, budget=s.budget)
         if not args.quiet:
             print(f"wrote {dst}", file=sys.stderr)
         return 0
@@ -153,24 +243,46 @@ def main(argv: list[str]) -> int:
     job = VideoJob(
         input=src,
         output=dst,
-        scale=args.scale,
-        encode=EncodeOptions(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, options=_encoder_options(args.encoder_opt)),
-        engine=None if interpolation_only else make_engine(),
-        interpolation=model_name if interpolation_only else "lanczos",
-        budget=budget,
+        scale=s.scale,
+        encode=EncodeOptions(codec=s.codec, crf=s.crf, pix_fmt=s.pix_fmt, options=s.encoder_options),
+        engine=engine,
+        interpolation=upscaler.descriptor.name if interpolation_only else "lanczos",
+        budget=s.budget,
+        fps_target=s.fps_target if engine is not None else None,
         skip_damaged=args.skip_damaged,
         progress=not args.quiet,
     )
-    summary = upscale_video(job, _warn)
+    stats_file = None
+    if args.stats is not None:
+        stats_file = open(args.stats, "w", buffering=1)
+        job.stats = lambda record: stats_file.write(json.dumps(record) + "\n")
+    try:
+        summary = upscale_video(job, _warn)
+    except BaseException:
+        if stats_file is not None:
+            stats_file.close()
+            args.stats.unlink(missing_ok=True)
+        raise
+    if stats_file is not None:
+        stats_file.close()
     if not args.quiet:
-        routes = ""
-        if summary.route_pixels and summary.frames:
-            routes = "; routes " + ", ".join(f"{k} {v / summary.frames:.0%}" for k, v in summary.route_pixels.items())
-        lost = sum(d.count for d in summary.skipped)
-        skipped = f", {lost} damaged frames skipped" if lost else ""
-        print(f"wrote {dst}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps){skipped}{routes}",
-              file=sys.stderr)
+        print(_summary_line(dst, summary, s), file=sys.stderr)
     return 0
+
+
+def _summary_line(dst, summary, s: Settings) -> str:
+    line = f"wrote {dst}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps"
+    if summary.fps_target:
+        line += f", target {summary.fps_target:g}"
+    line += ")"
+    lost = sum(d.count for d in summary.skipped)
+    if lost:
+        line += f", {lost} damaged frames skipped"
+    shares = summary.route_shares()
+    if shares:
+        line += "; mean budget {:.0%} of full network; routes ".format(summary.budget_sum / max(summary.frames, 1))
+        line += ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
+    return line
 
 
 def _known_encoder(name: str) -> bool:

@@ -1,0 +1,84 @@
+"""The fps controller against a synthetic machine: a virtual clock, a fixed per-frame overhead and
+a per-unit network cost the controller has to discover."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidsr.controller import FpsController
+from vidsr.engine import FrameStats, TimeBudget
+
+
+class Machine:
+    """Frames cost ``overhead`` ms plus ``unit_cost`` ms per unit of network work bought."""
+
+    def __init__(self, overhead=10.0, unit_cost=0.5, max_units=400, noise=0.05, seed=0):
+        self.now = 0.0
+        self.overhead, self.unit_cost, self.max_units, self.noise = overhead, unit_cost, max_units, noise
+        self.rng = np.random.default_rng(seed)
+
+    def clock(self):
+        return self.now / 1000.0
+
+    def run_frame(self, budget) -> FrameStats:
+        if isinstance(budget, TimeBudget):
+            units = int(min(self.max_units, max(budget.ms, 0) // budget.unit_ms["net"]))
+        else:
+            units = 0
+        jitter = 1 + self.noise * self.rng.standard_normal()
+        net_ms = units * self.unit_cost * jitter
+        self.now += self.overhead * (1 + self.noise * self.rng.standard_normal()) + net_ms
+        return FrameStats(budget=units / self.max_units, route_shares={}, macs_per_pixel=0.0,
+                          ms={"net": net_ms}, work={"net": units} if units else {})
+
+
+def run(controller, machine, frames, change=None):
+    times, units = [], []
+    for i in range(frames):
+        if change and i == change[0]:
+            change[1](machine)
+        stats = machine.run_frame(controller.budget())
+        controller.observe(stats)
+        times.append(machine.now)
+        units.append(stats.work.get("net", 0))
+    return np.array(times), np.array(units)
+
+
+def fps_between(times, a, b):
+    return (b - a) / ((times[b] - times[a]) / 1000.0)
+
+
+@pytest.mark.parametrize("target", [25.0, 40.0, 60.0])
+def test_converges_to_the_target(target):
+    m = Machine()
+    c = FpsController(target, {"net": 1e7}, clock=m.clock)  # its first guess: 0.5 ms/unit at 20 GMAC/s... wrong on purpose below
+    c.ms_per_gmac = 200.0  # start 4x too pessimistic about the machine
+    times, units = run(c, m, 200)
+    assert abs(fps_between(times, 50, 199) / target - 1) < 0.02
+    assert units[60:].mean() > 0  # it does buy network time when there is room
+
+
+def test_adapts_within_a_few_frames_to_a_slower_machine():
+    m = Machine()
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock)
+    times, units = run(c, m, 200, change=(100, lambda mm: setattr(mm, "unit_cost", 1.0)))
+    before, after = units[80:100].mean(), units[110:130].mean()
+    assert after < 0.65 * before  # work halves as the unit cost doubles
+    assert abs(fps_between(times, 110, 199) / 30.0 - 1) < 0.03
+
+
+def test_never_drops_frames_and_reports_an_unreachable_target():
+    m = Machine(overhead=50.0)
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock)
+    times, units = run(c, m, 40)
+    assert len(times) == 40  # every frame ran
+    assert c.cannot_reach
+    assert units[5:].sum() == 0  # no network time when there is none to spend
+
+
+def test_unmeasured_units_are_guessed_from_their_macs_at_measured_speed():
+    c = FpsController(30.0, {"a": 1e9, "b": 2e9})
+    c._smooth_unit("a", 10.0)  # 1 GMAC took 10 ms
+    costs = c._unit_costs()
+    assert costs["a"] == pytest.approx(10.0) and costs["b"] == pytest.approx(20.0)

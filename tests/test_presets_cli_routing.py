@@ -1,0 +1,113 @@
+"""Presets, and the CLI with routed models: --budget, --fps-target, --stats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vidsr import presets
+from vidsr.errors import SettingsError
+from vidsr.models import registry, weights
+from vidsr.routing.edge import EdgePSNRTable
+
+from .media import video_frames
+
+
+def test_shipped_presets_are_valid_and_listed(cli):
+    names = presets.available()
+    assert {"realtime", "balanced", "quality", "draft", "archive"} <= set(names)
+    for name in names:
+        presets.load(name)
+    r = cli("--list-presets")
+    assert r.code == 0 and all(n in r.out for n in names)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("bogus = 1", "unknown key 'bogus'"),
+    ("budget = 1.5", "budget must be <= 1.0"),
+    ("budget = 'half'", "budget must be a number"),
+    ("router = 'fast'", "router must be one of"),
+    ("fps_target = 0", "fps_target must be > 0"),
+    ("tile = 12.5", "tile must be an integer"),
+    ("[encoder]\ncrf = 99", "encoder.crf must be <= 63"),
+    ("[encoder]\nspeed = 1", "unknown key 'encoder.speed'"),
+    ("budget = ", "not valid TOML"),
+])
+def test_preset_validation_errors(tmp_path, text, needle):
+    path = tmp_path / "mine.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(SettingsError, match="preset mine") as e:
+        presets.load(str(path))
+    assert needle in str(e.value)
+
+
+def test_unknown_preset_name(cli, media, tmp_path):
+    r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--preset", "nosuch")
+    assert r.code == 2 and "unknown preset 'nosuch'" in r.error_lines[0]
+
+
+@pytest.fixture(scope="module")
+def arm_weights(tmp_path_factory):
+    """A small random ARM model saved with a made-up Edge-to-PSNR table, as `vidsr train` would."""
+    root = tmp_path_factory.mktemp("armw")
+    cfg = {"widths": [4, 8], "blocks": 1}
+    m = registry.build_module("arm-wdsr", 2, cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    edges = torch.linspace(0, 60, 31)
+    edges[-1] = float("inf")
+    centre = torch.linspace(1, 59, 30)
+    psnr = torch.stack([45 - 0.3 * centre + r * 0.03 * centre for r in range(3)])
+    table = EdgePSNRTable(edges, psnr, ("bicubic", "w4", "w8"))
+    sha = weights.save(root / "arm.safetensors", m.state_dict(), table.to_tensors())
+    weights.write_manifest(root, [{"name": "arm-test", "scale": 2, "architecture": "arm-wdsr", "config": cfg,
+                                   "file": "arm.safetensors", "sha256": sha, "validation": {"psnr_y": 30.0}}])
+    return root / "arm.safetensors"
+
+
+def test_budget_and_stats_file(cli, media, tmp_path, arm_weights):
+    dst, stats = tmp_path / "o.mp4", tmp_path / "stats.jsonl"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", arm_weights, "--budget", 0.4, "--tile", 16, "--stats", stats)
+    assert r.code == 0, r.err
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert [rec["frame"] for rec in lines] == list(range(12))
+    for rec in lines:
+        assert rec["budget"] <= 0.4 + 1e-6
+        assert abs(sum(rec["route_shares"].values()) - 1) < 1e-6
+        assert {"decode", "swscale", "encode", "route"} <= set(rec["ms"])
+        assert "predicted_psnr" in rec
+    assert "routes" in r.err and "mean budget" in r.err
+    assert len(video_frames(dst)) == 12
+
+
+def test_fps_target_runs_every_frame_with_time_budgets(cli, media, tmp_path, arm_weights):
+    dst, stats = tmp_path / "o.mp4", tmp_path / "s.jsonl"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", arm_weights, "--fps-target", 200, "--tile", 16, "--stats", stats)
+    assert r.code == 0, r.err
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert len(lines) == 12 and len(video_frames(dst)) == 12
+    assert all("budget_ms" in rec for rec in lines[1:])  # the first frame measures with no network
+    assert "target 200" in r.err
+
+
+def test_flags_override_the_preset(cli, media, tmp_path, arm_weights):
+    dst, stats = tmp_path / "o.mp4", tmp_path / "s.jsonl"
+    # the realtime preset asks for an fps target; --budget on the command line wins
+    r = cli(media["cfr.mp4"], "-o", dst, "--preset", "realtime", "--model", arm_weights, "--budget", 0.0,
+            "--tile", 16, "--stats", stats)
+    assert r.code == 0, r.err
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert all(rec["route_shares"]["bicubic"] == 1.0 and "budget_ms" not in rec for rec in lines)
+
+
+def test_fps_target_needs_a_router(cli, media, tmp_path, arm_weights):
+    r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--model", arm_weights, "--router", "none", "--fps-target", 30)
+    assert r.code == 2 and "routed model" in r.error_lines[0]
+    r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--model", arm_weights, "--router", "pcsr")
+    assert r.code == 2 and "arm router, not pcsr" in r.error_lines[0]
+    r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--budget", 0.5, "--fps-target", 30)
+    assert r.code == 2 and "not both" in r.error_lines[0]

@@ -1,0 +1,100 @@
+"""The fps controller: each frame's compute budget, so that the run keeps a target frame rate.
+
+It never drops a frame: every frame is upscaled, and the budget (how much network each frame may
+use) is what gives. Each frame it measures
+- how long the frame took end to end in the compute loop (the period, which includes decode and
+  encode stealing CPU, queue waits and swscale), and how much of that the network took;
+- what each unit of routed work really cost on this machine: a tile of each ARM width, PCSR's
+  backbone per tile and its upsamplers per thousand pixels, the interpolation pass.
+The per-unit costs are calibrated online (exponential averages), so the router spends a budget in
+milliseconds on the routes that buy the most quality per millisecond here. The budget for the next
+frame is the target period minus the measured non-network time, corrected by how far the run is
+ahead of or behind its schedule (an integral term, so the average rate converges to the target
+instead of settling a margin away from it). Units never measured yet are guessed from their MACs
+at the speed measured for the others.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .engine import FrameStats, TimeBudget
+
+DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been measured
+
+
+class FpsController:
+    def __init__(self, target_fps: float, unit_macs: dict[str, float], margin: float = 0.02,
+                 catch_up_frames: int = 8, smoothing: float = 0.3, clock=time.perf_counter):
+        if target_fps <= 0:
+            raise ValueError("target fps must be positive")
+        self.target_fps = target_fps
+        self.period_ms = 1000.0 / target_fps
+        self.unit_macs = dict(unit_macs)
+        self.margin = margin
+        self.catch_up_frames = catch_up_frames
+        self.alpha = smoothing
+        self.clock = clock
+        self.unit_ms: dict[str, float] = {}
+        self.ms_per_gmac = DEFAULT_MS_PER_GMAC
+        self.overhead_ms: float | None = None
+        self.frames = 0
+        self.start: float | None = None
+        self.last: float | None = None
+        self.cannot_reach = False  # set once even interpolation is too slow for the target
+        self.last_budget: TimeBudget | float = 0.0
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def budget(self) -> TimeBudget | float:
+        """The budget for the next frame. The first frame runs with no network, to measure what a
+        frame costs without it."""
+        now = self.clock()
+        if self.start is None:
+            self.start = self.last = now
+        if self.overhead_ms is None:
+            self.last_budget = 0.0
+            return 0.0
+        slack = self.frames * self.period_ms - (now - self.start) * 1000.0  # > 0: ahead of schedule
+        correction = max(-self.period_ms, min(self.period_ms, slack / self.catch_up_frames))
+        avail = self.period_ms * (1.0 - self.margin) - self.overhead_ms + correction
+        self.last_budget = TimeBudget(ms=max(avail, 0.0), unit_ms=self._unit_costs())
+        return self.last_budget
+
+    def observe(self, stats: FrameStats | None) -> None:
+        """Call once per frame after it is done (with the engine's stats)."""
+        now = self.clock()
+        period = (now - self.last) * 1000.0 if self.last is not None else self.period_ms
+        self.last = now
+        self.frames += 1
+        network = sum(stats.ms.values()) if stats else 0.0
+        self._smooth_overhead(max(period - network, 0.0))
+        if stats:
+            for unit, n in stats.work.items():
+                if n > 0 and unit in stats.ms and unit in self.unit_macs:
+                    self._smooth_unit(unit, stats.ms[unit] / n)
+        if self.frames >= 3 and self.overhead_ms > self.period_ms * 1.05:
+            self.cannot_reach = True  # even a frame with no network takes longer than the target
+
+    # -- calibration --------------------------------------------------------------------------
+
+    def _smooth_overhead(self, value: float) -> None:
+        self.overhead_ms = value if self.overhead_ms is None else (1 - self.alpha) * self.overhead_ms + self.alpha * value
+
+    def _smooth_unit(self, unit: str, ms: float) -> None:
+        old = self.unit_ms.get(unit)
+        self.unit_ms[unit] = ms if old is None else (1 - self.alpha) * old + self.alpha * ms
+        measured = [(self.unit_ms[u], self.unit_macs[u]) for u in self.unit_ms if self.unit_macs.get(u, 0) > 0]
+        total_macs = sum(m for _, m in measured)
+        if total_macs > 0:
+            self.ms_per_gmac = sum(t for t, _ in measured) / total_macs * 1e9
+
+    def _unit_costs(self) -> dict[str, float]:
+        return {u: self.unit_ms.get(u, macs / 1e9 * self.ms_per_gmac) for u, macs in self.unit_macs.items()}
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def achieved_fps(self) -> float:
+        if self.start is None or self.last is None or self.last <= self.start:
+            return 0.0
+        return self.frames / (self.last - self.start)
