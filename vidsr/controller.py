@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 
-from .engine import FrameStats, TimeBudget
+from .budget import FrameStats, TimeBudget
 
 DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been measured
 

@@ -11,11 +11,10 @@ per-frame statistics.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
+from .budget import FrameStats, TimeBudget  # noqa: F401  (re-exported: routers and front ends use them)
 from .models.base import Upscaler
 from .tiling import TileGrid
 
@@ -23,25 +22,9 @@ from .tiling import TileGrid
 # into that range on the way in and back on the way out.
 STUDIO_LO, STUDIO_SPAN = 16.0 / 255.0, 219.0 / 255.0
 
-
-@dataclass
-class TimeBudget:
-    """A frame's budget in milliseconds (set by the fps controller) with the calibrated cost of one
-    unit of each kind of work the router can buy (see ``FrameStats.work``)."""
-
-    ms: float
-    unit_ms: dict[str, float]
-
-
-@dataclass
-class FrameStats:
-    budget: float  # the fraction of full-network cost asked for (or the fraction a time budget bought)
-    route_shares: dict[str, float]  # share of output pixels per route
-    macs_per_pixel: float  # what the chosen routes cost, from the model's descriptor
-    ms: dict[str, float] = field(default_factory=dict)  # wall time per stage / route
-    predicted_psnr: float | None = None
-    counts: dict[str, int] = field(default_factory=dict)  # tiles per route, refined pixels, ...
-    work: dict[str, float] = field(default_factory=dict)  # units of work done per cost unit (for calibration)
+# LR tile side: ARM routes per 32x32 tile (its table's patch size); PCSR decides per pixel, so its
+# tiles only bound memory and can be larger; without routing, large tiles waste least on context.
+DEFAULT_TILE = {"arm": 32, "pcsr": 64, None: 128}
 
 
 class Engine:
@@ -50,7 +33,8 @@ class Engine:
         self.upscaler = upscaler
         d = upscaler.descriptor
         self.scale = d.scale
-        self.tile = tile or (32 if router is not None else 128)
+        family = d.router if router is not None else None
+        self.tile = tile or DEFAULT_TILE[family]
         self.context = d.tile.context if context is None else context
         self.batch = batch
         self.router = router

@@ -23,8 +23,8 @@ from typing import Callable
 import av
 from tqdm import tqdm
 
+from .budget import FrameStats, TimeBudget
 from .controller import FpsController
-from .engine import Engine, FrameStats, TimeBudget
 from .errors import InputError, OutputError
 from .io.formats import bit_depth, plane_view
 from .io.sink import EncodeOptions, MediaSink
@@ -41,7 +41,7 @@ class VideoJob:
     output: Path
     scale: int
     encode: EncodeOptions
-    engine: Engine | None  # None: interpolation only (swscale)
+    engine: object | None  # a vidsr.engine.Engine; None: interpolation only (swscale)
     interpolation: str = "lanczos"  # swscale kernel for chroma (and luma without an engine)
     budget: float = 1.0
     fps_target: float | None = None  # an FpsController then sets each frame's budget

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import InputError, OutputError, SettingsError
 
-ROUTED_TILE = {"arm": 32, "pcsr": 64}  # LR tile side per router family; 128 without routing
+INTERPOLATION = ("lanczos", "bicubic")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -214,6 +214,11 @@ def main(argv: list[str]) -> int:
     if args.stats is not None and args.stats.exists() and not args.overwrite:
         raise OutputError(f"{args.stats}: already exists (use -y to overwrite)")
 
+    if not image and s.model in INTERPOLATION:  # swscale does it all: no torch, no engine
+        if s.fps_target is not None:
+            _warn(f"--fps-target has nothing to adapt with --model {s.model}; running as fast as it can")
+        return _run_video(args, s, src, dst, engine=None, interpolation=s.model)
+
     from .engine import Engine
     from .models import registry
     from .routing import build_router
@@ -226,8 +231,7 @@ def main(argv: list[str]) -> int:
     if s.fps_target is not None and router is None and not interpolation_only:
         raise SettingsError(f"--fps-target needs a routed model (ARM or PCSR); {upscaler.descriptor.name} "
                             f"with --router {s.router} has a single route")
-    tile = s.tile or (ROUTED_TILE[upscaler.descriptor.router] if router is not None else None)
-    engine = None if interpolation_only else Engine(upscaler, tile=tile, context=s.overlap, router=router)
+    engine = None if interpolation_only else Engine(upscaler, tile=s.tile, context=s.overlap, router=router)
 
     if image:
         from .io.images import upscale_image
@@ -237,6 +241,10 @@ def main(argv: list[str]) -> int:
             print(f"wrote {dst}", file=sys.stderr)
         return 0
 
+    return _run_video(args, s, src, dst, engine, upscaler.descriptor.name if interpolation_only else "lanczos")
+
+
+def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str) -> int:
     from .io.sink import EncodeOptions
     from .pipeline import VideoJob, upscale_video
 
@@ -246,7 +254,7 @@ def main(argv: list[str]) -> int:
         scale=s.scale,
         encode=EncodeOptions(codec=s.codec, crf=s.crf, pix_fmt=s.pix_fmt, options=s.encoder_options),
         engine=engine,
-        interpolation=upscaler.descriptor.name if interpolation_only else "lanczos",
+        interpolation=interpolation,
         budget=s.budget,
         fps_target=s.fps_target if engine is not None else None,
         skip_damaged=args.skip_damaged,

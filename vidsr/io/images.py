@@ -11,19 +11,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError, OutputError
-from ..models.interpolate import upscale as interpolate
 from .source import MAX_INPUT_PIXELS, MAX_OUTPUT_PIXELS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-
-# BT.601 studio range, RGB in [0, 1] -> Y'CbCr in [0, 1] (Y' 16..235, Cb/Cr 16..240 of 255).
-_RGB2YCC = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
-_YCC_OFFSET = np.array([16.0, 128.0, 128.0]) / 255.0
-_YCC2RGB = np.linalg.inv(_RGB2YCC)
 
 
 def is_image(path: Path) -> bool:
@@ -74,6 +67,11 @@ def write_png(path: Path, arr: np.ndarray, info: dict) -> None:
 
 def upscale_image(engine, src: Path, dst: Path, budget: float = 1.0):
     """Upscale one image file with ``engine`` and write a PNG; returns the engine's stats."""
+    import torch
+
+    from ..colour import rgb_to_ycbcr, ycbcr_to_rgb
+    from ..models.interpolate import upscale as interpolate
+
     if dst.suffix.lower() != ".png":
         raise OutputError(f"{dst}: images are written as PNG; name the output .png")
     arr, info = read_image(src)
@@ -84,21 +82,12 @@ def upscale_image(engine, src: Path, dst: Path, budget: float = 1.0):
     device, dtype = engine.upscaler.device, engine.upscaler.dtype
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device, dtype)  # (1, C, H, W)
     colour = t.shape[1] >= 3
-    alpha = t[:, 3:4] if t.shape[1] in (2, 4) and colour else (t[:, 1:2] if t.shape[1] == 2 else None)
+    alpha = t[:, 3:4] if t.shape[1] == 4 else (t[:, 1:2] if t.shape[1] == 2 else None)
+    ycc = rgb_to_ycbcr(t[:, :3]) if colour else t[:, :1]
+    y, stats = engine.upscale(ycc[:, :1].contiguous(), budget)
+    out = torch.cat([y, interpolate(ycc[:, 1:], s, "lanczos")], dim=1) if colour else y
     if colour:
-        m = torch.as_tensor(_RGB2YCC, dtype=dtype, device=device)
-        ycc = torch.einsum("ij,njhw->nihw", m, t[:, :3]) + torch.as_tensor(_YCC_OFFSET, dtype=dtype, device=device).view(1, 3, 1, 1)
-        luma, chroma = ycc[:, :1], ycc[:, 1:]
-    else:
-        luma, chroma = t[:, :1], None
-    y, stats = engine.upscale(luma.contiguous(), budget)
-    planes = [y]
-    if chroma is not None:
-        planes.append(interpolate(chroma, s, "lanczos"))
-    out = torch.cat(planes, dim=1)
-    if colour:
-        m = torch.as_tensor(_YCC2RGB, dtype=dtype, device=device)
-        out = torch.einsum("ij,njhw->nihw", m, out - torch.as_tensor(_YCC_OFFSET, dtype=dtype, device=device).view(1, 3, 1, 1))
+        out = ycbcr_to_rgb(out)
     if alpha is not None:
         out = torch.cat([out, interpolate(alpha, s, "lanczos")], dim=1)
     write_png(dst, out[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy(), info)

@@ -1,0 +1,146 @@
+"""The per-frame work of ``vsvidsr.upscale``: shared engines and the frame function.
+
+Nothing here upscales on its own. Luma goes through ``vidsr.engine.Engine`` (the CLI's models,
+routers and tiler), chroma through ``vidsr.models.interpolate`` (Lanczos-3, the kernel
+``vidsr`` uses for the chroma of images), and RGB is split into Y'CbCr with the BT.601
+studio-range conversion of ``vidsr.colour`` (the same as for still images).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import vapoursynth as vs
+
+from vidsr.colour import rgb_to_ycbcr, ycbcr_to_rgb
+from vidsr.engine import STUDIO_LO, STUDIO_SPAN, Engine
+from vidsr.models import registry
+from vidsr.models.base import Upscaler
+from vidsr.models.interpolate import upscale as interpolate
+from vidsr.routing import build_router
+
+from . import BUDGET_PROP  # per-frame budget on input frames; echoed on output frames
+
+CHROMA_KERNEL = "lanczos"
+_DROPPED_PROPS = ("_Alpha",)  # an attached alpha frame has the input's size; it cannot be kept as is
+
+
+@dataclass
+class SharedEngine:
+    """One engine per (model, scale, device, dtype, router, tile, overlap, batch), shared by every
+    clip that asks for the same; ``lock`` serialises calls into the model (one lock per loaded
+    model, so engines sharing weights never run them at once)."""
+
+    engine: Engine
+    lock: threading.Lock
+
+
+_upscalers: dict[tuple, tuple[Upscaler, threading.Lock]] = {}
+_engines: dict[tuple, SharedEngine] = {}
+_cache_lock = threading.Lock()
+
+
+def shared_engine(model: str, scale: int, device: str, dtype: torch.dtype, router: str | None,
+                  tile: int | None, overlap: int | None, batch: int) -> SharedEngine:
+    """The shared engine for these settings, loading the model the first time. Raises the
+    ``VidsrError`` of ``registry.load`` / ``build_router`` for bad names."""
+    key = (model, scale, device, dtype, router, tile, overlap, batch)
+    with _cache_lock:
+        shared = _engines.get(key)
+        if shared is None:
+            ukey = (model, scale, device, dtype)
+            if ukey not in _upscalers:
+                _upscalers[ukey] = (registry.load(model, scale, device=device, dtype=dtype), threading.Lock())
+            upscaler, lock = _upscalers[ukey]
+            engine = Engine(upscaler, tile=tile, context=overlap, batch=batch, router=build_router(upscaler, router))
+            shared = _engines[key] = SharedEngine(engine, lock)
+        return shared
+
+
+def clear_cache() -> None:
+    """Forget the loaded models and engines (clips made before keep theirs)."""
+    with _cache_lock:
+        _engines.clear()
+        _upscalers.clear()
+
+
+def _share_key(route: str) -> str:
+    return "VidsrShare_" + re.sub(r"[^A-Za-z0-9_]", "_", route)
+
+
+def _frame_budget(n: int, props, default: float) -> float:
+    value = props.get(BUDGET_PROP)
+    if value is None:
+        return default
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise vs.Error(f"vsvidsr.upscale: frame {n}: {BUDGET_PROP} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+class FrameFunction:
+    """The ``std.ModifyFrame`` selector: ``f`` is (output-sized template frame, input frame)."""
+
+    def __init__(self, shared: SharedEngine, family: str, budget: float):
+        self.shared = shared
+        self.engine = shared.engine
+        self.family = family  # "rgb" or "luma" (GRAY, YUV 4:4:4)
+        self.budget = budget
+        d = self.engine.descriptor
+        self.model_name = d.name
+        self.route_names = [r.name for r in d.routes]
+        self.full_macs = d.macs_per_pixel
+
+    def _upscale_luma(self, luma: torch.Tensor, budget: float):
+        with self.shared.lock:
+            return self.engine.upscale(luma.contiguous(), budget)
+
+    @torch.inference_mode()
+    def planes(self, planes: np.ndarray, budget: float):
+        """(C, H, W) float planes of one frame -> (C, H*s, W*s) float32 planes and the engine's stats."""
+        up = self.engine.upscaler
+        device, dtype, s = up.device, up.dtype, self.engine.scale
+        x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)).to(device=device, dtype=dtype)[None]
+        if self.family == "rgb":
+            ycc = rgb_to_ycbcr(x.clamp(0, 1))
+            y, stats = self._upscale_luma(ycc[:, :1], budget)
+            out = ycbcr_to_rgb(torch.cat([y, interpolate(ycc[:, 1:], s, CHROMA_KERNEL)], dim=1)).clamp_(0, 1)
+        else:
+            # float luma is nominal 0..1 (black..white); the networks see studio range 16..235 of 255
+            luma = (x[:, :1] * STUDIO_SPAN + STUDIO_LO).clamp_(0, 1)
+            y, stats = self._upscale_luma(luma, budget)
+            out = (y - STUDIO_LO) / STUDIO_SPAN
+            if x.shape[1] > 1:
+                out = torch.cat([out, interpolate(x[:, 1:], s, CHROMA_KERNEL)], dim=1)
+        return out[0].to("cpu", torch.float32).numpy(), stats
+
+    def __call__(self, n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        t0 = time.perf_counter()
+        template, src = f
+        budget = _frame_budget(n, src.props, self.budget)
+        planes = np.stack([np.asarray(src[p]) for p in range(src.format.num_planes)])
+        result, stats = self.planes(planes, budget)
+        out = template.copy()
+        for p in range(out.format.num_planes):
+            np.asarray(out[p])[...] = result[p]  # cast to the clip's sample type (float32 / float16)
+        props = out.props
+        props.clear()
+        props.update({k: v for k, v in src.props.items() if k not in _DROPPED_PROPS})
+        shares = {name: 0.0 for name in self.route_names}
+        shares.update(stats.route_shares)
+        props[BUDGET_PROP] = budget
+        props["VidsrModel"] = self.model_name
+        props["VidsrRoutes"] = list(shares)
+        props["VidsrRouteShares"] = [float(v) for v in shares.values()]
+        for name, share in shares.items():  # also by name (a one-element array reads back as a scalar)
+            props[_share_key(name)] = float(share)
+        props["VidsrMACsPerPixel"] = float(stats.macs_per_pixel)
+        props["VidsrCost"] = float(stats.macs_per_pixel / self.full_macs) if self.full_macs else 1.0
+        props["VidsrMs"] = (time.perf_counter() - t0) * 1000.0
+        return out

@@ -1,0 +1,75 @@
+"""``vidsr bench``: benchmarks anyone can rerun. Each prints a markdown table (the form used in
+BENCHMARKS.md) and can save its raw numbers as JSON. Every claim is a ratio against a baseline
+measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+from ..errors import SettingsError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise SettingsError(message)
+
+
+def machine() -> str:
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+
+
+def main(argv: list[str]) -> int:
+    p = _Parser(prog="vidsr bench", description=__doc__)
+    sub = p.add_subparsers(dest="which", required=True)
+    pp = sub.add_parser("pipeline", help="vidsr --model lanczos vs a plain PyAV loop at 1080p; peak RSS vs length")
+    pp.add_argument("--repeats", type=int, default=3)
+    pp.add_argument("--seconds", type=float, default=4.0)
+    pp.add_argument("--network", help="also measure peak RSS with this model")
+    for name, helptext in (("quality", "PSNR-Y/SSIM of every shipped model and route on validation images vs bicubic"),
+                           ("routing", "quality against measured cost for the ARM and PCSR routers"),
+                           ("fps", "fps tracking and PSNR at fps targets on a 360p -> 720p clip")):
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("--val-dir", type=Path, help="validation images (default ../shared/data/val or $VIDSR_DATA/val)")
+        q.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+        if name == "fps":
+            q.add_argument("--targets", type=float, nargs="+", help="fps targets (default: spread between the measured ends)")
+            q.add_argument("--seconds", type=float, default=6.0)
+    for q in sub.choices.values():
+        q.add_argument("--json", type=Path, help="also write the raw results here")
+    args = p.parse_args(argv)
+    print(f"machine: {machine()}\n")
+    if args.which == "pipeline":
+        from .pipeline import report, run
+
+        res = run(args.repeats, args.seconds, network=args.network)
+    elif args.which == "quality":
+        from .quality import report, run
+
+        res = run(args.val_dir, args.scales)
+    elif args.which == "routing":
+        from .routing import report, run
+
+        res = run(args.val_dir, args.scales)
+    else:
+        from .fps import report, run
+
+        res = run(args.val_dir, args.targets, args.seconds)
+    print(report(res))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), **res}, indent=1, default=str))
+    return 0

@@ -1,0 +1,111 @@
+"""``vidsr bench pipeline``: what the streaming pipeline costs over FFmpeg's own loop, and whether
+its memory stays flat as videos get longer.
+
+1. Speed: the sample re-rendered at 960x540 and upscaled x2 to 1080p. ``vidsr --model lanczos``
+   (a subprocess, as users run it) against a plain PyAV loop doing decode -> reformat(LANCZOS) ->
+   encode with the same encoder settings (also a subprocess, so both pay interpreter start-up).
+   Runs alternate, best of N each; the ratio is what is reported.
+2. Memory: peak RSS of ``vidsr`` on a clip and on the same clip four times longer, with Lanczos and
+   with a network, read from ``wait4``'s rusage of each child process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENCODER = ["--codec", "libx264", "--crf", "20", "--encoder-opt", "preset=veryfast"]
+
+BASELINE = r"""
+import sys, av
+src, dst = sys.argv[1], sys.argv[2]
+with av.open(src) as inp, av.open(dst, "w") as out:
+    ist = inp.streams.video[0]
+    ist.thread_type = "AUTO"
+    ost = out.add_stream("libx264", rate=ist.average_rate, options={"crf": "20", "preset": "veryfast"})
+    ost.width, ost.height, ost.pix_fmt = ist.codec_context.width * 2, ist.codec_context.height * 2, "yuv420p"
+    ost.time_base = ist.time_base
+    ost.codec_context.time_base = ist.time_base
+    for frame in inp.decode(ist):
+        big = frame.reformat(width=ost.width, height=ost.height, format="yuv420p", interpolation="LANCZOS")
+        big.pts, big.time_base = frame.pts, frame.time_base
+        for p in ost.encode(big):
+            out.mux(p)
+    for p in ost.encode():
+        out.mux(p)
+"""
+
+
+def _run(cmd: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MB) of a child process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err.strip()[-500:]}")
+    return wall, usage.ru_maxrss // 1024
+
+
+def make_clips(folder: Path, photo: Path | None, seconds: float) -> dict[str, Path]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "samples"))
+    from make_sample import DEFAULT_PHOTO, make  # the sample's own generator
+
+    photo = photo or DEFAULT_PHOTO
+    return {
+        "540p": make(photo, folder / "pan540.mp4", (960, 540), seconds),
+        "short": make(photo, folder / "short.mp4", (480, 270), seconds),
+        "long": make(photo, folder / "long.mp4", (480, 270), seconds * 4),
+    }
+
+
+def run(repeats: int = 3, seconds: float = 4.0, photo: Path | None = None, network: str | None = None) -> dict:
+    vidsr = [sys.executable, "-m", "vidsr"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clips = make_clips(tmp, photo, seconds)
+        script = tmp / "baseline.py"
+        script.write_text(BASELINE)
+        ours_cmd = vidsr + [str(clips["540p"]), "-o", str(tmp / "ours.mp4"), "-y", "--quiet", "--model", "lanczos", *ENCODER]
+        base_cmd = [sys.executable, str(script), str(clips["540p"]), str(tmp / "base.mp4")]
+        ours, base = [], []
+        for _ in range(repeats):
+            base.append(_run(base_cmd)[0])
+            ours.append(_run(ours_cmd)[0])
+        memory = {}
+        models = ["lanczos"] + ([network] if network else [])
+        for model in models:
+            for name in ("short", "long"):
+                _, rss = _run(vidsr + [str(clips[name]), "-o", str(tmp / f"m_{name}.mp4"), "-y", "--quiet",
+                                       "--model", model, *ENCODER])
+                memory[f"{model}/{name}"] = rss
+    return {
+        "frames_540p": int(round(seconds * 30)),
+        "baseline_s": min(base),
+        "vidsr_s": min(ours),
+        "time_ratio": min(ours) / min(base),
+        "all_runs": {"baseline": base, "vidsr": ours},
+        "rss_mb": memory,
+        "rss_ratio": {m: memory[f"{m}/long"] / memory[f"{m}/short"] for m in models},
+    }
+
+
+def report(res: dict) -> str:
+    lines = [
+        "| measure | value |",
+        "| --- | --- |",
+        f"| plain PyAV loop, 960x540 -> 1920x1080, {res['frames_540p']} frames | {res['baseline_s']:.2f} s |",
+        f"| `vidsr --model lanczos`, same clip and encoder | {res['vidsr_s']:.2f} s |",
+        f"| **time ratio vidsr / PyAV loop** | **{res['time_ratio']:.3f}** |",
+    ]
+    for model, ratio in res["rss_ratio"].items():
+        lines.append(f"| peak RSS `{model}`: 4 s clip / 16 s clip | {res['rss_mb'][model + '/short']} MB / "
+                     f"{res['rss_mb'][model + '/long']} MB |")
+        lines.append(f"| **RSS ratio (16 s / 4 s), {model}** | **{ratio:.3f}** |")
+    return "\n".join(lines)

@@ -1,0 +1,26 @@
+"""What a frame may spend and what it spent: the types the engine, routers, controller and
+pipeline exchange. Plain data, no torch, so the pipeline's interpolation path stays light."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TimeBudget:
+    """A frame's budget in milliseconds (set by the fps controller) with the calibrated cost of one
+    unit of each kind of work the router can buy (see ``FrameStats.work``)."""
+
+    ms: float
+    unit_ms: dict[str, float]
+
+
+@dataclass
+class FrameStats:
+    budget: float  # the fraction of full-network cost asked for (or the fraction a time budget bought)
+    route_shares: dict[str, float]  # share of output pixels per route
+    macs_per_pixel: float  # what the chosen routes cost, from the model's descriptor
+    ms: dict[str, float] = field(default_factory=dict)  # wall time per stage / route
+    predicted_psnr: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # tiles per route, refined pixels, ...
+    work: dict[str, float] = field(default_factory=dict)  # units of work done per cost unit (for calibration)
