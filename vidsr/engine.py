@@ -37,6 +37,8 @@ class Engine:
         self.tile = tile or DEFAULT_TILE[family]
         self.context = d.tile.context if context is None else context
         self.batch = batch
+        # merged regions are at most this many tiles a side (bounds activation memory)
+        self.max_region = max(1, 256 // self.tile)
         self.router = router
         self._grids: dict[tuple[int, int], TileGrid] = {}
 
@@ -89,12 +91,18 @@ class Engine:
         return out.clamp_(0, 1), stats
 
     def run_tiles(self, x: torch.Tensor, grid: TileGrid, ids, route, out: torch.Tensor) -> float:
-        """Run ``route`` on tiles ``ids`` in batches, writing their cores into ``out``; returns ms."""
+        """Run ``route`` on tiles ``ids``, writing their cores into ``out``; returns ms.
+
+        Neighbouring tiles are merged into rectangles (``TileGrid.regions``) so they share their
+        context; rectangles of the same window shape run as one batch."""
         t0 = time.perf_counter()
-        ids = list(ids)
-        for i in range(0, len(ids), self.batch):
-            chunk = ids[i : i + self.batch]
-            grid.place(out, chunk, self.upscaler(grid.extract(x, chunk), route), self.scale)
+        by_shape: dict[tuple[int, int], list] = {}
+        for region in grid.regions(ids, self.max_region):
+            by_shape.setdefault(region.window_shape, []).append(region)
+        for group in by_shape.values():
+            for i in range(0, len(group), self.batch):
+                chunk = group[i : i + self.batch]
+                grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
         return (time.perf_counter() - t0) * 1000
 
     def _run_single(self, x, grid, budget):

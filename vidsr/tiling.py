@@ -22,6 +22,26 @@ import torch
 
 
 @dataclass(frozen=True)
+class Region:
+    """A rectangle of whole tiles run as one window: its core (LR) and its window (core plus
+    context, clipped to the frame)."""
+
+    y0: int
+    x0: int
+    h: int
+    w: int
+    wy0: int
+    wx0: int
+    wy1: int
+    wx1: int
+    tiles: tuple[int, ...]
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        return self.wy1 - self.wy0, self.wx1 - self.wx0
+
+
+@dataclass(frozen=True)
 class Tile:
     y0: int  # core, LR coordinates
     x0: int
@@ -108,6 +128,55 @@ class TileGrid:
             cy, cx = t.y0 - t.wy, t.x0 - t.wx
             out[0, :, t.y0 * s : (t.y0 + t.h) * s, t.x0 * s : (t.x0 + t.w) * s] = outputs[
                 k, :, cy * s : (cy + t.h) * s, cx * s : (cx + t.w) * s
+            ]
+
+    # -- merged regions -------------------------------------------------------------------------
+
+    def regions(self, ids, max_side: int = 8) -> list[Region]:
+        """Cover tiles ``ids`` with rectangles of whole tiles (at most ``max_side`` tiles a side,
+        which bounds memory), greedily: take the first uncovered tile in raster order, grow right,
+        then down while the whole row is wanted. Neighbouring tiles then share one window and pay
+        for their context once: at 32 px tiles with 10 px of context, a lone tile computes 2.6x
+        its core, an 8x8 region 1.2x."""
+        want = np.zeros((self.rows, self.cols), dtype=bool)
+        want.flat[np.asarray(ids, dtype=np.int64)] = True
+        out = []
+        for r in range(self.rows):
+            for c in range(self.cols):
+                if not want[r, c]:
+                    continue
+                c1 = c
+                while c1 + 1 < self.cols and want[r, c1 + 1] and c1 + 1 - c < max_side:
+                    c1 += 1
+                r1 = r
+                while r1 + 1 < self.rows and r1 + 1 - r < max_side and want[r1 + 1, c : c1 + 1].all():
+                    r1 += 1
+                want[r : r1 + 1, c : c1 + 1] = False
+                out.append(self._region(r, c, r1, c1))
+        return out
+
+    def _region(self, r0, c0, r1, c1) -> Region:
+        first, last = self.tiles[r0 * self.cols + c0], self.tiles[r1 * self.cols + c1]
+        y0, x0 = first.y0, first.x0
+        y1, x1 = last.y0 + last.h, last.x0 + last.w
+        ctx = self.context
+        tiles = tuple(r * self.cols + c for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
+        return Region(y0, x0, y1 - y0, x1 - x0, max(0, y0 - ctx), max(0, x0 - ctx),
+                      min(self.height, y1 + ctx), min(self.width, x1 + ctx), tiles)
+
+    @staticmethod
+    def extract_regions(plane, regions: list[Region]):
+        """Windows of same-shape regions as one batch (n, C, h, w)."""
+        parts = [plane[:, :, g.wy0 : g.wy1, g.wx0 : g.wx1] for g in regions]
+        return torch.cat(parts) if isinstance(plane, torch.Tensor) else np.concatenate(parts)
+
+    @staticmethod
+    def place_regions(out, regions: list[Region], outputs, scale: int) -> None:
+        s = scale
+        for k, g in enumerate(regions):
+            cy, cx = (g.y0 - g.wy0) * s, (g.x0 - g.wx0) * s
+            out[0, :, g.y0 * s : (g.y0 + g.h) * s, g.x0 * s : (g.x0 + g.w) * s] = outputs[
+                k, :, cy : cy + g.h * s, cx : cx + g.w * s
             ]
 
     def core_mask(self, values, scale: int = 1):

@@ -1,0 +1,87 @@
+"""The engine: tiles (merged into regions) equal an untiled run; integer planes in and out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vidsr.engine import STUDIO_LO, STUDIO_SPAN, Engine
+from vidsr.models import registry
+from vidsr.models.base import Upscaler
+from vidsr.tiling import TileGrid
+
+from .test_models import randomize
+
+
+def engine_for(arch, scale=2, config=None, **kw):
+    module = randomize(registry.build_module(arch, scale, config))
+    return Engine(Upscaler(registry.describe(arch, arch, scale, config), module), **kw), module
+
+
+@pytest.mark.parametrize("arch,config", [("wdsr", {"channels": 8, "blocks": 2}), ("plain", {"channels": 8, "convs": 2}),
+                                         ("espcn", None)])
+@pytest.mark.parametrize("tile", [8, 16, 100])
+def test_tiled_network_equals_untiled(arch, config, tile):
+    engine, module = engine_for(arch, config=config, tile=tile)
+    x = torch.rand(1, 1, 37, 45, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = module(x).clamp(0, 1)
+    out, stats = engine.upscale(x)
+    assert torch.allclose(out, whole, atol=1e-5)
+    assert stats.route_shares == {"full": 1.0}
+
+
+def test_too_little_context_shows_seams():
+    engine, module = engine_for("plain", config={"channels": 8, "convs": 3}, tile=8, context=1)
+    engine.max_region = 1  # no merging: every tile its own window
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        whole = module(x).clamp(0, 1)
+    assert (engine.upscale(x)[0] - whole).abs().max() > 1e-3
+
+
+def test_regions_cover_each_requested_tile_once_and_stay_bounded():
+    grid = TileGrid(100, 130, 16, 4)
+    rng = np.random.default_rng(0)
+    ids = np.nonzero(rng.random(len(grid)) < 0.6)[0]
+    regions = grid.regions(ids, max_side=3)
+    covered = sorted(t for g in regions for t in g.tiles)
+    assert covered == sorted(ids.tolist())
+    for g in regions:
+        assert g.h <= 48 and g.w <= 48
+        assert g.wy0 == max(0, g.y0 - 4) and g.wy1 == min(100, g.y0 + g.h + 4)
+    assert len(grid.regions(range(len(grid)), max_side=100)) == 1  # everything wanted: one window
+
+
+@pytest.mark.parametrize("bits,dtype", [(8, np.uint8), (10, np.uint16)])
+def test_integer_planes_round_trip_through_bicubic(bits, dtype):
+    engine, _ = engine_for("bicubic")
+    peak = (1 << bits) - 1
+    plane = np.full((20, 30), peak // 2, dtype)
+    out, _ = engine.upscale_plane(plane, bits)
+    assert out.dtype == dtype and out.shape == (40, 60)
+    assert (out == peak // 2).all()  # a flat plane stays exactly flat
+
+
+def test_full_range_planes_are_mapped_into_studio_range_for_the_network():
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, x, route=None):
+            seen["min"], seen["max"] = x.min().item(), x.max().item()
+            return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+    up = Upscaler(registry.describe("bicubic", "bicubic", 2), Probe())
+    engine = Engine(up)
+    plane = np.array([[0, 255], [255, 0]], dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    out, _ = engine.upscale_plane(plane, 8, full_range=True)
+    assert seen["min"] == pytest.approx(STUDIO_LO) and seen["max"] == pytest.approx(STUDIO_LO + STUDIO_SPAN)
+    assert out.min() == 0 and out.max() == 255  # and back to full range on the way out
+
+
+def test_tiny_frames_are_padded_to_the_models_minimum():
+    engine, module = engine_for("bsrn-s", config={"channels": 8, "blocks": 1})
+    x = torch.rand(1, 1, 9, 11)
+    out, _ = engine.upscale(x)
+    assert out.shape == (1, 1, 18, 22)
