@@ -19,7 +19,8 @@ class TimeBudget:
 class FrameStats:
     budget: float  # the fraction of full-network cost asked for (or the fraction a time budget bought)
     route_shares: dict[str, float]  # share of output pixels per route
-    macs_per_pixel: float  # what the chosen routes cost, from the model's descriptor
+    macs_per_pixel: float  # what the chosen routes cost per output pixel, counting each pixel once
+    executed_macs_per_pixel: float | None = None  # what really ran, tile context included
     ms: dict[str, float] = field(default_factory=dict)  # wall time per stage / route
     predicted_psnr: float | None = None
     counts: dict[str, int] = field(default_factory=dict)  # tiles per route, refined pixels, ...

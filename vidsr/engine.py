@@ -40,6 +40,7 @@ class Engine:
         # merged regions are at most this many tiles a side (bounds activation memory)
         self.max_region = max(1, 256 // self.tile)
         self.router = router
+        self.executed_macs = 0.0
         self._grids: dict[tuple[int, int], TileGrid] = {}
 
     @property
@@ -82,10 +83,12 @@ class Engine:
         if pad_h or pad_w:  # tiny frames: replicate edges up to the model's minimum, crop after
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         grid = self.grid(*x.shape[-2:])
+        self.executed_macs = 0.0  # run_tiles and the routers add what they really run
         if self.router is not None:
             out, stats = self.router.run(self, x, grid, budget)
         else:
             out, stats = self._run_single(x, grid, budget)
+        stats.executed_macs_per_pixel = self.executed_macs / (grid.height * grid.width * self.scale**2)
         if pad_h or pad_w:
             out = out[..., : h * self.scale, : w * self.scale]
         return out.clamp_(0, 1), stats
@@ -96,9 +99,12 @@ class Engine:
         Neighbouring tiles are merged into rectangles (``TileGrid.regions``) so they share their
         context; rectangles of the same window shape run as one batch."""
         t0 = time.perf_counter()
+        macs = (self.descriptor.full_route if route is None else self.descriptor.route(route)).macs_per_pixel
         by_shape: dict[tuple[int, int], list] = {}
         for region in grid.regions(ids, self.max_region):
             by_shape.setdefault(region.window_shape, []).append(region)
+            h, w = region.window_shape
+            self.executed_macs += macs * h * w * self.scale**2
         for group in by_shape.values():
             for i in range(0, len(group), self.batch):
                 chunk = group[i : i + self.batch]

@@ -194,6 +194,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 if isinstance(item, _Decoded):
                     budget = controller.budget() if controller is not None else job.budget
                     out, stats = _upscale_frame(item, info, job, budget, sink.pix_fmt, out_bits, out_w, out_h, summary)
+                    out.record["t"] = round(time.perf_counter() - started, 4)
                     _put(encoded, out, stop)
                     if controller is not None:
                         controller.observe(stats)

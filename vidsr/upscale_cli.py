@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help="LR tile side (default: 32 with ARM, 64 with PCSR, 128 without routing)")
     p.add_argument("--overlap", type=int, help="LR context pixels around each tile (default: the model's receptive radius)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                   help="network precision (default: fp16 on CUDA for models that support it, else fp32)")
     p.add_argument("--skip-damaged", action="store_true", help="drop damaged frames (each reported) instead of failing")
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -128,6 +130,16 @@ def _pick_device(name: str) -> str:
     if not (name == "cpu" or name.startswith("cuda")):
         raise SettingsError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)")
     return name
+
+
+def _pick_dtype(precision: str, device: str):
+    import torch
+
+    if precision == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    if precision in ("fp16", "bf16") and not device.startswith("cuda"):
+        raise SettingsError(f"--precision {precision} needs a CUDA device; the CPU runs fp32")
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
 def _warn(msg: str) -> None:
@@ -223,7 +235,8 @@ def main(argv: list[str]) -> int:
     from .models import registry
     from .routing import build_router
 
-    upscaler = registry.load(_choose_model(s), s.scale, device=_pick_device(args.device))
+    device = _pick_device(args.device)
+    upscaler = registry.load(_choose_model(s), s.scale, device=device, dtype=_pick_dtype(args.precision, device))
     interpolation_only = upscaler.descriptor.params == 0
     router = None if interpolation_only else build_router(upscaler, s.router)
     if router is not None and s.router != "none" and upscaler.descriptor.router == "pcsr":

@@ -49,6 +49,7 @@ def main(argv: list[str]) -> int:
         if name == "fps":
             q.add_argument("--targets", type=float, nargs="+", help="fps targets (default: spread between the measured ends)")
             q.add_argument("--seconds", type=float, default=6.0)
+            q.add_argument("--model", help="the routed model (default: the best shipped for x2)")
     for q in sub.choices.values():
         q.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args(argv)
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> int:
     else:
         from .fps import report, run
 
-        res = run(args.val_dir, args.targets, args.seconds)
+        res = run(args.val_dir, args.targets, args.seconds, args.model)
     print(report(res))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), **res}, indent=1, default=str))

@@ -111,6 +111,7 @@ class ARMRouter:
             out = upscale(x, s)
             ms[INTERP_UNIT] = (time.perf_counter() - t1) * 1000
             work[INTERP_UNIT] = 1
+            engine.executed_macs += self.macs[0] * out.numel()
         else:
             out = grid.new_output(x, s)
         for r in range(1, len(self.names)):

@@ -138,6 +138,7 @@ class PCSRRouter:
         t1 = time.perf_counter()
         out = upscale(x, s)  # interpolation for unrouted tiles, and the base for every pixel
         ms[INTERP_UNIT], work[INTERP_UNIT] = (time.perf_counter() - t1) * 1000, 1
+        engine.executed_macs += self.macs[0] * out.numel()
         choice_full = torch.full(out.shape[-2:], -1, dtype=torch.long, device=x.device)
         if len(ids):
             # pass 1: backbone (and classifier) per batch of windows
@@ -145,11 +146,14 @@ class PCSRRouter:
             batches = [ids[i : i + engine.batch] for i in range(0, len(ids), engine.batch)]
             feats = [m.backbone(grid.extract(x, b)) for b in batches]
             ms["backbone"], work["backbone"] = (time.perf_counter() - t1) * 1000, len(ids)
+            window_hr = grid.window_pixels() * s * s
+            engine.executed_macs += len(ids) * window_hr * self.backbone_macs
             need_classifier = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
             t1 = time.perf_counter()
             probs = [m.probabilities(f) for f in feats] if need_classifier else None
             if need_classifier:
                 ms["classifier"], work["classifier"] = (time.perf_counter() - t1) * 1000, len(ids)
+                engine.executed_macs += len(ids) * window_hr * self.classifier_macs
             choices = self._choose(grid, batches, probs, heavy_quota, s)
             # pass 2: every upsampler on its gathered pixels
             t1 = time.perf_counter()
@@ -160,6 +164,7 @@ class PCSRRouter:
             head_ms = (time.perf_counter() - t1) * 1000
             counts = [int((choice_full == j).sum()) for j in range(len(m.upsamplers))]
             load = [c * h for c, h in zip(counts, self.head_macs)]
+            engine.executed_macs += sum(load)
             for j, name in enumerate(self.names[1:]):  # split the heads' time by their MACs, for calibration
                 ms[name], work[name] = head_ms * load[j] / max(sum(load), 1e-9), counts[j] / 1000.0
         refined = 0

@@ -1,0 +1,139 @@
+"""``vidsr bench fps``: does ``--fps-target`` hold the frame rate, and what quality does it buy?
+
+A 720p ground-truth clip is rendered from the validation images (a slow pan over each, so the
+content is not in the training set), downscaled x2 with antialiased bicubic to a lossless 360p
+clip, and upscaled back by ``vidsr`` as users run it (a subprocess, x264 encode included):
+- with Lanczos (the speed ceiling and the quality floor),
+- with the full network on every pixel (the speed floor),
+- with ``--fps-target T`` for targets spread between the two, and 30.
+Steady-state fps is measured from the per-frame completion times in ``--stats`` (the first 25% of
+frames, where the controller calibrates, are left out); PSNR-Y is over every frame against the
+720p truth, with 2 pixels cropped at the border.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from ..metrics import psnr, rgb_to_luma
+from ..models.interpolate import downscale
+from ..train.data import default_folder, list_images
+
+HR = (1280, 720)
+FPS = 30
+ENCODE = ["--codec", "libx264", "--crf", "12", "--encoder-opt", "preset=veryfast"]
+WARMUP = 0.25
+
+
+def hr_frames(val_dir: Path, seconds: float):
+    """720p RGB frames: a slow diagonal pan over each validation image in turn."""
+    images = [Image.open(p).convert("RGB") for p in list_images(val_dir)]
+    n = int(round(seconds * FPS))
+    per = max(1, n // len(images))
+    for i in range(n):
+        im = images[min(i // per, len(images) - 1)]
+        t = (i % per) / max(1, per - 1)
+        w = im.width * (0.9 - 0.1 * t)
+        h = w * HR[1] / HR[0]
+        x0, y0 = (im.width - w) * t, (im.height - h) * (1 - t)
+        yield np.asarray(im.resize(HR, Image.Resampling.LANCZOS, box=(x0, y0, x0 + w, y0 + h)))
+
+
+def make_lr_clip(val_dir: Path, path: Path, seconds: float) -> Path:
+    """The 360p input: antialiased bicubic /2 of each 720p frame, luma exactly as training makes it
+    (BT.601 studio range), lossless FFV1."""
+    out = av.open(str(path), "w")
+    st = out.add_stream("ffv1", rate=FPS)
+    st.width, st.height, st.pix_fmt = HR[0] // 2, HR[1] // 2, "yuv420p"
+    st.codec_context.colorspace, st.codec_context.color_range = 6, 1
+    for i, rgb in enumerate(hr_frames(val_dir, seconds)):
+        t = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+        lr = downscale(t, 2)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+        frame = av.VideoFrame.from_ndarray((lr * 255).round().astype(np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
+        y = np.round(rgb_to_luma(lr) * 255).astype(np.uint8)
+        plane = frame.planes[0]
+        buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        buf[:, : plane.width] = y
+        frame.pts, frame.time_base = i, Fraction(1, FPS)
+        for p in st.encode(frame):
+            out.mux(p)
+    for p in st.encode():
+        out.mux(p)
+    out.close()
+    return path
+
+
+def clip_psnr(path: Path, val_dir: Path, seconds: float) -> float:
+    values = []
+    with av.open(str(path)) as c:
+        for frame, rgb in zip(c.decode(video=0), hr_frames(val_dir, seconds)):
+            y = frame.to_ndarray()[: frame.height].astype(np.float32) / 255
+            values.append(psnr(y, rgb_to_luma(rgb), 2))
+    return float(np.mean(values))
+
+
+def vidsr(args: list, stats: Path) -> list[dict]:
+    cmd = [sys.executable, "-m", "vidsr", *map(str, args), "-y", "--quiet", "--stats", str(stats), *ENCODE]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr.strip()[-400:]}")
+    return [json.loads(line) for line in stats.read_text().splitlines()]
+
+
+def steady_fps(records: list[dict]) -> float:
+    first = int(len(records) * WARMUP)
+    t = [r["t"] for r in records]
+    return (len(t) - 1 - first) / (t[-1] - t[first])
+
+
+def run(val_dir: Path | None, targets: list[float] | None, seconds: float = 6.0, model: str | None = None) -> dict:
+    val_dir = Path(val_dir or default_folder("val"))
+    res = {"clip": f"{HR[0] // 2}x{HR[1] // 2} -> {HR[0]}x{HR[1]}, {seconds:g} s at {FPS} fps", "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        lr = make_lr_clip(val_dir, tmp / "lr.mkv", seconds)
+        short = make_lr_clip(val_dir, tmp / "short.mkv", 1.0)
+        model_args = ["--model", model] if model else []
+        lanczos = vidsr([lr, "-o", tmp / "lanczos.mp4", "--model", "lanczos"], tmp / "l.jsonl")
+        res["lanczos"] = {"fps": steady_fps(lanczos), "psnr_y": clip_psnr(tmp / "lanczos.mp4", val_dir, seconds)}
+        full = vidsr([short, "-o", tmp / "full.mp4", "--router", "none", *model_args], tmp / "f.jsonl")
+        res["full"] = {"fps": steady_fps(full), "psnr_y": clip_psnr(tmp / "full.mp4", val_dir, 1.0),
+                       "note": "first 1 s of the clip"}
+        if not targets:
+            lo, hi = res["full"]["fps"] * 1.3, res["lanczos"]["fps"] * 0.8
+            targets = sorted({round(float(v), 1) for v in np.geomspace(lo, hi, 5)} | ({30.0} if lo < 30 < hi else set()))
+        for target in targets:
+            out = tmp / f"t{target}.mp4"
+            recs = vidsr([lr, "-o", out, "--fps-target", target, *model_args], tmp / f"t{target}.jsonl")
+            achieved = steady_fps(recs)
+            budgets = [r.get("budget", 0.0) for r in recs[int(len(recs) * WARMUP):]]
+            res["runs"].append({"target": target, "fps": achieved, "error": achieved / target - 1,
+                                "mean_budget": float(np.mean(budgets)), "psnr_y": clip_psnr(out, val_dir, seconds)})
+    for r in res["runs"]:
+        r["gain_over_lanczos_db"] = r["psnr_y"] - res["lanczos"]["psnr_y"]
+    return res
+
+
+def report(res: dict) -> str:
+    lz, full = res["lanczos"], res["full"]
+    out = [f"Clip: {res['clip']} (validation images, lossless input, x264 crf 12 veryfast output).\n",
+           "| run | target fps | steady fps | off target | mean budget | PSNR-Y (dB) | vs Lanczos (dB) |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+           f"| Lanczos (swscale) | - | {lz['fps']:.1f} | - | 0 | {lz['psnr_y']:.3f} | 0 |",
+           f"| full network, no router ({full['note']}) | - | {full['fps']:.2f} | - | 1 | {full['psnr_y']:.3f} | "
+           f"{full['psnr_y'] - lz['psnr_y']:+.3f} |"]
+    for r in res["runs"]:
+        out.append(f"| --fps-target {r['target']:g} | {r['target']:g} | {r['fps']:.2f} | {r['error']:+.1%} | "
+                   f"{r['mean_budget']:.3f} | {r['psnr_y']:.3f} | {r['gain_over_lanczos_db']:+.3f} |")
+    return "\n".join(out)
