@@ -205,8 +205,11 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     src = make_video(tmp_path / "long.mp4", Spec(width=320, height=240, frames=400))
     dst = tmp_path / "out.mp4"
     exe = Path(sys.executable).with_name("vidsr")
+    # A background job (CI runners, `cmd &`) inherits SIGINT as ignored, and Python then never turns
+    # it into KeyboardInterrupt: give the child the default disposition, as a terminal would.
     proc = subprocess.Popen([str(exe), str(src), "-o", str(dst), "--model", "lanczos", "--codec", "libx264",
-                             "--encoder-opt", "preset=veryslow"], stderr=subprocess.PIPE, text=True)
+                             "--encoder-opt", "preset=veryslow"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # wait until the partial file exists (encoding has started), then interrupt
     deadline = time.time() + 120
     while time.time() < deadline and not any(".vidsr-partial-" in p.name for p in tmp_path.iterdir()):

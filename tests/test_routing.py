@@ -65,8 +65,10 @@ def test_solver_is_near_optimal_on_small_instances():
 
 def test_upper_hull_drops_dominated_and_concave_points():
     costs = np.array([0.0, 1.0, 2.0, 3.0, 2.5])
-    values = np.array([0.0, 1.0, 1.2, 3.0, 0.5])
+    values = np.array([0.0, 0.9, 1.2, 3.0, 0.5])
     assert upper_hull(costs, values) == [0, 3]  # 1 and 2 lie under the segment 0 -> 3; 4 dominated
+    values[1] = 1.0  # on the segment: kept, it lets a budget stop half way
+    assert upper_hull(costs, values) == [0, 1, 3]
 
 
 def test_price_rule_is_the_published_eta_rule():

@@ -29,14 +29,15 @@ DEFAULT_TILE = {"arm": 32, "pcsr": 64, None: 128}
 
 class Engine:
     def __init__(self, upscaler: Upscaler, tile: int | None = None, context: int | None = None,
-                 batch: int = 8, router=None):
+                 batch: int = 64, router=None, batch_pixels: int = 1 << 17):
         self.upscaler = upscaler
         d = upscaler.descriptor
         self.scale = d.scale
         family = d.router if router is not None else None
         self.tile = tile or DEFAULT_TILE[family]
         self.context = d.tile.context if context is None else context
-        self.batch = batch
+        self.batch = batch  # most windows per network call
+        self.batch_pixels = batch_pixels  # and most LR window pixels per call (bounds memory)
         # merged regions are at most this many tiles a side (bounds activation memory)
         self.max_region = max(1, 256 // self.tile)
         self.router = router
@@ -57,35 +58,45 @@ class Engine:
 
     @torch.inference_mode()
     def upscale_plane(self, plane: np.ndarray, bits: int = 8, full_range: bool = False,
-                      budget: float = 1.0, out_bits: int | None = None) -> tuple[np.ndarray, FrameStats]:
-        """(H, W) uint8/uint16 luma of ``bits`` -> (H*s, W*s) at ``out_bits`` (default: the same)."""
-        peak = float((1 << bits) - 1)
+                      budget: float = 1.0, out_bits: int | None = None,
+                      base: np.ndarray | None = None) -> tuple[np.ndarray, FrameStats]:
+        """(H, W) uint8/uint16 luma of ``bits`` -> (H*s, W*s) at ``out_bits`` (default: the same).
+
+        ``base``: the plane already interpolated to the output size (at ``out_bits``), e.g. by
+        swscale for the chroma anyway; tiles routed to interpolation take it instead of paying for
+        their own pass."""
         out_bits = out_bits or bits
         out_peak = float((1 << out_bits) - 1)
-        x = torch.from_numpy(np.ascontiguousarray(plane)).to(self.upscaler.device)
-        x = x.to(self.upscaler.dtype).div_(peak)[None, None]
-        if full_range:
-            x = x * STUDIO_SPAN + STUDIO_LO
-        y, stats = self.upscale(x, budget)
+        x = self._to_unit(plane, bits, full_range)
+        base_t = None if base is None else self._to_unit(base, out_bits, full_range)
+        y, stats = self.upscale(x, budget, base_t)
         if full_range:
             y = (y - STUDIO_LO) / STUDIO_SPAN
         y = y[0, 0].mul_(out_peak).round_().clamp_(0, out_peak)
         out = y.to(torch.int32).cpu().numpy().astype(np.uint8 if out_bits <= 8 else np.uint16)
         return out, stats
 
+    def _to_unit(self, plane: np.ndarray, bits: int, full_range: bool) -> torch.Tensor:
+        """An integer plane as (1, 1, H, W) on the model's device, in the networks' luma range."""
+        x = torch.from_numpy(np.ascontiguousarray(plane)).to(self.upscaler.device)
+        x = x.to(self.upscaler.dtype).div_(float((1 << bits) - 1))[None, None]
+        return x * STUDIO_SPAN + STUDIO_LO if full_range else x
+
     # -- float tensors -------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def upscale(self, x: torch.Tensor, budget: float = 1.0) -> tuple[torch.Tensor, FrameStats]:
-        """(1, 1, H, W) float in [0, 1] on the model's device -> (1, 1, H*s, W*s), with stats."""
+    def upscale(self, x: torch.Tensor, budget: float = 1.0, base: torch.Tensor | None = None) -> tuple[torch.Tensor, FrameStats]:
+        """(1, 1, H, W) float in [0, 1] on the model's device -> (1, 1, H*s, W*s), with stats.
+        ``base``: an interpolated (1, 1, H*s, W*s) the routers may use for interpolated tiles."""
         h, w = x.shape[-2:]
         pad_h, pad_w = max(0, self.descriptor.tile.min_size - h), max(0, self.descriptor.tile.min_size - w)
         if pad_h or pad_w:  # tiny frames: replicate edges up to the model's minimum, crop after
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+            base = None
         grid = self.grid(*x.shape[-2:])
         self.executed_macs = 0.0  # run_tiles and the routers add what they really run
         if self.router is not None:
-            out, stats = self.router.run(self, x, grid, budget)
+            out, stats = self.router.run(self, x, grid, budget, base)
         else:
             out, stats = self._run_single(x, grid, budget)
         stats.executed_macs_per_pixel = self.executed_macs / (grid.height * grid.width * self.scale**2)
@@ -105,9 +116,10 @@ class Engine:
             by_shape.setdefault(region.window_shape, []).append(region)
             h, w = region.window_shape
             self.executed_macs += macs * h * w * self.scale**2
-        for group in by_shape.values():
-            for i in range(0, len(group), self.batch):
-                chunk = group[i : i + self.batch]
+        for (h, w), group in by_shape.items():
+            n = max(1, min(self.batch, self.batch_pixels // (h * w)))
+            for i in range(0, len(group), n):
+                chunk = group[i : i + n]
                 grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
         return (time.perf_counter() - t0) * 1000
 

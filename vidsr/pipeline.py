@@ -248,7 +248,7 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, job: VideoJob, budget, pix_f
     stats = None
     if job.engine is not None:
         luma, stats = job.engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
-                                               budget, out_bits)
+                                               budget, out_bits, base=plane_view(base, 0))
         plane_view(base, 0)[:] = luma
         for name, share in stats.route_shares.items():
             summary.route_pixels[name] = summary.route_pixels.get(name, 0.0) + share

@@ -100,18 +100,19 @@ class ARMRouter:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def run(self, engine, x: torch.Tensor, grid, budget):
+    def run(self, engine, x: torch.Tensor, grid, budget, base: torch.Tensor | None = None):
         t0 = time.perf_counter()
         plan = self.plan(x, grid, budget)
         ms = {"route": (time.perf_counter() - t0) * 1000}
         work = {}
         s = self.descriptor.scale
-        if (plan.routes == 0).any():  # interpolation tiles: one cheap pass over the whole frame
+        if (plan.routes == 0).any():  # interpolation tiles: the caller's base, or one pass over the frame
             t1 = time.perf_counter()
-            out = upscale(x, s)
+            out = base.clone() if base is not None else upscale(x, s)
             ms[INTERP_UNIT] = (time.perf_counter() - t1) * 1000
             work[INTERP_UNIT] = 1
-            engine.executed_macs += self.macs[0] * out.numel()
+            if base is None:
+                engine.executed_macs += self.macs[0] * out.numel()
         else:
             out = grid.new_output(x, s)
         for r in range(1, len(self.names)):

@@ -128,7 +128,7 @@ class PCSRRouter:
     # -- running ------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def run(self, engine, x: torch.Tensor, grid, budget):
+    def run(self, engine, x: torch.Tensor, grid, budget, base: torch.Tensor | None = None):
         t0 = time.perf_counter()
         m, s = self.model, self.descriptor.scale
         run, heavy_quota = self._tile_plan(x, grid, budget) if self.mode == "budget" else (np.ones(len(grid), bool), 0.0)
@@ -136,14 +136,16 @@ class PCSRRouter:
         ms = {"route": (time.perf_counter() - t0) * 1000}
         work = {}
         t1 = time.perf_counter()
-        out = upscale(x, s)  # interpolation for unrouted tiles, and the base for every pixel
+        out = base.clone() if base is not None else upscale(x, s)  # what unrouted tiles keep
         ms[INTERP_UNIT], work[INTERP_UNIT] = (time.perf_counter() - t1) * 1000, 1
-        engine.executed_macs += self.macs[0] * out.numel()
+        if base is None:
+            engine.executed_macs += self.macs[0] * out.numel()
         choice_full = torch.full(out.shape[-2:], -1, dtype=torch.long, device=x.device)
         if len(ids):
             # pass 1: backbone (and classifier) per batch of windows
             t1 = time.perf_counter()
-            batches = [ids[i : i + engine.batch] for i in range(0, len(ids), engine.batch)]
+            n = max(1, min(engine.batch, engine.batch_pixels // grid.window_pixels()))
+            batches = [ids[i : i + n] for i in range(0, len(ids), n)]
             feats = [m.backbone(grid.extract(x, b)) for b in batches]
             ms["backbone"], work["backbone"] = (time.perf_counter() - t1) * 1000, len(ids)
             window_hr = grid.window_pixels() * s * s

@@ -4,9 +4,12 @@ This is a multiple-choice knapsack. We solve it greedily by marginal gain per un
 item's upper convex hull of (cost, value): every item starts on its cheapest route, and upgrades
 (item i from route a to the next hull route b, worth ``(v_b - v_a) / (c_b - c_a)``) are taken in
 order of decreasing worth while the budget lasts. On the hull an item's worths decrease, so taking
-them in global order never skips a step; the result is the LP-optimal choice up to the one
-upgrade that does not fit. ARM's fixed-eta rule (argmax ``eta * value - cost``) is the same
-frontier walked with a fixed price instead of a fixed budget.
+them in global order never skips a step; the result is the LP-optimal choice up to the upgrades
+that do not fit, after which smaller upgrades still fill what is left. ARM's fixed-eta rule
+(argmax ``eta * value - cost``) is the same frontier walked at a fixed price instead of a budget.
+
+Everything is vectorised over items (a frame has hundreds to thousands of tiles; routes are few):
+the next hull vertex from route ``a`` is the more expensive route with the steepest slope.
 """
 
 from __future__ import annotations
@@ -15,50 +18,85 @@ import numpy as np
 
 
 def upper_hull(costs: np.ndarray, values: np.ndarray) -> list[int]:
-    """Indices of the routes on the upper-left convex hull, cheapest first (dominated routes and
-    routes under the hull are never worth choosing under a budget)."""
-    order = sorted(range(len(costs)), key=lambda j: (costs[j], -values[j]))
-    hull: list[int] = []
-    for j in order:
-        if hull and values[j] <= values[hull[-1]]:
-            continue  # costs at least as much, worth no more
-        while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]
-            # drop b if it lies on or under the segment a -> j
-            if (values[b] - values[a]) * (costs[j] - costs[a]) <= (values[j] - values[a]) * (costs[b] - costs[a]):
-                hull.pop()
-            else:
-                break
-        hull.append(j)
-    return hull
+    """Indices of one item's routes on its upper-left convex hull, cheapest first."""
+    hull = hull_steps(costs[:, None], values[:, None])
+    route = int(np.argmin(costs))
+    out = [route]
+    for step in range(hull.shape[0]):
+        nxt = hull[step, 0]
+        if nxt < 0:
+            break
+        out.append(int(nxt))
+    return out
+
+
+def hull_steps(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(routes - 1, items): the route each item moves to at each upgrade step along its hull
+    (-1 once its hull ends). Start: the cheapest route (ties: the most valuable)."""
+    routes, items = costs.shape
+    idx = np.arange(items)
+    order = np.lexsort((-values, costs), axis=0)  # per item: by cost, then by value descending
+    current = order[0]
+    steps = np.full((max(routes - 1, 0), items), -1, dtype=np.int64)
+    active = np.ones(items, dtype=bool)
+    for k in range(routes - 1):
+        dc = costs - costs[current, idx]
+        dv = values - values[current, idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where((dc > 0) & (dv > 0), dv / dc, -np.inf)  # only dearer and better routes
+        nxt = np.argmax(slope, axis=0)
+        ok = active & (slope[nxt, idx] > -np.inf)
+        steps[k, ok] = nxt[ok]
+        current = np.where(ok, nxt, current)
+        active &= ok
+        if not active.any():
+            break
+    return steps
 
 
 def solve(costs: np.ndarray, values: np.ndarray, budget: float) -> np.ndarray:
     """Route index per item maximising ``sum(values[r_i, i])`` with ``sum(costs[r_i, i]) <= budget``.
 
-    ``costs``/``values``: (routes, items). If even the cheapest routes exceed the budget, they are
+    ``costs``/``values``: (routes, items). If even the cheapest routes exceed the budget they are
     returned anyway (nothing is cheaper); the caller reports that.
     """
+    costs = np.asarray(costs, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
     routes, items = costs.shape
-    choice = np.argmin(costs, axis=0)
-    spent = costs[choice, np.arange(items)].sum()
-    upgrades = []  # (worth, item, from, to, extra cost)
-    for i in range(items):
-        hull = upper_hull(costs[:, i], values[:, i])
-        choice[i] = hull[0]
-        for a, b in zip(hull[:-1], hull[1:]):
-            dc = costs[b, i] - costs[a, i]
-            dv = values[b, i] - values[a, i]
-            upgrades.append((dv / dc if dc > 0 else np.inf, i, a, b, dc))
-    spent = costs[choice, np.arange(items)].sum()
-    upgrades.sort(key=lambda u: -u[0])
-    blocked = np.zeros(items, dtype=bool)  # an item whose next upgrade did not fit stops there
-    for worth, i, a, b, dc in upgrades:
-        if blocked[i] or choice[i] != a:
+    idx = np.arange(items)
+    start = np.lexsort((-values, costs), axis=0)[0]
+    choice = start.copy()
+    spent = costs[start, idx].sum()
+    steps = hull_steps(costs, values)
+    # every step as (item, step number, from, to, extra cost, worth)
+    if not len(steps):
+        return choice
+    frm = np.vstack([start[None], steps[:-1]])
+    valid = steps >= 0
+    item = np.broadcast_to(idx, steps.shape)[valid]
+    rank = np.broadcast_to(np.arange(len(steps))[:, None], steps.shape)[valid]
+    a, b = frm[valid], steps[valid]
+    dc = costs[b, item] - costs[a, item]
+    worth = (values[b, item] - values[a, item]) / dc
+    order = np.argsort(-worth, kind="stable")
+    item, rank, a, b, dc = item[order], rank[order], a[order], b[order], dc[order]
+    room = budget * (1 + 1e-9) - spent
+    fits = np.cumsum(dc) <= room
+    prefix = len(fits) if fits.all() else int(np.argmin(fits))
+    # the prefix of the global order is taken whole: each item ends at its furthest step in it
+    furthest = np.full(items, -1)
+    np.maximum.at(furthest, item[:prefix], rank[:prefix])
+    moved = furthest >= 0
+    choice[moved] = steps[furthest[moved], idx[moved]]
+    room -= dc[:prefix].sum()
+    # then fill what is left with later steps that still fit, item by item in order
+    blocked = np.zeros(items, dtype=bool)
+    for i, fa, fb, c in zip(item[prefix:], a[prefix:], b[prefix:], dc[prefix:]):
+        if blocked[i] or choice[i] != fa:
             continue
-        if spent + dc <= budget * (1 + 1e-9):
-            choice[i] = b
-            spent += dc
+        if c <= room:
+            choice[i] = fb
+            room -= c
         else:
             blocked[i] = True
     return choice
