@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..io.formats import plane_view
 from ..metrics import psnr, rgb_to_luma
 from ..models.interpolate import downscale
 from ..train.data import default_folder, list_images
@@ -61,10 +62,7 @@ def make_lr_clip(val_dir: Path, path: Path, seconds: float) -> Path:
         lr = downscale(t, 2)[0].permute(1, 2, 0).clamp(0, 1).numpy()
         frame = av.VideoFrame.from_ndarray((lr * 255).round().astype(np.uint8), format="rgb24")
         frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
-        y = np.round(rgb_to_luma(lr) * 255).astype(np.uint8)
-        plane = frame.planes[0]
-        buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        buf[:, : plane.width] = y
+        plane_view(frame, 0)[:] = np.round(rgb_to_luma(lr) * 255).astype(np.uint8)
         frame.pts, frame.time_base = i, Fraction(1, FPS)
         for p in st.encode(frame):
             out.mux(p)
