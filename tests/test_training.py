@@ -120,3 +120,17 @@ def test_pcsr_trains_in_two_stages(image_dirs, tmp_path):
     after = t.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("upsamplers.0", "classifier")) for k in changed), changed
+
+
+def test_extend_continues_a_finished_run_with_a_warm_restart(image_dirs, tmp_path):
+    first = Trainer(config(image_dirs, tmp_path / "r", iterations=6), progress=False)
+    first.run()
+    weights_before = {k: v.clone() for k, v in first.model.state_dict().items()}
+    with pytest.raises(ValueError, match="--extend"):
+        Trainer(config(image_dirs, tmp_path / "r", iterations=10), progress=False)
+    more = Trainer(config(image_dirs, tmp_path / "r", iterations=10, lr=5e-4, extend=True), progress=False)
+    assert more.step == 6 and more._lr_at(6) == pytest.approx(5e-4)
+    assert more._lr_at(10) == pytest.approx(5e-6)
+    entry = more.run()
+    assert more.step == 10 and entry["training"]["iterations"] == 10
+    assert any(not torch.equal(weights_before[k], v) for k, v in more.model.state_dict().items())

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--config", type=json.loads, default={}, help='architecture options as JSON, e.g. \'{"blocks": 4}\'')
+    p.add_argument("--extend", action="store_true",
+                   help="continue a run (finished or not) to --iterations, restarting the cosine schedule at --lr")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--publish", type=Path, metavar="RUN", help="copy a finished run's weights into vidsr's shipped set and exit")
     return p
@@ -54,7 +56,7 @@ def main(argv: list[str]) -> int:
         iterations=args.iterations, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
         train_dir=args.train_dir, val_dir=args.val_dir, predownscale=args.predownscale,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
-        threads=args.threads, device=args.device, model_config=args.config,
+        threads=args.threads, device=args.device, model_config=args.config, extend=args.extend,
     )
     try:
         trainer = Trainer(cfg, progress=not args.quiet)

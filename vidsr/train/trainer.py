@@ -58,6 +58,7 @@ class TrainConfig:
     device: str = "cpu"
     model_config: dict = field(default_factory=dict)
     stage1_fraction: float = 0.35  # PCSR: share of iterations for the classifier stage
+    extend: bool = False  # continue a run to more iterations: a new cosine segment from ``lr``
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -84,6 +85,7 @@ class Trainer:
                                     cfg.scale, cfg.patch, cfg.seed, cfg.texture_bias)
         self.val_pairs = load_pairs(self.val_dir, cfg.scale, 1)
         self.step = 0
+        self.schedule: list[tuple[int, int, float]] = []  # extra cosine segments (start, end, peak lr)
         self.elapsed = 0.0  # seconds spent in earlier invocations
         self._started = None
         self.stage = 0
@@ -127,9 +129,15 @@ class Trainer:
         self.opt = torch.optim.Adam(params, lr=self.cfg.lr)
 
     def _lr_at(self, step: int) -> float:
+        """Cosine decay to 1% over the stage, or over the schedule segment ``step`` is in (a run
+        extended with ``extend`` gets a new segment: a warm restart from the new ``lr``)."""
         first, end = self._stage_bounds()
+        peak = self.cfg.lr
+        for start, stop, segment_peak in self.schedule:
+            if start <= step:
+                first, end, peak = start, stop, segment_peak
         t = (step - first) / max(1, end - first)
-        return self.cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0))))
+        return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0))))
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -225,6 +233,7 @@ class Trainer:
             "sampler": self.sampler.state(),
             "torch_rng": torch.get_rng_state(),
             "gen": self.gen.get_state(),
+            "schedule": self.schedule,
         }
         tmp = self.ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -234,10 +243,17 @@ class Trainer:
         state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
         saved = state["config"]
         for key in ("arch", "scale", "iterations", "model_config"):
-            if saved[key] != self.cfg.to_json()[key]:
-                raise ValueError(f"{self.ckpt_path} was made with {key}={saved[key]!r}, not {self.cfg.to_json()[key]!r}")
+            if saved[key] == self.cfg.to_json()[key]:
+                continue
+            if key == "iterations" and self.cfg.extend and self.cfg.iterations > state["step"] and self.arch.router != "pcsr":
+                continue
+            raise ValueError(f"{self.ckpt_path} was made with {key}={saved[key]!r}, not {self.cfg.to_json()[key]!r}"
+                             + (" (--extend continues a run to more iterations)" if key == "iterations" else ""))
         self.model.load_state_dict(state["model"])
         self.step, self.stage, self.elapsed = state["step"], state["stage"], state["elapsed"]
+        self.schedule = [tuple(s) for s in state.get("schedule", [])]
+        if saved["iterations"] != self.cfg.iterations:
+            self.schedule.append((self.step, self.cfg.iterations, self.cfg.lr))
         self._make_optimizer()
         self.opt.load_state_dict(state["optimizer"])
         self.sampler.set_state(state["sampler"])
