@@ -176,7 +176,9 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 sink.write_packet(item)
 
     reader, writer = _Stage("vidsr-read", read, stop), _Stage("vidsr-write", write, stop)
-    bar = tqdm(total=total, unit="frame", desc=job.input.name, disable=not job.progress, dynamic_ncols=True, leave=False)
+    # disable=None: a bar on a terminal only, not in logs
+    bar = tqdm(total=total, unit="frame", desc=job.input.name, disable=None if job.progress else True,
+               dynamic_ncols=True, leave=False)
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
