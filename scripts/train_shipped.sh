@@ -22,8 +22,8 @@ declare -A RUNS=(
   [plain-x4]="--arch plain --scale 4 --iterations 4500"
   [espcn-x2]="--arch espcn --scale 2 --iterations 6000 --lr 2e-3"
   [espcn-x4]="--arch espcn --scale 4 --iterations 6000 --lr 2e-3"
-  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 10000"
-  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 10000"
+  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 16000"
+  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 12000"
   [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 8000"
   [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 8000 --patch 32"
 )

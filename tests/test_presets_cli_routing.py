@@ -111,3 +111,12 @@ def test_fps_target_needs_a_router(cli, media, tmp_path, arm_weights):
     assert r.code == 2 and "arm router, not pcsr" in r.error_lines[0]
     r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--budget", 0.5, "--fps-target", 30)
     assert r.code == 2 and "not both" in r.error_lines[0]
+
+
+def test_list_models_shows_shipped_models_with_costs(cli):
+    r = cli("--list-models")
+    assert r.code == 0
+    for entry in registry.shipped_models():
+        line = next(line for line in r.out.splitlines() if line.startswith(entry["name"]) and f"x{entry['scale']}" in line)
+        assert f"{entry['validation']['psnr_y']:.2f}" in line
+    assert "lanczos" in r.out and "bicubic" in r.out

@@ -151,13 +151,16 @@ def _warn(msg: str) -> None:
 def list_models() -> int:
     from .models import registry
 
-    print(f"{'model':<12} {'scale':>5} {'params':>8} {'MACs/px':>9}  {'val PSNR-Y':>10}  routes (MACs per output pixel)")
+    print(f"{'model':<12} {'scale':>5} {'params':>8} {'size':>7} {'MACs/px':>9}  {'val PSNR-Y':>10}  "
+          "routes (MACs per output pixel)")
     for d in registry.list_models():
         v = d.info.get("validation", {})
         psnr = f"{v['psnr_y']:.2f}" if v else "-"
+        size = f"{d.info['bytes'] / 1024:.0f} KB" if "bytes" in d.info else "-"
         routes = ", ".join(f"{r.name} {r.macs_per_pixel:,.0f}" for r in d.routes) if len(d.routes) > 1 else ""
         default = " (default)" if d.weights_file and registry.default_model(d.scale) == d.name else ""
-        print(f"{d.name:<12} {'x' + str(d.scale):>5} {d.params:>8,} {d.macs_per_pixel:>9,.0f}  {psnr:>10}  {routes}{default}")
+        print(f"{d.name:<12} {'x' + str(d.scale):>5} {d.params:>8,} {size:>7} {d.macs_per_pixel:>9,.0f}  {psnr:>10}  "
+              f"{routes}{default}")
     return 0
 
 
