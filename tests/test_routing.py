@@ -276,3 +276,17 @@ def test_refinement_changes_only_light_pixels_next_to_heavy_ones():
     assert torch.equal(changed, expected) and n == 8
     mean = out[0, 0, 1:4, 1:4].mean()
     assert torch.isclose(refined[0, 0, 2, 2], mean)
+
+
+def test_pcsr_routes_do_not_flicker_on_a_static_clip():
+    up = synthetic_pcsr()
+    router = build_router(up)
+    engine = Engine(up, tile=16, router=router)
+    x = textured_frame(48, 64)
+    noise = torch.Generator().manual_seed(2)
+    outs = []
+    for i in range(6):
+        frame = (x + (torch.rand(x.shape, generator=noise) - 0.5) / 255).clamp(0, 1)
+        _, stats = engine.upscale(frame, 0.8 + 0.02 * (i % 2))  # the controller's jitter
+        outs.append(stats.route_shares["heavy"])
+    assert len(set(outs)) == 1  # the same heavy share every frame

@@ -29,6 +29,8 @@ from .edge import tile_edge_scores
 
 INTERP_UNIT = "interpolation"
 MODES = ("budget", "k", "adm")
+STATIC_DIFF = 1.0 / 255  # mean absolute change of a frame below which it counts as static
+DEADBAND = 0.05  # share of the routed pixels by which a static frame's heavy quota may grow unused
 
 
 def adm_choice(p_heavy: torch.Tensor, iterations: int = 20) -> torch.Tensor:
@@ -75,14 +77,33 @@ class PCSRRouter:
         d = upscaler.descriptor
         self.descriptor = d
         self.mode, self.k, self.refinement = mode, k, refinement
+        self._previous = None
         self.names = tuple(r.name for r in d.routes)  # ("bicubic", "light", "heavy")
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
         self.classifier_macs = d.info.get("router_overhead_macs", 0.0)
         self.backbone_macs = d.info.get("backbone_macs", 0.0)
         self.head_macs = [max(c - self.macs[0] - self.backbone_macs, 1.0) for c in self.macs[1:]]  # per HR pixel
 
-    def reset(self) -> None:  # no state between frames
-        pass
+    def reset(self) -> None:
+        self._previous = None
+
+    def _steady(self, x, grid, run, quota):
+        """Static content keeps its routing while the budget moves within a dead band: the same
+        frame and the same heavy quota give the same pixels, so small controller adjustments do not
+        make the marginal pixels flicker between upsamplers. The band is a share of the routed
+        pixels; the old quota is kept only while it still fits the budget."""
+        prev = self._previous
+        self._previous = (x.clone(), run, quota)
+        if prev is None or prev[0].shape != x.shape or quota is None or prev[2] is None:
+            return run, quota
+        old_x, old_run, old_quota = prev
+        if float((x - old_x).abs().mean()) >= STATIC_DIFF or not np.array_equal(run, old_run):
+            return run, quota
+        routed_px = sum(t.h * t.w for t, r in zip(grid.tiles, run) if r) * self.descriptor.scale**2
+        if old_quota <= quota <= old_quota + DEADBAND * routed_px:
+            self._previous = (x.clone(), run, old_quota)
+            return run, old_quota
+        return run, quota
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -131,7 +152,10 @@ class PCSRRouter:
     def run(self, engine, x: torch.Tensor, grid, budget, base: torch.Tensor | None = None):
         t0 = time.perf_counter()
         m, s = self.model, self.descriptor.scale
-        run, heavy_quota = self._tile_plan(x, grid, budget) if self.mode == "budget" else (np.ones(len(grid), bool), 0.0)
+        if self.mode == "budget":
+            run, heavy_quota = self._steady(x, grid, *self._tile_plan(x, grid, budget))
+        else:
+            run, heavy_quota = np.ones(len(grid), bool), 0.0
         ids = np.nonzero(run)[0]
         ms = {"route": (time.perf_counter() - t0) * 1000}
         work = {}
