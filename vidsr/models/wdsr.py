@@ -93,6 +93,20 @@ class SlimWDSR(WDSR):
         self.widths = tuple(sorted(widths))
         super().__init__(scale, self.widths[-1], blocks, in_channels)
 
+    def subnet(self, route) -> nn.Module:
+        """The subnet of ``route`` as a standalone plain network with its own contiguous copy of
+        the shared weights: what inference runs (slicing weights on every call is slow on CPU)."""
+        if route == "bicubic":
+            from .interpolation import Interpolation
+
+            return Interpolation(self.scale, "bicubic")
+        w = self.width_of(route)
+        net = WDSR(self.scale, channels=w, blocks=len(self.blocks), in_channels=self.head.in_channels)
+        shapes = net.state_dict()
+        net.load_state_dict({k: v[tuple(slice(0, n) for n in shapes[k].shape)].contiguous()
+                             for k, v in self.state_dict().items()})
+        return net.eval()
+
     def width_of(self, route) -> int:
         if route is None:
             return self.widths[-1]
