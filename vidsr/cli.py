@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 
 from .errors import VidsrError
+from .runtime import tune_allocator
 
 SUBCOMMANDS = ("train", "bench")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    tune_allocator()
     try:
         if argv and argv[0] == "train":
             from .train.cli import main as train_main

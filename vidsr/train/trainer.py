@@ -79,6 +79,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.device = torch.device(cfg.device)
         self.model = registry.build_module(cfg.arch, cfg.scale, cfg.model_config).to(self.device)
+        self.channels_last = self.device.type == "cpu"  # oneDNN is faster on NHWC
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.train_dir = Path(cfg.train_dir or default_folder("train"))
         self.val_dir = Path(cfg.val_dir or default_folder("val"))
         self.sampler = PatchSampler(load_pairs(self.train_dir, cfg.scale, cfg.predownscale, cfg.predownscale_kernel),
@@ -177,6 +180,8 @@ class Trainer:
                 for g in self.opt.param_groups:
                     g["lr"] = self._lr_at(self.step)
                 lr, hr = (t.to(self.device) for t in self.sampler.batch(cfg.batch))
+                if self.channels_last:
+                    lr = lr.contiguous(memory_format=torch.channels_last)
                 loss = self.loss(lr, hr)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()

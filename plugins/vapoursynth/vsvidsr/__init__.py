@@ -136,6 +136,9 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
 
     from vidsr.errors import VidsrError
     from vidsr.models import registry
+    from vidsr.runtime import tune_allocator
+
+    tune_allocator()
 
     from . import _filter
 
