@@ -290,3 +290,17 @@ def test_pcsr_routes_do_not_flicker_on_a_static_clip():
         _, stats = engine.upscale(frame, 0.8 + 0.02 * (i % 2))  # the controller's jitter
         outs.append(stats.route_shares["heavy"])
     assert len(set(outs)) == 1  # the same heavy share every frame
+
+
+@pytest.mark.parametrize("make", [synthetic_arm, synthetic_pcsr])
+def test_calibration_measures_every_unit_the_router_buys(make):
+    up = make()
+    router = build_router(up)
+    engine = Engine(up, tile=16, router=router)
+    x = textured_frame(48, 64)
+    units = router.calibrate(engine, x)
+    assert set(units) == set(router.unit_macs(engine.grid(48, 64)))
+    assert all(v > 0 for v in units.values())
+    # a calibrated time budget plans without complaint and stays inside it
+    _, stats = engine.upscale(x, TimeBudget(ms=sum(units.values()), unit_ms=units))
+    assert 0 <= stats.budget <= 1

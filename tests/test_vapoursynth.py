@@ -451,3 +451,65 @@ def test_cuda_matches_cpu(untrained_net, fp16):
     for n in range(2):  # TF32 / fp16 arithmetic on the GPU: close, not equal
         ref = reference(planes_of(clip.get_frame(n)), "rgb", engine)
         np.testing.assert_allclose(planes_of(out.get_frame(n)), ref, atol=1e-2 if fp16 else 5e-3, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def routed_net(tmp_path_factory) -> str:
+    """A small random ARM model with a made-up Edge-to-PSNR table, saved with its manifest."""
+    from vidsr.models import weights
+    from vidsr.routing.edge import EdgePSNRTable
+
+    folder = tmp_path_factory.mktemp("arm")
+    cfg = {"widths": [4, 8], "blocks": 1}
+    module = registry.build_module("arm-wdsr", 2, cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    edges = torch.linspace(0, 60, 31)
+    edges[-1] = float("inf")
+    centre = torch.linspace(1, 59, 30)
+    table = EdgePSNRTable(edges, torch.stack([45 - 0.3 * centre + r * 0.03 * centre for r in range(3)]),
+                          ("bicubic", "w4", "w8"))
+    sha = weights.save(folder / "arm.safetensors", module.state_dict(), table.to_tensors())
+    weights.write_manifest(folder, [{"name": "arm-test", "scale": 2, "architecture": "arm-wdsr", "config": cfg,
+                                     "file": "arm.safetensors", "sha256": sha}])
+    return str(folder / "arm.safetensors")
+
+
+def test_routed_frames_do_not_depend_on_request_order(routed_net):
+    # A static clip whose per-frame budget jitters: a router that remembered the previous frame
+    # would keep its routes across the jitter, so frame n would depend on what ran before it.
+    still = make_clip(core, vs.GRAYS, length=1, width=128, height=96) * 6
+
+    def jitter(n, f):
+        out = f.copy()
+        out.props["VidsrBudget"] = 0.40 + 0.03 * (n % 2)  # inside the ARM router's dead band
+        return out
+
+    clip = core.std.ModifyFrame(still, still, jitter)
+    out = vsvidsr.upscale(clip, scale=2, model=routed_net, device="cpu", tile=16)
+    alone = {}
+    for n in range(6):  # each frame first, on its own
+        vsvidsr.clear_cache()
+        fresh = vsvidsr.upscale(clip, scale=2, model=routed_net, device="cpu", tile=16)
+        alone[n] = planes_of(fresh.get_frame(n))
+    for n in [0, 1, 2, 3, 4, 5, 3, 0]:  # in sequence and out of order on one clip
+        np.testing.assert_array_equal(planes_of(out.get_frame(n)), alone[n], err_msg=f"frame {n}")
+    assert not np.array_equal(alone[0], alone[1])  # the jitter does change the routing
+
+
+def test_max_ms_frames_are_planned_from_one_price_list(routed_net):
+    clip = make_clip(core, vs.GRAYS, length=6, width=64, height=48)
+    out = vsvidsr.upscale(clip, scale=2, model=routed_net, device="cpu", tile=16, max_ms=2.0)
+    first = {n: planes_of(out.get_frame(n)) for n in range(6)}
+    for n in [5, 0, 3, 3, 1, 4, 2]:
+        f = out.get_frame(n)
+        np.testing.assert_array_equal(planes_of(f), first[n], err_msg=f"frame {n}")
+        assert 0.0 <= f.props["VidsrBudget"] <= 1.0
+
+
+def test_max_ms_needs_a_routed_model(untrained_net):
+    clip = make_clip(core, vs.GRAYS, length=2)
+    with pytest.raises(vs.Error, match="max_ms needs a routed model"):
+        vsvidsr.upscale(clip, scale=2, model=untrained_net, device="cpu", max_ms=5)

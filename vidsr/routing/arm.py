@@ -133,6 +133,23 @@ class ARMRouter:
         return FrameStats(budget=float(fraction), route_shares=shares, macs_per_pixel=macs, ms=ms,
                           predicted_psnr=10 * np.log10(1 / max(mse, 1e-12)), counts=counts, work=work)
 
+    @torch.inference_mode()
+    def calibrate(self, engine, x: torch.Tensor, samples: int = 8) -> dict[str, float]:
+        """Measured milliseconds of one unit of each kind of work on ``x``'s size: each width on a
+        few isolated tiles (no merging: the dearest case), and one interpolation pass."""
+        grid = engine.grid(*x.shape[-2:])
+        ids = np.unique(np.linspace(0, len(grid) - 1, min(samples, len(grid))).round().astype(int))
+        out = grid.new_output(x, self.descriptor.scale)
+        units = {}
+        for name in self.names[1:]:
+            engine.run_tiles(x, grid, ids[:1], name, out)  # warm-up: builds the subnet
+            units[name] = engine.run_tiles(x, grid, ids, name, out) / len(ids)
+        t0 = time.perf_counter()
+        upscale(x, self.descriptor.scale)
+        units[INTERP_UNIT] = (time.perf_counter() - t0) * 1000
+        engine.executed_macs = 0.0
+        return units
+
     def unit_macs(self, grid) -> dict[str, float]:
         """MACs of one unit of each kind of work (a tile window per route, one interpolation pass),
         so the controller can guess costs it has not measured yet."""

@@ -249,6 +249,32 @@ class PCSRRouter:
                           counts={"network_tiles": int(run.sum()), "interpolated_tiles": int((~run).sum()),
                                   "refined_px": refined}, work=work)
 
+    @torch.inference_mode()
+    def calibrate(self, engine, x: torch.Tensor, samples: int = 8) -> dict[str, float]:
+        """Measured milliseconds per unit on ``x``'s size: backbone and classifier per tile, each
+        upsampler per thousand pixels, one interpolation pass."""
+        m, s = self.model, self.descriptor.scale
+        grid = engine.grid(*x.shape[-2:])
+        ids = np.unique(np.linspace(0, len(grid) - 1, min(samples, len(grid))).round().astype(int))
+        windows = grid.extract(x, ids)
+        m.probabilities(m.backbone(windows[:1]))  # warm-up
+        t0 = time.perf_counter()
+        feats = m.backbone(windows)
+        t1 = time.perf_counter()
+        m.probabilities(feats)
+        t2 = time.perf_counter()
+        units = {"backbone": (t1 - t0) * 1000 / len(ids), "classifier": (t2 - t1) * 1000 / len(ids)}
+        px = windows.shape[0] * windows.shape[-2] * windows.shape[-1] * s * s
+        for j, name in enumerate(self.names[1:]):
+            choice = torch.full((windows.shape[0], windows.shape[-2] * s, windows.shape[-1] * s), j, device=x.device)
+            t0 = time.perf_counter()
+            m.render(windows, feats, choice)
+            units[name] = (time.perf_counter() - t0) * 1000 / (px / 1000.0)
+        t0 = time.perf_counter()
+        upscale(x, s)
+        units[INTERP_UNIT] = (time.perf_counter() - t0) * 1000
+        return units
+
     def unit_macs(self, grid) -> dict[str, float]:
         """MACs of one unit of each kind of work, for the controller's first guesses."""
         s2 = self.descriptor.scale ** 2

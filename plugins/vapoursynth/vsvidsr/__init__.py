@@ -90,7 +90,8 @@ def _resolve_device(device: str) -> str:
 
 def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget: float = 1.0,
             router: str | None = "auto", tile: int | None = None, device: str = "auto",
-            overlap: int | None = None, batch: int = 8, fp16: bool = False) -> vs.VideoNode:
+            overlap: int | None = None, batch: int = 8, fp16: bool = False,
+            max_ms: float | None = None) -> vs.VideoNode:
     """Upscale ``clip`` by ``scale`` (2, 3 or 4) with a vidsr model; returns a clip of the same
     format and length, ``scale`` times wider and taller.
 
@@ -104,6 +105,11 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
     router   "auto" (the model's own), "none" (full network everywhere), "arm" or "pcsr".
     tile     LR tile side (default 128; 32 with ARM, 64 with PCSR); overlap: LR context pixels per tile
              side (default: the model's receptive radius, so tiles merge without seams).
+    max_ms   instead of ``budget``: milliseconds of network time per frame (routed models). The
+             price of each route's work is measured once, when the clip is built, so every frame
+             is planned from the same prices and frame n stays the same whatever order frames are
+             asked in; another run of the script measures again, so outputs can differ slightly
+             between runs. A frame's ``VidsrBudget`` property still wins.
     device   "auto" (CUDA if torch sees one), "cpu", "cuda", "cuda:N".
     batch    tiles per model call; fp16: run the model in half precision (CUDA only).
 
@@ -122,6 +128,8 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
         raise vs.Error(f"vsvidsr.upscale: tile must be an integer >= 8, got {tile!r}")
     if overlap is not None and (not isinstance(overlap, int) or overlap < 0):
         raise vs.Error(f"vsvidsr.upscale: overlap must be an integer >= 0, got {overlap!r}")
+    if max_ms is not None and (isinstance(max_ms, bool) or not isinstance(max_ms, (int, float)) or max_ms <= 0):
+        raise vs.Error(f"vsvidsr.upscale: max_ms must be a positive number of milliseconds, got {max_ms!r}")
     if not isinstance(batch, int) or batch < 1:
         raise vs.Error(f"vsvidsr.upscale: batch must be an integer >= 1, got {batch!r}")
     if model is not None and not isinstance(model, str):
@@ -153,7 +161,11 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
                        "not luma; this filter runs luma models")
     s = shared.engine.scale
     template = vs.core.std.BlankClip(clip, width=clip.width * s, height=clip.height * s, keep=True)
-    fn = _filter.FrameFunction(shared, family, float(budget))
+    if max_ms is not None and shared.engine.router is None:
+        raise vs.Error(f"vsvidsr.upscale: max_ms needs a routed model (ARM or PCSR); {name} with router={router!r} "
+                       "has a single route")
+    fn = _filter.FrameFunction(shared, family, float(budget), None if max_ms is None else float(max_ms),
+                               (clip.width, clip.height))
     return vs.core.std.ModifyFrame(template, [template, clip], fn)
 
 

@@ -18,7 +18,7 @@ import torch
 import vapoursynth as vs
 
 from vidsr.colour import rgb_to_ycbcr, ycbcr_to_rgb
-from vidsr.engine import STUDIO_LO, STUDIO_SPAN, Engine
+from vidsr.engine import STUDIO_LO, STUDIO_SPAN, Engine, TimeBudget
 from vidsr.models import registry
 from vidsr.models.base import Upscaler
 from vidsr.models.interpolate import upscale as interpolate
@@ -87,18 +87,39 @@ def _frame_budget(n: int, props, default: float) -> float:
 class FrameFunction:
     """The ``std.ModifyFrame`` selector: ``f`` is (output-sized template frame, input frame)."""
 
-    def __init__(self, shared: SharedEngine, family: str, budget: float):
+    def __init__(self, shared: SharedEngine, family: str, budget: float, max_ms: float | None = None,
+                 size: tuple[int, int] | None = None):
         self.shared = shared
         self.engine = shared.engine
         self.family = family  # "rgb" or "luma" (GRAY, YUV 4:4:4)
         self.budget = budget
+        self.max_ms = max_ms
+        self.unit_ms = self._calibrate(*size) if max_ms is not None else None
         d = self.engine.descriptor
         self.model_name = d.name
         self.route_names = [r.name for r in d.routes]
         self.full_macs = d.macs_per_pixel
 
-    def _upscale_luma(self, luma: torch.Tensor, budget: float):
+    def _calibrate(self, width: int, height: int) -> dict[str, float]:
+        """Milliseconds per unit of each route's work, measured once on a textured frame of the
+        clip's size: every frame then buys network time from the same price list, so frame n
+        depends on frame n alone, never on which frames ran before or beside it."""
+        up = self.engine.upscaler
+        g = torch.Generator().manual_seed(0)
+        x = (0.5 + 0.3 * (torch.rand(1, 1, height, width, generator=g) - 0.5)).to(up.device, up.dtype)
+        with self.shared.lock, torch.inference_mode():
+            return self.engine.router.calibrate(self.engine, x)
+
+    def frame_budget(self, n: int, props):
+        """The frame's VidsrBudget property, else the time budget (if any), else ``budget``."""
+        if BUDGET_PROP not in props and self.max_ms is not None:
+            return TimeBudget(ms=self.max_ms, unit_ms=self.unit_ms)
+        return _frame_budget(n, props, self.budget)
+
+    def _upscale_luma(self, luma: torch.Tensor, budget):
         with self.shared.lock:
+            if self.engine.router is not None:
+                self.engine.router.reset()  # no memory of other frames: frame n is the same in any order
             return self.engine.upscale(luma.contiguous(), budget)
 
     @torch.inference_mode()
@@ -123,7 +144,7 @@ class FrameFunction:
     def __call__(self, n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
         t0 = time.perf_counter()
         template, src = f
-        budget = _frame_budget(n, src.props, self.budget)
+        budget = self.frame_budget(n, src.props)
         planes = np.stack([np.asarray(src[p]) for p in range(src.format.num_planes)])
         result, stats = self.planes(planes, budget)
         out = template.copy()
@@ -134,7 +155,7 @@ class FrameFunction:
         props.update({k: v for k, v in src.props.items() if k not in _DROPPED_PROPS})
         shares = {name: 0.0 for name in self.route_names}
         shares.update(stats.route_shares)
-        props[BUDGET_PROP] = budget
+        props[BUDGET_PROP] = float(stats.budget if isinstance(budget, TimeBudget) else budget)
         props["VidsrModel"] = self.model_name
         props["VidsrRoutes"] = list(shares)
         props["VidsrRouteShares"] = [float(v) for v in shares.values()]
