@@ -57,3 +57,25 @@ def test_broken_image_is_refused(cli, tmp_path):
     r = cli(src, "-o", tmp_path / "o.png", "--model", "bicubic")
     assert r.code == 2 and "not a readable image" in r.error_lines[0]
     assert not (tmp_path / "o.png").exists()
+
+
+def test_default_image_and_video_runs_use_the_shipped_network(cli, tmp_path, media):
+    from vidsr.models import registry
+
+    name = registry.default_model(2)
+    if name == "lanczos":
+        pytest.skip("no network ships for x2")
+    src = tmp_path / "shot.png"
+    Image.fromarray(pattern(5, 40, 48)).save(src)
+    assert cli(src, "-o", tmp_path / "net.png", "--quiet").code == 0
+    assert cli(src, "-o", tmp_path / "lz.png", "--model", "lanczos", "--quiet").code == 0
+    net = np.asarray(Image.open(tmp_path / "net.png"), dtype=np.float32)
+    lz = np.asarray(Image.open(tmp_path / "lz.png"), dtype=np.float32)
+    assert np.abs(net - lz).mean() > 0.5  # the network, not interpolation, made this
+    stats = tmp_path / "s.jsonl"
+    r = cli(media["cfr.mp4"], "-o", tmp_path / "v.mp4", "--stats", stats)
+    assert r.code == 0, r.err
+    import json
+
+    record = json.loads(stats.read_text().splitlines()[0])
+    assert record["macs_per_pixel"] == pytest.approx(registry.load(name, 2).descriptor.macs_per_pixel, rel=1e-3)
