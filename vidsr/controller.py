@@ -78,6 +78,12 @@ class FpsController:
 
     # -- calibration --------------------------------------------------------------------------
 
+    def seed(self, unit_ms: dict[str, float]) -> None:
+        """Start from measured unit costs (``router.calibrate``) instead of guesses from MACs."""
+        for unit, ms in unit_ms.items():
+            if unit in self.unit_macs and ms > 0:
+                self._smooth_unit(unit, ms)
+
     def _smooth_overhead(self, value: float) -> None:
         self.overhead_ms = value if self.overhead_ms is None else (1 - self.alpha) * self.overhead_ms + self.alpha * value
 

@@ -67,8 +67,8 @@ class Engine:
         their own pass."""
         out_bits = out_bits or bits
         out_peak = float((1 << out_bits) - 1)
-        x = self._to_unit(plane, bits, full_range)
-        base_t = None if base is None else self._to_unit(base, out_bits, full_range)
+        x = self.to_unit(plane, bits, full_range)
+        base_t = None if base is None else self.to_unit(base, out_bits, full_range)
         y, stats = self.upscale(x, budget, base_t)
         if full_range:
             y = (y - STUDIO_LO) / STUDIO_SPAN
@@ -76,7 +76,7 @@ class Engine:
         out = y.to(torch.int32).cpu().numpy().astype(np.uint8 if out_bits <= 8 else np.uint16)
         return out, stats
 
-    def _to_unit(self, plane: np.ndarray, bits: int, full_range: bool) -> torch.Tensor:
+    def to_unit(self, plane: np.ndarray, bits: int, full_range: bool) -> torch.Tensor:
         """An integer plane as (1, 1, H, W) on the model's device, in the networks' luma range."""
         x = torch.from_numpy(np.ascontiguousarray(plane)).to(self.upscaler.device)
         x = x.to(self.upscaler.dtype).div_(float((1 << bits) - 1))[None, None]
