@@ -108,8 +108,9 @@ def _probe(container, path: Path) -> VideoInfo:
         duration = float(st.duration * st.time_base)
     elif container.duration:
         duration = container.duration / av.time_base
-    others = [s for s in container.streams if s.index != st.index and s.type in ("audio", "subtitle", "data", "attachment")]
-    others += [s for s in videos[1:]]  # further video streams (cover art, alternates) are copied too
+    # everything but the stream we upscale is carried over: audio, subtitles, data, attachments,
+    # cover art and any further video streams (the sink copies, converts or names what it drops)
+    others = [s for s in container.streams if s.index != st.index]
     return VideoInfo(
         width=cc.width,
         height=cc.height,
