@@ -2,6 +2,8 @@
 # The exact training runs behind the weights in vidsr/weights/ (2-core CPU, torch fp32).
 # Each run resumes from runs/<name>/checkpoint.pt if interrupted and is skipped once finished;
 # a finished run is published into vidsr/weights/ (manifest updated with sha256 and val PSNR).
+# The ARM runs were started at 16000/12000 iterations and cut short with --extend (a new cosine
+# segment from step 1000/400) to fit the CPU time we had; more iterations train better nets.
 # Usage: scripts/train_shipped.sh [run-name ...]   (default: all, in this order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,10 +24,10 @@ declare -A RUNS=(
   [plain-x4]="--arch plain --scale 4 --iterations 4500"
   [espcn-x2]="--arch espcn --scale 2 --iterations 6000 --lr 2e-3"
   [espcn-x4]="--arch espcn --scale 4 --iterations 6000 --lr 2e-3"
-  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 16000"
-  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 12000"
-  [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 8000"
-  [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 8000 --patch 32"
+  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 4000 --extend"
+  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 3500 --extend"
+  [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 3000"
+  [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 3000 --patch 32"
 )
 ORDER=(plain-x2 plain-x4 espcn-x2 espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x4)
 for name in "${@:-${ORDER[@]}}"; do
