@@ -111,6 +111,9 @@ def test_fps_target_needs_a_router(cli, media, tmp_path, arm_weights):
     assert r.code == 2 and "arm router, not pcsr" in r.error_lines[0]
     r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--budget", 0.5, "--fps-target", 30)
     assert r.code == 2 and "not both" in r.error_lines[0]
+    r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--model", arm_weights, "--router", "none", "--budget", 0.5,
+            "--tile", 16, "-y")
+    assert r.code == 0 and "--budget 0.5 has no effect" in r.err
 
 
 def test_list_models_shows_shipped_models_with_costs(cli):
@@ -120,3 +123,19 @@ def test_list_models_shows_shipped_models_with_costs(cli):
         line = next(line for line in r.out.splitlines() if line.startswith(entry["name"]) and f"x{entry['scale']}" in line)
         assert f"{entry['validation']['psnr_y']:.2f}" in line
     assert "lanczos" in r.out and "bicubic" in r.out
+
+
+def test_a_budget_or_fps_target_without_a_model_picks_a_routed_model(monkeypatch):
+    from vidsr.upscale_cli import Settings, _choose_model
+
+    shipped = [{"name": "plain", "scale": 2, "architecture": "plain", "validation": {"psnr_y": 39.0}},
+               {"name": "arm-wdsr", "scale": 2, "architecture": "arm-wdsr", "validation": {"psnr_y": 38.0}},
+               {"name": "pcsr-wdsr", "scale": 2, "architecture": "pcsr-wdsr", "validation": {"psnr_y": 37.0}},
+               {"name": "plain", "scale": 4, "architecture": "plain", "validation": {"psnr_y": 32.0}}]
+    monkeypatch.setattr(registry, "shipped_models", lambda: shipped)
+    assert _choose_model(Settings(scale=2)) == "plain"  # full budget: the best network
+    assert _choose_model(Settings(scale=2, fps_target=30)) == "arm-wdsr"  # the best routed one
+    assert _choose_model(Settings(scale=2, budget=0.5)) == "arm-wdsr"
+    assert _choose_model(Settings(scale=2, budget=0.5, router="pcsr")) == "pcsr-wdsr"
+    assert _choose_model(Settings(scale=2, budget=0.5, router="none")) == "plain"
+    assert _choose_model(Settings(scale=4, fps_target=30)) == "plain"  # no routed x4: the CLI then says so

@@ -183,12 +183,23 @@ def _choose_model(s: Settings) -> str:
 
     if s.model:
         return s.model
+
+    def best_routed(families):
+        found = [e for e in registry.shipped_models() if e["scale"] == s.scale
+                 and registry.architecture(e["architecture"]).router in families]
+        return max(found, key=lambda e: e["validation"]["psnr_y"])["name"] if found else None
+
     if s.router in ("arm", "pcsr"):
-        family = [e for e in registry.shipped_models() if e["scale"] == s.scale
-                  and registry.architecture(e["architecture"]).router == s.router]
-        if not family:
+        name = best_routed((s.router,))
+        if name is None:
             raise SettingsError(f"no {s.router.upper()} model ships for x{s.scale}")
-        return max(family, key=lambda e: e["validation"]["psnr_y"])["name"]
+        return name
+    # a frame-rate target or a partial budget only means something to a routed model: pick the
+    # best one rather than the best fixed network (which would ignore the budget)
+    if s.router == "auto" and (s.fps_target is not None or s.budget < 1):
+        name = best_routed(("arm", "pcsr"))
+        if name is not None:
+            return name
     name = registry.default_model(s.scale)
     if name == "lanczos":
         _warn(f"no network ships for x{s.scale}; using Lanczos interpolation")
@@ -247,6 +258,9 @@ def main(argv: list[str]) -> int:
     if s.fps_target is not None and router is None and not interpolation_only:
         raise SettingsError(f"--fps-target needs a routed model (ARM or PCSR); {upscaler.descriptor.name} "
                             f"with --router {s.router} has a single route")
+    if s.budget < 1 and router is None and not interpolation_only:
+        _warn(f"--budget {s.budget:g} has no effect: {upscaler.descriptor.name} with --router {s.router} "
+              f"has a single route (the full network runs everywhere)")
     engine = None if interpolation_only else Engine(upscaler, tile=s.tile, context=s.overlap, router=router)
 
     if image:
