@@ -102,7 +102,12 @@ def run(val_dir: Path | None, targets: list[float] | None, seconds: float = 6.0,
         tmp = Path(tmp)
         lr = make_lr_clip(val_dir, tmp / "lr.mkv", seconds)
         short = make_lr_clip(val_dir, tmp / "short.mkv", 1.0)
-        model_args = ["--model", model] if model else []
+        if model is None:  # what `vidsr --fps-target` itself picks: the best routed model for x2
+            from ..upscale_cli import Settings, _choose_model
+
+            model = _choose_model(Settings(scale=2, fps_target=FPS))
+        res["model"] = model
+        model_args = ["--model", model]
         lanczos = vidsr([lr, "-o", tmp / "lanczos.mp4", "--model", "lanczos"], tmp / "l.jsonl")
         res["lanczos"] = {"fps": steady_fps(lanczos), "psnr_y": clip_psnr(tmp / "lanczos.mp4", val_dir, seconds)}
         full = vidsr([short, "-o", tmp / "full.mp4", "--router", "none", *model_args], tmp / "f.jsonl")
@@ -125,7 +130,8 @@ def run(val_dir: Path | None, targets: list[float] | None, seconds: float = 6.0,
 
 def report(res: dict) -> str:
     lz, full = res["lanczos"], res["full"]
-    out = [f"Clip: {res['clip']} (validation images, lossless input, x264 crf 12 veryfast output).\n",
+    out = [f"Clip: {res['clip']} (validation images, lossless input, x264 crf 12 veryfast output); "
+           f"model `{res['model']}`.\n",
            "| run | target fps | steady fps | off target | mean budget | PSNR-Y (dB) | vs Lanczos (dB) |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
            f"| Lanczos (swscale) | - | {lz['fps']:.1f} | - | 0 | {lz['psnr_y']:.3f} | 0 |",
