@@ -60,3 +60,31 @@ def media(tmp_path_factory):
 
 def no_partial_files(folder: Path) -> bool:
     return not any(".vidsr-partial-" in p.name for p in folder.iterdir())
+
+
+@pytest.fixture(scope="session")
+def arm_weights(tmp_path_factory) -> Path:
+    """A small random ARM model saved with a made-up Edge-to-PSNR table and its manifest, as
+    `vidsr train` would: routes bicubic, w4, w8; predicted PSNR falls with the edge score and rises
+    with width."""
+    import torch
+
+    from vidsr.models import registry, weights
+    from vidsr.routing.edge import EdgePSNRTable
+
+    folder = tmp_path_factory.mktemp("armw")
+    cfg = {"widths": [4, 8], "blocks": 1}
+    module = registry.build_module("arm-wdsr", 2, cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    edges = torch.linspace(0, 60, 31)
+    edges[-1] = float("inf")
+    centre = torch.linspace(1, 59, 30)
+    table = EdgePSNRTable(edges, torch.stack([45 - 0.3 * centre + r * 0.03 * centre for r in range(3)]),
+                          ("bicubic", "w4", "w8"))
+    sha = weights.save(folder / "arm.safetensors", module.state_dict(), table.to_tensors())
+    weights.write_manifest(folder, [{"name": "arm-test", "scale": 2, "architecture": "arm-wdsr", "config": cfg,
+                                     "file": "arm.safetensors", "sha256": sha, "validation": {"psnr_y": 30.0}}])
+    return folder / "arm.safetensors"

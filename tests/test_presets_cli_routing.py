@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from vidsr import presets
 from vidsr.errors import SettingsError
-from vidsr.models import registry, weights
-from vidsr.routing.edge import EdgePSNRTable
+from vidsr.models import registry
 
 from .media import video_frames
 
@@ -46,27 +44,6 @@ def test_preset_validation_errors(tmp_path, text, needle):
 def test_unknown_preset_name(cli, media, tmp_path):
     r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--preset", "nosuch")
     assert r.code == 2 and "unknown preset 'nosuch'" in r.error_lines[0]
-
-
-@pytest.fixture(scope="module")
-def arm_weights(tmp_path_factory):
-    """A small random ARM model saved with a made-up Edge-to-PSNR table, as `vidsr train` would."""
-    root = tmp_path_factory.mktemp("armw")
-    cfg = {"widths": [4, 8], "blocks": 1}
-    m = registry.build_module("arm-wdsr", 2, cfg)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    edges = torch.linspace(0, 60, 31)
-    edges[-1] = float("inf")
-    centre = torch.linspace(1, 59, 30)
-    psnr = torch.stack([45 - 0.3 * centre + r * 0.03 * centre for r in range(3)])
-    table = EdgePSNRTable(edges, psnr, ("bicubic", "w4", "w8"))
-    sha = weights.save(root / "arm.safetensors", m.state_dict(), table.to_tensors())
-    weights.write_manifest(root, [{"name": "arm-test", "scale": 2, "architecture": "arm-wdsr", "config": cfg,
-                                   "file": "arm.safetensors", "sha256": sha, "validation": {"psnr_y": 30.0}}])
-    return root / "arm.safetensors"
 
 
 def test_budget_and_stats_file(cli, media, tmp_path, arm_weights):

@@ -454,27 +454,8 @@ def test_cuda_matches_cpu(untrained_net, fp16):
 
 
 @pytest.fixture(scope="module")
-def routed_net(tmp_path_factory) -> str:
-    """A small random ARM model with a made-up Edge-to-PSNR table, saved with its manifest."""
-    from vidsr.models import weights
-    from vidsr.routing.edge import EdgePSNRTable
-
-    folder = tmp_path_factory.mktemp("arm")
-    cfg = {"widths": [4, 8], "blocks": 1}
-    module = registry.build_module("arm-wdsr", 2, cfg)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    edges = torch.linspace(0, 60, 31)
-    edges[-1] = float("inf")
-    centre = torch.linspace(1, 59, 30)
-    table = EdgePSNRTable(edges, torch.stack([45 - 0.3 * centre + r * 0.03 * centre for r in range(3)]),
-                          ("bicubic", "w4", "w8"))
-    sha = weights.save(folder / "arm.safetensors", module.state_dict(), table.to_tensors())
-    weights.write_manifest(folder, [{"name": "arm-test", "scale": 2, "architecture": "arm-wdsr", "config": cfg,
-                                     "file": "arm.safetensors", "sha256": sha}])
-    return str(folder / "arm.safetensors")
+def routed_net(arm_weights) -> str:
+    return str(arm_weights)
 
 
 def test_routed_frames_do_not_depend_on_request_order(routed_net):
