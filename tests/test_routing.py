@@ -122,6 +122,20 @@ def test_arm_budget_zero_is_interpolation_and_one_is_full_network():
     assert torch.allclose(y1, full, atol=1e-5)
 
 
+def test_budget_one_runs_the_full_network_even_where_the_table_prefers_a_cheaper_route():
+    up = synthetic_arm()
+    names = tuple(r.name for r in up.descriptor.routes)
+    table = EdgePSNRTable.from_tensors(up.extras, names)
+    flipped = EdgePSNRTable(table.edges, table.psnr.flip(0), names)  # cheaper routes predicted better
+    up = Upscaler(up.descriptor, up.module, flipped.to_tensors())
+    router = build_router(up)
+    assert router.plan(textured_frame(), Engine(up, tile=16).grid(96, 128), 0.99).routes.max() < 2
+    y1, s1 = Engine(up, tile=16, router=router).upscale(textured_frame(), 1.0)
+    assert s1.route_shares == {"w16": 1.0}
+    full = Engine(up, tile=16, context=up.descriptor.tile.context).upscale(textured_frame())[0]
+    assert torch.allclose(y1, full, atol=1e-5)
+
+
 def test_arm_spends_the_budget_on_edgy_tiles_and_stays_under_it():
     up = synthetic_arm()
     router = build_router(up)

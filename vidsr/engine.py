@@ -95,7 +95,9 @@ class Engine:
             base = None
         grid = self.grid(*x.shape[-2:])
         self.executed_macs = 0.0  # run_tiles and the routers add what they really run
-        if self.router is not None:
+        # budget 1 means the full network on every pixel (not the router's guess at what is as good)
+        full_everywhere = not isinstance(budget, TimeBudget) and budget >= 1
+        if self.router is not None and not full_everywhere:
             out, stats = self.router.run(self, x, grid, budget, base)
         else:
             out, stats = self._run_single(x, grid, budget)
