@@ -181,6 +181,6 @@ def test_shipped_manifest_matches_files_and_costs():
         assert weights.sha256_of(path) == entry["sha256"]
         up = registry.load(entry["name"], entry["scale"])
         for name, rec in entry["validation"]["routes"].items():
-            assert up.descriptor.route(name).macs_per_pixel == pytest.approx(rec["macs_per_pixel"], rel=1e-3)
+            assert up.descriptor.route(name).macs_per_pixel == pytest.approx(rec["macs_per_pixel"], rel=1e-3, abs=0.05)  # recorded to 0.1
     total = sum(p.stat().st_size for p in registry.SHIPPED_DIR.glob("*.safetensors"))
     assert total <= 20 * 1024 * 1024
