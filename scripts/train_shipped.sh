@@ -2,8 +2,12 @@
 # The exact training runs behind the weights in vidsr/weights/ (2-core CPU, torch fp32).
 # Each run resumes from runs/<name>/checkpoint.pt if interrupted and is skipped once finished;
 # a finished run is published into vidsr/weights/ (manifest updated with sha256 and val PSNR).
-# The ARM runs were started at 16000/12000 iterations and cut short with --extend (a new cosine
-# segment from step 1000/400) to fit the CPU time we had; more iterations train better nets.
+# What really ran for the shipped ARM/PCSR weights, to fit the CPU time we had (more iterations
+# train better nets): the ARM runs started at 16000/12000 iterations and were cut short with
+# --extend (a new cosine segment from step 1000/400, peak lr 1e-3). ARM x2 then diverged between
+# steps 2000 and 3000 (val PSNR fell below bicubic), so it was restarted from its step-1800
+# checkpoint with a segment to 3300 at peak lr 5e-4 (the line below). A fresh run of these lines
+# gives one cosine schedule instead: close to, not bit-identical with, the shipped weights.
 # Usage: scripts/train_shipped.sh [run-name ...]   (default: all, in this order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
