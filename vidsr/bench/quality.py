@@ -50,7 +50,8 @@ def run(val_dir: Path | None, scales: list[int]) -> dict:
             up = registry.load(entry["name"], scale)
             d = up.descriptor
             full = _engine_scores(Engine(up), pairs, scale)
-            rows.append({"model": d.name, "route": d.full_route.name + " (full)", "macs_per_pixel": d.macs_per_pixel,
+            label = d.full_route.name if d.full_route.name == "full" else f"{d.full_route.name} (full)"
+            rows.append({"model": d.name, "route": label, "full": True, "macs_per_pixel": d.macs_per_pixel,
                          "params": d.params, **full})
             for r in d.routes[:-1]:
                 if r.name == "bicubic":
@@ -68,7 +69,7 @@ def run(val_dir: Path | None, scales: list[int]) -> dict:
 def _checks(rows: list[dict], scale: int) -> dict:
     """The issue's floors: the best full network's gain, and a route as good as the plain baseline
     at no more of its MACs."""
-    fulls = [r for r in rows if r["route"].endswith("(full)") and r["model"] != BASELINE]
+    fulls = [r for r in rows if r.get("full") and r["model"] != BASELINE]
     plain = next((r for r in rows if r["model"] == BASELINE), None)
     out = {}
     if fulls:
