@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -69,6 +70,9 @@ def test_fps_target_runs_every_frame_with_time_budgets(cli, media, tmp_path, arm
     assert len(lines) == 12 and len(video_frames(dst)) == 12
     assert all("budget_ms" in rec for rec in lines[1:])  # the first frame measures with no network
     assert "target 200" in r.err
+    steady = (len(lines) - 1) / (lines[-1]["t"] - lines[0]["t"])  # the summary's fps after start-up
+    shown = re.search(r"([0-9.]+) fps after start-up", r.err)
+    assert shown and float(shown.group(1)) == pytest.approx(steady, rel=0.01, abs=0.06)
 
 
 def test_flags_override_the_preset(cli, media, tmp_path, arm_weights):

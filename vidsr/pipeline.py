@@ -59,10 +59,20 @@ class Summary:
     route_pixels: dict[str, float] = field(default_factory=dict)  # summed per-frame shares
     budget_sum: float = 0.0
     fps_target: float | None = None
+    first_done: float | None = None  # seconds from the start when the first / latest frame was upscaled
+    last_done: float | None = None
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
+
+    @property
+    def steady_fps(self) -> float | None:
+        """Frames per second after the first frame: without opening the file, loading the model and
+        (with a target) measuring what each route costs, which all happen before it."""
+        if self.first_done is None or self.last_done is None or self.last_done <= self.first_done:
+            return None
+        return (self.frames - 1) / (self.last_done - self.first_done)
 
     def route_shares(self) -> dict[str, float]:
         return {k: v / self.frames for k, v in self.route_pixels.items()} if self.frames else {}
@@ -199,7 +209,11 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                         controller.seed(job.engine.router.calibrate(job.engine, x))
                     budget = controller.budget() if controller is not None else job.budget
                     out, stats = _upscale_frame(item, info, job, budget, sink.pix_fmt, out_bits, out_w, out_h, summary)
-                    out.record["t"] = round(time.perf_counter() - started, 4)
+                    done = time.perf_counter() - started
+                    out.record["t"] = round(done, 4)
+                    summary.last_done = done
+                    if summary.first_done is None:
+                        summary.first_done = done
                     _put(encoded, out, stop)
                     if controller is not None:
                         controller.observe(stats)

@@ -311,6 +311,9 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
 def _summary_line(dst, summary, s: Settings) -> str:
     line = f"wrote {dst}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps"
     if summary.fps_target:
+        steady = summary.steady_fps
+        if steady is not None:
+            line += f"; {steady:.1f} fps after start-up"
         line += f", target {summary.fps_target:g}"
     line += ")"
     lost = sum(d.count for d in summary.skipped)
