@@ -126,3 +126,39 @@ def test_codecs_and_encoder_options(cli, media, tmp_path):
     r = cli(media["cfr.mp4"], "-o", dst2, "--model", "lanczos", "--crf", 30, "--encoder-opt", "preset=ultrafast", "--quiet")
     assert r.code == 0, r.err
     assert len(video_frames(dst2)) == 12
+
+
+def test_a_second_video_stream_is_carried_untouched(cli, tmp_path):
+    """Only the first video stream is upscaled; a second one (a picture-in-picture track, an angle)
+    is copied packet for packet."""
+    from fractions import Fraction
+
+    src, dst = tmp_path / "two.mkv", tmp_path / "two_x2.mkv"
+    with av.open(str(src), "w") as c:
+        main, extra = c.add_stream("libx264", rate=24), c.add_stream("mjpeg", rate=24)
+        main.width, main.height, main.pix_fmt = 64, 48, "yuv420p"
+        extra.width, extra.height, extra.pix_fmt = 32, 32, "yuvj420p"
+        rng = np.random.default_rng(0)
+        for i in range(6):
+            for st in (main, extra):
+                f = av.VideoFrame.from_ndarray(rng.integers(0, 255, (st.height, st.width, 3), dtype=np.uint8), format="rgb24")
+                f = f.reformat(format=st.pix_fmt)
+                f.pts, f.time_base = i, Fraction(1, 24)
+                for p in st.encode(f):
+                    c.mux(p)
+        for st in (main, extra):
+            for p in st.encode():
+                c.mux(p)
+    r = cli(src, "-o", dst, "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+
+    def mjpeg_packets(path):
+        with av.open(str(path)) as c:
+            st = next(s for s in c.streams.video if s.codec_context.name == "mjpeg")
+            return [bytes(p) for p in c.demux(st) if p.size]
+
+    with av.open(str(dst)) as c:
+        sizes = sorted((s.codec_context.width, s.codec_context.height) for s in c.streams.video)
+    assert sizes == [(32, 32), (128, 96)]
+    assert len(video_frames(dst)) == 6
+    assert mjpeg_packets(dst) == mjpeg_packets(src) and len(mjpeg_packets(src)) == 6
