@@ -180,24 +180,19 @@ def _choose_model(s: Settings) -> str:
     """The model to load: the flag/preset's, else the best shipped one for the scale (of the asked
     router family when a router is named)."""
     from .models import registry
+    from .routing import ROUTERS
 
     if s.model:
         return s.model
-
-    def best_routed(families):
-        found = [e for e in registry.shipped_models() if e["scale"] == s.scale
-                 and registry.architecture(e["architecture"]).router in families]
-        return max(found, key=lambda e: e["validation"]["psnr_y"])["name"] if found else None
-
-    if s.router in ("arm", "pcsr"):
-        name = best_routed((s.router,))
+    if s.router in ROUTERS:
+        name = registry.best_shipped(s.scale, (s.router,))
         if name is None:
             raise SettingsError(f"no {s.router.upper()} model ships for x{s.scale}")
         return name
     # a frame-rate target or a partial budget only means something to a routed model: pick the
     # best one rather than the best fixed network (which would ignore the budget)
     if s.router == "auto" and (s.fps_target is not None or s.budget < 1):
-        name = best_routed(("arm", "pcsr"))
+        name = registry.best_shipped(s.scale, ROUTERS)
         if name is not None:
             return name
     name = registry.default_model(s.scale)

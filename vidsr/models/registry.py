@@ -140,12 +140,19 @@ def shipped_models() -> list[dict]:
     return weights.read_manifest(SHIPPED_DIR)
 
 
+def best_shipped(scale: int, routers: tuple[str | None, ...] | None = None) -> str | None:
+    """The shipped model with the best validation PSNR at ``scale``, among those whose router
+    family is in ``routers`` (None: any); None if none ships."""
+    found = [m for m in shipped_models() if m["scale"] == scale
+             and (routers is None or architecture(m["architecture"]).router in routers)]
+    if not found:
+        return None
+    return max(found, key=lambda m: m.get("validation", {}).get("psnr_y", 0.0))["name"]
+
+
 def default_model(scale: int) -> str:
     """The shipped model with the best validation PSNR at ``scale`` (Lanczos if none ships)."""
-    best = [m for m in shipped_models() if m["scale"] == scale]
-    if not best:
-        return "lanczos"
-    return max(best, key=lambda m: m.get("validation", {}).get("psnr_y", 0.0))["name"]
+    return best_shipped(scale) or "lanczos"
 
 
 def _entry_for(name: str, scale: int) -> dict | None:
