@@ -164,6 +164,13 @@ def test_unknown_model(cli, media, tmp_path):
     assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "nosuchmodel"), dst, "unknown model")
 
 
+@pytest.mark.parametrize("device,needle", [("tpu", "unknown device 'tpu'"), ("cuda:x", "device 'cuda:x'")])
+def test_bad_device(cli, media, tmp_path, device, needle):
+    r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--model", "espcn", "--device", device)
+    assert r.code == 2 and needle in r.error_lines[0]
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_unsupported_scale(cli, media, tmp_path):
     dst = tmp_path / "out.mp4"
     assert_refused(cli(media["cfr.mp4"], "-o", dst, "--scale", "5"), dst, "--scale")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .budget import FrameStats, TimeBudget  # noqa: F401  (re-exported: routers and front ends use them)
+from .errors import SettingsError
 from .models.base import Upscaler
 from .tiling import TileGrid
 
@@ -25,6 +26,18 @@ STUDIO_LO, STUDIO_SPAN = 16.0 / 255.0, 219.0 / 255.0
 # LR tile side: ARM routes per 32x32 tile (its table's patch size); PCSR decides per pixel, so its
 # tiles only bound memory and can be larger; without routing, large tiles waste least on context.
 DEFAULT_TILE = {"arm": 32, "pcsr": 64, None: 128}
+
+
+def resolve_device(name: str) -> str:
+    """A torch device name from what a user gave: "auto" (CUDA when torch sees one), "cpu", "cuda",
+    "cuda:N". Front ends put their own prefix on the error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SettingsError(f"device {name!r} asked for, but torch sees no CUDA device")
+    if not (name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise SettingsError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)")
+    return name
 
 
 class Engine:

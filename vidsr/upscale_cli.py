@@ -120,18 +120,6 @@ def _encoder_options(items: list[str]) -> dict:
     return opts
 
 
-def _pick_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SettingsError("--device cuda asked for, but torch sees no CUDA device")
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise SettingsError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)")
-    return name
-
-
 def _pick_dtype(precision: str, device: str):
     import torch
 
@@ -240,11 +228,11 @@ def main(argv: list[str]) -> int:
             _warn(f"--fps-target has nothing to adapt with --model {s.model}; running as fast as it can")
         return _run_video(args, s, src, dst, engine=None, interpolation=s.model)
 
-    from .engine import Engine
+    from .engine import Engine, resolve_device
     from .models import registry
     from .routing import build_router
 
-    device = _pick_device(args.device)
+    device = resolve_device(args.device)
     upscaler = registry.load(_choose_model(s), s.scale, device=device, dtype=_pick_dtype(args.precision, device))
     interpolation_only = upscaler.descriptor.params == 0
     router = None if interpolation_only else build_router(upscaler, s.router)

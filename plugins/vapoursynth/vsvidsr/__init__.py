@@ -75,17 +75,15 @@ def check_clip(clip) -> str:
 
 
 def _resolve_device(device: str) -> str:
-    import torch
-
     if not isinstance(device, str):
         raise vs.Error(f"vsvidsr.upscale: device must be a string (auto, cpu, cuda, cuda:N), got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise vs.Error(f"vsvidsr.upscale: device {device!r} asked for, but torch sees no CUDA device")
-    if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise vs.Error(f"vsvidsr.upscale: unknown device {device!r} (auto, cpu, cuda, cuda:N)")
-    return device
+    from vidsr.engine import resolve_device
+    from vidsr.errors import SettingsError
+
+    try:
+        return resolve_device(device)
+    except SettingsError as e:
+        raise vs.Error(f"vsvidsr.upscale: {e}") from None
 
 
 def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget: float = 1.0,
