@@ -85,3 +85,37 @@ def test_tiny_frames_are_padded_to_the_models_minimum():
     x = torch.rand(1, 1, 9, 11)
     out, _ = engine.upscale(x)
     assert out.shape == (1, 1, 18, 22)
+
+
+def natural_ish_frame(h=80, w=112, seed=3):
+    """Smooth gradients, hard-edged rectangles and fine texture: what the networks see in photos."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    x = 0.3 + 0.3 * yy + 0.1 * torch.sin(6 * xx + 3 * yy)
+    for _ in range(12):
+        y0, x0 = int(torch.randint(0, h - 8, (1,), generator=g)), int(torch.randint(0, w - 8, (1,), generator=g))
+        x[y0 : y0 + 4 + y0 % 20, x0 : x0 + 4 + x0 % 24] = float(torch.rand(1, generator=g))
+    x += 0.04 * torch.randn(h, w, generator=g) * (xx > 0.5)
+    return x.clamp(0, 1)[None, None]
+
+
+@pytest.mark.parametrize("name", ["arm-wdsr", "pcsr-wdsr"])
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shipped_context_is_seamless(name, scale):
+    """The shipped routed models declare less context than their receptive radius (context is most
+    of a small tile's cost). With every 16-px tile in its own window, the output must stay within
+    one 8-bit level of the untiled network on every route, and off by one on few pixels; weights
+    that come to need more context fail here."""
+    up = registry.load(name, scale)
+    engine = Engine(up, tile=16)
+    engine.max_region = 1  # no merging: every tile pays its own seams
+    x = natural_ish_frame()
+    grid = engine.grid(*x.shape[-2:])
+    for route in [r.name for r in up.descriptor.routes[1:]]:
+        with torch.no_grad():
+            whole = torch.round(up(x, route).clamp(0, 1) * 255)
+        out = grid.new_output(x, scale)
+        engine.run_tiles(x, grid, range(len(grid)), route, out)
+        diff = (torch.round(out.clamp(0, 1) * 255) - whole).abs()
+        assert diff.max() <= 1, (route, float(diff.max()))
+        assert (diff > 0).float().mean() < 0.01, route
