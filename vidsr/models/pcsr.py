@@ -54,7 +54,7 @@ class PixelMLP(nn.Module):
         for i, layer in enumerate(self.layers):
             h = layer(F.relu(h) if i == 0 else h)
             if i < len(self.layers) - 1:
-                h = F.relu(h)
+                h = F.relu(h, inplace=True)  # a Linear output: its backward does not need it
         return h
 
     def dense(self, feats: torch.Tensor, scale: int) -> torch.Tensor:
