@@ -134,3 +134,32 @@ def test_extend_continues_a_finished_run_with_a_warm_restart(image_dirs, tmp_pat
     entry = more.run()
     assert more.step == 10 and entry["training"]["iterations"] == 10
     assert any(not torch.equal(weights_before[k], v) for k, v in more.model.state_dict().items())
+
+
+def test_gradients_are_clipped_and_their_largest_norm_is_logged(image_dirs, tmp_path):
+    t = Trainer(config(image_dirs, tmp_path / "clip", iterations=5, val_every=5, clip=1e-3), progress=False)
+    t.run()
+    row = next(json.loads(line) for line in (tmp_path / "clip" / "log.jsonl").read_text().splitlines())
+    assert row["grad_norm_max"] > 1e-3  # the norm before clipping
+    clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in t._params if p.grad is not None]))
+    assert clipped <= 1e-3 * 1.001
+
+
+def test_divergence_rolls_back_to_the_best_state_with_half_the_peak_lr(image_dirs, tmp_path):
+    t = Trainer(config(image_dirs, tmp_path / "div", iterations=5), progress=False)
+    t.run()
+    t._keep_best_or_roll_back(30.0, spent=1.0)  # best so far: saved with the whole state
+    best = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.cfg.iterations, t.step = 20, 9  # pretend it trained on and the weights blew up
+    with torch.no_grad():
+        for p in t.model.parameters():
+            p.add_(1.0)
+    t._keep_best_or_roll_back(29.5, spent=2.0)  # within DIVERGED_DB: nothing happens
+    assert t.step == 9
+    t._keep_best_or_roll_back(28.5, spent=3.0)
+    assert t.step == 5
+    assert all(torch.equal(best[k], v) for k, v in t.model.state_dict().items())
+    assert t.schedule[-1] == (5, 20, pytest.approx(5e-4))  # the run's peak was 1e-3
+    rows = [json.loads(line) for line in (tmp_path / "div" / "log.jsonl").read_text().splitlines()]
+    assert {"step": 9, "diverged": 28.5, "best": 30.0, "back_to_step": 5}.items() <= rows[-1].items()
+    assert torch.load(tmp_path / "div" / "checkpoint.pt", weights_only=False)["step"] == 5  # resumable from there

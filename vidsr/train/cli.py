@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import SettingsError
 from ..models import registry
+from .trainer import CLIP_GRAD_NORM
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=json.loads, default={}, help='architecture options as JSON, e.g. \'{"blocks": 4}\'')
     p.add_argument("--extend", action="store_true",
                    help="continue a run (finished or not) to --iterations, restarting the cosine schedule at --lr")
+    p.add_argument("--clip", type=float, default=CLIP_GRAD_NORM,
+                   help=f"max global gradient norm, 0 for none (default {CLIP_GRAD_NORM})")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--publish", type=Path, metavar="RUN", help="copy a finished run's weights into vidsr's shipped set and exit")
     return p
@@ -57,6 +60,7 @@ def main(argv: list[str]) -> int:
         train_dir=args.train_dir, val_dir=args.val_dir, predownscale=args.predownscale,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
         threads=args.threads, device=args.device, model_config=args.config, extend=args.extend,
+        clip=args.clip or None,
     )
     try:
         trainer = Trainer(cfg, progress=not args.quiet)
