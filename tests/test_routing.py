@@ -318,3 +318,34 @@ def test_calibration_measures_every_unit_the_router_buys(make):
     # a calibrated time budget plans without complaint and stays inside it
     _, stats = engine.upscale(x, TimeBudget(ms=sum(units.values()), unit_ms=units))
     assert 0 <= stats.budget <= 1
+
+
+@pytest.mark.parametrize("bits,full_range", [(8, False), (8, True), (10, False)])
+def test_arm_leaves_interpolated_tiles_to_the_integer_base_and_matches_the_float_path(bits, full_range):
+    """With a base plane, ARM writes only its network tiles into a copy of it; the result equals
+    the path that converts the whole frame to float and back."""
+    from .test_models import randomize
+
+    up = synthetic_arm()
+    randomize(up.module)
+    up = Upscaler(up.descriptor, up.module, up.extras)
+    peak = (1 << bits) - 1
+    plane = np.round(textured_frame()[0, 0].numpy() * peak).astype(np.uint8 if bits == 8 else np.uint16)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, peak + 1, (plane.shape[0] * 2, plane.shape[1] * 2)).astype(plane.dtype)
+    base_before = base.copy()
+    fast = Engine(up, tile=16, router=build_router(up))
+    slow = Engine(up, tile=16, router=build_router(up))
+    slow.router.fills_from_base = False
+    for budget in (0.0, 0.5, TimeBudget(5.0, {"interpolation": 1.0, "w8": 0.5, "w16": 1.0})):
+        a, sa = fast.upscale_plane(plane, bits, full_range, budget, base=base)
+        b, sb = slow.upscale_plane(plane, bits, full_range, budget, base=base)
+        assert a.dtype == plane.dtype and np.array_equal(a, b), budget
+        assert sa.route_shares == sb.route_shares
+        network = fast.grid(*plane.shape).core_mask(np.isin(np.arange(len(fast.grid(*plane.shape))), sa.network_tiles), 2)
+        assert np.array_equal(a[~network], base[~network])  # interpolated tiles: the base, untouched
+        if budget == 0.0:
+            assert not network.any()
+        else:
+            assert network.any() and not np.array_equal(a[network], base[network])
+    assert np.array_equal(base, base_before)  # the caller's base itself is not modified

@@ -25,3 +25,5 @@ class FrameStats:
     predicted_psnr: float | None = None
     counts: dict[str, int] = field(default_factory=dict)  # tiles per route, refined pixels, ...
     work: dict[str, float] = field(default_factory=dict)  # units of work done per cost unit (for calibration)
+    # tiles whose cores a network wrote, when the router left the others to the caller's base
+    network_tiles: list[int] | None = None

@@ -28,6 +28,14 @@ STUDIO_LO, STUDIO_SPAN = 16.0 / 255.0, 219.0 / 255.0
 DEFAULT_TILE = {"arm": 32, "pcsr": 64, None: 128}
 
 
+class _CallerFillsBase:
+    """Passed as ``base`` to a router that supports it (``fills_from_base``): interpolated tiles are
+    left unwritten because the caller keeps its own integer base plane there."""
+
+
+CALLER_FILLS_BASE = _CallerFillsBase()
+
+
 def resolve_device(name: str) -> str:
     """A torch device name from what a user gave: "auto" (CUDA when torch sees one), "cpu", "cuda",
     "cuda:N". Front ends put their own prefix on the error."""
@@ -77,10 +85,18 @@ class Engine:
 
         ``base``: the plane already interpolated to the output size (at ``out_bits``), e.g. by
         swscale for the chroma anyway; tiles routed to interpolation take it instead of paying for
-        their own pass."""
+        their own pass. With a router that supports it, those tiles are never converted to float at
+        all: the network tiles are written into a copy of ``base`` (at low budgets the full-frame
+        float conversions were most of a frame's time)."""
         out_bits = out_bits or bits
         out_peak = float((1 << out_bits) - 1)
         x = self.to_unit(plane, bits, full_range)
+        if (base is not None and getattr(self.router, "fills_from_base", False) and not self._full_everywhere(budget)
+                and min(plane.shape) >= self.descriptor.tile.min_size):
+            y, stats = self.upscale(x, budget, CALLER_FILLS_BASE)
+            out = np.array(base, dtype=np.uint8 if out_bits <= 8 else np.uint16)
+            self._write_cores(y, self.grid(*plane.shape), stats.network_tiles, out, full_range, out_peak)
+            return out, stats
         base_t = None if base is None else self.to_unit(base, out_bits, full_range)
         y, stats = self.upscale(x, budget, base_t)
         if full_range:
@@ -108,16 +124,32 @@ class Engine:
             base = None
         grid = self.grid(*x.shape[-2:])
         self.executed_macs = 0.0  # run_tiles and the routers add what they really run
-        # budget 1 means the full network on every pixel (not the router's guess at what is as good)
-        full_everywhere = not isinstance(budget, TimeBudget) and budget >= 1
-        if self.router is not None and not full_everywhere:
+        if self.router is not None and not self._full_everywhere(budget):
             out, stats = self.router.run(self, x, grid, budget, base)
         else:
             out, stats = self._run_single(x, grid, budget)
         stats.executed_macs_per_pixel = self.executed_macs / (grid.height * grid.width * self.scale**2)
         if pad_h or pad_w:
             out = out[..., : h * self.scale, : w * self.scale]
+        if base is CALLER_FILLS_BASE:  # only the network tiles hold values; _write_cores clamps them
+            return out, stats
         return out.clamp_(0, 1), stats
+
+    @staticmethod
+    def _full_everywhere(budget) -> bool:
+        """Budget 1 means the full network on every pixel (not the router's guess at what is as good)."""
+        return not isinstance(budget, TimeBudget) and budget >= 1
+
+    def _write_cores(self, y: torch.Tensor, grid: TileGrid, ids, out: np.ndarray, full_range: bool, peak: float) -> None:
+        """The cores of tiles ``ids`` from float ``y`` into the integer plane ``out``, converted as
+        ``upscale_plane`` converts a whole frame."""
+        s = self.scale
+        for g in grid.regions(ids, max_side=max(grid.rows, grid.cols)):
+            rows, cols = slice(g.y0 * s, (g.y0 + g.h) * s), slice(g.x0 * s, (g.x0 + g.w) * s)
+            v = y[0, 0, rows, cols].clamp(0, 1)
+            if full_range:
+                v = (v - STUDIO_LO) / STUDIO_SPAN
+            out[rows, cols] = v.mul_(peak).round_().clamp_(0, peak).to(torch.int32).cpu().numpy()
 
     def run_tiles(self, x: torch.Tensor, grid: TileGrid, ids, route, out: torch.Tensor) -> float:
         """Run ``route`` on tiles ``ids``, writing their cores into ``out``; returns ms.

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine import FrameStats, TimeBudget
+from ..engine import CALLER_FILLS_BASE, FrameStats, TimeBudget
 from ..models.interpolate import upscale
 from .edge import EdgePSNRTable, tile_edge_scores
 from .solver import solve
@@ -41,6 +41,8 @@ class Plan:
 
 
 class ARMRouter:
+    fills_from_base = True  # interpolated tiles can be left to the caller's integer base plane
+
     def __init__(self, upscaler):
         d = upscaler.descriptor
         self.descriptor = d
@@ -106,7 +108,9 @@ class ARMRouter:
         ms = {"route": (time.perf_counter() - t0) * 1000}
         work = {}
         s = self.descriptor.scale
-        if (plan.routes == 0).any():  # interpolation tiles: the caller's base, or one pass over the frame
+        if base is CALLER_FILLS_BASE:  # the caller keeps its base where tiles are interpolated
+            out = grid.new_output(x, s)
+        elif (plan.routes == 0).any():  # interpolation tiles: the caller's base, or one pass over the frame
             t1 = time.perf_counter()
             out = base.clone() if base is not None else upscale(x, s)
             ms[INTERP_UNIT] = (time.perf_counter() - t1) * 1000
@@ -120,7 +124,9 @@ class ARMRouter:
             if len(ids):
                 ms[self.names[r]] = engine.run_tiles(x, grid, ids, self.names[r], out)
                 work[self.names[r]] = len(ids)
-        return out, self._stats(plan, grid, budget, ms, work)
+        stats = self._stats(plan, grid, budget, ms, work)
+        stats.network_tiles = np.nonzero(plan.routes)[0].tolist()
+        return out, stats
 
     def _stats(self, plan: Plan, grid, budget, ms: dict, work: dict) -> FrameStats:
         px = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64)
