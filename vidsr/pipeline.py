@@ -206,7 +206,8 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 if isinstance(item, _Decoded):
                     if controller is not None and controller.frames == 0:  # price each route's work once
                         x = job.engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
-                        controller.seed(job.engine.router.calibrate(job.engine, x))
+                        with job.engine.light_threads():  # as frames will run: networks get all threads
+                            controller.seed(job.engine.router.calibrate(job.engine, x))
                     budget = controller.budget() if controller is not None else job.budget
                     out, stats = _upscale_frame(item, info, job, budget, sink.pix_fmt, out_bits, out_w, out_h, summary)
                     done = time.perf_counter() - started

@@ -170,13 +170,15 @@ class PCSRRouter:
             t1 = time.perf_counter()
             n = max(1, min(engine.batch, engine.batch_pixels // grid.window_pixels()))
             batches = [ids[i : i + n] for i in range(0, len(ids), n)]
-            feats = [m.backbone(grid.extract(x, b)) for b in batches]
+            with engine.network_threads():
+                feats = [m.backbone(grid.extract(x, b)) for b in batches]
             ms["backbone"], work["backbone"] = (time.perf_counter() - t1) * 1000, len(ids)
             window_hr = grid.window_pixels() * s * s
             engine.executed_macs += len(ids) * window_hr * self.backbone_macs
             need_classifier = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
             t1 = time.perf_counter()
-            probs = [m.probabilities(f) for f in feats] if need_classifier else None
+            with engine.network_threads():
+                probs = [m.probabilities(f) for f in feats] if need_classifier else None
             if need_classifier:
                 ms["classifier"], work["classifier"] = (time.perf_counter() - t1) * 1000, len(ids)
                 engine.executed_macs += len(ids) * window_hr * self.classifier_macs
@@ -184,7 +186,8 @@ class PCSRRouter:
             # pass 2: every upsampler on its gathered pixels
             t1 = time.perf_counter()
             for b, f, c in zip(batches, feats, choices):
-                y = m.render(grid.extract(x, b), f, c)
+                with engine.network_threads():
+                    y = m.render(grid.extract(x, b), f, c)
                 grid.place(out, b, y, s)
                 grid.place(choice_full[None, None], b, c[:, None], s)
             head_ms = (time.perf_counter() - t1) * 1000
