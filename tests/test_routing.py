@@ -349,3 +349,22 @@ def test_arm_leaves_interpolated_tiles_to_the_integer_base_and_matches_the_float
         else:
             assert network.any() and not np.array_equal(a[network], base[network])
     assert np.array_equal(base, base_before)  # the caller's base itself is not modified
+
+
+def test_networks_get_all_threads_and_frame_bookkeeping_one(monkeypatch):
+    up = synthetic_arm()
+    engine = Engine(up, tile=16, router=build_router(up))
+    seen = {"network": set(), "planning": set()}
+    net, scores = Upscaler.__call__, arm_module.tile_edge_scores
+    monkeypatch.setattr(Upscaler, "__call__", lambda self, *a: seen["network"].add(torch.get_num_threads()) or net(self, *a))
+    monkeypatch.setattr(arm_module, "tile_edge_scores", lambda *a: seen["planning"].add(torch.get_num_threads()) or scores(*a))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine.threads = 2
+        plane = np.round(textured_frame()[0, 0].numpy() * 255).astype(np.uint8)
+        engine.upscale_plane(plane, 8, budget=0.5)
+        assert seen == {"network": {2}, "planning": {1}}
+        assert torch.get_num_threads() == 2  # restored for whatever the process does next
+    finally:
+        torch.set_num_threads(before)
