@@ -6,8 +6,13 @@
 # train better nets): the ARM runs started at 16000/12000 iterations and were cut short with
 # --extend (a new cosine segment from step 1000/400, peak lr 1e-3). ARM x2 then diverged between
 # steps 2000 and 3000 (val PSNR fell below bicubic), so it was restarted from its step-1800
-# checkpoint with a segment to 3300 at peak lr 5e-4 (the line below). A fresh run of these lines
-# gives one cosine schedule instead: close to, not bit-identical with, the shipped weights.
+# checkpoint with a segment to 3300 at peak lr 5e-4. Continued from 3300 (x2) / 3500 (x4) the next
+# session, warm restarts at 5e-4 blew up again (both runs, within 200-700 steps); with gradient
+# clipping (now the trainer's default) they were fine-tuned in runs/arm-wdsr-xS-ft: x2 in segments
+# 3300->5300 at peak 2e-4 (stopped at 4201), 4201->7100 at 1.45e-4; x4 3500->5500 at 2e-4
+# (stopped at 4427), 4427->8000 at 1.2e-4. The lines below give the final lengths at the default
+# peak lr 1e-3, clipped: one cosine schedule, close to but not bit-identical with the shipped
+# weights, and not tried end to end.
 # Usage: scripts/train_shipped.sh [run-name ...]   (default: all, in this order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +33,8 @@ declare -A RUNS=(
   [plain-x4]="--arch plain --scale 4 --iterations 4500"
   [espcn-x2]="--arch espcn --scale 2 --iterations 6000 --lr 2e-3"
   [espcn-x4]="--arch espcn --scale 4 --iterations 6000 --lr 2e-3"
-  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 3300 --extend --lr 5e-4"
-  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 3500 --extend"
+  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 7100"
+  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 8000"
   [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 2000"
   [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 2000 --patch 32"
 )
