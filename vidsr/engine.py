@@ -38,6 +38,10 @@ class _CallerFillsBase:
 CALLER_FILLS_BASE = _CallerFillsBase()
 
 
+def _int_dtype(bits: int):
+    return np.uint8 if bits <= 8 else np.uint16
+
+
 def resolve_device(name: str) -> str:
     """A torch device name from what a user gave: "auto" (CUDA when torch sees one), "cpu", "cuda",
     "cuda:N". Front ends put their own prefix on the error."""
@@ -99,27 +103,32 @@ class Engine:
 
     def _upscale_plane(self, plane, bits, full_range, budget, out_bits, base):
         out_bits = out_bits or bits
-        out_peak = float((1 << out_bits) - 1)
         x = self.to_unit(plane, bits, full_range)
         if (base is not None and getattr(self.router, "fills_from_base", False) and not self._full_everywhere(budget)
                 and min(plane.shape) >= self.descriptor.tile.min_size):
             y, stats = self.upscale(x, budget, CALLER_FILLS_BASE)
-            out = np.array(base, dtype=np.uint8 if out_bits <= 8 else np.uint16)
-            self._write_cores(y, self.grid(*plane.shape), stats.network_tiles, out, full_range, out_peak)
+            out = np.array(base, dtype=_int_dtype(out_bits))
+            self._write_cores(y, self.grid(*plane.shape), stats.network_tiles, out, out_bits, full_range)
             return out, stats
         base_t = None if base is None else self.to_unit(base, out_bits, full_range)
         y, stats = self.upscale(x, budget, base_t)
-        if full_range:
-            y = (y - STUDIO_LO) / STUDIO_SPAN
-        y = y[0, 0].mul_(out_peak).round_().clamp_(0, out_peak)
-        out = y.to(torch.int32).cpu().numpy().astype(np.uint8 if out_bits <= 8 else np.uint16)
-        return out, stats
+        return self.from_unit(y[0, 0], out_bits, full_range), stats
 
     def to_unit(self, plane: np.ndarray, bits: int, full_range: bool) -> torch.Tensor:
         """An integer plane as (1, 1, H, W) on the model's device, in the networks' luma range."""
         x = torch.from_numpy(np.ascontiguousarray(plane)).to(self.upscaler.device)
         x = x.to(self.upscaler.dtype).div_(float((1 << bits) - 1))[None, None]
         return x * STUDIO_SPAN + STUDIO_LO if full_range else x
+
+    @staticmethod
+    def from_unit(y: torch.Tensor, bits: int, full_range: bool) -> np.ndarray:
+        """The inverse of ``to_unit``: a float plane already clamped to [0, 1] (overwritten) as a
+        numpy integer plane of ``bits``, rounded."""
+        peak = float((1 << bits) - 1)
+        if full_range:
+            y = (y - STUDIO_LO) / STUDIO_SPAN
+        y = y.mul_(peak).round_().clamp_(0, peak)
+        return y.to(torch.int32).cpu().numpy().astype(_int_dtype(bits))
 
     # -- float tensors -------------------------------------------------------------------------
 
@@ -173,16 +182,13 @@ class Engine:
         """Budget 1 means the full network on every pixel (not the router's guess at what is as good)."""
         return not isinstance(budget, TimeBudget) and budget >= 1
 
-    def _write_cores(self, y: torch.Tensor, grid: TileGrid, ids, out: np.ndarray, full_range: bool, peak: float) -> None:
+    def _write_cores(self, y: torch.Tensor, grid: TileGrid, ids, out: np.ndarray, bits: int, full_range: bool) -> None:
         """The cores of tiles ``ids`` from float ``y`` into the integer plane ``out``, converted as
         ``upscale_plane`` converts a whole frame."""
         s = self.scale
         for g in grid.regions(ids, max_side=max(grid.rows, grid.cols)):
             rows, cols = slice(g.y0 * s, (g.y0 + g.h) * s), slice(g.x0 * s, (g.x0 + g.w) * s)
-            v = y[0, 0, rows, cols].clamp(0, 1)
-            if full_range:
-                v = (v - STUDIO_LO) / STUDIO_SPAN
-            out[rows, cols] = v.mul_(peak).round_().clamp_(0, peak).to(torch.int32).cpu().numpy()
+            out[rows, cols] = self.from_unit(y[0, 0, rows, cols].clamp(0, 1), bits, full_range)
 
     def run_tiles(self, x: torch.Tensor, grid: TileGrid, ids, route, out: torch.Tensor) -> float:
         """Run ``route`` on tiles ``ids``, writing their cores into ``out``; returns ms.

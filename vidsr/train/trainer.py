@@ -106,6 +106,7 @@ class Trainer:
         self.stage = 0
         self.best: dict | None = None  # the best validation of this stage: val, stage, step (state in best.pt)
         self.grad_max = 0.0  # largest gradient norm since the last validation (logged)
+        self._bar = None  # the progress bar while ``run`` runs
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         if self.arch.router == "arm":
             desc = registry.describe(cfg.arch, cfg.arch, cfg.scale, cfg.model_config)
@@ -228,6 +229,7 @@ class Trainer:
             self._save_checkpoint(time.monotonic() - started)
         finally:
             bar.close()
+            self._bar = None
             for s, h in old.items():
                 signal.signal(s, h)
         return self.export()
@@ -252,11 +254,11 @@ class Trainer:
             return
         diverged_at = self.step
         peak = self._segment(self.step)[2] / 2
-        elapsed = self.elapsed + spent
+        elapsed = self.elapsed
         self._restore(torch.load(self.best_path, map_location=self.device, weights_only=False))
-        self.elapsed = elapsed - spent  # training time is not rolled back
+        self.elapsed = elapsed  # training time is not rolled back
         self.schedule.append((self.step, self.cfg.iterations, peak))
-        if getattr(self, "_bar", None) is not None:
+        if self._bar is not None:
             self._bar.n = self.step
         self._log({"step": diverged_at, "diverged": val, "best": best["val"], "back_to_step": self.step, "peak_lr": peak})
         self._save(self.ckpt_path, spent)
