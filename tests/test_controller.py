@@ -77,8 +77,32 @@ def test_never_drops_frames_and_reports_an_unreachable_target():
     assert units[5:].sum() == 0  # no network time when there is none to spend
 
 
+def test_a_passing_spike_is_not_reported_as_an_unreachable_target():
+    m = Machine(overhead=25.0)
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock)
+    run(c, m, 20)
+    m.overhead = 80.0  # a few slow frames (a scene cut, an encoder stall)
+    run(c, m, 4)
+    m.overhead = 25.0
+    run(c, m, 40)
+    assert not c.cannot_reach
+
+
 def test_unmeasured_units_are_guessed_from_their_macs_at_measured_speed():
     c = FpsController(30.0, {"a": 1e9, "b": 2e9})
     c._smooth_unit("a", 10.0)  # 1 GMAC took 10 ms
     costs = c._unit_costs()
     assert costs["a"] == pytest.approx(10.0) and costs["b"] == pytest.approx(20.0)
+
+
+def test_planning_time_counts_as_overhead_not_network():
+    """Only the work a budget bought is network time; the router's planning is paid every frame
+    whatever the budget, so the next budget must leave room for it."""
+    clock = [0.0]
+    c = FpsController(25.0, {"net": 1e7}, clock=lambda: clock[0])
+    c.budget()
+    clock[0] += 0.040
+    c.observe(FrameStats(budget=0.1, route_shares={}, macs_per_pixel=0.0,
+                         ms={"route": 5.0, "net": 10.0}, work={"net": 2}))
+    assert c.overhead_ms == pytest.approx(30.0)
+    assert c.unit_ms["net"] == pytest.approx(5.0)

@@ -168,6 +168,22 @@ def test_arm_time_budget_uses_calibrated_costs():
     assert 0 < spent <= 20.0
 
 
+def test_arm_time_budget_charges_interpolation_only_when_it_runs():
+    """With the caller's base plane (swscale's, in the pipeline) ARM runs no interpolation pass, so
+    a dear interpolation unit must not eat the budget: the tiles it pays for still run. Without a
+    base the pass runs and is charged."""
+    up = synthetic_arm()
+    engine = Engine(up, tile=16, router=build_router(up))
+    x = textured_frame()
+    plane = (x[0, 0] * 255).round().to(torch.uint8).numpy()
+    base = np.zeros((plane.shape[0] * 2, plane.shape[1] * 2), np.uint8)
+    budget = TimeBudget(ms=21.0, unit_ms={"w8": 2.0, "w16": 5.0, arm_module.INTERP_UNIT: 30.0})
+    _, with_base = engine.upscale_plane(plane, budget=budget, base=base)
+    assert len(with_base.network_tiles) > 0
+    _, without = engine.upscale_plane(plane, budget=budget)
+    assert without.route_shares["bicubic"] == 1.0
+
+
 def test_arm_routes_do_not_flicker_on_a_static_clip(monkeypatch):
     up = synthetic_arm()
     x = textured_frame(seed=3)
@@ -368,3 +384,36 @@ def test_networks_get_all_threads_and_frame_bookkeeping_one(monkeypatch):
         assert torch.get_num_threads() == 2  # restored for whatever the process does next
     finally:
         torch.set_num_threads(before)
+
+
+# -- the routing benchmark's oracle bound --------------------------------------------------------
+
+
+def test_oracle_routing_picks_each_tiles_best_route_within_budget():
+    """The oracle bound in ``vidsr bench routing``: the cheap route is exact on the left half and
+    poor on the right, the dear route is slightly off everywhere. With just enough budget to upgrade
+    the right half, the oracle upgrades only there and beats both routes used alone; more budget
+    buys nothing (the dear route is worse on the left); at budget 0 it is the cheap route. Edge
+    tiles smaller than a full tile count by their real size."""
+    from vidsr.bench.routing import oracle_psnr
+    from vidsr.metrics import psnr
+    from vidsr.train.data import Pair
+
+    g = torch.Generator().manual_seed(0)
+    scale, tile = 2, 4
+    hr = torch.rand(36, 44, generator=g)  # 8-px HR tiles: partial tiles at the right and bottom
+    cheap, dear = hr.clone(), hr + 0.01 * torch.randn(hr.shape, generator=g)
+    cheap[:, 24:] += 0.2 * torch.randn(36, 20, generator=g)
+    pairs = [Pair("p", hr, torch.zeros(18, 22))]
+    outputs = [[cheap], [dear]]
+    macs = [1.0, 101.0]
+    p0, m0 = oracle_psnr(outputs, pairs, macs, scale, tile, 0.0)
+    assert (p0, m0) == pytest.approx((psnr(cheap, hr, scale), 1.0))
+    right = 20 / 44  # share of pixels in the right-hand tiles (columns 24..43)
+    mixed = torch.cat([cheap[:, :24], dear[:, 24:]], dim=1)
+    for budget in (right, 1.0):
+        p, m = oracle_psnr(outputs, pairs, macs, scale, tile, budget)
+        assert m == pytest.approx(1 + 100 * right)
+        assert p == pytest.approx(psnr(mixed, hr, scale))
+    assert p > max(p0, psnr(dear, hr, scale))
+    assert oracle_psnr(outputs, pairs, macs, scale, tile, right * 0.99)[1] < m  # never over budget

@@ -21,6 +21,7 @@ import time
 from .budget import FrameStats, TimeBudget
 
 DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been measured
+UNREACHABLE_FRAMES = 10  # frames in a row over the target period, with no network, before it says so
 
 
 class FpsController:
@@ -42,6 +43,7 @@ class FpsController:
         self.start: float | None = None
         self.last: float | None = None
         self.cannot_reach = False  # set once even interpolation is too slow for the target
+        self._over = 0  # consecutive frames whose overhead alone exceeded the target period
         self.last_budget: TimeBudget | float = 0.0
 
     # -- the loop -----------------------------------------------------------------------------
@@ -67,14 +69,19 @@ class FpsController:
         period = (now - self.last) * 1000.0 if self.last is not None else self.period_ms
         self.last = now
         self.frames += 1
-        network = sum(stats.ms.values()) if stats else 0.0
+        # only the work the budget bought is network time; the rest of the frame (planning included:
+        # it is paid whatever the budget) is overhead the next budget has to leave room for
+        network = sum(stats.ms.get(unit, 0.0) for unit in stats.work) if stats else 0.0
         self._smooth_overhead(max(period - network, 0.0))
         if stats:
             for unit, n in stats.work.items():
                 if n > 0 and unit in stats.ms and unit in self.unit_macs:
                     self._smooth_unit(unit, stats.ms[unit] / n)
-        if self.frames >= 3 and self.overhead_ms > self.period_ms * 1.05:
-            self.cannot_reach = True  # even a frame with no network takes longer than the target
+        # even frames with no network take longer than the target, for long enough that it is not a
+        # passing spike (a slow encoder frame, a scene cut): one warning for the run
+        self._over = self._over + 1 if self.overhead_ms > self.period_ms * 1.05 else 0
+        if self._over >= UNREACHABLE_FRAMES:
+            self.cannot_reach = True
 
     # -- calibration --------------------------------------------------------------------------
 

@@ -7,7 +7,11 @@ For each routed model shipped at each scale, on the validation images:
 - the router over a sweep of budgets: PSNR-Y, the MACs it chose (each output pixel counted once),
   the MACs it executed (tile context included) and its wall time, all as ratios to the full run;
 - the smallest budget at which the router comes within 0.05 dB of the full network, refined by
-  bisection between the sweep's bracketing points.
+  bisection between the sweep's bracketing points;
+- for ARM, the same for an oracle that routes each tile knowing the ground truth (the fixed routes'
+  real per-tile errors, same tiles, same solver): the best any edge-score predictor could do with
+  these subnets. The gap between the router and the oracle is the predictor's; the gap between the
+  oracle and the papers' 0.43-0.6 is the subnets'.
 Wall times are the best of ``repeats`` passes over all images.
 """
 
@@ -17,19 +21,24 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..engine import Engine
 from ..metrics import psnr
 from ..models import registry
 from ..routing import build_router
+from ..routing.solver import solve
 from ..train.data import default_folder, load_pairs, quantize8
 
 SWEEP = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 WITHIN_DB = 0.05
 
 
-def measure(engine: Engine, pairs, scale: int, budget, repeats: int) -> dict:
+def measure(engine: Engine, pairs, scale: int, budget, repeats: int, outputs: list | None = None) -> dict:
+    """PSNR-Y, MACs and best wall time of ``engine`` over ``pairs``; ``outputs`` (a list) receives
+    each image's 8-bit-rounded output."""
     best, ps, macs, executed = float("inf"), [], [], []
     for rep in range(repeats):
         if engine.router is not None:
@@ -41,7 +50,10 @@ def measure(engine: Engine, pairs, scale: int, budget, repeats: int) -> dict:
             outs.append((out, stats))
         best = min(best, time.perf_counter() - t0)
     for p, (out, stats) in zip(pairs, outs):
-        ps.append(psnr(quantize8(out[0, 0]), p.hr, scale))
+        out = quantize8(out[0, 0])
+        if outputs is not None:
+            outputs.append(out)
+        ps.append(psnr(out, p.hr, scale))
         px = p.hr.numel()
         macs.append(stats.macs_per_pixel * px)
         executed.append(stats.executed_macs_per_pixel * px)
@@ -65,17 +77,24 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2) -> dict:
             # untimed pass first: the first model timed in a block ran up to 20% slow (allocator and
             # oneDNN warm-up that best-of-2 did not remove), which flattered every ratio to it
             measure(baseline, pairs, scale, 1.0, 1)
-            full = measure(baseline, pairs, scale, 1.0, repeats)
+            full_outputs = []
+            full = measure(baseline, pairs, scale, 1.0, repeats, full_outputs)
             block = {"model": d.name, "scale": scale, "router": d.router, "full": full, "fixed": [], "sweep": []}
 
             def ratios(m):
                 return {**m, "macs_ratio": m["macs"] / full["macs"], "executed_ratio": m["executed_macs"] / full["executed_macs"],
                         "time_ratio": m["seconds"] / full["seconds"], "delta_db": m["psnr_y"] - full["psnr_y"]}
 
+            route_outputs = []
             for r in d.routes[:-1]:
-                fixed = _fixed_route(up, r.name, pairs, scale, repeats)
+                route_outputs.append([])
+                fixed = _fixed_route(up, r.name, pairs, scale, repeats, route_outputs[-1])
                 block["fixed"].append({"route": r.name, **ratios(fixed)})
+            route_outputs.append(full_outputs)
             router_engine = Engine(up, router=build_router(up))
+            if d.router == "arm":
+                block["oracle"] = _oracle_block(route_outputs, pairs, [r.macs_per_pixel for r in d.routes],
+                                                scale, router_engine.tile, full["psnr_y"])
             points = {}
             for b in SWEEP:
                 points[b] = ratios(measure(router_engine, pairs, scale, b, repeats))
@@ -94,7 +113,45 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2) -> dict:
     return res
 
 
-def _fixed_route(up, route: str, pairs, scale: int, repeats: int) -> dict:
+def oracle_psnr(route_outputs, pairs, macs, scale: int, tile: int, budget: float) -> tuple[float, float]:
+    """(mean PSNR-Y, MACs per pixel) when every ``tile`` LR tile takes the route that the budgeted
+    solver picks from its *true* error. ``route_outputs[r][i]``: route r's 8-bit output of image i."""
+    macs = np.asarray(macs, dtype=np.float64)
+    side = tile * scale
+    ps, spent, pixels = [], 0.0, 0
+    for i, p in enumerate(pairs):
+        outs = torch.stack([route_outputs[r][i] for r in range(len(macs))])  # (R, H, W)
+        h, w = p.hr.shape
+        mse = F.avg_pool2d((outs.double() - p.hr.double())[:, None] ** 2, side, ceil_mode=True)  # (R, 1, rows, cols)
+        rows = np.minimum(side, h - np.arange(0, h, side))  # tiles at the right and bottom edges are smaller
+        cols = np.minimum(side, w - np.arange(0, w, side))
+        tile_px = (rows[:, None] * cols[None, :]).astype(np.float64).flatten()
+        values = -(mse.flatten(1).numpy() * tile_px[None, :])
+        costs = macs[:, None] * tile_px[None, :]
+        routes = solve(costs, values, costs[0].sum() + budget * (costs[-1].sum() - costs[0].sum()))
+        pick = torch.from_numpy(routes).view(len(rows), len(cols))
+        pick = pick.repeat_interleave(side, 0).repeat_interleave(side, 1)[:h, :w]
+        ps.append(psnr(torch.gather(outs, 0, pick[None]).squeeze(0), p.hr, scale))
+        spent += float(costs[routes, np.arange(len(routes))].sum())
+        pixels += p.hr.numel()
+    return sum(ps) / len(ps), spent / pixels
+
+
+def _oracle_block(route_outputs, pairs, macs, scale: int, tile: int, full_psnr: float) -> dict:
+    """The oracle's smallest budget within ``WITHIN_DB`` of the full network (bisection; it runs
+    no network, so it can be bisected finely) and its sweep."""
+    def point(b):
+        p, m = oracle_psnr(route_outputs, pairs, macs, scale, tile, b)
+        return {"budget": b, "psnr_y": p, "delta_db": p - full_psnr, "macs_ratio": m / macs[-1]}
+
+    lo, hi = 0.0, 1.0
+    for _ in range(10):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if point(mid)["delta_db"] >= -WITHIN_DB else (mid, hi)
+    return {"tile": tile, "sweep": [point(b) for b in SWEEP], "within_0_05_db": point(hi)}
+
+
+def _fixed_route(up, route: str, pairs, scale: int, repeats: int, outputs: list | None = None) -> dict:
     """One route on every pixel: through the engine with a single-route view of the model."""
     from ..models.base import Upscaler
 
@@ -108,7 +165,7 @@ def _fixed_route(up, route: str, pairs, scale: int, repeats: int) -> dict:
 
     d = up.descriptor
     view = Upscaler(dataclasses.replace(d, routes=(d.route(route),), router=None), OneRoute(up.module, route))
-    return measure(Engine(view), pairs, scale, 1.0, repeats)
+    return measure(Engine(view), pairs, scale, 1.0, repeats, outputs)
 
 
 def report(res: dict) -> str:
@@ -134,4 +191,10 @@ def report(res: dict) -> str:
                        f"**{w['time_ratio']:.2f}x the wall time**.\n")
         else:
             out.append(f"\nThe router does not come within {WITHIN_DB} dB of the full network below budget 1.\n")
+        if b.get("oracle"):
+            o = b["oracle"]["within_0_05_db"]
+            out.append(f"Oracle routing (each {b['oracle']['tile']}-px tile's route chosen from its true error, same "
+                       f"solver): within {WITHIN_DB} dB at **{o['macs_ratio']:.2f}x the MACs**; at budgets "
+                       + ", ".join(f"{p['budget']:g}: {p['delta_db']:+.2f} dB" for p in b["oracle"]["sweep"]
+                                   if p["budget"] in (0.2, 0.4, 0.6, 0.8)) + ".\n")
     return "\n".join(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -99,3 +100,12 @@ def downscale(x: torch.Tensor, scale: int) -> torch.Tensor:
     if h % scale or w % scale:
         raise ValueError(f"size {w}x{h} is not a multiple of {scale}")
     return F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
+
+
+def interpolation_ms(x: torch.Tensor, scale: int) -> float:
+    """Milliseconds of one interpolation pass over ``x``, warm (the first pass over a new size
+    costs several times more, and a cold figure would keep the budget from ever buying a tile)."""
+    upscale(x, scale)
+    t0 = time.perf_counter()
+    upscale(x, scale)
+    return (time.perf_counter() - t0) * 1000

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import CALLER_FILLS_BASE, FrameStats, TimeBudget
-from ..models.interpolate import upscale
+from ..models.interpolate import interpolation_ms, upscale
 from .edge import EdgePSNRTable, tile_edge_scores
 from .solver import solve
 
@@ -59,11 +59,12 @@ class ARMRouter:
 
     # -- planning ---------------------------------------------------------------------------------
 
-    def plan(self, x: torch.Tensor, grid, budget) -> Plan:
+    def plan(self, x: torch.Tensor, grid, budget, interpolates: bool = True) -> Plan:
         """Routes per tile. ``budget``: a float in [0, 1], the fraction of the way from
         all-interpolation to all-full-network MACs; or a ``TimeBudget``: milliseconds, with the
         calibrated milliseconds one tile costs on each route (every tile runs in a same-size
-        window, so a tile costs the same whatever its core) and one interpolation pass costs."""
+        window, so a tile costs the same whatever its core) and one interpolation pass costs, which
+        is charged only if this frame ``interpolates`` (not when the caller brings its own base)."""
         scores = tile_edge_scores(x, grid.tile).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
         pixels = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * self.descriptor.scale**2
@@ -71,7 +72,7 @@ class ARMRouter:
         if isinstance(budget, TimeBudget):
             per_tile = np.array([0.0] + [budget.unit_ms[n] for n in self.names[1:]])
             costs = np.repeat(per_tile[:, None], len(pixels), axis=1)
-            total = budget.ms - budget.unit_ms.get(INTERP_UNIT, 0.0)
+            total = budget.ms - (budget.unit_ms.get(INTERP_UNIT, 0.0) if interpolates else 0.0)
         else:
             costs = self.macs[:, None] * pixels[None, :]
             floor, top = costs[0].sum(), costs[-1].sum()
@@ -104,7 +105,7 @@ class ARMRouter:
 
     def run(self, engine, x: torch.Tensor, grid, budget, base: torch.Tensor | None = None):
         t0 = time.perf_counter()
-        plan = self.plan(x, grid, budget)
+        plan = self.plan(x, grid, budget, interpolates=base is None)
         ms = {"route": (time.perf_counter() - t0) * 1000}
         work = {}
         s = self.descriptor.scale
@@ -150,9 +151,7 @@ class ARMRouter:
         for name in self.names[1:]:
             engine.run_tiles(x, grid, ids[:1], name, out)  # warm-up: builds the subnet
             units[name] = engine.run_tiles(x, grid, ids, name, out) / len(ids)
-        t0 = time.perf_counter()
-        upscale(x, self.descriptor.scale)
-        units[INTERP_UNIT] = (time.perf_counter() - t0) * 1000
+        units[INTERP_UNIT] = interpolation_ms(x, self.descriptor.scale)
         engine.executed_macs = 0.0
         return units
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import FrameStats, TimeBudget
-from ..models.interpolate import upscale
+from ..models.interpolate import interpolation_ms, upscale
 from .edge import tile_edge_scores
 
 INTERP_UNIT = "interpolation"
@@ -273,9 +273,7 @@ class PCSRRouter:
             t0 = time.perf_counter()
             m.render(windows, feats, choice)
             units[name] = (time.perf_counter() - t0) * 1000 / (px / 1000.0)
-        t0 = time.perf_counter()
-        upscale(x, s)
-        units[INTERP_UNIT] = (time.perf_counter() - t0) * 1000
+        units[INTERP_UNIT] = interpolation_ms(x, s)
         return units
 
     def unit_macs(self, grid) -> dict[str, float]:
