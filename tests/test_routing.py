@@ -234,6 +234,15 @@ def test_edge_score_is_mean_absolute_laplacian_on_0_255():
     assert s.item() == pytest.approx(8 / 64)
 
 
+def test_laplacian_equals_the_3x3_kernel_with_replicated_edges():
+    from vidsr.routing.edge import laplacian_abs
+
+    x = torch.rand(2, 1, 13, 17, generator=torch.Generator().manual_seed(0))
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    reference = torch.nn.functional.conv2d(torch.nn.functional.pad(x * 255, (1, 1, 1, 1), mode="replicate"), kernel).abs()
+    assert torch.allclose(laplacian_abs(x), reference, atol=1e-3)
+
+
 # -- PCSR ---------------------------------------------------------------------------------------
 
 from vidsr.routing.pcsr import adm_choice, k_rule_choice, refine  # noqa: E402

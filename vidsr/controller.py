@@ -21,7 +21,8 @@ import time
 from .budget import FrameStats, TimeBudget
 
 DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been measured
-UNREACHABLE_FRAMES = 10  # frames in a row over the target period, with no network, before it says so
+START_UP_FRAMES = 10  # frames not judged for reachability (calibration, the encoder starting)
+UNREACHABLE_FRAMES = 20  # network-free frames in a row below the target before it says so
 
 
 class FpsController:
@@ -43,7 +44,7 @@ class FpsController:
         self.start: float | None = None
         self.last: float | None = None
         self.cannot_reach = False  # set once even interpolation is too slow for the target
-        self._over = 0  # consecutive frames whose overhead alone exceeded the target period
+        self._idle_since: tuple[int, float] | None = None  # (frame, time) a run of network-free frames began
         self.last_budget: TimeBudget | float = 0.0
 
     # -- the loop -----------------------------------------------------------------------------
@@ -77,10 +78,18 @@ class FpsController:
             for unit, n in stats.work.items():
                 if n > 0 and unit in stats.ms and unit in self.unit_macs:
                     self._smooth_unit(unit, stats.ms[unit] / n)
-        # even frames with no network take longer than the target, for long enough that it is not a
-        # passing spike (a slow encoder frame, a scene cut): one warning for the run
-        self._over = self._over + 1 if self.overhead_ms > self.period_ms * 1.05 else 0
-        if self._over >= UNREACHABLE_FRAMES:
+        self._check_reachable(now, stats)
+
+    def _check_reachable(self, now: float, stats: FrameStats | None) -> None:
+        """Sets ``cannot_reach`` (one warning for the run) when frames that bought no network at
+        all still ran below the target, over ``UNREACHABLE_FRAMES`` in a row after start-up (the
+        calibration and the encoder's first frames are slow, and one slow frame is not a trend)."""
+        bought_nothing = stats is None or stats.budget <= 0
+        if not bought_nothing or self.frames <= START_UP_FRAMES or self._idle_since is None:
+            self._idle_since = (self.frames, now)
+            return
+        frames, since = self.frames - self._idle_since[0], now - self._idle_since[1]
+        if frames >= UNREACHABLE_FRAMES and frames / max(since, 1e-9) < self.target_fps * 0.95:
             self.cannot_reach = True
 
     # -- calibration --------------------------------------------------------------------------
