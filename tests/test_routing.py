@@ -286,6 +286,29 @@ def test_pcsr_stays_under_budget_and_gives_heavy_to_likely_pixels(budget):
     assert stats.budget >= budget - 0.1  # and not far below it
 
 
+@pytest.mark.parametrize("budget", [0.3, 0.7])
+def test_pcsr_routed_pixels_equal_the_dense_output_of_their_route(budget):
+    """Routed tiles run merged into rectangles (neighbours share their context); every output pixel
+    must still be exactly what its route gives on the whole frame, and the pixels that only the
+    heavy upsampler explains are at least the heavy share the router reports."""
+    from vidsr.models.interpolate import upscale
+
+    up = synthetic_pcsr()
+    router = build_router(up)
+    router.refinement = False
+    engine = Engine(up, tile=16, router=router)
+    x = textured_frame(48, 80)
+    y, stats = engine.upscale(x, budget)
+    with torch.no_grad():
+        routes = torch.stack([upscale(x, 2), up.module(x, "light"), up.module(x, "heavy")]).clamp(0, 1)
+    match = (routes - y).abs() < 1e-4
+    assert match.any(dim=0).all()
+    only_heavy = (match[2] & ~match[1] & ~match[0]).float().mean().item()
+    assert only_heavy >= stats.route_shares["heavy"] - 0.01
+    assert stats.route_shares["bicubic"] < 1
+    assert (stats.route_shares["heavy"] > 0) == (budget > 0.5)  # low budgets: some tiles light, none heavy
+
+
 def test_adm_is_deterministic_and_splits_modes():
     g = torch.Generator().manual_seed(0)
     p = torch.cat([torch.rand(500, generator=g) * 0.2, 0.8 + torch.rand(300, generator=g) * 0.2])

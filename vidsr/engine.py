@@ -197,18 +197,30 @@ class Engine:
         context; rectangles of the same window shape run as one batch."""
         t0 = time.perf_counter()
         macs = (self.descriptor.full_route if route is None else self.descriptor.route(route)).macs_per_pixel
+        batches = self.region_batches(grid, ids)
+        self.executed_macs += macs * self.window_pixels(batches) * self.scale**2
+        with self.network_threads():
+            for chunk in batches:
+                grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
+        return (time.perf_counter() - t0) * 1000
+
+    def region_batches(self, grid: TileGrid, ids) -> list[list]:
+        """Tiles ``ids`` as merged rectangles (``TileGrid.regions``: neighbours share their
+        context), grouped by window shape and chunked so that one network call holds at most
+        ``batch`` windows and ``batch_pixels`` LR pixels."""
         by_shape: dict[tuple[int, int], list] = {}
         for region in grid.regions(ids, self.max_region):
             by_shape.setdefault(region.window_shape, []).append(region)
-            h, w = region.window_shape
-            self.executed_macs += macs * h * w * self.scale**2
-        with self.network_threads():
-            for (h, w), group in by_shape.items():
-                n = max(1, min(self.batch, self.batch_pixels // (h * w)))
-                for i in range(0, len(group), n):
-                    chunk = group[i : i + n]
-                    grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
-        return (time.perf_counter() - t0) * 1000
+        batches = []
+        for (h, w), group in by_shape.items():
+            n = max(1, min(self.batch, self.batch_pixels // (h * w)))
+            batches += [group[i : i + n] for i in range(0, len(group), n)]
+        return batches
+
+    @staticmethod
+    def window_pixels(batches) -> int:
+        """LR pixels the windows of ``batches`` hold (what a network pass over them computes)."""
+        return sum(g.window_shape[0] * g.window_shape[1] for chunk in batches for g in chunk)
 
     def _run_single(self, x, grid, budget):
         out = grid.new_output(x, self.scale)

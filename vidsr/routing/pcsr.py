@@ -166,30 +166,31 @@ class PCSRRouter:
             engine.executed_macs += self.macs[0] * out.numel()
         choice_full = torch.full(out.shape[-2:], -1, dtype=torch.long, device=x.device)
         if len(ids):
-            # pass 1: backbone (and classifier) per batch of windows
+            # pass 1: backbone (and classifier) per batch of windows; neighbouring routed tiles are
+            # merged into one window (as the engine does) so they pay for their context once
             t1 = time.perf_counter()
-            n = max(1, min(engine.batch, engine.batch_pixels // grid.window_pixels()))
-            batches = [ids[i : i + n] for i in range(0, len(ids), n)]
+            batches = engine.region_batches(grid, ids)
+            windows = [grid.extract_regions(x, b) for b in batches]
             with engine.network_threads():
-                feats = [m.backbone(grid.extract(x, b)) for b in batches]
+                feats = [m.backbone(w) for w in windows]
             ms["backbone"], work["backbone"] = (time.perf_counter() - t1) * 1000, len(ids)
-            window_hr = grid.window_pixels() * s * s
-            engine.executed_macs += len(ids) * window_hr * self.backbone_macs
+            window_hr = engine.window_pixels(batches) * s * s
+            engine.executed_macs += window_hr * self.backbone_macs
             need_classifier = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
             t1 = time.perf_counter()
             with engine.network_threads():
                 probs = [m.probabilities(f) for f in feats] if need_classifier else None
             if need_classifier:
                 ms["classifier"], work["classifier"] = (time.perf_counter() - t1) * 1000, len(ids)
-                engine.executed_macs += len(ids) * window_hr * self.classifier_macs
-            choices = self._choose(grid, batches, probs, heavy_quota, s)
+                engine.executed_macs += window_hr * self.classifier_macs
+            choices = self._choose(batches, probs, heavy_quota, s)
             # pass 2: every upsampler on its gathered pixels
             t1 = time.perf_counter()
-            for b, f, c in zip(batches, feats, choices):
+            for b, w, f, c in zip(batches, windows, feats, choices):
                 with engine.network_threads():
-                    y = m.render(grid.extract(x, b), f, c)
-                grid.place(out, b, y, s)
-                grid.place(choice_full[None, None], b, c[:, None], s)
+                    y = m.render(w, f, c)
+                grid.place_regions(out, b, y, s)
+                grid.place_regions(choice_full[None, None], b, c[:, None], s)
             head_ms = (time.perf_counter() - t1) * 1000
             counts = [int((choice_full == j).sum()) for j in range(len(m.upsamplers))]
             load = [c * h for c, h in zip(counts, self.head_macs)]
@@ -201,15 +202,16 @@ class PCSRRouter:
             out, refined = refine(out, choice_full)
         return out, self._stats(choice_full, ms, work, refined, run)
 
-    def _choose(self, grid, batches, probs, heavy_quota, s):
-        """Per batch, a (n, H, W) choice map over each window: -1 outside the core (not computed)."""
+    def _choose(self, batches, probs, heavy_quota, s):
+        """Per batch of regions, a (n, H, W) choice map over each window: -1 outside the core
+        (context, not computed)."""
         cores = []
         for b in batches:
-            mask = torch.zeros(len(b), grid.win_h * s, grid.win_w * s, dtype=torch.bool)
-            for k, i in enumerate(b):
-                t = grid.tiles[i]
-                cy, cx = (t.y0 - t.wy) * s, (t.x0 - t.wx) * s
-                mask[k, cy : cy + t.h * s, cx : cx + t.w * s] = True
+            h, w = b[0].window_shape
+            mask = torch.zeros(len(b), h * s, w * s, dtype=torch.bool)
+            for k, g in enumerate(b):
+                cy, cx = (g.y0 - g.wy0) * s, (g.x0 - g.wx0) * s
+                mask[k, cy : cy + g.h * s, cx : cx + g.w * s] = True
             cores.append(mask)
         heavy = len(self.model.upsamplers) - 1
         if probs is None:  # everything heavy (full budget) or everything light (no quota)
