@@ -274,14 +274,17 @@ def test_pcsr_budget_ends_are_interpolation_and_full_network():
     assert torch.allclose(y1, dense, atol=1e-4)
 
 
-@pytest.mark.parametrize("budget", [0.2, 0.5, 0.7, 0.9])
-def test_pcsr_stays_under_budget_and_gives_heavy_to_likely_pixels(budget):
+def unrefined_pcsr_engine():
     up = synthetic_pcsr()
     router = build_router(up)
     router.refinement = False
-    engine = Engine(up, tile=16, router=router)
-    x = textured_frame(48, 64)
-    _, stats = engine.upscale(x, budget)
+    return up, Engine(up, tile=16, router=router)
+
+
+@pytest.mark.parametrize("budget", [0.2, 0.5, 0.7, 0.9])
+def test_pcsr_stays_under_budget_and_gives_heavy_to_likely_pixels(budget):
+    _, engine = unrefined_pcsr_engine()
+    _, stats = engine.upscale(textured_frame(48, 64), budget)
     assert stats.budget <= budget + 1e-6  # the fraction of full-network MACs actually bought
     assert stats.budget >= budget - 0.1  # and not far below it
 
@@ -293,10 +296,7 @@ def test_pcsr_routed_pixels_equal_the_dense_output_of_their_route(budget):
     heavy upsampler explains are at least the heavy share the router reports."""
     from vidsr.models.interpolate import upscale
 
-    up = synthetic_pcsr()
-    router = build_router(up)
-    router.refinement = False
-    engine = Engine(up, tile=16, router=router)
+    up, engine = unrefined_pcsr_engine()
     x = textured_frame(48, 80)
     y, stats = engine.upscale(x, budget)
     with torch.no_grad():
