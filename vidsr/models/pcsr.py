@@ -135,17 +135,18 @@ class PCSR(nn.Module):
         n, _, h, w = feats.shape
         out = upscale(x, s)
         flat = out.view(-1)  # (N*H*W), one plane
-        # HR pixel -> (LR row in N*h*w, phase in s*s), computed once for the whole batch.
-        idx = torch.arange(n * h * s * w * s, device=x.device)
-        b, rem = idx // (h * s * w * s), idx % (h * s * w * s)
-        yy, xx = rem // (w * s), rem % (w * s)
-        lr_row = (b * h + yy // s) * w + xx // s
-        phase = (yy % s) * s + xx % s
         choice = choice.reshape(-1)
         for j, up in enumerate(self.upsamplers):
             sel = torch.nonzero(choice == j).squeeze(1)
             if sel.numel() == 0:
                 continue
+            # selected HR pixel -> (its LR row in N*h*w, its phase in s*s), for the selected pixels
+            # only: the same maths over every HR pixel of the batch held five int64 HR-size arrays
+            # (46 MB for one merged 268-px window at x4)
+            b, rem = sel // (h * s * w * s), sel % (h * s * w * s)
+            yy, xx = rem // (w * s), rem % (w * s)
+            lr_row = (b * h + yy // s) * w + xx // s
+            phase = (yy % s) * s + xx % s
             proj = up.project(feats).permute(0, 2, 3, 1).reshape(n * h * w, -1)
-            flat[sel] += up.gathered(proj, lr_row[sel], phase[sel], up.phase_bias(s, proj)).squeeze(1)
+            flat[sel] += up.gathered(proj, lr_row, phase, up.phase_bias(s, proj)).squeeze(1)
         return out
