@@ -91,6 +91,21 @@ def test_cli_train_resumes_and_exports(image_dirs, tmp_path, cli):
     assert up.descriptor.architecture == "plain"
 
 
+def test_cli_finish_exports_a_run_cut_short(image_dirs, tmp_path, cli):
+    train, val = image_dirs
+    out = tmp_path / "run"
+    args = ["train", "--arch", "plain", "--scale", 2, "--iterations", 50, "--batch", 2, "--patch", 16,
+            "--train-dir", train, "--val-dir", val, "--predownscale", 1, "--out", out, "--threads", 1,
+            "--config", json.dumps({"channels": 8, "convs": 1}), "--quiet"]
+    assert cli(*args, "--time-limit", 0).code == 0  # stopped after its first step
+    assert not (out / "manifest.json").exists()
+    r = cli(*args, "--finish")
+    assert r.code == 0 and "done:" in r.out, r.out + r.err
+    entry = weights.read_manifest(out)[0]
+    assert entry["training"]["iterations"] == 1  # never validated: the checkpoint's own weights
+    assert registry.load(str(out / entry["file"]), 2).descriptor.architecture == "plain"
+
+
 def test_arm_training_samples_by_cost_squared_and_exports_a_table(image_dirs, tmp_path):
     t = Trainer(config(image_dirs, tmp_path / "arm", arch="arm-wdsr", iterations=6,
                        model_config={"widths": [4, 8, 16], "blocks": 1}), progress=False)
@@ -132,8 +147,11 @@ def test_extend_continues_a_finished_run_with_a_warm_restart(image_dirs, tmp_pat
     assert more.step == 6 and more._lr_at(6) == pytest.approx(5e-4)
     assert more._lr_at(10) == pytest.approx(5e-6)
     entry = more.run()
-    assert more.step == 10 and entry["training"]["iterations"] == 10
-    assert any(not torch.equal(weights_before[k], v) for k, v in more.model.state_dict().items())
+    assert more.step == 10
+    # the export holds the better validated of steps 6 and 10; the run itself went on to 10
+    assert entry["training"]["iterations"] in (6, 10) and entry["training"].get("run_iterations", 10) == 10
+    final = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    assert final["step"] == 10 and any(not torch.equal(weights_before[k], v) for k, v in final["model"].items())
 
 
 def test_gradients_are_clipped_and_their_largest_norm_is_logged(image_dirs, tmp_path):
@@ -163,3 +181,18 @@ def test_divergence_rolls_back_to_the_best_state_with_half_the_peak_lr(image_dir
     rows = [json.loads(line) for line in (tmp_path / "div" / "log.jsonl").read_text().splitlines()]
     assert {"step": 9, "diverged": 28.5, "best": 30.0, "back_to_step": 5}.items() <= rows[-1].items()
     assert torch.load(tmp_path / "div" / "checkpoint.pt", weights_only=False)["step"] == 5  # resumable from there
+
+
+def test_export_takes_the_best_validated_weights_when_the_run_ends_below_them(image_dirs, tmp_path, monkeypatch):
+    vals = iter([31.0, 30.6, 30.4])  # best at the first validation; later ones lower, not diverged
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"val_psnr_y": next(vals), "val_gain_db": 0.0})
+    monkeypatch.setattr(Trainer, "export", lambda self: {"weights_step": self.weights_step,
+                                                         "model": {k: v.clone() for k, v in self.model.state_dict().items()}})
+    t = Trainer(config(image_dirs, tmp_path / "b", iterations=6, val_every=2), progress=False)
+    got = t.run()
+    best = torch.load(tmp_path / "b" / "best.pt", weights_only=False)
+    assert best["step"] == 2 and got["weights_step"] == 2
+    assert all(torch.equal(best["model"][k], v) for k, v in got["model"].items())
+    final = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert final["step"] == 6  # the checkpoint keeps the final state, for --extend
+    assert not all(torch.equal(final["model"][k], v) for k, v in got["model"].items())

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a run (finished or not) to --iterations, restarting the cosine schedule at --lr")
     p.add_argument("--clip", type=float, default=CLIP_GRAD_NORM,
                    help=f"max global gradient norm, 0 for none (default {CLIP_GRAD_NORM})")
+    p.add_argument("--finish", action="store_true",
+                   help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--publish", type=Path, metavar="RUN", help="copy a finished run's weights into vidsr's shipped set and exit")
     return p
@@ -66,7 +68,7 @@ def main(argv: list[str]) -> int:
         trainer = Trainer(cfg, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
         raise SettingsError(str(e)) from None
-    entry = trainer.run()
+    entry = trainer.finish() if args.finish else trainer.run()
     if entry is None:
         print(f"stopped at step {trainer.step}/{cfg.iterations}; rerun the same command to resume")
         return 0

@@ -105,6 +105,7 @@ class Trainer:
         self._started = None
         self.stage = 0
         self.best: dict | None = None  # the best validation of this stage: val, stage, step (state in best.pt)
+        self.weights_step: int | None = None  # set when the export takes best.pt's weights, not the final ones
         self.grad_max = 0.0  # largest gradient norm since the last validation (logged)
         self._bar = None  # the progress bar while ``run`` runs
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -232,7 +233,25 @@ class Trainer:
             self._bar = None
             for s, h in old.items():
                 signal.signal(s, h)
+        self._take_best_weights()
         return self.export()
+
+    def finish(self) -> dict:
+        """End the run where it stands, without training further: export the stage's best
+        validated weights (the checkpoint's own if it was never validated)."""
+        self._take_best_weights()
+        return self.export()
+
+    def _take_best_weights(self) -> None:
+        """Before the export: the stage's best validated weights when an earlier validation beat
+        the final one (a warm restart can end a little below its best without diverging). The
+        checkpoint keeps the final state, so ``--extend`` still continues from there."""
+        best = self.best
+        if best is None or best["stage"] != self.stage or best["step"] == self.step:
+            return
+        state = torch.load(self.best_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.weights_step = best["step"]
 
     def validate(self) -> dict:
         self.model.eval()
@@ -351,7 +370,8 @@ class Trainer:
             "bytes": (cfg.out / file).stat().st_size,
             "training": {
                 "train_data": f"{self.train_dir.name}/ ({len(self.sampler.pairs)} images, predownscale x{cfg.predownscale})",
-                "iterations": self.step,
+                "iterations": self.weights_step or self.step,  # of the exported weights
+                **({"run_iterations": self.step} if self.weights_step else {}),
                 "batch": cfg.batch,
                 "patch": cfg.patch,
                 "lr": cfg.lr,
