@@ -14,7 +14,6 @@ from vidsr.models import registry, weights
 from vidsr.train.trainer import TrainConfig, Trainer
 
 
-
 def blocks_image(seed: int) -> np.ndarray:
     """Grey rectangles on grey: sharp edges that bicubic blurs and a network can learn to restore."""
     rng = np.random.default_rng(seed)

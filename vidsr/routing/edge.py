@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+
 def laplacian_abs(plane: torch.Tensor) -> torch.Tensor:
     """|Laplacian| (4-neighbour, 3x3) of (N, 1, H, W) luma in [0, 1], on the 0..255 scale, edges
     replicated. Written as shifted slices, not a conv: a one-channel 3x3 conv is a poor fit for
