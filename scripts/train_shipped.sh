@@ -10,7 +10,9 @@
 # session, warm restarts at 5e-4 blew up again (both runs, within 200-700 steps); with gradient
 # clipping (now the trainer's default) they were fine-tuned in runs/arm-wdsr-xS-ft: x2 in segments
 # 3300->5300 at peak 2e-4 (stopped at 4201), 4201->7100 at 1.45e-4; x4 3500->5500 at 2e-4
-# (stopped at 4427), 4427->8000 at 1.2e-4. The lines below give the final lengths at the default
+# (stopped at 4427), 4427->8000 at 1.2e-4; then x2 7100->12000 at 1.2e-4, cut short at 11866 with
+# --finish (exported: best validated step 10500, +4.20 dB), x4 8000->12000 at 1e-4, cut short at
+# 11398 (exported: step 11000, +2.46 dB). The lines below give the final lengths at the default
 # peak lr 1e-3, clipped: one cosine schedule, close to but not bit-identical with the shipped
 # weights, and not tried end to end.
 # Usage: scripts/train_shipped.sh [run-name ...]   (default: all, in this order)
@@ -33,8 +35,8 @@ declare -A RUNS=(
   [plain-x4]="--arch plain --scale 4 --iterations 4500"
   [espcn-x2]="--arch espcn --scale 2 --iterations 6000 --lr 2e-3"
   [espcn-x4]="--arch espcn --scale 4 --iterations 6000 --lr 2e-3"
-  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 7100"
-  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 8000"
+  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 10500"
+  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 11000"
   [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 2000"
   [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 2000 --patch 32"
 )
