@@ -71,8 +71,8 @@ def test_adapts_within_a_few_frames_to_a_slower_machine():
 def test_never_drops_frames_and_reports_an_unreachable_target():
     m = Machine(overhead=50.0)
     c = FpsController(30.0, {"net": 1e7}, clock=m.clock)
-    times, units = run(c, m, 40)
-    assert len(times) == 40  # every frame ran
+    times, units = run(c, m, 100)
+    assert len(times) == 100  # every frame ran
     assert c.cannot_reach
     assert units[5:].sum() == 0  # no network time when there is none to spend
 
@@ -106,3 +106,24 @@ def test_planning_time_counts_as_overhead_not_network():
                          ms={"route": 5.0, "net": 10.0}, work={"net": 2}))
     assert c.overhead_ms == pytest.approx(30.0)
     assert c.unit_ms["net"] == pytest.approx(5.0)
+
+
+def test_a_unit_priced_out_by_one_dear_frame_drifts_back_to_its_calibrated_cost():
+    """Units are re-measured only when bought: after one dear measurement (a burst on the other
+    threads, a new batch shape's first run) the unit's cost must come back towards what calibration
+    measured, or it is never bought again."""
+    clock = [0.0]
+    c = FpsController(30.0, {"net": 1e7}, clock=lambda: clock[0])
+    c.seed({"net": 1.0})
+    c.budget()
+
+    def frame(net_ms, units):
+        clock[0] += 0.030 + net_ms / 1000
+        c.observe(FrameStats(budget=0.1 if units else 0.0, route_shares={}, macs_per_pixel=0.0,
+                             ms={"net": net_ms}, work={"net": units} if units else {}))
+
+    frame(40.0, 1)
+    assert c.unit_ms["net"] > 10.0
+    for _ in range(40):
+        frame(0.0, 0)
+    assert c.unit_ms["net"] < 3.0

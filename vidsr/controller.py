@@ -22,7 +22,8 @@ from .budget import FrameStats, TimeBudget
 
 DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been measured
 START_UP_FRAMES = 10  # frames not judged for reachability (calibration, the encoder starting)
-UNREACHABLE_FRAMES = 20  # network-free frames in a row below the target before it says so
+UNREACHABLE_FRAMES = 60  # network-free frames in a row below the target before it says so (2 s at 30 fps)
+RELAX = 0.05  # per frame, how far an unbought unit's cost moves back towards its calibrated cost
 
 
 class FpsController:
@@ -39,6 +40,7 @@ class FpsController:
         self.clock = clock
         self.unit_ms: dict[str, float] = {}
         self.ms_per_gmac = DEFAULT_MS_PER_GMAC
+        self.seeded: dict[str, float] = {}  # calibrated cost per unit, where unmeasured units drift back to
         self.overhead_ms: float | None = None
         self.frames = 0
         self.start: float | None = None
@@ -74,10 +76,13 @@ class FpsController:
         # it is paid whatever the budget) is overhead the next budget has to leave room for
         network = sum(stats.ms.get(unit, 0.0) for unit in stats.work) if stats else 0.0
         self._smooth_overhead(max(period - network, 0.0))
+        measured = set()
         if stats:
             for unit, n in stats.work.items():
                 if n > 0 and unit in stats.ms and unit in self.unit_macs:
                     self._smooth_unit(unit, stats.ms[unit] / n)
+                    measured.add(unit)
+        self._relax_unmeasured(measured)
         self._check_reachable(now, stats)
 
     def _check_reachable(self, now: float, stats: FrameStats | None) -> None:
@@ -99,6 +104,15 @@ class FpsController:
         for unit, ms in unit_ms.items():
             if unit in self.unit_macs and ms > 0:
                 self._smooth_unit(unit, ms)
+                self.seeded[unit] = ms
+
+    def _relax_unmeasured(self, measured: set) -> None:
+        """Units not bought this frame drift back towards their calibrated cost. A unit is only
+        re-measured when bought, so one dear frame (another thread's burst, a new batch shape's
+        first run) would otherwise price it out for the rest of the run."""
+        for unit, ms in self.seeded.items():
+            if unit not in measured and unit in self.unit_ms:
+                self.unit_ms[unit] += RELAX * (ms - self.unit_ms[unit])
 
     def _smooth_overhead(self, value: float) -> None:
         self.overhead_ms = value if self.overhead_ms is None else (1 - self.alpha) * self.overhead_ms + self.alpha * value
