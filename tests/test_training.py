@@ -73,12 +73,17 @@ def test_resume_continues_exactly_where_it_stopped(image_dirs, tmp_path):
         assert torch.allclose(a, b, atol=1e-6), k
 
 
-def test_cli_train_resumes_and_exports(image_dirs, tmp_path, cli):
+def cli_train_args(image_dirs, out: Path, iterations: int) -> list:
+    """``vidsr train`` arguments for a tiny plain net on the generated images."""
     train, val = image_dirs
-    out = tmp_path / "run"
-    args = ["train", "--arch", "plain", "--scale", 2, "--iterations", 6, "--batch", 2, "--patch", 16,
+    return ["train", "--arch", "plain", "--scale", 2, "--iterations", iterations, "--batch", 2, "--patch", 16,
             "--train-dir", train, "--val-dir", val, "--predownscale", 1, "--out", out, "--threads", 1,
             "--config", json.dumps({"channels": 8, "convs": 1}), "--quiet"]
+
+
+def test_cli_train_resumes_and_exports(image_dirs, tmp_path, cli):
+    out = tmp_path / "run"
+    args = cli_train_args(image_dirs, out, 6)
     r = cli(*args, "--time-limit", 0)
     assert r.code == 0 and "rerun the same command to resume" in r.out
     r = cli(*args)
@@ -91,11 +96,8 @@ def test_cli_train_resumes_and_exports(image_dirs, tmp_path, cli):
 
 
 def test_cli_finish_exports_a_run_cut_short(image_dirs, tmp_path, cli):
-    train, val = image_dirs
     out = tmp_path / "run"
-    args = ["train", "--arch", "plain", "--scale", 2, "--iterations", 50, "--batch", 2, "--patch", 16,
-            "--train-dir", train, "--val-dir", val, "--predownscale", 1, "--out", out, "--threads", 1,
-            "--config", json.dumps({"channels": 8, "convs": 1}), "--quiet"]
+    args = cli_train_args(image_dirs, out, 50)
     assert cli(*args, "--time-limit", 0).code == 0  # stopped after its first step
     assert not (out / "manifest.json").exists()
     r = cli(*args, "--finish")
