@@ -427,7 +427,7 @@ def test_oracle_routing_picks_each_tiles_best_route_within_budget():
     the right half, the oracle upgrades only there and beats both routes used alone; more budget
     buys nothing (the dear route is worse on the left); at budget 0 it is the cheap route. Edge
     tiles smaller than a full tile count by their real size."""
-    from vidsr.bench.routing import oracle_psnr
+    from vidsr.bench.routing import oracle_psnr, oracle_tiles
     from vidsr.metrics import psnr
     from vidsr.train.data import Pair
 
@@ -437,7 +437,7 @@ def test_oracle_routing_picks_each_tiles_best_route_within_budget():
     cheap, dear = hr.clone(), hr + 0.01 * torch.randn(hr.shape, generator=g)
     cheap[:, 24:] += 0.2 * torch.randn(36, 20, generator=g)
     pairs = [Pair("p", hr, torch.zeros(18, 22))]
-    outputs = [[cheap], [dear]]
+    outputs = oracle_tiles([[cheap], [dear]], pairs, tile, scale)
     macs = [1.0, 101.0]
     p0, m0 = oracle_psnr(outputs, pairs, macs, scale, tile, 0.0)
     assert (p0, m0) == pytest.approx((psnr(cheap, hr, scale), 1.0))

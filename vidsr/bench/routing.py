@@ -113,23 +113,35 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2) -> dict:
     return res
 
 
-def oracle_psnr(route_outputs, pairs, macs, scale: int, tile: int, budget: float) -> tuple[float, float]:
+def oracle_tiles(route_outputs, pairs, tile: int, scale: int) -> list[tuple]:
+    """Per image, what the oracle routes from, whatever the budget: the routes' outputs stacked
+    (R, H, W), their mean squared error per ``tile`` LR tile (R, tiles), and each tile's pixel count
+    (tiles at the right and bottom edges are smaller). ``route_outputs[r][i]``: route r's 8-bit
+    output of image i."""
+    side = tile * scale
+    prepared = []
+    for i, p in enumerate(pairs):
+        outs = torch.stack([r[i] for r in route_outputs])
+        h, w = p.hr.shape
+        mse = F.avg_pool2d((outs.double() - p.hr.double())[:, None] ** 2, side, ceil_mode=True)
+        rows = np.minimum(side, h - np.arange(0, h, side))
+        cols = np.minimum(side, w - np.arange(0, w, side))
+        tile_px = (rows[:, None] * cols[None, :]).astype(np.float64).flatten()
+        prepared.append((outs, mse.flatten(1).numpy(), tile_px))
+    return prepared
+
+
+def oracle_psnr(tiles, pairs, macs, scale: int, tile: int, budget: float) -> tuple[float, float]:
     """(mean PSNR-Y, MACs per pixel) when every ``tile`` LR tile takes the route that the budgeted
-    solver picks from its *true* error. ``route_outputs[r][i]``: route r's 8-bit output of image i."""
+    solver picks from its *true* error (``oracle_tiles``)."""
     macs = np.asarray(macs, dtype=np.float64)
     side = tile * scale
     ps, spent, pixels = [], 0.0, 0
-    for i, p in enumerate(pairs):
-        outs = torch.stack([route_outputs[r][i] for r in range(len(macs))])  # (R, H, W)
+    for (outs, mse, tile_px), p in zip(tiles, pairs):
         h, w = p.hr.shape
-        mse = F.avg_pool2d((outs.double() - p.hr.double())[:, None] ** 2, side, ceil_mode=True)  # (R, 1, rows, cols)
-        rows = np.minimum(side, h - np.arange(0, h, side))  # tiles at the right and bottom edges are smaller
-        cols = np.minimum(side, w - np.arange(0, w, side))
-        tile_px = (rows[:, None] * cols[None, :]).astype(np.float64).flatten()
-        values = -(mse.flatten(1).numpy() * tile_px[None, :])
         costs = macs[:, None] * tile_px[None, :]
-        routes = solve(costs, values, costs[0].sum() + budget * (costs[-1].sum() - costs[0].sum()))
-        pick = torch.from_numpy(routes).view(len(rows), len(cols))
+        routes = solve(costs, -mse * tile_px[None, :], costs[0].sum() + budget * (costs[-1].sum() - costs[0].sum()))
+        pick = torch.from_numpy(routes).view(-(-h // side), -(-w // side))
         pick = pick.repeat_interleave(side, 0).repeat_interleave(side, 1)[:h, :w]
         ps.append(psnr(torch.gather(outs, 0, pick[None]).squeeze(0), p.hr, scale))
         spent += float(costs[routes, np.arange(len(routes))].sum())
@@ -140,8 +152,10 @@ def oracle_psnr(route_outputs, pairs, macs, scale: int, tile: int, budget: float
 def _oracle_block(route_outputs, pairs, macs, scale: int, tile: int, full_psnr: float) -> dict:
     """The oracle's smallest budget within ``WITHIN_DB`` of the full network (bisection; it runs
     no network, so it can be bisected finely) and its sweep."""
+    tiles = oracle_tiles(route_outputs, pairs, tile, scale)
+
     def point(b):
-        p, m = oracle_psnr(route_outputs, pairs, macs, scale, tile, b)
+        p, m = oracle_psnr(tiles, pairs, macs, scale, tile, b)
         return {"budget": b, "psnr_y": p, "delta_db": p - full_psnr, "macs_ratio": m / macs[-1]}
 
     lo, hi = 0.0, 1.0

@@ -233,8 +233,7 @@ class Trainer:
             self._bar = None
             for s, h in old.items():
                 signal.signal(s, h)
-        self._take_best_weights()
-        return self.export()
+        return self.finish()
 
     def finish(self) -> dict:
         """End the run where it stands, without training further: export the stage's best
