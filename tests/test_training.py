@@ -107,6 +107,13 @@ def test_cli_finish_exports_a_run_cut_short(image_dirs, tmp_path, cli):
     assert registry.load(str(out / entry["file"]), 2).descriptor.architecture == "plain"
 
 
+def test_cli_finish_refuses_a_run_that_never_started(image_dirs, tmp_path, cli):
+    out = tmp_path / "none"
+    r = cli(*cli_train_args(image_dirs, out, 50), "--finish")
+    assert r.code != 0 and "no checkpoint" in r.err and "Traceback" not in r.err
+    assert not (out / "manifest.json").exists() and not list(out.glob("*.safetensors"))
+
+
 def test_arm_training_samples_by_cost_squared_and_exports_a_table(image_dirs, tmp_path):
     t = Trainer(config(image_dirs, tmp_path / "arm", arch="arm-wdsr", iterations=6,
                        model_config={"widths": [4, 8, 16], "blocks": 1}), progress=False)

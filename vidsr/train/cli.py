@@ -68,7 +68,10 @@ def main(argv: list[str]) -> int:
         trainer = Trainer(cfg, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
         raise SettingsError(str(e)) from None
-    entry = trainer.finish() if args.finish else trainer.run()
+    try:
+        entry = trainer.finish() if args.finish else trainer.run()
+    except FileNotFoundError as e:
+        raise SettingsError(str(e)) from None
     if entry is None:
         print(f"stopped at step {trainer.step}/{cfg.iterations}; rerun the same command to resume")
         return 0

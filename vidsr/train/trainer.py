@@ -238,6 +238,8 @@ class Trainer:
     def finish(self) -> dict:
         """End the run where it stands, without training further: export the stage's best
         validated weights (the checkpoint's own if it was never validated)."""
+        if not self.ckpt_path.exists():
+            raise FileNotFoundError(f"{self.cfg.out} has no checkpoint: there is no run to finish")
         self._take_best_weights()
         return self.export()
 
