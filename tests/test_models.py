@@ -82,11 +82,28 @@ def test_pcsr_gathered_inference_equals_dense(scale):
         assert torch.allclose(m.render(x, feats, torch.ones_like(choice)), dense[1], atol=1e-5)
 
 
+def test_pcsr_inference_in_chunks_equals_one_pass(monkeypatch):
+    # inference runs the MLPs' hidden layers over a few thousand pixels at a time (bounded memory);
+    # a chunk size that divides nothing evenly must still give the one-pass (training) result
+    m = randomize(PCSR(3, channels=16, blocks=1, backbone="wdsr"))
+    x = torch.rand(2, 1, 9, 7)
+    choice = torch.randint(0, 2, (2, 27, 21), generator=torch.Generator().manual_seed(2))
+    with torch.enable_grad():  # one pass
+        feats = m.backbone(x)
+        one_pass = [m(x, "heavy"), m.probabilities(feats), m.render(x, feats, choice)]
+    monkeypatch.setattr("vidsr.models.pcsr.CHUNK_PIXELS", 23)
+    with torch.no_grad():
+        feats = m.backbone(x)
+        chunked = [m(x, "heavy"), m.probabilities(feats), m.render(x, feats, choice)]
+    for a, b in zip(chunked, one_pass):
+        assert torch.allclose(a, b.detach(), atol=1e-6)
+
+
 def test_pcsr_runs_each_upsampler_only_on_its_pixels():
     m = randomize(PCSR(2, channels=16, blocks=1, backbone="wdsr"))
     x = torch.rand(1, 1, 10, 10)
     rows = {}
-    hooks = [u.layers[-1].register_forward_hook(lambda mod, i, o, j=j: rows.__setitem__(j, o.shape[0]))
+    hooks = [u.layers[-1].register_forward_hook(lambda mod, i, o, j=j: rows.__setitem__(j, rows.get(j, 0) + o.shape[0]))
              for j, u in enumerate(m.upsamplers)]
     choice = torch.zeros(1, 20, 20, dtype=torch.long)
     choice[0, :5] = 1  # 100 heavy pixels, 300 light

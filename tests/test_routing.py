@@ -245,7 +245,7 @@ def test_laplacian_equals_the_3x3_kernel_with_replicated_edges():
 
 # -- PCSR ---------------------------------------------------------------------------------------
 
-from vidsr.routing.pcsr import adm_choice, k_rule_choice, refine  # noqa: E402
+from vidsr.routing.pcsr import adm_choice, k_rule_choice, refine, top_indices  # noqa: E402
 
 
 def synthetic_pcsr(scale=2):
@@ -338,6 +338,11 @@ def test_refinement_changes_only_light_pixels_next_to_heavy_ones():
     assert torch.equal(changed, expected) and n == 8
     mean = out[0, 0, 1:4, 1:4].mean()
     assert torch.isclose(refined[0, 0, 2, 2], mean)
+    # at the frame's edge the mean replicates the border, as an average pool over a padded frame does
+    choice[0, 0], choice[0, 1] = 1, 0
+    refined, _ = refine(out, choice)
+    pooled = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    assert torch.isclose(refined[0, 0, 0, 1], pooled[0, 0, 0, 1])
 
 
 def test_pcsr_routes_do_not_flicker_on_a_static_clip():
@@ -449,3 +454,11 @@ def test_oracle_routing_picks_each_tiles_best_route_within_budget():
         assert p == pytest.approx(psnr(mixed, hr, scale))
     assert p > max(p0, psnr(dear, hr, scale))
     assert oracle_psnr(outputs, pairs, macs, scale, tile, right * 0.99)[1] < m  # never over budget
+
+
+def test_pcsr_heavy_quota_takes_the_highest_probabilities():
+    values = torch.rand(1000, generator=torch.Generator().manual_seed(3))
+    for k in (1, 333, 1000):
+        picked = top_indices(values, k)
+        assert len(picked) == k and len(set(picked.tolist())) == k
+        assert set(picked.tolist()) == set(torch.topk(values, k).indices.tolist())

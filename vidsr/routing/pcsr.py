@@ -57,15 +57,33 @@ def k_rule_choice(probs: torch.Tensor, costs: np.ndarray, k: float) -> torch.Ten
     return torch.argmax(probs / c.view(-1, *([1] * (probs.dim() - 1))) ** k, dim=0)
 
 
+def top_indices(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` largest of a 1-D tensor, in no particular order. On the CPU numpy's
+    introselect is ~10x faster than ``torch.topk`` for k in the millions (24 vs 240 ms for 1.4M of
+    4M: a PCSR frame's heavy quota at x4)."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.argpartition(-values.numpy(), k - 1)[:k])
+    return torch.topk(values, k).indices
+
+
 def refine(out: torch.Tensor, choice: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Light pixels (0) next to a heavy pixel (1) take the 3x3 mean of ``out``; -1 = not routed."""
-    heavy = (choice == 1).float()[None, None]
-    near_heavy = F.max_pool2d(heavy, 3, stride=1, padding=1)[0, 0] > 0
-    mask = (choice == 0) & near_heavy
+    """Light pixels (0) next to a heavy pixel (1) take the 3x3 mean of ``out``; -1 = not routed.
+    Dilation by shifted ORs on bools and the mean by separable shifted sums: 1.7x faster on the
+    CPU than a float max-pool plus average-pool over the HR frame, same values."""
+    heavy = choice == 1
+    near = heavy.clone()
+    near[1:] |= heavy[:-1]
+    near[:-1] |= heavy[1:]
+    wide = near.clone()
+    wide[:, 1:] |= near[:, :-1]
+    wide[:, :-1] |= near[:, 1:]
+    mask = (choice == 0) & wide
     if not mask.any():
         return out, 0
-    mean = F.avg_pool2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-    return torch.where(mask[None, None], mean, out), int(mask.sum())
+    p = F.pad(out, (1, 1, 1, 1), mode="replicate")[0, 0]
+    rows = p[:-2] + p[1:-1] + p[2:]
+    box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+    return torch.where(mask, box / 9, out[0, 0])[None, None], int(mask.sum())
 
 
 class PCSRRouter:
@@ -229,7 +247,7 @@ class PCSRRouter:
             flat = torch.zeros_like(ph, dtype=torch.long)
             quota = int(min(max(heavy_quota, 0), ph.numel()))
             if quota:
-                flat[torch.topk(ph, quota).indices] = 1
+                flat[top_indices(ph, quota)] = 1
         out, at = [], 0
         for p, c in zip(probs, cores):
             ch = torch.full(c.shape, -1, dtype=torch.long, device=p.device)
