@@ -456,6 +456,26 @@ def test_oracle_routing_picks_each_tiles_best_route_within_budget():
     assert oracle_psnr(outputs, pairs, macs, scale, tile, right * 0.99)[1] < m  # never over budget
 
 
+def test_routing_bench_times_the_full_network_beside_every_pass():
+    """Time ratios are to the full network timed just before each of the router's passes (this
+    machine's speed drifts over a sweep), and the router's outputs are the ones scored."""
+    from vidsr.bench.routing import measure
+    from vidsr.train.data import make_pair
+
+    up = synthetic_arm()
+    pairs = [make_pair("a", textured_frame(64, 64, seed=1)[0, 0], 2), make_pair("b", textured_frame(64, 64, seed=2)[0, 0], 2)]
+    full, router = Engine(up), Engine(up, router=build_router(up))
+    order = []
+    for engine, name in ((full, "full"), (router, "router")):
+        engine.upscale = (lambda f, name: lambda *a, **k: (order.append(name), f(*a, **k))[1])(engine.upscale, name)
+    outputs = []
+    res = measure(router, pairs, 2, 0.3, 2, outputs, paired=full)
+    assert order == ["full", "full", "router", "router"] * 2
+    assert res["paired_seconds"] > 0 and res["seconds"] > 0
+    assert len(outputs) == 2 and 0 < res["macs"] < up.descriptor.full_route.macs_per_pixel
+    assert "paired_seconds" not in measure(router, pairs, 2, 0.3, 1)
+
+
 def test_pcsr_heavy_quota_takes_the_highest_probabilities():
     values = torch.rand(1000, generator=torch.Generator().manual_seed(3))
     for k in (1, 333, 1000):

@@ -12,7 +12,8 @@ For each routed model shipped at each scale, on the validation images:
   real per-tile errors, same tiles, same solver): the best any edge-score predictor could do with
   these subnets. The gap between the router and the oracle is the predictor's; the gap between the
   oracle and the papers' 0.43-0.6 is the subnets'.
-Wall times are the best of ``repeats`` passes over all images.
+Wall times are the best of ``repeats`` passes over all images; every time ratio is to the full
+network timed just before each of those passes (``measure(paired=...)``).
 """
 
 from __future__ import annotations
@@ -36,19 +37,27 @@ SWEEP = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 WITHIN_DB = 0.05
 
 
-def measure(engine: Engine, pairs, scale: int, budget, repeats: int, outputs: list | None = None) -> dict:
+def _timed_pass(engine: Engine, pairs, budget) -> tuple[float, list]:
+    if engine.router is not None:
+        engine.router.reset()
+    t0 = time.perf_counter()
+    outs = [engine.upscale(p.lr[None, None], budget) for p in pairs]
+    return time.perf_counter() - t0, outs
+
+
+def measure(engine: Engine, pairs, scale: int, budget, repeats: int, outputs: list | None = None,
+            paired: Engine | None = None) -> dict:
     """PSNR-Y, MACs and best wall time of ``engine`` over ``pairs``; ``outputs`` (a list) receives
-    each image's 8-bit-rounded output."""
-    best, ps, macs, executed = float("inf"), [], [], []
-    for rep in range(repeats):
-        if engine.router is not None:
-            engine.router.reset()
-        t0 = time.perf_counter()
-        outs = []
-        for p in pairs:
-            out, stats = engine.upscale(p.lr[None, None], budget)
-            outs.append((out, stats))
-        best = min(best, time.perf_counter() - t0)
+    each image's 8-bit-rounded output. ``paired``: the baseline engine, timed at full budget just
+    before each pass (best of ``repeats`` too, as ``paired_seconds``): this machine's speed drifts by
+    up to 30% over the minutes a sweep takes, so a ratio to a baseline timed once at the start
+    measured the drift as much as the router."""
+    best, paired_best, ps, macs, executed = float("inf"), float("inf"), [], [], []
+    for _ in range(repeats):
+        if paired is not None:
+            paired_best = min(paired_best, _timed_pass(paired, pairs, 1.0)[0])
+        seconds, outs = _timed_pass(engine, pairs, budget)
+        best = min(best, seconds)
     for p, (out, stats) in zip(pairs, outs):
         out = quantize8(out[0, 0])
         if outputs is not None:
@@ -58,8 +67,11 @@ def measure(engine: Engine, pairs, scale: int, budget, repeats: int, outputs: li
         macs.append(stats.macs_per_pixel * px)
         executed.append(stats.executed_macs_per_pixel * px)
     total_px = sum(p.hr.numel() for p in pairs)
-    return {"psnr_y": sum(ps) / len(ps), "macs": sum(macs) / total_px, "executed_macs": sum(executed) / total_px,
-            "seconds": best}
+    res = {"psnr_y": sum(ps) / len(ps), "macs": sum(macs) / total_px, "executed_macs": sum(executed) / total_px,
+           "seconds": best}
+    if paired is not None:
+        res["paired_seconds"] = paired_best
+    return res
 
 
 def run(val_dir: Path | None, scales: list[int], repeats: int = 2) -> dict:
@@ -83,12 +95,12 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2) -> dict:
 
             def ratios(m):
                 return {**m, "macs_ratio": m["macs"] / full["macs"], "executed_ratio": m["executed_macs"] / full["executed_macs"],
-                        "time_ratio": m["seconds"] / full["seconds"], "delta_db": m["psnr_y"] - full["psnr_y"]}
+                        "time_ratio": m["seconds"] / m.get("paired_seconds", full["seconds"]), "delta_db": m["psnr_y"] - full["psnr_y"]}
 
             route_outputs = []
             for r in d.routes[:-1]:
                 route_outputs.append([])
-                fixed = _fixed_route(up, r.name, pairs, scale, repeats, route_outputs[-1])
+                fixed = _fixed_route(up, r.name, pairs, scale, repeats, route_outputs[-1], baseline)
                 block["fixed"].append({"route": r.name, **ratios(fixed)})
             route_outputs.append(full_outputs)
             router_engine = Engine(up, router=build_router(up))
@@ -97,14 +109,14 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2) -> dict:
                                                 scale, router_engine.tile, full["psnr_y"])
             points = {}
             for b in SWEEP:
-                points[b] = ratios(measure(router_engine, pairs, scale, b, repeats))
+                points[b] = ratios(measure(router_engine, pairs, scale, b, repeats, paired=baseline))
             ok = [b for b in SWEEP if points[b]["delta_db"] >= -WITHIN_DB]
             lo_candidates = [b for b in SWEEP if b < min(ok)]
             if ok and lo_candidates:  # bisect between the last budget that falls short and the first that holds
                 lo, hi = max(lo_candidates), min(ok)
                 for _ in range(3):
                     mid = (lo + hi) / 2
-                    points[mid] = ratios(measure(router_engine, pairs, scale, mid, repeats))
+                    points[mid] = ratios(measure(router_engine, pairs, scale, mid, repeats, paired=baseline))
                     lo, hi = (lo, mid) if points[mid]["delta_db"] >= -WITHIN_DB else (mid, hi)
             block["sweep"] = [{"budget": b, **points[b]} for b in sorted(points)]
             hold = [p for p in block["sweep"] if p["delta_db"] >= -WITHIN_DB]
@@ -165,7 +177,8 @@ def _oracle_block(route_outputs, pairs, macs, scale: int, tile: int, full_psnr: 
     return {"tile": tile, "sweep": [point(b) for b in SWEEP], "within_0_05_db": point(hi)}
 
 
-def _fixed_route(up, route: str, pairs, scale: int, repeats: int, outputs: list | None = None) -> dict:
+def _fixed_route(up, route: str, pairs, scale: int, repeats: int, outputs: list | None = None,
+                 paired: Engine | None = None) -> dict:
     """One route on every pixel: through the engine with a single-route view of the model."""
     from ..models.base import Upscaler
 
@@ -179,13 +192,14 @@ def _fixed_route(up, route: str, pairs, scale: int, repeats: int, outputs: list 
 
     d = up.descriptor
     view = Upscaler(dataclasses.replace(d, routes=(d.route(route),), router=None), OneRoute(up.module, route))
-    return measure(Engine(view), pairs, scale, 1.0, repeats, outputs)
+    return measure(Engine(view), pairs, scale, 1.0, repeats, outputs, paired)
 
 
 def report(res: dict) -> str:
     out = [f"Validation images: `{res['val_dir']}`. Ratios are to the full network run in the same pass "
            "(no router, large merged tiles). MACs: each output pixel counted once; executed: what really ran, "
-           "tile context included.\n"]
+           "tile context included. Time: each row's best of its passes over the full network's best of passes "
+           "timed just before each of them (paired, so the machine's drift cancels).\n"]
     for b in res["models"]:
         f = b["full"]
         out.append(f"**{b['model']} x{b['scale']}** ({b['router'].upper()} router). Full network: "
