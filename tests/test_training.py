@@ -124,6 +124,22 @@ def test_arm_training_samples_by_cost_squared_and_exports_a_table(image_dirs, tm
     state, extras = weights.load_checked({**entry, "folder": str(tmp_path / "arm")})
     assert extras["arm.psnr"].shape == (4, 30)  # bicubic + three widths, 30 edge bins
     assert set(entry["validation"]["routes"]) == {"bicubic", "w4", "w8", "w16"}
+    val = [row for row in map(json.loads, (tmp_path / "arm" / "log.jsonl").read_text().splitlines()) if "step" in row]
+    assert set(val[-1]["val_gain_db_by_width"]) == {"w4", "w8"}  # the narrower widths, beside the full one
+
+
+def test_arm_width_power_sets_the_sampling(image_dirs, tmp_path, cli):
+    cfg = dict(arch="arm-wdsr", iterations=6, model_config={"widths": [4, 8, 16], "blocks": 1})
+    t = Trainer(config(image_dirs, tmp_path / "arm", width_power=1.0, **cfg), progress=False)
+    costs = np.array([registry.describe("arm-wdsr", "arm-wdsr", 2, cfg["model_config"]).route(n).macs_per_pixel
+                      for n in t.width_names])
+    assert np.allclose(t.width_probs.numpy(), costs / costs.sum())
+    args = cli_train_args(image_dirs, tmp_path / "plain", 2)
+    r = cli(*args, "--width-power", 1)
+    assert r.code != 0 and "ARM" in r.err and "Traceback" not in r.err
+    arm_args = [a if a != "plain" else "arm-wdsr" for a in args]
+    r = cli(*arm_args, "--width-power", -1)
+    assert r.code != 0 and "between 0 and 4" in r.err
 
 
 def test_pcsr_trains_in_two_stages(image_dirs, tmp_path):

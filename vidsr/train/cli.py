@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue a run (finished or not) to --iterations, restarting the cosine schedule at --lr")
     p.add_argument("--clip", type=float, default=CLIP_GRAD_NORM,
                    help=f"max global gradient norm, 0 for none (default {CLIP_GRAD_NORM})")
+    p.add_argument("--width-power", type=float,
+                   help="ARM only: sample each width with probability ~ cost^P (default 2, as published; "
+                   "1 trains the narrow widths more)")
     p.add_argument("--finish", action="store_true",
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
@@ -56,13 +59,18 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.arch:
         raise SettingsError("--arch is required (or --publish RUN)")
+    if args.width_power is not None:
+        if registry.architecture(args.arch).router != "arm":
+            raise SettingsError(f"--width-power applies to ARM supernets, not {args.arch}")
+        if not 0 <= args.width_power <= 4:
+            raise SettingsError(f"--width-power must be between 0 and 4, not {args.width_power}")
     cfg = TrainConfig(
         arch=args.arch, scale=args.scale, out=args.out or Path("runs") / f"{args.arch}-x{args.scale}",
         iterations=args.iterations, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
         train_dir=args.train_dir, val_dir=args.val_dir, predownscale=args.predownscale,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
         threads=args.threads, device=args.device, model_config=args.config, extend=args.extend,
-        clip=args.clip or None,
+        clip=args.clip or None, **({} if args.width_power is None else {"width_power": args.width_power}),
     )
     try:
         trainer = Trainer(cfg, progress=not args.quiet)

@@ -71,6 +71,10 @@ class TrainConfig:
     stage1_fraction: float = 0.35  # PCSR: share of iterations for the classifier stage
     extend: bool = False  # continue a run to more iterations: a new cosine segment from ``lr``
     clip: float | None = CLIP_GRAD_NORM  # max global gradient norm (None: no clipping)
+    # ARM: a width is drawn with probability proportional to its cost to this power. ARM's 2 gives
+    # our narrowest widths almost no steps (w8 0.3%, w16 4% at x2); 1 is for a fine-tune that
+    # brings them up after the supernet has been trained as published.
+    width_power: float = 2.0
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -112,9 +116,9 @@ class Trainer:
         if self.arch.router == "arm":
             desc = registry.describe(cfg.arch, cfg.arch, cfg.scale, cfg.model_config)
             widths = [r for r in desc.routes if r.name != "bicubic"]
-            cost2 = torch.tensor([r.macs_per_pixel for r in widths], dtype=torch.float64) ** 2
+            weight = torch.tensor([r.macs_per_pixel for r in widths], dtype=torch.float64) ** cfg.width_power
             self.width_names = [r.name for r in widths]
-            self.width_probs = cost2 / cost2.sum()
+            self.width_probs = weight / weight.sum()
         self._make_optimizer()
         cfg.out.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = cfg.out / "checkpoint.pt"
@@ -260,7 +264,12 @@ class Trainer:
         if self.arch.router == "pcsr" and self.stage == 1:
             route = "soft"
         res = evaluate(lambda x: self.model(x, route), self.val_pairs, self.cfg.scale)
-        return {"val_psnr_y": round(res["psnr_y"], 4), "val_gain_db": round(res["gain_db"], 4)}
+        row = {"val_psnr_y": round(res["psnr_y"], 4), "val_gain_db": round(res["gain_db"], 4)}
+        if self.arch.router == "arm":  # the narrower widths' gains, to see what the sampling buys them
+            row["val_gain_db_by_width"] = {
+                name: round(evaluate(lambda x, n=name: self.model(x, n), self.val_pairs, self.cfg.scale)["gain_db"], 4)
+                for name in self.width_names[:-1]}
+        return row
 
     def _keep_best_or_roll_back(self, val: float, spent: float) -> None:
         """Keep the best state of the stage in best.pt; on a validation ``DIVERGED_DB`` below it,
