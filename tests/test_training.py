@@ -128,6 +128,25 @@ def test_arm_training_samples_by_cost_squared_and_exports_a_table(image_dirs, tm
     assert set(val[-1]["val_gain_db_by_width"]) == {"w4", "w8"}  # the narrower widths, beside the full one
 
 
+def test_arm_espcn_trains_exports_a_table_and_routes(image_dirs, tmp_path):
+    """The real-time model: ESPCN under the ARM router (two routes: bicubic or the net per tile)."""
+    from vidsr.engine import Engine
+    from vidsr.routing import build_router
+
+    out = tmp_path / "espcn"
+    entry = Trainer(config(image_dirs, out, arch="arm-espcn", iterations=4, model_config={"channels": 4}), progress=False).run()
+    _, extras = weights.load_checked({**entry, "folder": str(out)})
+    assert extras["arm.psnr"].shape == (2, 30)
+    up = registry.load(str(out / entry["file"]), 2)
+    assert [r.name for r in up.descriptor.routes] == ["bicubic", "full"] and up.descriptor.router == "arm"
+    x = torch.rand(1, 1, 64, 96, generator=torch.Generator().manual_seed(0))
+    router = build_router(up)
+    router.table.psnr[1] = router.table.psnr[0] + 1  # four steps teach little: say the net gains 1 dB
+    y, stats = Engine(up, router=router).upscale(x, 0.5)
+    assert y.shape == (1, 1, 128, 192)
+    assert 0.3 < stats.route_shares["full"] < 0.7 and stats.macs_per_pixel < up.descriptor.full_route.macs_per_pixel
+
+
 def test_arm_width_power_sets_the_sampling(image_dirs, tmp_path, cli):
     cfg = dict(arch="arm-wdsr", iterations=6, model_config={"widths": [4, 8, 16], "blocks": 1})
     t = Trainer(config(image_dirs, tmp_path / "arm", width_power=1.0, **cfg), progress=False)
