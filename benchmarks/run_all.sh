@@ -3,7 +3,7 @@
 # table to benchmarks/results/NAME.md and its raw numbers to benchmarks/results/NAME.json.
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
 # running (training, a browser) moves them.
-# Usage: benchmarks/run_all.sh [pipeline] [quality] [routing] [fps]   (default: all four)
+# Usage: benchmarks/run_all.sh [pipeline] [quality] [routing] [fps] [fps-espcn]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
@@ -13,11 +13,13 @@ declare -A ARGS=(
   [quality]="--scales 2 4"
   [routing]="--scales 2 4"
   [fps]="--seconds 4 --targets 1 2 5 10 30 60"
+  [fps-espcn]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-espcn"
 )
-for name in "${@:-pipeline quality routing fps}"; do
-  for which in $name; do
-    echo "== vidsr bench $which ${ARGS[$which]}"
+for name in "${@:-pipeline quality routing fps fps-espcn}"; do
+  for result in $name; do
+    which=${result%%-*}  # fps-espcn is the fps bench with other arguments
+    echo "== vidsr bench $which ${ARGS[$result]}"
     # shellcheck disable=SC2086
-    "$VIDSR" bench "$which" ${ARGS[$which]} --json "benchmarks/results/$which.json" | tee "benchmarks/results/$which.md"
+    "$VIDSR" bench "$which" ${ARGS[$result]} --json "benchmarks/results/$result.json" | tee "benchmarks/results/$result.md"
   done
 done
