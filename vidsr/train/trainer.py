@@ -265,7 +265,7 @@ class Trainer:
             route = "soft"
         res = evaluate(lambda x: self.model(x, route), self.val_pairs, self.cfg.scale)
         row = {"val_psnr_y": round(res["psnr_y"], 4), "val_gain_db": round(res["gain_db"], 4)}
-        if self.arch.router == "arm" and len(self.width_names) > 1:  # the narrower widths' gains, to see what the sampling buys them
+        if self.arch.router == "arm" and len(self.width_names) > 1:  # what the sampling buys narrow widths
             row["val_gain_db_by_width"] = {
                 name: round(evaluate(lambda x, n=name: self.model(x, n), self.val_pairs, self.cfg.scale)["gain_db"], 4)
                 for name in self.width_names[:-1]}
