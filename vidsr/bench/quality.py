@@ -75,7 +75,7 @@ def _checks(rows: list[dict], scale: int) -> dict:
     if fulls:
         best = max(fulls, key=lambda r: r["psnr_y"])
         out["best_full"] = {"model": best["model"], "gain_db": best["gain_db"], "floor_db": FLOORS.get(scale),
-                            "meets_floor": best["gain_db"] >= FLOORS.get(scale, 0)}
+                            "meets_floor": scale in FLOORS and best["gain_db"] >= FLOORS[scale]}
     if plain:
         matches = [r for r in rows if r["model"] not in (BASELINE, "bicubic") and r["psnr_y"] >= plain["psnr_y"]
                    and r["macs_per_pixel"] <= plain["macs_per_pixel"]]
@@ -99,8 +99,9 @@ def report(res: dict) -> str:
         c = block["checks"]
         if "best_full" in c:
             b = c["best_full"]
-            out.append(f"\nBest full network: {b['model']} {b['gain_db']:+.2f} dB over bicubic "
-                       f"(floor {b['floor_db']:+.1f} dB: {'met' if b['meets_floor'] else 'NOT met'}).")
+            floor = ("" if b["floor_db"] is None else
+                     f" (floor {b['floor_db']:+.1f} dB: {'met' if b['meets_floor'] else 'NOT met'})")
+            out.append(f"\nBest full network: {b['model']} {b['gain_db']:+.2f} dB over bicubic{floor}.")
         if c.get("matches_plain"):
             m = c["matches_plain"]
             out.append(f"Cheapest route at least as good as the plain baseline ({c['plain']['psnr_y']:.3f} dB, "
