@@ -10,7 +10,7 @@ VIDSR=${VIDSR:-.venv/bin/vidsr}
 mkdir -p benchmarks/results
 declare -A ARGS=(
   [pipeline]="--repeats 3 --seconds 4 --network plain"
-  [quality]="--scales 2 4"
+  [quality]="--scales 2 3 4"
   [routing]="--scales 2 4"
   [fps]="--seconds 4 --targets 1 2 5 10 30 60"
   [fps-espcn]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-espcn"

@@ -36,13 +36,14 @@ declare -A RUNS=(
   [espcn-x2]="--arch espcn --scale 2 --iterations 6000 --lr 2e-3"
   [espcn-x4]="--arch espcn --scale 4 --iterations 6000 --lr 2e-3"
   [arm-espcn-x2]="--arch arm-espcn --scale 2 --iterations 6000"
+  [arm-espcn-x3]="--arch arm-espcn --scale 3 --iterations 6000"
   [arm-espcn-x4]="--arch arm-espcn --scale 4 --iterations 6000"
   [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 10500"
   [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 11000"
   [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 2000"
   [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 2000 --patch 32"
 )
-ORDER=(plain-x2 plain-x4 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x4)
+ORDER=(plain-x2 plain-x4 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x3 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x4)
 for name in "${@:-${ORDER[@]}}"; do
   # shellcheck disable=SC2086
   run "$name" ${RUNS[$name]}
