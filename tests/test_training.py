@@ -153,6 +153,7 @@ def test_arm_width_power_sets_the_sampling(image_dirs, tmp_path, cli):
     costs = np.array([registry.describe("arm-wdsr", "arm-wdsr", 2, cfg["model_config"]).route(n).macs_per_pixel
                       for n in t.width_names])
     assert np.allclose(t.width_probs.numpy(), costs / costs.sum())
+    assert t.run()["training"]["width_power"] == 1.0  # the manifest says how widths were sampled
     args = cli_train_args(image_dirs, tmp_path / "plain", 2)
     r = cli(*args, "--width-power", 1)
     assert r.code != 0 and "ARM" in r.err and "Traceback" not in r.err

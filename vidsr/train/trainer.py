@@ -384,7 +384,8 @@ class Trainer:
                 **({"run_iterations": self.step} if self.weights_step else {}),
                 "batch": cfg.batch,
                 "patch": cfg.patch,
-                "lr": cfg.lr,
+                "lr": cfg.lr,  # the peak of the last schedule segment (earlier ones: log.jsonl)
+                **({"width_power": cfg.width_power} if self.arch.router == "arm" else {}),
                 "seed": cfg.seed,
                 "seconds": round(self.total_seconds()),
                 "device": cfg.device,
