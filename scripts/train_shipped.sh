@@ -12,8 +12,10 @@
 # 3300->5300 at peak 2e-4 (stopped at 4201), 4201->7100 at 1.45e-4; x4 3500->5500 at 2e-4
 # (stopped at 4427), 4427->8000 at 1.2e-4; then x2 7100->12000 at 1.2e-4, cut short at 11866 with
 # --finish (exported: best validated step 10500, +4.20 dB), x4 8000->12000 at 1e-4, cut short at
-# 11398 (exported: step 11000, +2.46 dB). The lines below give the final lengths at the default
-# peak lr 1e-3, clipped: one cosine schedule, close to but not bit-identical with the shipped
+# 11398 (exported: step 11000, +2.46 dB); x4 was then fine-tuned 11398->13000 with --width-power 1
+# at peak lr 2e-4 in runs/arm-wdsr-x4-p1 (exported: step 12800, +2.55 dB, w16 +0.68 -> +1.11).
+# The arm-espcn lines below are exactly what ran. For the ARM/PCSR runs, the lines give the final
+# lengths at the default peak lr 1e-3, clipped: one cosine schedule, close to but not bit-identical with the shipped
 # weights, and not tried end to end.
 # Usage: scripts/train_shipped.sh [run-name ...]   (default: all, in this order)
 set -euo pipefail
