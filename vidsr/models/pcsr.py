@@ -33,6 +33,14 @@ from .wdsr import he_init, zero_init
 CHUNK_PIXELS = 8192
 
 
+def _chunk(total: int, pixels_per_item: int = 1) -> int:
+    """Items per pass: a few thousand HR pixels' worth in inference, everything at once in training
+    (autograd keeps every chunk's activations anyway)."""
+    if torch.is_grad_enabled():
+        return max(1, total)
+    return max(1, CHUNK_PIXELS // pixels_per_item)
+
+
 def phase_positions(scale: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """(s*s, 4) position inputs per sub-pixel phase (row-major): offset from the nearest LR pixel
     centre in LR pixels (scaled to [-1, 1)) and the cell size in LR pixels."""
@@ -71,9 +79,7 @@ class PixelMLP(nn.Module):
         proj = self.project(feats).permute(0, 2, 3, 1).reshape(n * h * w, -1)  # LR rows, channel-last
         bias = self.phase_bias(scale, proj)  # (s*s, H0) row-major phases
         y = proj.new_empty(n * h * w, scale * scale, self.layers[-1].out_features)
-        rows = max(1, CHUNK_PIXELS // (scale * scale))
-        if torch.is_grad_enabled():  # training keeps every chunk's activations anyway: one pass
-            rows = n * h * w
+        rows = _chunk(n * h * w, scale * scale)
         for a in range(0, n * h * w, rows):
             # (rows, 1, H0) + (s*s, H0): every LR pixel's s*s HR pixels
             y[a : a + rows] = self._tail(proj[a : a + rows].unsqueeze(1) + bias)
@@ -86,7 +92,7 @@ class PixelMLP(nn.Module):
         H0) is the LR projection, channel-last; ``phase_bias`` (H0,) that phase's position term.
         Returns (len(rows), out)."""
         y = proj_rows.new_empty(rows.numel(), self.layers[-1].out_features)
-        chunk = max(1, rows.numel()) if torch.is_grad_enabled() else CHUNK_PIXELS
+        chunk = _chunk(rows.numel())
         for a in range(0, rows.numel(), chunk):
             y[a : a + chunk] = self._tail(proj_rows.index_select(0, rows[a : a + chunk]) + phase_bias)
         return y

@@ -59,11 +59,8 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.arch:
         raise SettingsError("--arch is required (or --publish RUN)")
-    if args.width_power is not None:
-        if registry.architecture(args.arch).router != "arm":
-            raise SettingsError(f"--width-power applies to ARM supernets, not {args.arch}")
-        if not 0 <= args.width_power <= 4:
-            raise SettingsError(f"--width-power must be between 0 and 4, not {args.width_power}")
+    if args.width_power is not None and registry.architecture(args.arch).router != "arm":
+        raise SettingsError(f"--width-power applies to ARM supernets, not {args.arch}")
     cfg = TrainConfig(
         arch=args.arch, scale=args.scale, out=args.out or Path("runs") / f"{args.arch}-x{args.scale}",
         iterations=args.iterations, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,

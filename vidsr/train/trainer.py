@@ -85,6 +85,8 @@ class TrainConfig:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True):
+        if not 0 <= cfg.width_power <= 4:
+            raise ValueError(f"--width-power must be between 0 and 4, not {cfg.width_power}")
         self.cfg = cfg
         self.progress = progress
         self.arch = registry.architecture(cfg.arch)
