@@ -14,6 +14,7 @@
 # --finish (exported: best validated step 10500, +4.20 dB), x4 8000->12000 at 1e-4, cut short at
 # 11398 (exported: step 11000, +2.46 dB); x4 was then fine-tuned 11398->13000 with --width-power 1
 # at peak lr 2e-4 in runs/arm-wdsr-x4-p1 (exported: step 12800, +2.55 dB, w16 +0.68 -> +1.11).
+# x2 likewise 11866->13500 in runs/arm-wdsr-x2-p1 (exported: step 13500, +4.32 dB, w16 +1.03 -> +1.27).
 # The arm-espcn lines below are exactly what ran. For the ARM/PCSR runs, the lines give the final
 # lengths at the default peak lr 1e-3, clipped: one cosine schedule, close to but not bit-identical with the shipped
 # weights, and not tried end to end.
