@@ -27,7 +27,8 @@ class Machine:
         else:
             units = 0
         jitter = 1 + self.noise * self.rng.standard_normal()
-        net_ms = units * self.unit_cost * jitter
+        cost = self.unit_cost[budget.threads] if isinstance(self.unit_cost, dict) and units else self.unit_cost
+        net_ms = units * cost * jitter if units else 0.0
         self.now += self.overhead * (1 + self.noise * self.rng.standard_normal()) + net_ms
         return FrameStats(budget=units / self.max_units, route_shares={}, macs_per_pixel=0.0,
                           ms={"net": net_ms}, work={"net": units} if units else {})
@@ -127,3 +128,28 @@ def test_a_unit_priced_out_by_one_dear_frame_drifts_back_to_its_calibrated_cost(
     for _ in range(40):
         frame(0.0, 0)
     assert c.unit_ms["net"] < 3.0
+
+
+@pytest.mark.parametrize("faster", [1, 2])
+def test_it_runs_the_networks_on_the_thread_count_that_is_faster_here(faster):
+    """On a busy CPU a one-thread pass can beat a two-thread one (or not): the controller measures
+    both and spends most frames on the faster, buying more work than the slower would."""
+    def machine():
+        return Machine(unit_cost={faster: 0.4, 3 - faster: 1.0})
+
+    m = machine()
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
+    threads, units = [], []
+    for _ in range(200):
+        b = c.budget()
+        stats = m.run_frame(b)
+        c.observe(stats)
+        threads.append(getattr(b, "threads", None))
+        units.append(stats.work.get("net", 0))
+    steady = threads[50:]
+    assert steady.count(faster) / len(steady) > 0.85
+    assert steady.count(3 - faster) > 0  # the other is still tried now and then
+    slow = machine()
+    only_slow = FpsController(30.0, {"net": 1e7}, clock=slow.clock, threads=(3 - faster,))
+    _, slow_units = run(only_slow, slow, 200)
+    assert np.mean(units[50:]) > 1.5 * slow_units[50:].mean()

@@ -482,3 +482,33 @@ def test_pcsr_heavy_quota_takes_the_highest_probabilities():
         picked = top_indices(values, k)
         assert len(picked) == k and len(set(picked.tolist())) == k
         assert set(picked.tolist()) == set(torch.topk(values, k).indices.tolist())
+
+
+def test_network_passes_run_on_the_thread_count_the_budget_names():
+    """The fps controller may give a frame's networks fewer threads than torch has (a busy CPU);
+    the engine runs every network pass of that frame on them and restores torch's count after."""
+    up = synthetic_arm()
+    seen = []
+    runner = up.runner
+
+    def recording(route):
+        def run(tiles):
+            seen.append(torch.get_num_threads())
+            return runner(route)(tiles)
+        return run
+
+    up.runner = recording
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine = Engine(up, tile=16, router=build_router(up))
+        assert engine.thread_options() == (2, 1)
+        x = textured_frame(48, 64)
+        units = {"interpolation": 1.0, "w8": 0.5, "w16": 1.0}
+        for threads in (1, 2, None):
+            seen.clear()
+            engine.upscale(x, TimeBudget(ms=100.0, unit_ms=units, threads=threads))
+            assert seen and set(seen) == {threads or 2}
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

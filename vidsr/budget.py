@@ -13,6 +13,7 @@ class TimeBudget:
 
     ms: float
     unit_ms: dict[str, float]
+    threads: int | None = None  # torch threads for this frame's network passes (None: the engine's own)
 
 
 @dataclass

@@ -7,7 +7,15 @@ use) is what gives. Each frame it measures
 - what each unit of routed work really cost on this machine: a tile of each ARM width, PCSR's
   backbone per tile and its upsamplers per thousand pixels, the interpolation pass.
 The per-unit costs are calibrated online (exponential averages), so the router spends a budget in
-milliseconds on the routes that buy the most quality per millisecond here. The budget for the next
+milliseconds on the routes that buy the most quality per millisecond here.
+
+It also chooses how many CPU threads the networks get. With the decoder and encoder threads
+competing for the same cores, a multi-threaded pass over a few tiles stalls at every layer's barrier
+whenever one of its threads loses its core: on the 2-core machine at 30 fps a tile cost 3.5 ms with
+2 threads and 1.4 ms with 1, while at 3 fps (many tiles a frame) 2 threads bought twice the work.
+Which wins depends on the machine, the model and the target, so each thread setting keeps its own
+unit costs and a measured speed (network ms per GMAC it really ran), the faster one is used, and the
+other gets a frame every ``EXPLORE_EVERY`` frames so a change of load is noticed. The budget for the next
 frame is the target period minus the measured non-network time, corrected by how far the run is
 ahead of or behind its schedule (an integral term, so the average rate converges to the target
 instead of settling a margin away from it). Units never measured yet are guessed from their MACs
@@ -17,6 +25,7 @@ at the speed measured for the others.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from .budget import FrameStats, TimeBudget
 
@@ -24,11 +33,26 @@ DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been
 START_UP_FRAMES = 10  # frames not judged for reachability (calibration, the encoder starting)
 UNREACHABLE_FRAMES = 60  # network-free frames in a row below the target before it says so (2 s at 30 fps)
 RELAX = 0.05  # per frame, how far an unbought unit's cost moves back towards its calibrated cost
+EXPLORE_EVERY = 15  # frames between tries of a thread setting that is not the fastest
+EXPLORE_AFTER = 2  # frames before the first try (the very first frames buy no network)
+
+
+@dataclass
+class ThreadSetting:
+    """What the controller knows of the machine when the networks run on ``threads`` threads."""
+
+    threads: int | None  # None: the engine's own count
+    unit_ms: dict[str, float] = field(default_factory=dict)  # smoothed measured cost per unit of work
+    seeded: dict[str, float] = field(default_factory=dict)  # calibrated cost, where unbought units drift back to
+    ms_per_gmac: float = DEFAULT_MS_PER_GMAC  # from unit_ms: prices units not measured yet
+    speed: float | None = None  # measured network ms per GMAC of bought work (not relaxed): compares settings
+    last_used: int = -(10**9)  # the frame it last ran
 
 
 class FpsController:
     def __init__(self, target_fps: float, unit_macs: dict[str, float], margin: float = 0.02,
-                 catch_up_frames: int = 8, smoothing: float = 0.3, clock=time.perf_counter):
+                 catch_up_frames: int = 8, smoothing: float = 0.3, clock=time.perf_counter,
+                 threads: tuple[int | None, ...] = (None,)):
         if target_fps <= 0:
             raise ValueError("target fps must be positive")
         self.target_fps = target_fps
@@ -38,9 +62,9 @@ class FpsController:
         self.catch_up_frames = catch_up_frames
         self.alpha = smoothing
         self.clock = clock
-        self.unit_ms: dict[str, float] = {}
-        self.ms_per_gmac = DEFAULT_MS_PER_GMAC
-        self.seeded: dict[str, float] = {}  # calibrated cost per unit, where unmeasured units drift back to
+        # thread settings to choose among; the first is used until the others have been measured
+        self.settings = [ThreadSetting(t) for t in threads]
+        self.current = self.settings[0]
         self.overhead_ms: float | None = None
         self.frames = 0
         self.start: float | None = None
@@ -48,6 +72,23 @@ class FpsController:
         self.cannot_reach = False  # set once even interpolation is too slow for the target
         self._idle_since: tuple[int, float] | None = None  # (frame, time) a run of network-free frames began
         self.last_budget: TimeBudget | float = 0.0
+
+    # the current thread setting's costs (what the budget of the frame being run is priced with)
+    @property
+    def unit_ms(self) -> dict[str, float]:
+        return self.current.unit_ms
+
+    @property
+    def seeded(self) -> dict[str, float]:
+        return self.current.seeded
+
+    @property
+    def ms_per_gmac(self) -> float:
+        return self.current.ms_per_gmac
+
+    @ms_per_gmac.setter
+    def ms_per_gmac(self, value: float) -> None:
+        self.current.ms_per_gmac = value
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -63,8 +104,23 @@ class FpsController:
         slack = self.frames * self.period_ms - (now - self.start) * 1000.0  # > 0: ahead of schedule
         correction = max(-self.period_ms, min(self.period_ms, slack / self.catch_up_frames))
         avail = self.period_ms * (1.0 - self.margin) - self.overhead_ms + correction
-        self.last_budget = TimeBudget(ms=max(avail, 0.0), unit_ms=self._unit_costs())
+        self.current = self._choose_setting()
+        self.current.last_used = self.frames
+        self.last_budget = TimeBudget(ms=max(avail, 0.0), unit_ms=self._unit_costs(), threads=self.current.threads)
         return self.last_budget
+
+    def _choose_setting(self) -> ThreadSetting:
+        """The thread setting with the lowest measured speed (ms per GMAC); one that has not run for
+        ``EXPLORE_EVERY`` frames (or never has) gets this frame instead."""
+        if len(self.settings) == 1:
+            return self.settings[0]
+        measured = [s for s in self.settings if s.speed is not None]
+        best = min(measured, key=lambda s: s.speed) if measured else self.settings[0]
+        if self.frames > EXPLORE_AFTER:
+            stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= EXPLORE_EVERY]
+            if stale:
+                return min(stale, key=lambda s: s.last_used)
+        return best
 
     def observe(self, stats: FrameStats | None) -> None:
         """Call once per frame after it is done (with the engine's stats)."""
@@ -82,6 +138,7 @@ class FpsController:
                 if n > 0 and unit in stats.ms and unit in self.unit_macs:
                     self._smooth_unit(unit, stats.ms[unit] / n)
                     measured.add(unit)
+        self._measure_speed(stats, measured)
         self._relax_unmeasured(measured)
         self._check_reachable(now, stats)
 
@@ -99,12 +156,25 @@ class FpsController:
 
     # -- calibration --------------------------------------------------------------------------
 
-    def seed(self, unit_ms: dict[str, float]) -> None:
-        """Start from measured unit costs (``router.calibrate``) instead of guesses from MACs."""
+    def seed(self, unit_ms: dict[str, float], threads: int | None = None) -> None:
+        """Start from measured unit costs (``router.calibrate``, run on ``threads`` threads: one of
+        the settings given) instead of guesses from MACs."""
+        previous = self.current
+        self.current = next((s for s in self.settings if s.threads == threads), self.current)
         for unit, ms in unit_ms.items():
             if unit in self.unit_macs and ms > 0:
                 self._smooth_unit(unit, ms)
                 self.seeded[unit] = ms
+        self.current = previous
+
+    def _measure_speed(self, stats: FrameStats | None, measured: set) -> None:
+        """The current setting's speed: this frame's network ms per GMAC bought (units at their MACs)."""
+        gmac = sum(stats.work[u] * self.unit_macs[u] for u in measured) / 1e9 if stats else 0.0
+        if gmac <= 0:
+            return
+        sample = sum(stats.ms[u] for u in measured) / gmac
+        s = self.current
+        s.speed = sample if s.speed is None else (1 - self.alpha) * s.speed + self.alpha * sample
 
     def _relax_unmeasured(self, measured: set) -> None:
         """Units not bought this frame drift back towards their calibrated cost. A unit is only

@@ -69,10 +69,12 @@ class Engine:
         self.max_region = max(1, 256 // self.tile)
         self.router = router
         self.executed_macs = 0.0
-        # CPU threads: networks get all of torch's threads; the rest of a frame's work (conversions,
+        # CPU threads: networks get all of torch's threads (or as many as the fps controller finds
+        # fastest in a busy pipeline: ``frame_threads``); the rest of a frame's work (conversions,
         # edge scores, planning) is small and memory-bound and runs on one, beside the decoder and
         # encoder threads. Measured on 2 cores, 360p -> 720p at budget 0: 31 fps instead of 22.
         self.threads = torch.get_num_threads()
+        self._network_threads = self.threads  # this frame's (the fps controller may choose fewer)
         self._grids: dict[tuple[int, int], TileGrid] = {}
 
     @property
@@ -98,7 +100,7 @@ class Engine:
         their own pass. With a router that supports it, those tiles are never converted to float at
         all: the network tiles are written into a copy of ``base`` (at low budgets the full-frame
         float conversions were most of a frame's time)."""
-        with self.light_threads():
+        with self.light_threads(), self.frame_threads(getattr(budget, "threads", None)):
             return self._upscale_plane(plane, bits, full_range, budget, out_bits, base)
 
     def _upscale_plane(self, plane, bits, full_range, budget, out_bits, base):
@@ -137,8 +139,23 @@ class Engine:
         return self._torch_threads(1)
 
     def network_threads(self):
-        """All of torch's threads for a network pass (inside ``light_threads``)."""
-        return self._torch_threads(self.threads)
+        """The frame's network threads (all of torch's unless ``frame_threads`` says otherwise) for a
+        network pass (inside ``light_threads``)."""
+        return self._torch_threads(self._network_threads)
+
+    def thread_options(self) -> tuple[int, ...]:
+        """Network thread counts worth choosing among in a busy pipeline: all of torch's, or one."""
+        return (self.threads, 1) if self.upscaler.device.type == "cpu" and self.threads > 1 else (self.threads,)
+
+    @contextmanager
+    def frame_threads(self, n: int | None):
+        """Network passes inside run on ``n`` threads (None: all of torch's)."""
+        before = self._network_threads
+        self._network_threads = n or self.threads
+        try:
+            yield
+        finally:
+            self._network_threads = before
 
     @contextmanager
     def _torch_threads(self, n: int):
@@ -155,7 +172,7 @@ class Engine:
     def upscale(self, x: torch.Tensor, budget: float = 1.0, base: torch.Tensor | None = None) -> tuple[torch.Tensor, FrameStats]:
         """(1, 1, H, W) float in [0, 1] on the model's device -> (1, 1, H*s, W*s), with stats.
         ``base``: an interpolated (1, 1, H*s, W*s) the routers may use for interpolated tiles."""
-        with torch.inference_mode(), self.light_threads():
+        with torch.inference_mode(), self.light_threads(), self.frame_threads(getattr(budget, "threads", None)):
             return self._upscale(x, budget, base)
 
     def _upscale(self, x, budget, base):

@@ -153,7 +153,8 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         raise
     controller = None
     if job.fps_target is not None and job.engine is not None and job.engine.router is not None:
-        controller = FpsController(job.fps_target, job.engine.router.unit_macs(job.engine.grid(info.height, info.width)))
+        controller = FpsController(job.fps_target, job.engine.router.unit_macs(job.engine.grid(info.height, info.width)),
+                                   threads=job.engine.thread_options())
         summary.fps_target = job.fps_target
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
@@ -206,8 +207,9 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 if isinstance(item, _Decoded):
                     if controller is not None and controller.frames == 0:  # price each route's work once
                         x = job.engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
-                        with job.engine.light_threads():  # as frames will run: networks get all threads
-                            controller.seed(job.engine.router.calibrate(job.engine, x))
+                        for n in job.engine.thread_options():  # as frames will run, under each thread setting
+                            with job.engine.light_threads(), job.engine.frame_threads(n):
+                                controller.seed(job.engine.router.calibrate(job.engine, x), threads=n)
                     budget = controller.budget() if controller is not None else job.budget
                     out, stats = _upscale_frame(item, info, job, budget, sink.pix_fmt, out_bits, out_w, out_h, summary)
                     done = time.perf_counter() - started
@@ -278,6 +280,8 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, job: VideoJob, budget, pix_f
                       macs_per_pixel=round(stats.macs_per_pixel, 1))
         if isinstance(budget, TimeBudget):
             record["budget_ms"] = round(budget.ms, 3)
+            if budget.threads is not None:
+                record["threads"] = budget.threads
         if stats.predicted_psnr is not None:
             record["predicted_psnr"] = round(stats.predicted_psnr, 3)
         if stats.counts:
