@@ -153,3 +153,17 @@ def test_it_runs_the_networks_on_the_thread_count_that_is_faster_here(faster):
     only_slow = FpsController(30.0, {"net": 1e7}, clock=slow.clock, threads=(3 - faster,))
     _, slow_units = run(only_slow, slow, 200)
     assert np.mean(units[50:]) > 1.5 * slow_units[50:].mean()
+
+
+def test_a_burst_during_the_first_measurement_does_not_lock_in_the_slower_thread_count():
+    """The encoder starting up can make the first frames on the faster setting look 5x dear; the
+    controller must find out within a few frames, not after several exploration periods."""
+    m = Machine(unit_cost={2: 0.4, 1: 1.0})
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
+    threads = []
+    for i in range(60):
+        b = c.budget()
+        m.unit_cost[2] = 2.0 if i < 4 else 0.4  # the burst: only while the run starts
+        c.observe(m.run_frame(b))
+        threads.append(getattr(b, "threads", None))
+    assert threads[15:45].count(2) / 30 > 0.8

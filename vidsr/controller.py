@@ -7,19 +7,21 @@ use) is what gives. Each frame it measures
 - what each unit of routed work really cost on this machine: a tile of each ARM width, PCSR's
   backbone per tile and its upsamplers per thousand pixels, the interpolation pass.
 The per-unit costs are calibrated online (exponential averages), so the router spends a budget in
-milliseconds on the routes that buy the most quality per millisecond here.
+milliseconds on the routes that buy the most quality per millisecond here. The budget for the next
+frame is the target period minus the measured non-network time, corrected by how far the run is
+ahead of or behind its schedule (an integral term, so the average rate converges to the target
+instead of settling a margin away from it). Units never measured yet are guessed from their MACs
+at the speed measured for the others.
 
 It also chooses how many CPU threads the networks get. With the decoder and encoder threads
 competing for the same cores, a multi-threaded pass over a few tiles stalls at every layer's barrier
 whenever one of its threads loses its core: on the 2-core machine at 30 fps a tile cost 3.5 ms with
 2 threads and 1.4 ms with 1, while at 3 fps (many tiles a frame) 2 threads bought twice the work.
 Which wins depends on the machine, the model and the target, so each thread setting keeps its own
-unit costs and a measured speed (network ms per GMAC it really ran), the faster one is used, and the
-other gets a frame every ``EXPLORE_EVERY`` frames so a change of load is noticed. The budget for the next
-frame is the target period minus the measured non-network time, corrected by how far the run is
-ahead of or behind its schedule (an integral term, so the average rate converges to the target
-instead of settling a margin away from it). Units never measured yet are guessed from their MACs
-at the speed measured for the others.
+unit costs and its measured speed (network ms per GMAC bought, the best of its last few frames:
+other threads' bursts only ever slow a frame down, so the minimum is what the setting can do under
+the current load). The faster runs; the other gets a frame every ``EXPLORE_EVERY`` frames (every
+few frames until it has been measured a few times) so a change of load is noticed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ UNREACHABLE_FRAMES = 60  # network-free frames in a row below the target before 
 RELAX = 0.05  # per frame, how far an unbought unit's cost moves back towards its calibrated cost
 EXPLORE_EVERY = 15  # frames between tries of a thread setting that is not the fastest
 EXPLORE_AFTER = 2  # frames before the first try (the very first frames buy no network)
+SPEED_SAMPLES = 3  # a setting's speed: the best of its last this many measured frames
 
 
 @dataclass
@@ -45,8 +48,13 @@ class ThreadSetting:
     unit_ms: dict[str, float] = field(default_factory=dict)  # smoothed measured cost per unit of work
     seeded: dict[str, float] = field(default_factory=dict)  # calibrated cost, where unbought units drift back to
     ms_per_gmac: float = DEFAULT_MS_PER_GMAC  # from unit_ms: prices units not measured yet
-    speed: float | None = None  # measured network ms per GMAC of bought work (not relaxed): compares settings
+    samples: list[float] = field(default_factory=list)  # measured network ms per GMAC bought, latest last
     last_used: int = -(10**9)  # the frame it last ran
+
+    @property
+    def speed(self) -> float | None:
+        """What compares settings: the best recent measurement (not relaxed, not guessed)."""
+        return min(self.samples) if self.samples else None
 
 
 class FpsController:
@@ -117,10 +125,15 @@ class FpsController:
         measured = [s for s in self.settings if s.speed is not None]
         best = min(measured, key=lambda s: s.speed) if measured else self.settings[0]
         if self.frames > EXPLORE_AFTER:
-            stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= EXPLORE_EVERY]
+            stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= self._explore_every(s)]
             if stale:
                 return min(stale, key=lambda s: s.last_used)
         return best
+
+    @staticmethod
+    def _explore_every(s: ThreadSetting) -> int:
+        # a setting measured only once or twice may have met a burst (the encoder starting): retry soon
+        return EXPLORE_EVERY if len(s.samples) >= SPEED_SAMPLES else SPEED_SAMPLES
 
     def observe(self, stats: FrameStats | None) -> None:
         """Call once per frame after it is done (with the engine's stats)."""
@@ -172,9 +185,9 @@ class FpsController:
         gmac = sum(stats.work[u] * self.unit_macs[u] for u in measured) / 1e9 if stats else 0.0
         if gmac <= 0:
             return
-        sample = sum(stats.ms[u] for u in measured) / gmac
-        s = self.current
-        s.speed = sample if s.speed is None else (1 - self.alpha) * s.speed + self.alpha * sample
+        samples = self.current.samples
+        samples.append(sum(stats.ms[u] for u in measured) / gmac)
+        del samples[:-SPEED_SAMPLES]
 
     def _relax_unmeasured(self, measured: set) -> None:
         """Units not bought this frame drift back towards their calibrated cost. A unit is only
