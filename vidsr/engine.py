@@ -215,7 +215,7 @@ class Engine:
         t0 = time.perf_counter()
         macs = (self.descriptor.full_route if route is None else self.descriptor.route(route)).macs_per_pixel
         batches = self.region_batches(grid, ids)
-        self.executed_macs += macs * self.window_pixels(batches) * self.scale**2
+        self.executed_macs += macs * self.batched_pixels(batches) * self.scale**2
         with self.network_threads():
             for chunk in batches:
                 grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
@@ -235,7 +235,7 @@ class Engine:
         return batches
 
     @staticmethod
-    def window_pixels(batches) -> int:
+    def batched_pixels(batches) -> int:
         """LR pixels the windows of ``batches`` hold (what a network pass over them computes)."""
         return sum(g.window_shape[0] * g.window_shape[1] for chunk in batches for g in chunk)
 

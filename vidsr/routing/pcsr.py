@@ -192,7 +192,7 @@ class PCSRRouter:
             with engine.network_threads():
                 feats = [m.backbone(w) for w in windows]
             ms["backbone"], work["backbone"] = (time.perf_counter() - t1) * 1000, len(ids)
-            window_hr = engine.window_pixels(batches) * s * s
+            window_hr = engine.batched_pixels(batches) * s * s
             engine.executed_macs += window_hr * self.backbone_macs
             need_classifier = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
             t1 = time.perf_counter()

@@ -69,6 +69,8 @@ def main(argv: list[str]) -> int:
         threads=args.threads, device=args.device, model_config=args.config, extend=args.extend,
         clip=args.clip or None, **({} if args.width_power is None else {"width_power": args.width_power}),
     )
+    if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder
+        raise SettingsError(f"{cfg.out} has no checkpoint: there is no run to finish")
     try:
         trainer = Trainer(cfg, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
