@@ -505,10 +505,13 @@ def test_network_passes_run_on_the_thread_count_the_budget_names():
         assert engine.thread_options() == (2, 1)
         x = textured_frame(48, 64)
         units = {"interpolation": 1.0, "w8": 0.5, "w16": 1.0}
+        plane = np.round(x[0, 0].numpy() * 255).astype(np.uint8)
         for threads in (1, 2, None):
-            seen.clear()
-            engine.upscale(x, TimeBudget(ms=100.0, unit_ms=units, threads=threads))
-            assert seen and set(seen) == {threads or 2}
-            assert torch.get_num_threads() == 2
+            budget = TimeBudget(ms=100.0, unit_ms=units, threads=threads)
+            for run in (lambda: engine.upscale(x, budget), lambda: engine.upscale_plane(plane, 8, False, budget)):
+                seen.clear()
+                run()
+                assert seen and set(seen) == {threads or 2}
+                assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -172,13 +172,11 @@ class FpsController:
     def seed(self, unit_ms: dict[str, float], threads: int | None = None) -> None:
         """Start from measured unit costs (``router.calibrate``, run on ``threads`` threads: one of
         the settings given) instead of guesses from MACs."""
-        previous = self.current
-        self.current = next((s for s in self.settings if s.threads == threads), self.current)
+        setting = next((s for s in self.settings if s.threads == threads), self.current)
         for unit, ms in unit_ms.items():
             if unit in self.unit_macs and ms > 0:
-                self._smooth_unit(unit, ms)
-                self.seeded[unit] = ms
-        self.current = previous
+                self._smooth_unit(unit, ms, setting)
+                setting.seeded[unit] = ms
 
     def _measure_speed(self, stats: FrameStats | None, measured: set) -> None:
         """The current setting's speed: this frame's network ms per GMAC bought (units at their MACs)."""
@@ -200,13 +198,14 @@ class FpsController:
     def _smooth_overhead(self, value: float) -> None:
         self.overhead_ms = value if self.overhead_ms is None else (1 - self.alpha) * self.overhead_ms + self.alpha * value
 
-    def _smooth_unit(self, unit: str, ms: float) -> None:
-        old = self.unit_ms.get(unit)
-        self.unit_ms[unit] = ms if old is None else (1 - self.alpha) * old + self.alpha * ms
-        measured = [(self.unit_ms[u], self.unit_macs[u]) for u in self.unit_ms if self.unit_macs.get(u, 0) > 0]
+    def _smooth_unit(self, unit: str, ms: float, setting: ThreadSetting | None = None) -> None:
+        s = setting or self.current
+        old = s.unit_ms.get(unit)
+        s.unit_ms[unit] = ms if old is None else (1 - self.alpha) * old + self.alpha * ms
+        measured = [(s.unit_ms[u], self.unit_macs[u]) for u in s.unit_ms if self.unit_macs.get(u, 0) > 0]
         total_macs = sum(m for _, m in measured)
         if total_macs > 0:
-            self.ms_per_gmac = sum(t for t, _ in measured) / total_macs * 1e9
+            s.ms_per_gmac = sum(t for t, _ in measured) / total_macs * 1e9
 
     def _unit_costs(self) -> dict[str, float]:
         return {u: self.unit_ms.get(u, macs / 1e9 * self.ms_per_gmac) for u, macs in self.unit_macs.items()}

@@ -100,7 +100,7 @@ class Engine:
         their own pass. With a router that supports it, those tiles are never converted to float at
         all: the network tiles are written into a copy of ``base`` (at low budgets the full-frame
         float conversions were most of a frame's time)."""
-        with self.light_threads(), self.frame_threads(getattr(budget, "threads", None)):
+        with self.light_threads():  # the network passes' threads are set in ``upscale``
             return self._upscale_plane(plane, bits, full_range, budget, out_bits, base)
 
     def _upscale_plane(self, plane, bits, full_range, budget, out_bits, base):

@@ -73,10 +73,15 @@ class PixelMLP(nn.Module):
                 h = F.relu(h, inplace=True)  # a Linear output: its backward does not need it
         return h
 
+    def lr_rows(self, feats: torch.Tensor) -> torch.Tensor:
+        """The first layer's LR part over (N, C, h, w) features as (N*h*w, H0) rows, channel-last:
+        what ``dense`` and ``gathered`` add each HR pixel's phase bias to."""
+        return self.project(feats).permute(0, 2, 3, 1).reshape(-1, self.project.out_channels)
+
     def dense(self, feats: torch.Tensor, scale: int) -> torch.Tensor:
         """Every HR pixel through this MLP: (N, C, h, w) -> (N, out, h*s, w*s)."""
         n, _, h, w = feats.shape
-        proj = self.project(feats).permute(0, 2, 3, 1).reshape(n * h * w, -1)  # LR rows, channel-last
+        proj = self.lr_rows(feats)
         bias = self.phase_bias(scale, proj)  # (s*s, H0) row-major phases
         y = proj.new_empty(n * h * w, scale * scale, self.layers[-1].out_features)
         rows = _chunk(n * h * w, scale * scale)
@@ -167,7 +172,7 @@ class PCSR(nn.Module):
             picked = by_phase == j
             if not picked.any():
                 continue
-            proj = up.project(feats).permute(0, 2, 3, 1).reshape(n * h * w, -1)  # LR rows, channel-last
+            proj = up.lr_rows(feats)
             bias = up.phase_bias(s, proj)
             for phase in range(s * s):
                 rows = torch.nonzero(picked[phase]).squeeze(1)
