@@ -67,10 +67,10 @@ class PixelMLP(nn.Module):
         return self.position(phase_positions(scale, like.device, like.dtype))  # (s*s, hidden0)
 
     def _tail(self, h: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            h = layer(F.relu(h) if i == 0 else h)
-            if i < len(self.layers) - 1:
-                h = F.relu(h, inplace=True)  # a Linear output: its backward does not need it
+        """The MLP from its first layer's pre-activation ``h``, a fresh tensor (a sum or a gather,
+        whose backward does not need it), so every ReLU can run in place."""
+        for layer in self.layers:
+            h = layer(F.relu(h, inplace=True))
         return h
 
     def lr_rows(self, feats: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,7 @@ class PixelMLP(nn.Module):
         y = proj_rows.new_empty(rows.numel(), self.layers[-1].out_features)
         chunk = _chunk(rows.numel())
         for a in range(0, rows.numel(), chunk):
-            y[a : a + chunk] = self._tail(proj_rows.index_select(0, rows[a : a + chunk]) + phase_bias)
+            y[a : a + chunk] = self._tail(proj_rows.index_select(0, rows[a : a + chunk]).add_(phase_bias))
         return y
 
 
