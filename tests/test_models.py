@@ -82,6 +82,25 @@ def test_pcsr_gathered_inference_equals_dense(scale):
         assert torch.allclose(m.render(x, feats, torch.ones_like(choice)), dense[1], atol=1e-5)
 
 
+@pytest.mark.parametrize("upsamplers", [((8,), (16, 16)), ((8,), (12,), (16, 16))])
+def test_pcsr_heavy_probability_is_the_softmax_heavy_share(upsamplers):
+    # the router's folded two-class classifier (one logit difference, a sigmoid) must give the
+    # probabilities the softmax gives, for any number of upsamplers
+    m = randomize(PCSR(2, channels=16, blocks=1, backbone="wdsr", upsamplers=upsamplers,
+                       unfold=(False,) * len(upsamplers)))
+    with torch.no_grad():  # a decisive classifier, so probabilities spread across (0, 1)
+        for p in m.classifier.parameters():
+            p.mul_(3)
+    x = torch.rand(2, 1, 9, 7)
+    with torch.no_grad():
+        feats = m.backbone(x)
+        expected = m.probabilities(feats)[:, -1]
+        got = m.heavy_probability(feats)
+    assert got.shape == expected.shape == (2, 18, 14)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert expected.std() > 0.01  # the classifier really separates pixels
+
+
 def test_pcsr_inference_in_chunks_equals_one_pass(monkeypatch):
     # inference runs the MLPs' hidden layers over a few thousand pixels at a time (bounded memory);
     # a chunk size that divides nothing evenly must still give the one-pass (training) result

@@ -66,28 +66,31 @@ class PixelMLP(nn.Module):
     def phase_bias(self, scale: int, like: torch.Tensor) -> torch.Tensor:
         return self.position(phase_positions(scale, like.device, like.dtype))  # (s*s, hidden0)
 
-    def _tail(self, h: torch.Tensor) -> torch.Tensor:
+    def _tail(self, h: torch.Tensor, head: tuple | None = None) -> torch.Tensor:
         """The MLP from its first layer's pre-activation ``h``, a fresh tensor (a sum or a gather,
-        whose backward does not need it), so every ReLU can run in place."""
-        for layer in self.layers:
+        whose backward does not need it), so every ReLU can run in place. ``head``: (weight, bias)
+        to use instead of the last layer's."""
+        for layer in self.layers[:-1]:
             h = layer(F.relu(h, inplace=True))
-        return h
+        h = F.relu(h, inplace=True)
+        return self.layers[-1](h) if head is None else F.linear(h, *head)
 
     def lr_rows(self, feats: torch.Tensor) -> torch.Tensor:
         """The first layer's LR part over (N, C, h, w) features as (N*h*w, H0) rows, channel-last:
         what ``dense`` and ``gathered`` add each HR pixel's phase bias to."""
         return self.project(feats).permute(0, 2, 3, 1).reshape(-1, self.project.out_channels)
 
-    def dense(self, feats: torch.Tensor, scale: int) -> torch.Tensor:
-        """Every HR pixel through this MLP: (N, C, h, w) -> (N, out, h*s, w*s)."""
+    def dense(self, feats: torch.Tensor, scale: int, head: tuple | None = None) -> torch.Tensor:
+        """Every HR pixel through this MLP: (N, C, h, w) -> (N, out, h*s, w*s). ``head``: (weight,
+        bias) in place of the last layer's (``out`` is then its row count)."""
         n, _, h, w = feats.shape
         proj = self.lr_rows(feats)
         bias = self.phase_bias(scale, proj)  # (s*s, H0) row-major phases
-        y = proj.new_empty(n * h * w, scale * scale, self.layers[-1].out_features)
+        y = proj.new_empty(n * h * w, scale * scale, self.layers[-1].out_features if head is None else head[0].shape[0])
         rows = _chunk(n * h * w, scale * scale)
         for a in range(0, n * h * w, rows):
             # (rows, 1, H0) + (s*s, H0): every LR pixel's s*s HR pixels
-            y[a : a + rows] = self._tail(proj[a : a + rows].unsqueeze(1) + bias)
+            y[a : a + rows] = self._tail(proj[a : a + rows].unsqueeze(1) + bias, head)
         out = y.shape[-1]
         y = y.reshape(n, h, w, scale, scale, out).permute(0, 5, 1, 3, 2, 4)
         return y.reshape(n, out, h * scale, w * scale)
@@ -155,6 +158,17 @@ class PCSR(nn.Module):
     def probabilities(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, M, H, W) softmax over upsamplers for every HR pixel."""
         return torch.softmax(self.classifier.dense(feats, self.scale), dim=1)
+
+    def heavy_probability(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) probability of the heaviest upsampler for every HR pixel, as ``probabilities``
+        gives it. With two upsamplers the softmax is the sigmoid of the logit difference, so the
+        classifier's last layer folds into one output: half its work and no softmax (what the
+        budget, ADM and the k rule need; the router calls this on every routed frame)."""
+        if len(self.upsamplers) != 2:
+            return self.probabilities(feats)[:, -1]
+        last = self.classifier.layers[-1]
+        head = ((last.weight[1] - last.weight[0])[None], (last.bias[1] - last.bias[0])[None])
+        return torch.sigmoid(self.classifier.dense(feats, self.scale, head)[:, 0])
 
     def render(self, x: torch.Tensor, feats: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """HR output where pixel (n, Y, X) comes from upsampler ``choice[n, Y, X]`` (-1: bicubic);

@@ -108,7 +108,7 @@ def _route_costs(arch: Architecture, module: nn.Module, scale: int) -> tuple[tup
         for name, up in zip(module.route_names, module.upsamplers):
             head = macs_per_pixel(lambda x, up=up: up.dense(module.backbone(x), scale), scale, size) - backbone
             routes.append(Route(name, base + backbone + head))
-        cls = macs_per_pixel(lambda x: module.probabilities(module.backbone(x)), scale, size) - backbone
+        cls = macs_per_pixel(lambda x: module.heavy_probability(module.backbone(x)), scale, size) - backbone
         return tuple(routes), {"router_overhead_macs": cls, "backbone_macs": backbone}
     keys = arch.routes(module)
     routes = tuple(Route(str(k) if k is not None else "full", macs_per_pixel(lambda x, k=k: module(x, k), scale, size)) for k in keys)

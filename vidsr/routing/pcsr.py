@@ -198,7 +198,7 @@ class PCSRRouter:
             need_classifier = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
             t1 = time.perf_counter()
             with engine.network_threads():
-                probs = [m.probabilities(f) for f in feats] if need_classifier else None
+                probs = [self._classify(f) for f in feats] if need_classifier else None
             if need_classifier:
                 ms["classifier"], work["classifier"] = (time.perf_counter() - t1) * 1000, len(ids)
                 engine.executed_macs += window_hr * self.classifier_macs
@@ -221,6 +221,14 @@ class PCSRRouter:
             out, refined = refine(out, choice_full)
         return out, self._stats(choice_full, ms, work, refined, run)
 
+    def _classify(self, feats: torch.Tensor) -> torch.Tensor:
+        """What the mode decides on: every upsampler's probability (N, M, H, W) for the k rule with
+        more than two upsamplers, else the heavy probability alone (N, H, W), which is cheaper."""
+        m = self.model
+        if self.mode == "k" and len(m.upsamplers) > 2:
+            return m.probabilities(feats)
+        return m.heavy_probability(feats)
+
     def _choose(self, batches, probs, heavy_quota, s, device):
         """Per batch of regions, a (n, H, W) int8 choice map over each window: -1 outside the core
         (context, not computed). Elementwise ``where`` over whole windows, not boolean-mask gathers
@@ -240,10 +248,11 @@ class PCSRRouter:
             return [torch.where(c, fill, unrouted) for c in cores]
         if self.mode == "k":
             costs = self.macs[1:]
+            probs = [p if p.dim() == 4 else torch.stack([1 - p, p], dim=1) for p in probs]
             return [torch.where(c, k_rule_choice(p.transpose(0, 1), costs, self.k).to(CHOICE_DTYPE), unrouted)
                     for p, c in zip(probs, cores)]
         if self.mode == "adm":  # k-means over all routed core pixels of the frame at once
-            ph = torch.cat([p[:, -1][c] for p, c in zip(probs, cores)])
+            ph = torch.cat([p[c] for p, c in zip(probs, cores)])
             flat, out, at = adm_choice(ph).to(CHOICE_DTYPE), [], 0
             for p, c in zip(probs, cores):
                 ch = torch.full(c.shape, -1, dtype=CHOICE_DTYPE, device=device)
@@ -254,7 +263,7 @@ class PCSRRouter:
             return out
         # budget: exactly the heavy_quota core pixels of the frame with the highest p_heavy; context
         # pixels score -1, below any probability, so they are never picked
-        ph = torch.cat([torch.where(c, p[:, -1], -1.0).flatten() for p, c in zip(probs, cores)])
+        ph = torch.cat([torch.where(c, p, -1.0).flatten() for p, c in zip(probs, cores)])
         heavy_px = torch.zeros(ph.numel(), dtype=CHOICE_DTYPE, device=ph.device)
         quota = int(min(max(heavy_quota, 0), sum(int(c.sum()) for c in cores)))
         if quota:
@@ -288,11 +297,11 @@ class PCSRRouter:
         grid = engine.grid(*x.shape[-2:])
         ids = np.unique(np.linspace(0, len(grid) - 1, min(samples, len(grid))).round().astype(int))
         windows = grid.extract(x, ids)
-        m.probabilities(m.backbone(windows[:1]))  # warm-up
+        self._classify(m.backbone(windows[:1]))  # warm-up
         t0 = time.perf_counter()
         feats = m.backbone(windows)
         t1 = time.perf_counter()
-        m.probabilities(feats)
+        self._classify(feats)
         t2 = time.perf_counter()
         units = {"backbone": (t1 - t0) * 1000 / len(ids), "classifier": (t2 - t1) * 1000 / len(ids)}
         px = windows.shape[0] * windows.shape[-2] * windows.shape[-1] * s * s
