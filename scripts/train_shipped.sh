@@ -15,6 +15,9 @@
 # 11398 (exported: step 11000, +2.46 dB); x4 was then fine-tuned 11398->13000 with --width-power 1
 # at peak lr 2e-4 in runs/arm-wdsr-x4-p1 (exported: step 12800, +2.55 dB, w16 +0.68 -> +1.11).
 # x2 likewise 11866->13500 in runs/arm-wdsr-x2-p1 (exported: step 13500, +4.32 dB, w16 +1.03 -> +1.27).
+# pcsr-wdsr x2 is exactly its line below, run with THREADS=1 over three sessions in
+# runs/pcsr-wdsr-x2-long (exported: stage-1 step 10,500, heavy +4.64 dB); x4 still ships its
+# 2000-step run (a 12,000-step rerun, runs/pcsr-wdsr-x4-long, was started after it).
 # The arm-espcn lines below are exactly what ran. For the ARM/PCSR runs, the lines give the final
 # lengths at the default peak lr 1e-3, clipped: one cosine schedule, close to but not bit-identical with the shipped
 # weights, and not tried end to end.
@@ -43,7 +46,7 @@ declare -A RUNS=(
   [arm-espcn-x4]="--arch arm-espcn --scale 4 --iterations 6000"
   [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 10500"
   [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 11000"
-  [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 2000"
+  [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 12000 --val-every 500"
   [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 2000 --patch 32"
 )
 ORDER=(plain-x2 plain-x4 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x3 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x4)

@@ -103,7 +103,12 @@ def test_list_models_shows_shipped_models_with_costs(cli):
     for entry in registry.shipped_models():
         line = next(line for line in r.out.splitlines() if line.startswith(entry["name"]) and f"x{entry['scale']}" in line)
         assert f"{entry['validation']['psnr_y']:.2f}" in line
+        if "routed" in entry["validation"]:  # quality under its own router at half budget
+            assert f"{entry['validation']['routed']['psnr_y']:.2f}" in line
     assert "lanczos" in r.out and "bicubic" in r.out
+    for scale in (2, 4):  # each scale names its default and its routed default
+        assert sum("(default" in line and f"x{scale}" in line for line in r.out.splitlines()) == 1
+        assert sum("routed default" in line and f" x{scale} " in line for line in r.out.splitlines()) == 1
 
 
 def test_a_budget_or_fps_target_without_a_model_picks_a_routed_model(monkeypatch):
@@ -120,3 +125,20 @@ def test_a_budget_or_fps_target_without_a_model_picks_a_routed_model(monkeypatch
     assert _choose_model(Settings(scale=2, budget=0.5, router="pcsr")) == "pcsr-wdsr"
     assert _choose_model(Settings(scale=2, budget=0.5, router="none")) == "plain"
     assert _choose_model(Settings(scale=4, fps_target=30)) == "plain"  # no routed x4: the CLI then says so
+
+
+def test_a_budget_or_fps_target_picks_the_model_that_routes_best(monkeypatch):
+    # the best full network is not the best under a partial budget: routed models are compared by
+    # their validation PSNR under their router at half budget, where the export measured it
+    from vidsr.upscale_cli import Settings, _choose_model
+
+    shipped = [{"name": "pcsr-wdsr", "scale": 2, "architecture": "pcsr-wdsr",
+                "validation": {"psnr_y": 39.4, "routed": {"budget": 0.5, "psnr_y": 37.0}}},
+               {"name": "arm-wdsr", "scale": 2, "architecture": "arm-wdsr",
+                "validation": {"psnr_y": 39.1, "routed": {"budget": 0.5, "psnr_y": 38.6}}}]
+    monkeypatch.setattr(registry, "shipped_models", lambda: shipped)
+    assert _choose_model(Settings(scale=2)) == "pcsr-wdsr"  # full budget: the best full network
+    assert _choose_model(Settings(scale=2, fps_target=10)) == "arm-wdsr"
+    assert _choose_model(Settings(scale=2, budget=0.3)) == "arm-wdsr"
+    shipped[0]["validation"]["routed"]["psnr_y"] = 38.9
+    assert _choose_model(Settings(scale=2, budget=0.3)) == "pcsr-wdsr"

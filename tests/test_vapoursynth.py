@@ -236,6 +236,33 @@ def test_vspipe_reports_vs_error_for_variable_size(vspipe, tmp_path):
 # -- in-process: order, threads, formats, properties --------------------------------------------
 
 
+def test_default_model_follows_the_budget_as_the_cli_does(monkeypatch):
+    # no model named: the best full network at budget 1, the model that routes best below it
+    shipped = [{"name": "pcsr-wdsr", "scale": 2, "architecture": "pcsr-wdsr",
+                "validation": {"psnr_y": 39.0, "routed": {"budget": 0.5, "psnr_y": 36.0}}},
+               {"name": "arm-wdsr", "scale": 2, "architecture": "arm-wdsr",
+                "validation": {"psnr_y": 38.0, "routed": {"budget": 0.5, "psnr_y": 37.0}}}]
+    monkeypatch.setattr(registry, "shipped_models", lambda: shipped)
+    picked = []
+    monkeypatch.setattr("vsvidsr._filter.shared_engine", lambda name, *a: (picked.append(name), _Stop())[1])
+    clip = make_clip(core, vs.GRAYS, length=2)
+    for kwargs in ({}, {"budget": 0.5}, {"max_ms": 5.0}, {"budget": 0.5, "router": "none"}):
+        with pytest.raises(_StopError):
+            vsvidsr.upscale(clip, scale=2, device="cpu", **kwargs)
+    assert picked == ["pcsr-wdsr", "arm-wdsr", "arm-wdsr", "pcsr-wdsr"]
+
+
+class _StopError(Exception):
+    pass
+
+
+class _Stop:
+    """Stands in for the shared engine: the test only needs the model name the filter asked for."""
+
+    def __getattr__(self, name):
+        raise _StopError
+
+
 def test_random_order_requests_give_the_same_frames():
     clip = make_clip(core, vs.RGBS, length=8)
     out = vsvidsr.upscale(clip, scale=2, model="lanczos", device="cpu")

@@ -139,16 +139,22 @@ def _warn(msg: str) -> None:
 def list_models() -> int:
     from .models import registry
 
-    print(f"{'model':<12} {'scale':>5} {'params':>8} {'size':>7} {'MACs/px':>9}  {'val PSNR-Y':>10}  "
+    print(f"{'model':<12} {'scale':>5} {'params':>8} {'size':>7} {'MACs/px':>9}  {'val PSNR-Y':>10}  {'at budget 0.5':>13}  "
           "routes (MACs per output pixel)")
     for d in registry.list_models():
         v = d.info.get("validation", {})
         psnr = f"{v['psnr_y']:.2f}" if v else "-"
+        routed = f"{v['routed']['psnr_y']:.2f}" if "routed" in v else "-"
         size = f"{d.info['bytes'] / 1024:.0f} KB" if "bytes" in d.info else "-"
         routes = ", ".join(f"{r.name} {r.macs_per_pixel:,.0f}" for r in d.routes) if len(d.routes) > 1 else ""
-        default = " (default)" if d.weights_file and registry.default_model(d.scale) == d.name else ""
+        roles = []
+        if d.weights_file and registry.default_model(d.scale) == d.name:
+            roles.append("default")
+        if d.weights_file and registry.best_routed(d.scale) == d.name:
+            roles.append("routed default: --fps-target, --budget < 1")
+        role = f" ({'; '.join(roles)})" if roles else ""
         print(f"{d.name:<12} {'x' + str(d.scale):>5} {d.params:>8,} {size:>7} {d.macs_per_pixel:>9,.0f}  {psnr:>10}  "
-              f"{routes}{default}")
+              f"{routed:>13}  {routes}{role}")
     return 0
 
 
@@ -177,10 +183,10 @@ def _choose_model(s: Settings) -> str:
         if name is None:
             raise SettingsError(f"no {s.router.upper()} model ships for x{s.scale}")
         return name
-    # a frame-rate target or a partial budget only means something to a routed model: pick the
-    # best one rather than the best fixed network (which would ignore the budget)
+    # a frame-rate target or a partial budget only means something to a routed model: pick the one
+    # that routes best rather than the best fixed network (which would ignore the budget)
     if s.router == "auto" and (s.fps_target is not None or s.budget < 1):
-        name = registry.best_shipped(s.scale, ROUTERS)
+        name = registry.best_routed(s.scale)
         if name is not None:
             return name
     name = registry.default_model(s.scale)

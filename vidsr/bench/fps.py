@@ -29,7 +29,6 @@ from ..io.formats import plane_view
 from ..metrics import psnr, rgb_to_luma
 from ..models import registry
 from ..models.interpolate import downscale
-from ..routing import ROUTERS
 from ..train.data import default_folder, list_images
 
 HR = (1280, 720)
@@ -104,8 +103,8 @@ def run(val_dir: Path | None, targets: list[float] | None, seconds: float = 6.0,
         tmp = Path(tmp)
         lr = make_lr_clip(val_dir, tmp / "lr.mkv", seconds)
         short = make_lr_clip(val_dir, tmp / "short.mkv", 1.0)
-        if model is None:  # what `vidsr --fps-target` itself picks: the best routed model for x2
-            model = registry.best_shipped(2, ROUTERS)
+        if model is None:  # what `vidsr --fps-target` itself picks: the best-routing model for x2
+            model = registry.best_routed(2)
             if model is None:
                 raise RuntimeError("no routed (ARM or PCSR) model ships for x2; give --model")
         res["model"] = model

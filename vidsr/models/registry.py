@@ -159,6 +159,21 @@ def best_shipped(scale: int, routers: tuple[str | None, ...] | None = None) -> s
     return max(found, key=lambda m: m.get("validation", {}).get("psnr_y", 0.0))["name"]
 
 
+def best_routed(scale: int) -> str | None:
+    """The shipped routed (ARM or PCSR) model that gives the best validation PSNR under its router
+    at a partial budget (``validation.routed``, measured at export), for a frame-rate target or a
+    budget below 1; entries without that measure count with their full-network PSNR."""
+    found = [m for m in shipped_models() if m["scale"] == scale and architecture(m["architecture"]).router]
+    if not found:
+        return None
+
+    def routed_psnr(m):
+        v = m.get("validation", {})
+        return v.get("routed", {}).get("psnr_y", v.get("psnr_y", 0.0))
+
+    return max(found, key=routed_psnr)["name"]
+
+
 def default_model(scale: int) -> str:
     """The shipped model with the best validation PSNR at ``scale`` (Lanczos if none ships)."""
     return best_shipped(scale) or "lanczos"

@@ -29,9 +29,10 @@ import torch
 from tqdm import tqdm
 
 from ..models import registry, weights
+from ..models.base import Upscaler
 from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
 from .data import PatchSampler, default_folder, load_pairs
-from .evaluate import evaluate, upscale_image
+from .evaluate import ROUTED_BUDGET, evaluate, evaluate_routed, upscale_image
 
 ARM_TABLE_PATCH = 32  # LR patch side of the Edge-to-PSNR table (ARM's official size)
 
@@ -401,6 +402,10 @@ class Trainer:
                 "routes": per_route,
             },
         }
+        if self.arch.router is not None:
+            routed = Upscaler(registry.describe(cfg.arch, cfg.arch, cfg.scale, cfg.model_config), self.model, extras)
+            entry["validation"]["routed"] = {"budget": ROUTED_BUDGET,
+                                             "psnr_y": round(evaluate_routed(routed, self.val_pairs), 4)}
         weights.write_manifest(cfg.out, [entry])
         self._log({"export": file, "val_psnr_y": entry["validation"]["psnr_y"], "gain_db": round(full["gain_db"], 4)})
         return entry

@@ -97,7 +97,8 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
              (anything else: ``vs.Error`` with the ``core.resize`` call that converts).
     model    a shipped model name, "bicubic", "lanczos", or a ``.safetensors`` path listed in a
              manifest.json beside it; default: the best shipped model for ``scale`` (Lanczos if
-             none ships).
+             none ships), or with ``budget`` < 1 or ``max_ms`` the model that routes best (as the
+             CLI picks them).
     budget   fraction (0..1) of the full network's cost to spend per frame, for routed models;
              a frame's ``VidsrBudget`` property, where present, overrides it for that frame.
     router   "auto" (the model's own), "none" (full network everywhere), "arm" or "pcsr".
@@ -149,7 +150,8 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
     from . import _filter
 
     try:
-        name = model or registry.default_model(scale)
+        routed = router in (None, "auto") and (budget < 1 or max_ms is not None)
+        name = model or (routed and registry.best_routed(scale)) or registry.default_model(scale)
         shared = _filter.shared_engine(name, scale, device, torch.float16 if fp16 else torch.float32,
                                        router, tile, overlap, batch)
     except VidsrError as e:
