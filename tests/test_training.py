@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vidsr.errors import WeightsError
 from vidsr.models import registry, weights
 from vidsr.train.trainer import TrainConfig, Trainer
 
@@ -188,6 +189,37 @@ def test_pcsr_trains_in_two_stages(image_dirs, tmp_path):
     after = t.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("upsamplers.0", "classifier")) for k in changed), changed
+
+
+def test_pcsr_light_head_retrains_over_an_initialised_backbone(image_dirs, tmp_path):
+    # a finished PCSR run's weights start a new run with a different light head; with the whole run
+    # in stage 1 only the light head and the classifier train, so backbone and heavy stay as given
+    small = {"channels": 8, "blocks": 1, "upsamplers": [[4], [8, 8]], "classifier": [4]}
+    first = Trainer(config(image_dirs, tmp_path / "a", arch="pcsr-wdsr", iterations=4, model_config=small), progress=False)
+    entry = first.run()
+    given = {k: v.clone() for k, v in first.model.state_dict().items()}
+    wider = {**small, "upsamplers": [[6, 6], [8, 8]], "unfold": [True, True]}
+    cfg = config(image_dirs, tmp_path / "b", arch="pcsr-wdsr", iterations=6, model_config=wider,
+                 init=tmp_path / "a" / entry["file"], stage1_fraction=1.0)
+    second = Trainer(cfg, progress=False)
+    out = second.run()
+    state = second.model.state_dict()
+    for k, v in state.items():
+        if k.startswith(("backbone", "upsamplers.1")):
+            assert torch.equal(v, given[k]), k
+    assert state["upsamplers.0.project.weight"].shape != given["upsamplers.0.project.weight"].shape
+    assert not torch.equal(state["classifier.layers.0.weight"], given["classifier.layers.0.weight"])
+    init = out["training"]["init"]
+    assert init["file"] == entry["file"] and init["sha256"] == entry["sha256"]
+    assert any(k.startswith("upsamplers.0") for k in init["fresh_tensors"])
+    assert not any(k.startswith(("backbone", "upsamplers.1")) for k in init["fresh_tensors"])
+
+
+def test_init_refuses_weights_without_a_matching_manifest(image_dirs, tmp_path):
+    bogus = tmp_path / "w.safetensors"
+    bogus.write_bytes(b"not weights")
+    with pytest.raises(WeightsError):
+        Trainer(config(image_dirs, tmp_path / "r", init=bogus), progress=False)
 
 
 def test_extend_continues_a_finished_run_with_a_warm_restart(image_dirs, tmp_path):

@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width-power", type=float,
                    help="ARM only: sample each width with probability ~ cost^P (default 2, as published; "
                    "1 trains the narrow widths more)")
+    p.add_argument("--init", type=Path, metavar="WEIGHTS",
+                   help="start a new run from a .safetensors file (listed in a manifest beside it): tensors of "
+                   "matching name and shape are copied, the rest start fresh")
+    p.add_argument("--stage1-fraction", type=float,
+                   help="PCSR only: share of --iterations for the light upsampler + classifier stage "
+                   "(default 0.35; 1 with --init retrains only those over a trained backbone and heavy head)")
     p.add_argument("--finish", action="store_true",
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
@@ -61,6 +67,11 @@ def main(argv: list[str]) -> int:
         raise SettingsError("--arch is required (or --publish RUN)")
     if args.width_power is not None and registry.architecture(args.arch).router != "arm":
         raise SettingsError(f"--width-power applies to ARM supernets, not {args.arch}")
+    if args.stage1_fraction is not None:
+        if registry.architecture(args.arch).router != "pcsr":
+            raise SettingsError(f"--stage1-fraction applies to PCSR, not {args.arch}")
+        if not 0 <= args.stage1_fraction <= 1:
+            raise SettingsError(f"--stage1-fraction must be between 0 and 1, not {args.stage1_fraction}")
     cfg = TrainConfig(
         arch=args.arch, scale=args.scale, out=args.out or Path("runs") / f"{args.arch}-x{args.scale}",
         iterations=args.iterations, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
@@ -68,6 +79,7 @@ def main(argv: list[str]) -> int:
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
         threads=args.threads, device=args.device, model_config=args.config, extend=args.extend,
         clip=args.clip or None, **({} if args.width_power is None else {"width_power": args.width_power}),
+        **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
     )
     if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder
         raise SettingsError(f"{cfg.out} has no checkpoint: there is no run to finish")

@@ -76,10 +76,15 @@ class TrainConfig:
     # our narrowest widths almost no steps (w8 0.3%, w16 4% at x2); 1 is for a fine-tune that
     # brings them up after the supernet has been trained as published.
     width_power: float = 2.0
+    # start a fresh run from these weights (a .safetensors listed in a manifest beside it): every
+    # tensor whose name and shape match is copied, the rest keep their initialisation. With PCSR and
+    # ``stage1_fraction=1`` this retrains only the light upsampler and classifier (e.g. a different
+    # light head) over a trained backbone and heavy upsampler.
+    init: Path | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
-        for k in ("out", "train_dir", "val_dir"):
+        for k in ("out", "train_dir", "val_dir", "init"):
             d[k] = None if d[k] is None else str(d[k])
         return d
 
@@ -122,12 +127,27 @@ class Trainer:
             weight = torch.tensor([r.macs_per_pixel for r in widths], dtype=torch.float64) ** cfg.width_power
             self.width_names = [r.name for r in widths]
             self.width_probs = weight / weight.sum()
+        self.init_info: dict | None = None
+        if cfg.init is not None and not (cfg.out / "checkpoint.pt").exists():
+            self.init_info = self._init_from(Path(cfg.init))
         self._make_optimizer()
         cfg.out.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = cfg.out / "checkpoint.pt"
         self.best_path = cfg.out / "best.pt"
         if self.ckpt_path.exists():
             self._load_checkpoint()
+
+    def _init_from(self, path: Path) -> dict:
+        """Copy the matching tensors of a verified weights file into the fresh model."""
+        entry = registry._entry_for(str(path), self.cfg.scale)
+        if entry["architecture"] != self.cfg.arch:
+            raise ValueError(f"--init {path} is a {entry['architecture']} model, not {self.cfg.arch}")
+        state, _ = weights.load_checked(entry)
+        own = self.model.state_dict()
+        taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.model.load_state_dict(taken, strict=False)
+        fresh = sorted(k for k in own if k not in taken)
+        return {"file": entry["file"], "sha256": entry["sha256"], "fresh_tensors": fresh}
 
     # -- schedule --------------------------------------------------------------------------------
 
@@ -389,6 +409,8 @@ class Trainer:
                 "patch": cfg.patch,
                 "lr": cfg.lr,  # the peak of the last schedule segment (earlier ones: log.jsonl)
                 **({"width_power": cfg.width_power} if self.arch.router == "arm" else {}),
+                **({"stage1_fraction": cfg.stage1_fraction} if self.arch.router == "pcsr" else {}),
+                **({"init": self.init_info} if self.init_info else {}),
                 "seed": cfg.seed,
                 "seconds": round(self.total_seconds()),
                 "device": cfg.device,
