@@ -88,3 +88,17 @@ def arm_weights(tmp_path_factory) -> Path:
     weights.write_manifest(folder, [{"name": "arm-test", "scale": 2, "architecture": "arm-wdsr", "config": cfg,
                                      "file": "arm.safetensors", "sha256": sha, "validation": {"psnr_y": 30.0}}])
     return folder / "arm.safetensors"
+
+
+@pytest.fixture
+def best_full_is_not_best_routed(monkeypatch):
+    """A shipped set where the best full network (pcsr-wdsr) is not the one that routes best at half
+    budget (arm-wdsr); returns the entries, which a test may edit."""
+    from vidsr.models import registry
+
+    shipped = [{"name": "pcsr-wdsr", "scale": 2, "architecture": "pcsr-wdsr",
+                "validation": {"psnr_y": 39.4, "routed": {"budget": 0.5, "psnr_y": 37.0}}},
+               {"name": "arm-wdsr", "scale": 2, "architecture": "arm-wdsr",
+                "validation": {"psnr_y": 39.1, "routed": {"budget": 0.5, "psnr_y": 38.6}}}]
+    monkeypatch.setattr(registry, "shipped_models", lambda: shipped)
+    return shipped

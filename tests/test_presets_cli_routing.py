@@ -127,16 +127,12 @@ def test_a_budget_or_fps_target_without_a_model_picks_a_routed_model(monkeypatch
     assert _choose_model(Settings(scale=4, fps_target=30)) == "plain"  # no routed x4: the CLI then says so
 
 
-def test_a_budget_or_fps_target_picks_the_model_that_routes_best(monkeypatch):
+def test_a_budget_or_fps_target_picks_the_model_that_routes_best(best_full_is_not_best_routed):
     # the best full network is not the best under a partial budget: routed models are compared by
     # their validation PSNR under their router at half budget, where the export measured it
     from vidsr.upscale_cli import Settings, _choose_model
 
-    shipped = [{"name": "pcsr-wdsr", "scale": 2, "architecture": "pcsr-wdsr",
-                "validation": {"psnr_y": 39.4, "routed": {"budget": 0.5, "psnr_y": 37.0}}},
-               {"name": "arm-wdsr", "scale": 2, "architecture": "arm-wdsr",
-                "validation": {"psnr_y": 39.1, "routed": {"budget": 0.5, "psnr_y": 38.6}}}]
-    monkeypatch.setattr(registry, "shipped_models", lambda: shipped)
+    shipped = best_full_is_not_best_routed
     assert _choose_model(Settings(scale=2)) == "pcsr-wdsr"  # full budget: the best full network
     assert _choose_model(Settings(scale=2, fps_target=10)) == "arm-wdsr"
     assert _choose_model(Settings(scale=2, budget=0.3)) == "arm-wdsr"

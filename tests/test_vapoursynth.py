@@ -236,13 +236,8 @@ def test_vspipe_reports_vs_error_for_variable_size(vspipe, tmp_path):
 # -- in-process: order, threads, formats, properties --------------------------------------------
 
 
-def test_default_model_follows_the_budget_as_the_cli_does(monkeypatch):
+def test_default_model_follows_the_budget_as_the_cli_does(monkeypatch, best_full_is_not_best_routed):
     # no model named: the best full network at budget 1, the model that routes best below it
-    shipped = [{"name": "pcsr-wdsr", "scale": 2, "architecture": "pcsr-wdsr",
-                "validation": {"psnr_y": 39.0, "routed": {"budget": 0.5, "psnr_y": 36.0}}},
-               {"name": "arm-wdsr", "scale": 2, "architecture": "arm-wdsr",
-                "validation": {"psnr_y": 38.0, "routed": {"budget": 0.5, "psnr_y": 37.0}}}]
-    monkeypatch.setattr(registry, "shipped_models", lambda: shipped)
     picked = []
     monkeypatch.setattr("vsvidsr._filter.shared_engine", lambda name, *a: (picked.append(name), _Stop())[1])
     clip = make_clip(core, vs.GRAYS, length=2)
