@@ -179,7 +179,7 @@ def default_model(scale: int) -> str:
     return best_shipped(scale) or "lanczos"
 
 
-def _entry_for(name: str, scale: int) -> dict | None:
+def manifest_entry(name: str, scale: int) -> dict | None:
     """The manifest entry for a shipped name, or for a path to a weights file (its manifest must
     sit beside it)."""
     if name.endswith(".safetensors") or "/" in name or "\\" in name:
@@ -211,7 +211,7 @@ def load(name: str | None, scale: int, device: str | torch.device = "cpu", dtype
     if scale not in SCALES:
         raise SettingsError(f"scale {scale} is not supported; choose from {', '.join(map(str, SCALES))}")
     name = name or default_model(scale)
-    entry = _entry_for(name, scale)
+    entry = manifest_entry(name, scale)
     if entry is None:  # interpolation
         module = build_module(name, scale)
         return Upscaler(describe(name, name, scale), module).to(device, dtype)

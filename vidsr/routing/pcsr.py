@@ -254,7 +254,7 @@ class PCSRRouter:
         if self.mode == "adm":  # k-means over all routed core pixels of the frame at once
             ph = torch.cat([p[c] for p, c in zip(probs, cores)])
             flat, out, at = adm_choice(ph).to(CHOICE_DTYPE), [], 0
-            for p, c in zip(probs, cores):
+            for c in cores:
                 ch = torch.full(c.shape, -1, dtype=CHOICE_DTYPE, device=device)
                 n = int(c.sum())
                 ch[c] = flat[at : at + n]

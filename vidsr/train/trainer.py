@@ -139,7 +139,7 @@ class Trainer:
 
     def _init_from(self, path: Path) -> dict:
         """Copy the matching tensors of a verified weights file into the fresh model."""
-        entry = registry._entry_for(str(path), self.cfg.scale)
+        entry = registry.manifest_entry(str(path), self.cfg.scale)
         if entry["architecture"] != self.cfg.arch:
             raise ValueError(f"--init {path} is a {entry['architecture']} model, not {self.cfg.arch}")
         state, _ = weights.load_checked(entry)
