@@ -515,3 +515,19 @@ def test_network_passes_run_on_the_thread_count_the_budget_names():
                 assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_routing_bench_measures_the_asked_routed_models_at_their_scales(tmp_path, monkeypatch):
+    from vidsr.bench.routing import _routed_models
+    from vidsr.models import weights as weights_module
+
+    shipped = [{"name": n, "scale": s, "architecture": n} for n, s in
+               (("arm-wdsr", 2), ("arm-wdsr", 4), ("pcsr-wdsr", 2), ("plain", 2))]
+    monkeypatch.setattr(registry, "shipped_models", lambda: shipped)
+    weights_module.write_manifest(tmp_path, [{"name": "pcsr-wdsr", "scale": 4, "architecture": "pcsr-wdsr",
+                                              "file": "candidate.safetensors"}])
+    candidate = str(tmp_path / "candidate.safetensors")
+    assert _routed_models(2, None) == ["arm-wdsr", "pcsr-wdsr"]  # every shipped routed one, no plain
+    assert _routed_models(4, None) == ["arm-wdsr"]
+    assert _routed_models(2, ["plain", "pcsr-wdsr", candidate]) == ["pcsr-wdsr"]
+    assert _routed_models(4, ["pcsr-wdsr", candidate]) == [candidate]

@@ -46,6 +46,9 @@ def main(argv: list[str]) -> int:
         q = sub.add_parser(name, help=helptext)
         q.add_argument("--val-dir", type=Path, help="validation images (default ../shared/data/val or $VIDSR_DATA/val)")
         q.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+        if name == "routing":
+            q.add_argument("--models", nargs="+", metavar="NAME|PATH",
+                           help="only these routed models (shipped names or .safetensors paths; default: every shipped one)")
         if name == "fps":
             q.add_argument("--targets", type=float, nargs="+", help="fps targets (default: spread between the measured ends)")
             q.add_argument("--seconds", type=float, default=6.0)
@@ -61,11 +64,11 @@ def main(argv: list[str]) -> int:
     elif args.which == "quality":
         from .quality import report, run
 
-        res = run(args.val_dir, args.scales)
+        res = run(args.val_dir, args.scales, models=args.models)
     elif args.which == "routing":
         from .routing import report, run
 
-        res = run(args.val_dir, args.scales)
+        res = run(args.val_dir, args.scales, models=args.models)
     else:
         from .fps import report, run
 

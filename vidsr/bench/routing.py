@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..engine import Engine
 from ..metrics import psnr
-from ..models import registry
+from ..models import registry, weights
 from ..routing import build_router
 from ..routing.solver import solve
 from ..train.data import default_folder, load_pairs, quantize8
@@ -74,16 +74,30 @@ def measure(engine: Engine, pairs, scale: int, budget, repeats: int, outputs: li
     return res
 
 
-def run(val_dir: Path | None, scales: list[int], repeats: int = 2) -> dict:
+def _routed_models(scale: int, models: list[str] | None) -> list[str]:
+    """Names (or weights paths) of the routed models to measure at ``scale``: every shipped one, or
+    those of ``models`` (shipped names, or .safetensors paths with their manifest beside them, e.g. a
+    run's export before it is published) whose weights are for this scale."""
+    def entries(name):
+        if name.endswith(".safetensors"):
+            path = Path(name)
+            return [e for e in weights.read_manifest(path.parent) if e["file"] == path.name]
+        return [e for e in registry.shipped_models() if e["name"] == name]
+
+    if models is None:
+        models = sorted({e["name"] for e in registry.shipped_models()})
+    return [name for name in models
+            if any(e["scale"] == scale and registry.architecture(e["architecture"]).router for e in entries(name))]
+
+
+def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[str] | None = None) -> dict:
     torch.set_grad_enabled(False)
     val_dir = Path(val_dir or default_folder("val"))
     res = {"val_dir": str(val_dir), "models": []}
     for scale in scales:
         pairs = load_pairs(val_dir, scale)
-        for entry in registry.shipped_models():
-            if entry["scale"] != scale or registry.architecture(entry["architecture"]).router is None:
-                continue
-            up = registry.load(entry["name"], scale)
+        for name in _routed_models(scale, models):
+            up = registry.load(name, scale)
             d = up.descriptor
             baseline = Engine(up)
             # untimed pass first: the first model timed in a block ran up to 20% slow (allocator and
