@@ -34,3 +34,27 @@ def test_floor_and_plain_match_are_judged_from_the_rows():
 def test_a_scale_without_a_floor_reports_the_gain_alone():
     text = verdict(3, rows(3.0, 31.0))
     assert "Best full network: net +3.00 dB over bicubic." in text and "floor" not in text
+
+
+def test_bench_commands_run_end_to_end_on_small_images(cli, tmp_path):
+    # every `vidsr bench` subcommand that reads validation images dispatches with its own options;
+    # x3 ships one small routed model, so this stays fast
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    val = tmp_path / "val"
+    val.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        smooth = np.kron(rng.integers(0, 255, (12, 12, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+        Image.fromarray(smooth).save(val / f"{i}.png")
+    r = cli("bench", "quality", "--val-dir", str(val), "--scales", "3", "--json", str(tmp_path / "q.json"))
+    assert r.code == 0, r.err
+    q = json.loads((tmp_path / "q.json").read_text())
+    assert {row["model"] for row in q["scales"]["3"]["rows"]} >= {"bicubic", "arm-espcn"}
+    r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--models", "arm-espcn",
+            "--json", str(tmp_path / "r.json"))
+    assert r.code == 0, r.err
+    assert [m["model"] for m in json.loads((tmp_path / "r.json").read_text())["models"]] == ["arm-espcn"]

@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
     elif args.which == "quality":
         from .quality import report, run
 
-        res = run(args.val_dir, args.scales, models=args.models)
+        res = run(args.val_dir, args.scales)
     elif args.which == "routing":
         from .routing import report, run
 
