@@ -90,8 +90,8 @@ def _routed_models(scale: int, models: list[str] | None) -> list[str]:
             if any(e["scale"] == scale and registry.architecture(e["architecture"]).router for e in entries(name))]
 
 
+@torch.no_grad()  # not set_grad_enabled(False): an in-process caller (tests, a notebook) keeps its autograd
 def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[str] | None = None) -> dict:
-    torch.set_grad_enabled(False)
     val_dir = Path(val_dir or default_folder("val"))
     res = {"val_dir": str(val_dir), "models": []}
     for scale in scales:
