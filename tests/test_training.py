@@ -201,7 +201,11 @@ def test_pcsr_light_head_retrains_over_an_initialised_backbone(image_dirs, tmp_p
     wider = {**small, "upsamplers": [[6, 6], [8, 8]], "unfold": [True, True]}
     cfg = config(image_dirs, tmp_path / "b", arch="pcsr-wdsr", iterations=6, model_config=wider,
                  init=tmp_path / "a" / entry["file"], stage1_fraction=1.0)
+    cfg.time_limit = 0.0  # stop after the first step and resume: the export must still name its start
+    assert Trainer(cfg, progress=False).run() is None
+    cfg.time_limit = None
     second = Trainer(cfg, progress=False)
+    assert second.step == 1
     out = second.run()
     state = second.model.state_dict()
     for k, v in state.items():

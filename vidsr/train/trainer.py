@@ -345,6 +345,7 @@ class Trainer:
             "gen": self.gen.get_state(),
             "schedule": self.schedule,
             "best": self.best,
+            "init": self.init_info,  # where a --init run started from, for its export after a resume
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -369,6 +370,7 @@ class Trainer:
         self.step, self.stage, self.elapsed = state["step"], state["stage"], state["elapsed"]
         self.schedule = [tuple(s) for s in state.get("schedule", [])]
         self.best = state.get("best")
+        self.init_info = state.get("init")
         self._make_optimizer()
         self.opt.load_state_dict(state["optimizer"])
         self.sampler.set_state(state["sampler"])
