@@ -149,29 +149,29 @@ def shipped_models() -> list[dict]:
     return weights.read_manifest(SHIPPED_DIR)
 
 
+def _best(scale: int, keep, score) -> str | None:
+    """The shipped model at ``scale`` whose router family passes ``keep`` with the highest
+    ``score(entry)``; None if none ships."""
+    found = [m for m in shipped_models() if m["scale"] == scale and keep(architecture(m["architecture"]).router)]
+    return max(found, key=score)["name"] if found else None
+
+
+def _full_psnr(entry: dict) -> float:
+    return entry.get("validation", {}).get("psnr_y", 0.0)
+
+
 def best_shipped(scale: int, routers: tuple[str | None, ...] | None = None) -> str | None:
     """The shipped model with the best validation PSNR at ``scale``, among those whose router
     family is in ``routers`` (None: any); None if none ships."""
-    found = [m for m in shipped_models() if m["scale"] == scale
-             and (routers is None or architecture(m["architecture"]).router in routers)]
-    if not found:
-        return None
-    return max(found, key=lambda m: m.get("validation", {}).get("psnr_y", 0.0))["name"]
+    return _best(scale, lambda router: routers is None or router in routers, _full_psnr)
 
 
 def best_routed(scale: int) -> str | None:
     """The shipped routed (ARM or PCSR) model that gives the best validation PSNR under its router
     at a partial budget (``validation.routed``, measured at export), for a frame-rate target or a
     budget below 1; entries without that measure count with their full-network PSNR."""
-    found = [m for m in shipped_models() if m["scale"] == scale and architecture(m["architecture"]).router]
-    if not found:
-        return None
-
-    def routed_psnr(m):
-        v = m.get("validation", {})
-        return v.get("routed", {}).get("psnr_y", v.get("psnr_y", 0.0))
-
-    return max(found, key=routed_psnr)["name"]
+    return _best(scale, lambda router: router is not None,
+                 lambda m: m.get("validation", {}).get("routed", {}).get("psnr_y", _full_psnr(m)))
 
 
 def default_model(scale: int) -> str:

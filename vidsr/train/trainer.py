@@ -427,7 +427,7 @@ class Trainer:
             },
         }
         if self.arch.router is not None:
-            routed = Upscaler(registry.describe(cfg.arch, cfg.arch, cfg.scale, cfg.model_config), self.model, extras)
+            routed = Upscaler(desc, self.model, extras)
             entry["validation"]["routed"] = {"budget": ROUTED_BUDGET,
                                              "psnr_y": round(evaluate_routed(routed, self.val_pairs), 4)}
         weights.write_manifest(cfg.out, [entry])
