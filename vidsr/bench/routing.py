@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..engine import Engine
 from ..metrics import psnr
+from ..errors import SettingsError
 from ..models import registry, weights
 from ..routing import build_router
 from ..routing.solver import solve
@@ -94,9 +95,14 @@ def _routed_models(scale: int, models: list[str] | None) -> list[str]:
 def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[str] | None = None) -> dict:
     val_dir = Path(val_dir or default_folder("val"))
     res = {"val_dir": str(val_dir), "models": []}
+    picked = {scale: _routed_models(scale, models) for scale in scales}
+    missing = sorted(set(models or ()) - {name for names in picked.values() for name in names})
+    if missing:
+        raise SettingsError(f"no routed model {', '.join(missing)} at scale {', '.join(map(str, scales))} "
+                            "(shipped names or .safetensors exports; vidsr --list-models)")
     for scale in scales:
         pairs = load_pairs(val_dir, scale)
-        for name in _routed_models(scale, models):
+        for name in picked[scale]:
             up = registry.load(name, scale)
             d = up.descriptor
             baseline = Engine(up)
