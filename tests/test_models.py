@@ -11,6 +11,7 @@ import torch
 from vidsr.errors import SettingsError, WeightsError
 from vidsr.models import registry, weights
 from vidsr.models.pcsr import PCSR
+from vidsr.models.plain import PlainSR, SlimPlain
 from vidsr.models.wdsr import WDSR, SlimWDSR
 
 SCALES = (2, 3, 4)
@@ -38,10 +39,19 @@ def test_every_architecture_and_route_gives_the_right_shape(arch, scale):
         assert torch.isfinite(y).all()
 
 
+# Each ARM supernet with the plain network it slims: (supernet, plain net of width w)
+SUPERNETS = {
+    "wdsr": (lambda s, widths: SlimWDSR(s, widths=widths, blocks=3), lambda s, w: WDSR(s, channels=w, blocks=3)),
+    "plain": (lambda s, widths: SlimPlain(s, widths=widths, convs=3), lambda s, w: PlainSR(s, channels=w, convs=3)),
+}
+
+
+@pytest.mark.parametrize("body", SUPERNETS)
 @pytest.mark.parametrize("scale", SCALES)
-def test_supernet_at_full_width_equals_plain_backbone(scale):
-    slim = randomize(SlimWDSR(scale, widths=(8, 16, 32), blocks=3))
-    plain = WDSR(scale, channels=32, blocks=3).eval()
+def test_supernet_at_full_width_equals_plain_backbone(body, scale):
+    make_slim, make_plain = SUPERNETS[body]
+    slim = randomize(make_slim(scale, (8, 16, 32)))
+    plain = make_plain(scale, 32).eval()
     plain.load_state_dict(slim.state_dict())
     x = torch.rand(1, 1, 17, 19)
     with torch.no_grad():
@@ -49,12 +59,14 @@ def test_supernet_at_full_width_equals_plain_backbone(scale):
         assert torch.allclose(slim(x, "w32"), plain(x), atol=1e-6)
 
 
-def test_subnets_share_weights_and_differ():
-    slim = randomize(SlimWDSR(2, widths=(8, 16, 32), blocks=2))
+@pytest.mark.parametrize("body", SUPERNETS)
+def test_subnets_share_weights_and_differ(body):
+    make_slim, make_plain = SUPERNETS[body]
+    slim = randomize(make_slim(2, (8, 16, 32)))
     x = torch.rand(1, 1, 16, 16)
     with torch.no_grad():
         outs = {w: slim(x, w) for w in ("w8", "w16", "w32")}
-        narrow = WDSR(2, channels=8, blocks=2).eval()
+        narrow = make_plain(2, 8).eval()
         # the narrow subnet is exactly a plain net built from the first 8 channels of each layer
         state = {}
         for k, v in slim.state_dict().items():
@@ -62,8 +74,12 @@ def test_subnets_share_weights_and_differ():
             state[k] = v[tuple(slice(0, n) for n in t.shape)]
         narrow.load_state_dict(state)
         assert torch.allclose(outs["w8"], narrow(x), atol=1e-6)
+        # what inference runs: the materialised subnet, for every width
+        for w, out in outs.items():
+            assert torch.allclose(slim.subnet(w)(x), out, atol=1e-6), w
     assert not torch.allclose(outs["w8"], outs["w32"])
-    assert sum(p.numel() for p in slim.parameters()) == sum(p.numel() for p in WDSR(2, 32, 2).parameters())
+    assert not torch.allclose(outs["w16"], outs["w32"])
+    assert sum(p.numel() for p in slim.parameters()) == sum(p.numel() for p in make_plain(2, 32).parameters())
 
 
 @pytest.mark.parametrize("scale", SCALES)

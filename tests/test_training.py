@@ -219,6 +219,24 @@ def test_pcsr_light_head_retrains_over_an_initialised_backbone(image_dirs, tmp_p
     assert not any(k.startswith(("backbone", "upsamplers.1")) for k in init["fresh_tensors"])
 
 
+def test_a_trained_plain_net_starts_the_plain_supernet_at_full_width(image_dirs, tmp_path):
+    # arm-plain's full width has the plain net's layout: --init from a plain run makes the full
+    # route that net from step 0; an architecture sharing no tensor is refused
+    entry = Trainer(config(image_dirs, tmp_path / "plain", iterations=3), progress=False).run()
+    given = tmp_path / "plain" / entry["file"]
+    slim = Trainer(config(image_dirs, tmp_path / "slim", arch="arm-plain", iterations=2, init=given,
+                          model_config={"widths": [4, 8], "convs": 2}), progress=False)
+    plain = registry.load(str(given), 2)
+    x = torch.rand(1, 1, 12, 12)
+    slim.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(slim.model(x, "w8"), plain.module(x), atol=1e-6)
+    assert slim.init_info["architecture"] == "plain" and slim.init_info["fresh_tensors"] == []
+    with pytest.raises(ValueError, match="shares no tensor"):
+        Trainer(config(image_dirs, tmp_path / "wdsr", arch="wdsr", init=given,
+                       model_config={"channels": 8, "blocks": 1}), progress=False)
+
+
 def test_init_refuses_weights_without_a_matching_manifest(image_dirs, tmp_path):
     bogus = tmp_path / "w.safetensors"
     bogus.write_bytes(b"not weights")

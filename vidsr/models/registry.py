@@ -26,7 +26,7 @@ from .interpolate import kernel_radius, upscale
 from .interpolation import Interpolation
 from .macs import macs_per_pixel
 from .pcsr import PCSR
-from .plain import PlainSR
+from .plain import PlainSR, SlimPlain
 from .wdsr import WDSR, SlimWDSR
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -48,7 +48,7 @@ class Architecture:
     trainable: bool = True
 
 
-def _wdsr_routes(m: SlimWDSR):
+def _width_routes(m: SlimWDSR | SlimPlain):
     return ("bicubic",) + tuple(f"w{w}" for w in m.widths)
 
 
@@ -76,7 +76,10 @@ ARCHITECTURES: dict[str, Architecture] = {
                      # in its own window: at most 1 8-bit level off an exact merge, on < 0.1% of val
                      # pixels, 0.0000 dB (test_shipped_context_is_seamless); lone tiles compute
                      # 1.9x their core instead of 2.6x
-                     router="arm", context=6, routes=_wdsr_routes),
+                     router="arm", context=6, routes=_width_routes),
+        Architecture("arm-plain", SlimPlain, {"widths": [8, 16, 24, 32], "convs": 6},
+                     "ARM supernet over the plain stack: slimmable widths sharing weights + bicubic branch",
+                     router="arm", context=8, routes=_width_routes),
         Architecture("pcsr-wdsr", PCSR,
                      {"channels": 32, "blocks": 4, "backbone": "wdsr", "upsamplers": [[16, 16], [64, 64, 64]],
                       "unfold": [False, True], "classifier": [16]},

@@ -140,14 +140,17 @@ class Trainer:
     def _init_from(self, path: Path) -> dict:
         """Copy the matching tensors of a verified weights file into the fresh model."""
         entry = registry.manifest_entry(str(path), self.cfg.scale)
-        if entry["architecture"] != self.cfg.arch:
-            raise ValueError(f"--init {path} is a {entry['architecture']} model, not {self.cfg.arch}")
         state, _ = weights.load_checked(entry)
         own = self.model.state_dict()
         taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        # Another architecture may start this one where its layout matches (a plain net is the
+        # full width of arm-plain); one that shares nothing is a mistake, not a fresh start.
+        if not taken:
+            raise ValueError(f"--init {path} ({entry['architecture']}) shares no tensor with {self.cfg.arch}")
         self.model.load_state_dict(taken, strict=False)
         fresh = sorted(k for k in own if k not in taken)
-        return {"file": entry["file"], "sha256": entry["sha256"], "fresh_tensors": fresh}
+        return {"file": entry["file"], "sha256": entry["sha256"], "architecture": entry["architecture"],
+                "fresh_tensors": fresh}
 
     # -- schedule --------------------------------------------------------------------------------
 
