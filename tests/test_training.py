@@ -237,6 +237,22 @@ def test_a_trained_plain_net_starts_the_plain_supernet_at_full_width(image_dirs,
                        model_config={"channels": 8, "blocks": 1}), progress=False)
 
 
+def test_supernet_runs_keep_the_state_best_over_all_widths(image_dirs, tmp_path):
+    # every width of a supernet ships, so the best state is the best mean over widths: a later
+    # validation with a slightly worse full width but better narrow ones replaces the earlier best
+    t = Trainer(config(image_dirs, tmp_path / "r", arch="arm-plain", model_config={"widths": [4, 8], "convs": 2}),
+                progress=False)
+    rows = [{"val_psnr_y": 30.0, "val_gain_db": 3.0, "val_gain_db_by_width": {"w4": 1.0}},
+            {"val_psnr_y": 29.9, "val_gain_db": 2.9, "val_gain_db_by_width": {"w4": 1.5}}]
+    for step, row in zip((10, 20), rows):
+        t.step = step
+        t._keep_best_or_roll_back(t._selection_score(row), 0.0)
+    assert t.best["step"] == 20 and t.best["metric"] == "mean_gain_db_over_widths"
+    # a plain net is chosen by its PSNR alone
+    p = Trainer(config(image_dirs, tmp_path / "p"), progress=False)
+    assert p._selection_score({"val_psnr_y": 31.0, "val_gain_db": 4.0}) == 31.0
+
+
 def test_init_refuses_weights_without_a_matching_manifest(image_dirs, tmp_path):
     bogus = tmp_path / "w.safetensors"
     bogus.write_bytes(b"not weights")
