@@ -19,8 +19,10 @@
 # in runs/pcsr-wdsr-x2-long (exported: stage-1 step 10,500, heavy +4.64 dB, light +2.27), then
 # pcsr-wdsr-x2-light24 (runs/pcsr-wdsr-x2-light24) retrained only the light head, now 24-wide with
 # a 3x3 feature neighbourhood, and the classifier over that backbone and heavy head (light +3.67 dB);
-# the second is what ships. x4 still ships its 2000-step run (a 12,000-step rerun,
-# runs/pcsr-wdsr-x4-long, was started after it).
+# the second is what ships. x4 likewise: pcsr-wdsr-x4 in runs/pcsr-wdsr-x4-long over three
+# sessions, stopped at step 7776 (the end of its backbone + heavy stage) and exported with --finish
+# (best validated step 7000, heavy +2.52 dB); then pcsr-wdsr-x4-light24 (exported: step 500, light
+# +1.37 dB), which is what ships.
 # arm-plain starts from the published plain net of its scale (its full width has the same layout)
 # and trains every width with --width-power 1: x2 ran its line below (6000 steps at peak 5e-4), then
 # --extend --iterations 8000 --lr 2e-4 (exported: step 7500, best mean gain over the widths).
@@ -55,9 +57,10 @@ declare -A RUNS=(
   [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 12000 --val-every 500"
   [pcsr-wdsr-x2-light24]="--arch pcsr-wdsr --scale 2 --iterations 3000 --val-every 500 --stage1-fraction 1 --init runs/pcsr-wdsr-x2/pcsr-wdsr-x2.safetensors --config {\"upsamplers\":[[24,24],[64,64,64]],\"unfold\":[true,true]}"
   [arm-plain-x2]="--arch arm-plain --scale 2 --iterations 6000 --lr 5e-4 --width-power 1 --init vidsr/weights/plain-x2.safetensors"
-  [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 2000 --patch 32"
+  [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 12000 --patch 32 --val-every 500"
+  [pcsr-wdsr-x4-light24]="--arch pcsr-wdsr --scale 4 --iterations 3000 --patch 32 --val-every 500 --stage1-fraction 1 --init runs/pcsr-wdsr-x4/pcsr-wdsr-x4.safetensors --config {\"upsamplers\":[[24,24],[64,64,64]],\"unfold\":[true,true]}"
 )
-ORDER=(plain-x2 plain-x4 arm-plain-x2 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x3 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x2-light24 pcsr-wdsr-x4)
+ORDER=(plain-x2 plain-x4 arm-plain-x2 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x3 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x2-light24 pcsr-wdsr-x4 pcsr-wdsr-x4-light24)
 set -f  # RUNS values are split on spaces but never globbed (a --config JSON has brackets)
 for name in "${@:-${ORDER[@]}}"; do
   # shellcheck disable=SC2086
