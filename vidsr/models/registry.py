@@ -79,10 +79,11 @@ ARCHITECTURES: dict[str, Architecture] = {
                      router="arm", context=6, routes=_width_routes),
         Architecture("arm-plain", SlimPlain, {"widths": [8, 16, 24, 32], "convs": 6},
                      "ARM supernet over the plain stack: slimmable widths sharing weights + bicubic branch",
-                     # receptive radius 8; measured on val with the x2 weights and every 32-px tile in
-                     # its own window: context 6 leaves at most 1 8-bit level off an exact merge on 0.2%
-                     # of pixels (0.0000 dB), context 4 up to 7 levels; lone tiles compute 1.9x their core
-                     router="arm", context=6, routes=_width_routes),
+                     # receptive radius 8; measured on val with the shipped weights and every 32-px tile
+                     # in its own window: context 7 leaves at most 1 8-bit level off an exact merge on
+                     # < 0.06% of pixels at x2 and x4 (0.0000 dB); 6 is 2 levels off at x4, 4 up to 13;
+                     # lone tiles compute 2.1x their core instead of 2.25x
+                     router="arm", context=7, routes=_width_routes),
         Architecture("pcsr-wdsr", PCSR,
                      {"channels": 32, "blocks": 4, "backbone": "wdsr", "upsamplers": [[16, 16], [64, 64, 64]],
                       "unfold": [False, True], "classifier": [16]},
