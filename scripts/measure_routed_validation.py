@@ -1,6 +1,7 @@
-"""Add each shipped routed model's validation PSNR under its own router at half budget
-(``validation.routed`` in vidsr/weights/manifest.json) where it is missing, or for every routed
-model with --all. New exports measure it themselves (``Trainer.export``); this fills in entries
+"""Add each shipped routed model's validation PSNR under its own router at the reference cost
+(``validation.routed`` in vidsr/weights/manifest.json: the same MACs per pixel for every model of a
+scale, ``evaluate.ROUTED_MACS_PER_INPUT_PIXEL``) where it is missing or was measured at another
+cost, or for every routed model with --all. New exports measure it themselves (``Trainer.export``); this fills in entries
 exported before that measure existed. The CLI picks the model for ``--fps-target`` and
 ``--budget`` < 1 by it (``registry.best_routed``).
 
@@ -16,7 +17,7 @@ import torch
 
 from vidsr.models import registry, weights
 from vidsr.train.data import default_folder, load_pairs
-from vidsr.train.evaluate import ROUTED_BUDGET, evaluate_routed
+from vidsr.train.evaluate import routed_reference, routed_validation
 
 
 def main() -> None:
@@ -29,13 +30,17 @@ def main() -> None:
     entries = registry.shipped_models()
     pairs = {}
     for e in entries:
-        if not registry.architecture(e["architecture"]).router or ("routed" in e["validation"] and not args.all):
+        if not registry.architecture(e["architecture"]).router:
             continue
         scale = e["scale"]
+        up = registry.load(e["name"], scale)
+        macs, _ = routed_reference(up.descriptor)
+        if e["validation"].get("routed", {}).get("macs_per_pixel") == round(macs) and not args.all:
+            continue
         pairs.setdefault(scale, load_pairs(val_dir, scale))
-        value = evaluate_routed(registry.load(e["name"], scale), pairs[scale])
-        e["validation"]["routed"] = {"budget": ROUTED_BUDGET, "psnr_y": round(value, 4)}
-        print(f"{e['name']} x{scale}: {value:.4f} dB at budget {ROUTED_BUDGET} (full {e['validation']['psnr_y']:.4f})")
+        e["validation"]["routed"] = r = routed_validation(up, pairs[scale])
+        print(f"{e['name']} x{scale}: {r['psnr_y']:.4f} dB at {r['macs_per_pixel']:,} MACs/px, budget {r['budget']} "
+              f"(full {e['validation']['psnr_y']:.4f})")
     weights.write_manifest(registry.SHIPPED_DIR, entries)
 
 

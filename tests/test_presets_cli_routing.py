@@ -103,7 +103,7 @@ def test_list_models_shows_shipped_models_with_costs(cli):
     for entry in registry.shipped_models():
         line = next(line for line in r.out.splitlines() if line.startswith(entry["name"]) and f"x{entry['scale']}" in line)
         assert f"{entry['validation']['psnr_y']:.2f}" in line
-        if "routed" in entry["validation"]:  # quality under its own router at half budget
+        if "routed" in entry["validation"]:  # quality under its own router at the reference cost
             assert f"{entry['validation']['routed']['psnr_y']:.2f}" in line
     assert "lanczos" in r.out and "bicubic" in r.out
     for scale in (2, 4):  # each scale names its default and its routed default

@@ -125,13 +125,16 @@ def test_arm_training_samples_by_cost_squared_and_exports_a_table(image_dirs, tm
     state, extras = weights.load_checked({**entry, "folder": str(tmp_path / "arm")})
     assert extras["arm.psnr"].shape == (4, 30)  # bicubic + three widths, 30 edge bins
     assert set(entry["validation"]["routes"]) == {"bicubic", "w4", "w8", "w16"}
-    # the router's own quality at half budget, measured at export, is what reloading the file gives
+    # the router's own quality at the reference cost, measured at export, is what reloading the file gives
     from vidsr.train.data import load_pairs
-    from vidsr.train.evaluate import evaluate_routed
+    from vidsr.train.evaluate import ROUTED_MACS_PER_INPUT_PIXEL, evaluate_routed
 
     routed = entry["validation"]["routed"]
-    assert routed["budget"] == 0.5
-    again = evaluate_routed(registry.load(str(tmp_path / "arm" / entry["file"]), 2), load_pairs(image_dirs[1], 2))
+    full_macs = entry["validation"]["routes"]["w16"]["macs_per_pixel"]
+    assert routed["macs_per_pixel"] == ROUTED_MACS_PER_INPUT_PIXEL / 4
+    assert routed["budget"] == pytest.approx(min(1.0, ROUTED_MACS_PER_INPUT_PIXEL / 4 / full_macs), abs=1e-3)
+    again = evaluate_routed(registry.load(str(tmp_path / "arm" / entry["file"]), 2), load_pairs(image_dirs[1], 2),
+                            routed["budget"])
     assert abs(routed["psnr_y"] - again) < 1e-3
     assert entry["validation"]["routes"]["bicubic"]["psnr_y"] - 0.5 < routed["psnr_y"]
     val = [row for row in map(json.loads, (tmp_path / "arm" / "log.jsonl").read_text().splitlines()) if "step" in row]

@@ -175,8 +175,9 @@ def best_shipped(scale: int, routers: tuple[str | None, ...] | None = None) -> s
 
 def best_routed(scale: int) -> str | None:
     """The shipped routed (ARM or PCSR) model that gives the best validation PSNR under its router
-    at a partial budget (``validation.routed``, measured at export), for a frame-rate target or a
-    budget below 1; entries without that measure count with their full-network PSNR."""
+    at the same cost per pixel as every other model of its scale (``validation.routed``, measured
+    at export; ``evaluate.ROUTED_MACS_PER_INPUT_PIXEL``), for a frame-rate target or a budget below
+    1; entries without that measure count with their full-network PSNR."""
     return _best(scale, lambda router: router is not None,
                  lambda m: m.get("validation", {}).get("routed", {}).get("psnr_y", _full_psnr(m)))
 

@@ -32,7 +32,7 @@ from ..models import registry, weights
 from ..models.base import Upscaler
 from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
 from .data import PatchSampler, default_folder, load_pairs
-from .evaluate import ROUTED_BUDGET, evaluate, evaluate_routed, upscale_image
+from .evaluate import evaluate, routed_validation, upscale_image
 
 ARM_TABLE_PATCH = 32  # LR patch side of the Edge-to-PSNR table (ARM's official size)
 
@@ -445,8 +445,7 @@ class Trainer:
         }
         if self.arch.router is not None:
             routed = Upscaler(desc, self.model, extras)
-            entry["validation"]["routed"] = {"budget": ROUTED_BUDGET,
-                                             "psnr_y": round(evaluate_routed(routed, self.val_pairs), 4)}
+            entry["validation"]["routed"] = routed_validation(routed, self.val_pairs)
         weights.write_manifest(cfg.out, [entry])
         self._log({"export": file, "val_psnr_y": entry["validation"]["psnr_y"], "gain_db": round(full["gain_db"], 4)})
         return entry
