@@ -129,7 +129,7 @@ def test_a_budget_or_fps_target_without_a_model_picks_a_routed_model(monkeypatch
 
 def test_a_budget_or_fps_target_picks_the_model_that_routes_best(best_full_is_not_best_routed):
     # the best full network is not the best under a partial budget: routed models are compared by
-    # their validation PSNR under their router at half budget, where the export measured it
+    # their validation PSNR under their router at the reference cost, where the export measured it
     from vidsr.upscale_cli import Settings, _choose_model
 
     shipped = best_full_is_not_best_routed

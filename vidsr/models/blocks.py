@@ -68,3 +68,26 @@ class SlimConv2d(nn.Conv2d):
         weight = self.weight[:cout, :cin]
         bias = None if self.bias is None else self.bias[:cout]
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+
+class WidthSupernet:
+    """What ARM's supernets share: routes named by width (``"w16"`` or 16, None = the widest), and
+    each width materialised as a standalone net holding a contiguous copy of its slice of the shared
+    weights (slicing on every call is slow on a CPU). Subclasses set ``widths`` (sorted)."""
+
+    widths: tuple[int, ...]
+
+    def width_of(self, route) -> int:
+        if route is None:
+            return self.widths[-1]
+        width = int(str(route).lstrip("w"))
+        if width not in self.widths:
+            raise ValueError(f"width {width} is not one of {self.widths}")
+        return width
+
+    def _load_slices_into(self, net: nn.Module) -> nn.Module:
+        """``net`` (a narrower plain copy of this supernet) with the leading slice of every tensor."""
+        shapes = net.state_dict()
+        net.load_state_dict({k: v[tuple(slice(0, n) for n in shapes[k].shape)].contiguous()
+                             for k, v in self.state_dict().items()})
+        return net.eval()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .blocks import WidthSupernet
 from .interpolate import upscale
 from .wdsr import he_init, zero_init
 
@@ -37,7 +38,7 @@ class PlainSR(nn.Module):
         return upscale(x, self.scale) + F.pixel_shuffle(self.body(x), self.scale)
 
 
-class SlimPlain(PlainSR):
+class SlimPlain(WidthSupernet, PlainSR):
     """Plain-stack supernet: ``forward(x, route)`` with route ``"bicubic"`` or a width ``"w16"`` (or
     16) from ``widths``; default: the full width."""
 
@@ -45,27 +46,15 @@ class SlimPlain(PlainSR):
         self.widths = tuple(sorted(widths))
         super().__init__(scale, self.widths[-1], convs, in_channels)
 
-    def width_of(self, route) -> int:
-        if route is None:
-            return self.widths[-1]
-        width = int(str(route).lstrip("w"))
-        if width not in self.widths:
-            raise ValueError(f"width {width} is not one of {self.widths}")
-        return width
-
     def subnet(self, route) -> nn.Module:
-        """The subnet of ``route`` as a standalone ``PlainSR`` holding a contiguous copy of its
-        slice of the shared weights (slicing on every call is slow on a CPU)."""
+        """The subnet of ``route`` as a standalone ``PlainSR`` (see ``WidthSupernet``)."""
         if route == "bicubic":
             from .interpolation import Interpolation
 
             return Interpolation(self.scale, "bicubic")
         convs = sum(isinstance(m, nn.Conv2d) for m in self.body) - 2
-        net = PlainSR(self.scale, channels=self.width_of(route), convs=convs, in_channels=self.body[0].in_channels)
-        shapes = net.state_dict()
-        net.load_state_dict({k: v[tuple(slice(0, n) for n in shapes[k].shape)].contiguous()
-                             for k, v in self.state_dict().items()})
-        return net.eval()
+        return self._load_slices_into(
+            PlainSR(self.scale, channels=self.width_of(route), convs=convs, in_channels=self.body[0].in_channels))
 
     def forward(self, x, route=None):
         if route == "bicubic":  # ARM's branch with no network

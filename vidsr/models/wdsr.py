@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .blocks import WidthSupernet
 from .interpolate import upscale
 
 EXPANSION = 6
@@ -93,7 +94,7 @@ def _slim(conv: nn.Conv2d, x, cout: int):
     return F.conv2d(x, conv.weight[:cout, : x.shape[1]], bias, conv.stride, conv.padding)
 
 
-class SlimWDSR(WDSR):
+class SlimWDSR(WidthSupernet, WDSR):
     """WDSR-B supernet: ``forward(x, route)`` with route = ``"bicubic"`` or a width ``"w16"`` (or 16)
     from ``widths``; default: the full width."""
 
@@ -109,19 +110,7 @@ class SlimWDSR(WDSR):
 
             return Interpolation(self.scale, "bicubic")
         w = self.width_of(route)
-        net = WDSR(self.scale, channels=w, blocks=len(self.blocks), in_channels=self.head.in_channels)
-        shapes = net.state_dict()
-        net.load_state_dict({k: v[tuple(slice(0, n) for n in shapes[k].shape)].contiguous()
-                             for k, v in self.state_dict().items()})
-        return net.eval()
-
-    def width_of(self, route) -> int:
-        if route is None:
-            return self.widths[-1]
-        width = int(str(route).lstrip("w"))
-        if width not in self.widths:
-            raise ValueError(f"width {width} is not one of {self.widths}")
-        return width
+        return self._load_slices_into(WDSR(self.scale, channels=w, blocks=len(self.blocks), in_channels=self.head.in_channels))
 
     def forward(self, x, route=None):
         if route == "bicubic":  # ARM's branch with no network
