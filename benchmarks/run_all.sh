@@ -3,7 +3,7 @@
 # table to benchmarks/results/NAME.md and its raw numbers to benchmarks/results/NAME.json.
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
 # running (training, a browser) moves them.
-# Usage: benchmarks/run_all.sh [pipeline] [quality] [routing] [fps] [fps-espcn]   (default: all)
+# Usage: benchmarks/run_all.sh [pipeline] [quality] [routing] [fps] [fps-espcn] [fps-wdsr]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
@@ -14,8 +14,9 @@ declare -A ARGS=(
   [routing]="--scales 2 4"
   [fps]="--seconds 4 --targets 1 2 5 10 30 60"
   [fps-espcn]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-espcn"
+  [fps-wdsr]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-wdsr"
 )
-for name in "${@:-pipeline quality routing fps fps-espcn}"; do
+for name in "${@:-pipeline quality routing fps fps-espcn fps-wdsr}"; do
   for result in $name; do
     which=${result%%-*}  # fps-espcn is the fps bench with other arguments
     echo "== vidsr bench $which ${ARGS[$result]}"
