@@ -78,6 +78,19 @@ def test_never_drops_frames_and_reports_an_unreachable_target():
     assert units[5:].sum() == 0  # no network time when there is none to spend
 
 
+def test_says_when_the_full_network_everywhere_leaves_time_over():
+    # a cheap model: all of it costs 5 ms over 10 ms of overhead, so a 30 fps target leaves half
+    # of every frame unused; a model dear enough to need the router says nothing
+    cheap = Machine(max_units=10)
+    c = FpsController(30.0, {"net": 1e7}, clock=cheap.clock)
+    times, units = run(c, cheap, 80)
+    assert (units[20:] == 10).all() and c.has_headroom
+    dear = Machine()
+    d = FpsController(30.0, {"net": 1e7}, clock=dear.clock)
+    run(d, dear, 200)
+    assert not d.has_headroom and not d.cannot_reach
+
+
 def test_a_passing_spike_is_not_reported_as_an_unreachable_target():
     m = Machine(overhead=25.0)
     c = FpsController(30.0, {"net": 1e7}, clock=m.clock)

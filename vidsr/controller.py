@@ -34,6 +34,10 @@ from .budget import FrameStats, TimeBudget
 DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been measured
 START_UP_FRAMES = 10  # frames not judged for reachability (calibration, the encoder starting)
 UNREACHABLE_FRAMES = 60  # network-free frames in a row below the target before it says so (2 s at 30 fps)
+# Frames in a row that ran the full network everywhere and still beat the target by this ratio
+# before it says the model is too cheap for the target (the time left over buys nothing).
+HEADROOM_FRAMES = 30
+HEADROOM_RATIO = 1.25
 RELAX = 0.05  # per frame, how far an unbought unit's cost moves back towards its calibrated cost
 EXPLORE_EVERY = 15  # frames between tries of a thread setting that is not the fastest
 EXPLORE_AFTER = 2  # frames before the first try (the very first frames buy no network)
@@ -79,6 +83,8 @@ class FpsController:
         self.last: float | None = None
         self.cannot_reach = False  # set once even interpolation is too slow for the target
         self._idle_since: tuple[int, float] | None = None  # (frame, time) a run of network-free frames began
+        self.has_headroom = False  # set once the full network everywhere still runs well above the target
+        self._full_since: tuple[int, float] | None = None  # (frame, time) a run of full-network frames began
         self.last_budget: TimeBudget | float = 0.0
 
     # the current thread setting's costs (what the budget of the frame being run is priced with)
@@ -154,6 +160,7 @@ class FpsController:
         self._measure_speed(stats, measured)
         self._relax_unmeasured(measured)
         self._check_reachable(now, stats)
+        self._check_headroom(now, stats)
 
     def _check_reachable(self, now: float, stats: FrameStats | None) -> None:
         """Sets ``cannot_reach`` (one warning for the run) when frames that bought no network at
@@ -166,6 +173,20 @@ class FpsController:
         frames, since = self.frames - self._idle_since[0], now - self._idle_since[1]
         if frames >= UNREACHABLE_FRAMES and frames / max(since, 1e-9) < self.target_fps * 0.95:
             self.cannot_reach = True
+
+    def _check_headroom(self, now: float, stats: FrameStats | None) -> None:
+        """Sets ``has_headroom`` (one note for the run) when ``HEADROOM_FRAMES`` frames in a row after
+        start-up bought the whole network and still ran ``HEADROOM_RATIO`` times faster than the
+        target: a dearer model would have the time to give more quality."""
+        if stats is None or stats.budget < 0.999 or self.frames <= START_UP_FRAMES:
+            self._full_since = None
+            return
+        if self._full_since is None:
+            self._full_since = (self.frames, now)
+            return
+        frames, since = self.frames - self._full_since[0], now - self._full_since[1]
+        if frames >= HEADROOM_FRAMES and frames / max(since, 1e-9) > self.target_fps * HEADROOM_RATIO:
+            self.has_headroom = True
 
     # -- calibration --------------------------------------------------------------------------
 

@@ -198,7 +198,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         reader.start()
         writer.start()
         out_bits = bit_depth(sink.pix_fmt)
-        warned_slow = False
+        warned_slow = noted_headroom = False
         try:
             while True:
                 item = _get(decoded, stop)
@@ -224,6 +224,11 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                             warned_slow = True
                             note(f"even interpolation cannot reach {controller.target_fps:g} fps on this "
                                  "machine; running as fast as it can")
+                        if controller.has_headroom and not noted_headroom:
+                            noted_headroom = True
+                            note(f"{job.engine.upscaler.descriptor.name} runs its full network on every pixel "
+                                 f"faster than {controller.target_fps:g} fps; a dearer model (vidsr --list-models, "
+                                 "--model NAME) would turn the spare time into quality")
                     bar.update(1)
                 else:
                     _put(encoded, item, stop)
