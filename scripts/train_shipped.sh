@@ -27,7 +27,8 @@
 # and trains every width with --width-power 1: x2 ran its line below (6000 steps at peak 5e-4), then
 # --extend --iterations 8000 --lr 2e-4 (exported: step 7500, best mean gain over the widths);
 # x4 the same (exported: step 7000).
-# The arm-espcn lines below are exactly what ran. For the ARM/PCSR runs, the lines give the final
+# The arm-espcn and arm-wdsr runs drew widths from step 0 (--full-width-steps 0: they predate the
+# trainer's full-width warm-up, which a fresh arm-plain needs). The arm-espcn lines below are exactly what ran. For the ARM/PCSR runs, the lines give the final
 # lengths at the default peak lr 1e-3, clipped: one cosine schedule, close to but not bit-identical with the shipped
 # weights, and not tried end to end.
 # Usage: scripts/train_shipped.sh [run-name ...]   (default: all, in this order)
@@ -50,11 +51,11 @@ declare -A RUNS=(
   [plain-x4]="--arch plain --scale 4 --iterations 4500"
   [espcn-x2]="--arch espcn --scale 2 --iterations 6000 --lr 2e-3"
   [espcn-x4]="--arch espcn --scale 4 --iterations 6000 --lr 2e-3"
-  [arm-espcn-x2]="--arch arm-espcn --scale 2 --iterations 6000"
-  [arm-espcn-x3]="--arch arm-espcn --scale 3 --iterations 6000"
-  [arm-espcn-x4]="--arch arm-espcn --scale 4 --iterations 6000"
-  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 10500"
-  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 11000"
+  [arm-espcn-x2]="--arch arm-espcn --scale 2 --iterations 6000 --full-width-steps 0"
+  [arm-espcn-x3]="--arch arm-espcn --scale 3 --iterations 6000 --full-width-steps 0"
+  [arm-espcn-x4]="--arch arm-espcn --scale 4 --iterations 6000 --full-width-steps 0"
+  [arm-wdsr-x2]="--arch arm-wdsr --scale 2 --iterations 10500 --full-width-steps 0"
+  [arm-wdsr-x4]="--arch arm-wdsr --scale 4 --iterations 11000 --full-width-steps 0"
   [pcsr-wdsr-x2]="--arch pcsr-wdsr --scale 2 --iterations 12000 --val-every 500"
   [pcsr-wdsr-x2-light24]="--arch pcsr-wdsr --scale 2 --iterations 3000 --val-every 500 --stage1-fraction 1 --init runs/pcsr-wdsr-x2/pcsr-wdsr-x2.safetensors --config {\"upsamplers\":[[24,24],[64,64,64]],\"unfold\":[true,true]}"
   [arm-plain-x2]="--arch arm-plain --scale 2 --iterations 6000 --lr 5e-4 --width-power 1 --init vidsr/weights/plain-x2.safetensors"

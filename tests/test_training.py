@@ -175,6 +175,31 @@ def test_arm_width_power_sets_the_sampling(image_dirs, tmp_path, cli):
     assert r.code != 0 and "between 0 and 4" in r.err
 
 
+
+def test_a_fresh_supernet_trains_its_full_width_alone_first(image_dirs, tmp_path, cli):
+    # a deep plain ReLU stack trained from scratch on all widths at once stayed at bicubic (its last
+    # hidden layer died); the first steps train the full width alone, then widths are drawn
+    cfg = dict(arch="arm-plain", iterations=12, model_config={"widths": [4, 8], "convs": 2})
+    t = Trainer(config(image_dirs, tmp_path / "a", full_width_steps=6, width_power=0.0, **cfg), progress=False)
+    routes = []
+    forward = t.model.forward
+
+    def spy(x, route=None):
+        if t.model.training:
+            routes.append(route)
+        return forward(x, route)
+
+    t.model.forward = spy
+    assert t.run()["training"]["full_width_steps"] == 6
+    assert routes[:6] == ["w8"] * 6 and len(routes) == 12
+    assert "w4" in routes[6:]  # equal odds for six draws, seeded: the narrow width does come up
+    # the default: a tenth of the iterations from scratch, none over weights that are already trained
+    assert Trainer(config(image_dirs, tmp_path / "b", **cfg), progress=False).full_width_steps == 1
+    given = tmp_path / "plain" / Trainer(config(image_dirs, tmp_path / "plain", iterations=2), progress=False).run()["file"]
+    assert Trainer(config(image_dirs, tmp_path / "c", init=given, **cfg), progress=False).full_width_steps == 0
+    r = cli(*cli_train_args(image_dirs, tmp_path / "d", 2), "--full-width-steps", 5)
+    assert r.code != 0 and "ARM" in r.err and "Traceback" not in r.err
+
 def test_pcsr_trains_in_two_stages(image_dirs, tmp_path):
     cfg = config(image_dirs, tmp_path / "pcsr", arch="pcsr-wdsr", iterations=8,
                  model_config={"channels": 8, "blocks": 1, "upsamplers": [[4], [8, 8]], "classifier": [4]})

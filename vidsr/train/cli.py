@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width-power", type=float,
                    help="ARM only: sample each width with probability ~ cost^P (default 2, as published; "
                    "1 trains the narrow widths more)")
+    p.add_argument("--full-width-steps", type=int, metavar="N",
+                   help="ARM only: train the full width alone for the first N steps, then draw widths "
+                   "(default: a tenth of --iterations from scratch, 0 with --init)")
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start a new run from a .safetensors file (listed in a manifest beside it): tensors of "
                    "matching name and shape are copied, the rest start fresh")
@@ -67,6 +70,11 @@ def main(argv: list[str]) -> int:
         raise SettingsError("--arch is required (or --publish RUN)")
     if args.width_power is not None and registry.architecture(args.arch).router != "arm":
         raise SettingsError(f"--width-power applies to ARM supernets, not {args.arch}")
+    if args.full_width_steps is not None:
+        if registry.architecture(args.arch).router != "arm":
+            raise SettingsError(f"--full-width-steps applies to ARM supernets, not {args.arch}")
+        if args.full_width_steps < 0:
+            raise SettingsError(f"--full-width-steps must be 0 or more, not {args.full_width_steps}")
     if args.stage1_fraction is not None:
         if registry.architecture(args.arch).router != "pcsr":
             raise SettingsError(f"--stage1-fraction applies to PCSR, not {args.arch}")
@@ -80,6 +88,7 @@ def main(argv: list[str]) -> int:
         threads=args.threads, device=args.device, model_config=args.config, extend=args.extend,
         clip=args.clip or None, **({} if args.width_power is None else {"width_power": args.width_power}),
         **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
+        full_width_steps=args.full_width_steps,
     )
     if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder
         raise SettingsError(f"{cfg.out} has no checkpoint: there is no run to finish")

@@ -3,7 +3,8 @@
 Strategies follow the published methods:
 - plain nets: L1 on the full network.
 - ARM (``arm-wdsr``): every iteration trains one width, drawn with probability proportional to its
-  cost squared (heavier subnets train more; the bicubic branch has no weights). At export the
+  cost squared (heavier subnets train more; the bicubic branch has no weights), after a first tenth
+  of a fresh run that trains the full width alone (``full_width_steps``). At export the
   Edge-to-PSNR table is built on validation patches and stored in the weights file.
 - PCSR (``pcsr-bsrn``): stage 0 trains backbone + heavy upsampler with L1; stage 1 freezes them and
   trains the light upsampler + classifier on the probability-weighted output with
@@ -76,6 +77,13 @@ class TrainConfig:
     # our narrowest widths almost no steps (w8 0.3%, w16 4% at x2); 1 is for a fine-tune that
     # brings them up after the supernet has been trained as published.
     width_power: float = 2.0
+    # ARM: the first steps train the full width alone (progressive shrinking, as once-for-all nets
+    # do). None: a tenth of the iterations for a fresh run, none when ``init`` brings trained weights.
+    # Why: with L1 and Adam a deep plain ReLU stack (arm-plain) learns to output zero first, its last
+    # hidden layer dies (1% of units active by step 50) and mixing widths from step 0 kept it at
+    # bicubic for 1000+ steps (arm-plain 16-48 wide: +0.0002 dB at step 1000); the full width alone
+    # escapes in ~100-300 steps and mixing in the narrow widths after that does not fall back.
+    full_width_steps: int | None = None
     # start a fresh run from these weights (a .safetensors listed in a manifest beside it): every
     # tensor whose name and shape match is copied, the rest keep their initialisation. With PCSR and
     # ``stage1_fraction=1`` this retrains only the light upsampler and classifier (e.g. a different
@@ -127,6 +135,8 @@ class Trainer:
             weight = torch.tensor([r.macs_per_pixel for r in widths], dtype=torch.float64) ** cfg.width_power
             self.width_names = [r.name for r in widths]
             self.width_probs = weight / weight.sum()
+            self.full_width_steps = (cfg.full_width_steps if cfg.full_width_steps is not None
+                                     else 0 if cfg.init is not None else cfg.iterations // 10)
         self.init_info: dict | None = None
         if cfg.init is not None and not (cfg.out / "checkpoint.pt").exists():
             self.init_info = self._init_from(Path(cfg.init))
@@ -199,6 +209,8 @@ class Trainer:
     def loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         m = self.model
         if self.arch.router == "arm":
+            if self.step < self.full_width_steps:
+                return (m(lr, self.width_names[-1]) - hr).abs().mean()
             j = int(torch.multinomial(self.width_probs, 1, generator=self.gen))
             return (m(lr, self.width_names[j]) - hr).abs().mean()
         if self.arch.router == "pcsr":
@@ -427,7 +439,8 @@ class Trainer:
                 "batch": cfg.batch,
                 "patch": cfg.patch,
                 "lr": cfg.lr,  # the peak of the last schedule segment (earlier ones: log.jsonl)
-                **({"width_power": cfg.width_power} if self.arch.router == "arm" else {}),
+                **({"width_power": cfg.width_power, "full_width_steps": self.full_width_steps}
+                   if self.arch.router == "arm" else {}),
                 **({"stage1_fraction": cfg.stage1_fraction} if self.arch.router == "pcsr" else {}),
                 **({"init": self.init_info} if self.init_info else {}),
                 "seed": cfg.seed,
