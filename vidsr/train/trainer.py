@@ -82,7 +82,8 @@ class TrainConfig:
     # Why: with L1 and Adam a deep plain ReLU stack (arm-plain) learns to output zero first, its last
     # hidden layer dies (1% of units active by step 50) and mixing widths from step 0 kept it at
     # bicubic for 1000+ steps (arm-plain 16-48 wide: +0.0002 dB at step 1000); the full width alone
-    # escapes in ~100-300 steps and mixing in the narrow widths after that does not fall back.
+    # escapes in ~100-300 steps and mixing in the narrow widths after that does not fall back (the
+    # 6x32 default; an 8x48 stack stalled full-width too at lr 1e-3 and needed 3e-4).
     full_width_steps: int | None = None
     # start a fresh run from these weights (a .safetensors listed in a manifest beside it): every
     # tensor whose name and shape match is copied, the rest keep their initialisation. With PCSR and
