@@ -58,16 +58,11 @@ class CCA(nn.Module):
         return x * self.gate(mean + std)
 
 
-class SlimConv2d(nn.Conv2d):
-    """A convolution whose subnets use the first ``cout`` filters over the first ``cin`` input
-    channels of one shared weight tensor (ARM's USConv). The input width is read from ``x``."""
-
-    def forward(self, x, cout: int | None = None):
-        cin = x.shape[1]
-        cout = self.out_channels if cout is None else cout
-        weight = self.weight[:cout, :cin]
-        bias = None if self.bias is None else self.bias[:cout]
-        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
+def slim_conv(conv: nn.Conv2d, x, cout: int):
+    """``conv`` restricted to its first ``cout`` filters over the channels ``x`` has: one width of
+    a weight tensor shared by every width (ARM's USConv)."""
+    bias = None if conv.bias is None else conv.bias[:cout]
+    return F.conv2d(x, conv.weight[:cout, : x.shape[1]], bias, conv.stride, conv.padding, conv.dilation)
 
 
 class WidthSupernet:

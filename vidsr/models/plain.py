@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import WidthSupernet
+from .blocks import WidthSupernet, slim_conv
 from .interpolate import upscale
 from .wdsr import he_init, zero_init
 
@@ -63,9 +63,7 @@ class SlimPlain(WidthSupernet, PlainSR):
         h = x
         for layer in self.body:
             if isinstance(layer, nn.Conv2d):
-                cout = layer.out_channels if layer is self.body[-1] else w
-                bias = None if layer.bias is None else layer.bias[:cout]
-                h = F.conv2d(h, layer.weight[:cout, : h.shape[1]], bias, padding=1)
+                h = slim_conv(layer, h, layer.out_channels if layer is self.body[-1] else w)
             else:
                 h = F.relu(h)
         return upscale(x, self.scale) + F.pixel_shuffle(h, self.scale)

@@ -23,6 +23,7 @@ from .base import ModelDescriptor, Route, TileSpec, Upscaler
 from .bsrn import BSRN
 from .espcn import ESPCN
 from .interpolate import kernel_radius, upscale
+from .blocks import WidthSupernet
 from .interpolation import Interpolation
 from .macs import macs_per_pixel
 from .pcsr import PCSR
@@ -48,7 +49,7 @@ class Architecture:
     trainable: bool = True
 
 
-def _width_routes(m: SlimWDSR | SlimPlain):
+def _width_routes(m: WidthSupernet):
     return ("bicubic",) + tuple(f"w{w}" for w in m.widths)
 
 

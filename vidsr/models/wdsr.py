@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import WidthSupernet
+from .blocks import WidthSupernet, slim_conv
 from .interpolate import upscale
 
 EXPANSION = 6
@@ -88,12 +88,6 @@ class WDSR(WDSRFeatures):
         return upscale(x, self.scale) + F.pixel_shuffle(self.tail(super().forward(x)), self.scale)
 
 
-def _slim(conv: nn.Conv2d, x, cout: int):
-    """``conv`` restricted to the first ``cout`` filters over the channels ``x`` has."""
-    bias = None if conv.bias is None else conv.bias[:cout]
-    return F.conv2d(x, conv.weight[:cout, : x.shape[1]], bias, conv.stride, conv.padding)
-
-
 class SlimWDSR(WidthSupernet, WDSR):
     """WDSR-B supernet: ``forward(x, route)`` with route = ``"bicubic"`` or a width ``"w16"`` (or 16)
     from ``widths``; default: the full width."""
@@ -116,8 +110,8 @@ class SlimWDSR(WidthSupernet, WDSR):
         if route == "bicubic":  # ARM's branch with no network
             return upscale(x, self.scale)
         w = self.width_of(route)
-        h = _slim(self.head, x, w)
+        h = slim_conv(self.head, x, w)
         for b in self.blocks:
-            e = F.relu(_slim(b["expand"], h, w * EXPANSION), inplace=True)
-            h = residual_add(h, _slim(b["conv"], _slim(b["reduce"], e, low_rank(w)), w))
-        return upscale(x, self.scale) + F.pixel_shuffle(_slim(self.tail, h, self.tail.out_channels), self.scale)
+            e = F.relu(slim_conv(b["expand"], h, w * EXPANSION), inplace=True)
+            h = residual_add(h, slim_conv(b["conv"], slim_conv(b["reduce"], e, low_rank(w)), w))
+        return upscale(x, self.scale) + F.pixel_shuffle(slim_conv(self.tail, h, self.tail.out_channels), self.scale)

@@ -211,9 +211,10 @@ class Trainer:
         m = self.model
         if self.arch.router == "arm":
             if self.step < self.full_width_steps:
-                return (m(lr, self.width_names[-1]) - hr).abs().mean()
-            j = int(torch.multinomial(self.width_probs, 1, generator=self.gen))
-            return (m(lr, self.width_names[j]) - hr).abs().mean()
+                width = self.width_names[-1]
+            else:
+                width = self.width_names[int(torch.multinomial(self.width_probs, 1, generator=self.gen))]
+            return (m(lr, width) - hr).abs().mean()
         if self.arch.router == "pcsr":
             if self.stage == 0:
                 return (m(lr, "heavy") - hr).abs().mean()
