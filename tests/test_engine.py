@@ -41,6 +41,66 @@ def test_too_little_context_shows_seams():
     assert (engine.upscale(x)[0] - whole).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("arch,config,radius", [("plain", {"channels": 8, "convs": 2}, 4), ("espcn", None, 4)])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_unpadded_stack_gives_the_padded_nets_core_exactly(arch, config, radius, scale):
+    module = randomize(registry.build_module(arch, scale, config))
+    valid = module.valid_stack()
+    assert valid.radius == radius
+    x = torch.rand(2, 1, 19 + 2 * radius, 23 + 2 * radius, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        core = module(x)[..., radius * scale : -radius * scale, radius * scale : -radius * scale]
+        assert torch.allclose(valid(x), core, atol=1e-5)
+
+
+def test_unpadded_work_is_each_layers_shrunken_area():
+    # 1->8 (72 MACs/px) leaves 8x8 of a 10x10 window, 8->4 (288 MACs/px) leaves 6x6
+    module = registry.build_module("plain", 2, {"channels": 8, "convs": 0})
+    assert module.valid_stack().padded_pixels(10, 10) == pytest.approx((72 * 64 + 288 * 36) / (72 + 288))
+
+
+def test_only_plain_conv_stacks_have_an_unpadded_form():
+    def up(arch, config):
+        return Upscaler(registry.describe(arch, arch, 2, config), registry.build_module(arch, 2, config))
+
+    assert up("wdsr", {"channels": 8, "blocks": 1}).valid_stack(None) is None
+    slim = up("arm-plain", {"widths": [8, 16], "convs": 2})
+    assert slim.valid_stack("bicubic") is None
+    assert slim.valid_stack("w8").radius == 4 and slim.valid_stack("w8").body[0].out_channels == 8
+    espcn = up("arm-espcn", None)
+    assert espcn.valid_stack("bicubic") is None and espcn.valid_stack("full") is not None
+
+
+@pytest.mark.parametrize("tile", [3, 8])  # 3: cores 3 px from the frame edge, one short of the radius
+def test_tiles_inside_the_frame_run_unpadded_same_output_less_work(monkeypatch, tile):
+    """Interior regions take the unpadded stack: the output is the same (context = radius, so both
+    ways are exact) and the executed MACs are those of the shrinking layers, not of whole windows."""
+    engine, module = engine_for("plain", config={"channels": 8, "convs": 2}, tile=tile, context=4)
+    engine.max_region = 1
+    x = torch.rand(1, 1, 40, 48, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        whole = module(x).clamp(0, 1)
+    out, stats = engine.upscale(x)
+    assert torch.allclose(out, whole, atol=1e-5)
+    monkeypatch.setattr(Upscaler, "valid_stack", lambda self, route: None)
+    padded_out, padded_stats = engine.upscale(x)
+    assert torch.allclose(padded_out, whole, atol=1e-5)
+    assert stats.executed_macs_per_pixel < 0.85 * padded_stats.executed_macs_per_pixel
+
+
+def test_too_little_context_is_exact_inside_the_frame_with_the_unpadded_stack():
+    """With too little declared context, tiles whose whole receptive radius lies in the frame are
+    still exact (they run unpadded); seams are left only at the frame edge."""
+    engine, module = engine_for("plain", config={"channels": 8, "convs": 2}, tile=8, context=1)
+    engine.max_region = 1
+    x = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        whole = module(x).clamp(0, 1)
+    diff = (engine.upscale(x)[0] - whole).abs()[0, 0]
+    assert diff[16:64, 16:64].max() < 1e-5  # LR 8..32: every tile there has 4 px of frame around it
+    assert diff.max() > 1e-3
+
+
 def test_regions_cover_each_requested_tile_once_and_stay_bounded():
     grid = TileGrid(100, 130, 16, 4)
     rng = np.random.default_rng(0)

@@ -211,23 +211,42 @@ class Engine:
         """Run ``route`` on tiles ``ids``, writing their cores into ``out``; returns ms.
 
         Neighbouring tiles are merged into rectangles (``TileGrid.regions``) so they share their
-        context; rectangles of the same window shape run as one batch."""
+        context; rectangles of the same window shape run as one batch. Where the route is a plain
+        conv stack, rectangles with its whole receptive radius inside the frame run unpadded
+        (``ValidConvStack``: exact and cheaper); the others, at the frame edge, run padded in their
+        windows of the model's declared context."""
         t0 = time.perf_counter()
         macs = (self.descriptor.full_route if route is None else self.descriptor.route(route)).macs_per_pixel
-        batches = self.region_batches(grid, ids)
-        self.executed_macs += macs * self.batched_pixels(batches) * self.scale**2
+        s2 = self.scale**2
+        regions = grid.regions(ids, self.max_region)
+        valid = self.upscaler.valid_stack(route)
+        r = valid.radius if valid is not None else 0
+        inside = [valid is not None and grid.has_context(g, r) for g in regions]
+        padded = self._chunks([g for g, ok in zip(regions, inside) if not ok], lambda g: g.window_shape)
+        unpadded = self._chunks([g for g, ok in zip(regions, inside) if ok], lambda g: (g.h + 2 * r, g.w + 2 * r))
+        self.executed_macs += macs * s2 * self.batched_pixels(padded)
+        self.executed_macs += macs * s2 * sum(valid.padded_pixels(g.h + 2 * r, g.w + 2 * r)
+                                              for chunk in unpadded for g in chunk)
         with self.network_threads():
-            for chunk in batches:
+            for chunk in padded:
                 grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
+            for chunk in unpadded:
+                windows = grid.extract_around(x, chunk, r)
+                grid.place_cores(out, chunk, self.upscaler(windows, route, valid=True), self.scale)
         return (time.perf_counter() - t0) * 1000
 
     def region_batches(self, grid: TileGrid, ids) -> list[list]:
         """Tiles ``ids`` as merged rectangles (``TileGrid.regions``: neighbours share their
         context), grouped by window shape and chunked so that one network call holds at most
         ``batch`` windows and ``batch_pixels`` LR pixels."""
+        return self._chunks(grid.regions(ids, self.max_region), lambda g: g.window_shape)
+
+    def _chunks(self, regions, window_shape) -> list[list]:
+        """``regions`` grouped by ``window_shape(region)`` and chunked to at most ``batch`` windows
+        and ``batch_pixels`` LR pixels per network call."""
         by_shape: dict[tuple[int, int], list] = {}
-        for region in grid.regions(ids, self.max_region):
-            by_shape.setdefault(region.window_shape, []).append(region)
+        for region in regions:
+            by_shape.setdefault(window_shape(region), []).append(region)
         batches = []
         for (h, w), group in by_shape.items():
             n = max(1, min(self.batch, self.batch_pixels // (h * w)))

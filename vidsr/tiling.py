@@ -179,6 +179,26 @@ class TileGrid:
                 k, :, cy : cy + g.h * s, cx : cx + g.w * s
             ]
 
+    def has_context(self, region: Region, radius: int) -> bool:
+        """Whether ``region``'s core has ``radius`` pixels of the frame on every side."""
+        return (region.y0 >= radius and region.x0 >= radius
+                and region.y0 + region.h + radius <= self.height and region.x0 + region.w + radius <= self.width)
+
+    @staticmethod
+    def extract_around(plane, regions: list[Region], radius: int):
+        """The cores of same-shape regions with ``radius`` pixels around each, as one batch (regions
+        that ``has_context`` for ``radius``)."""
+        r = radius
+        parts = [plane[:, :, g.y0 - r : g.y0 + g.h + r, g.x0 - r : g.x0 + g.w + r] for g in regions]
+        return torch.cat(parts) if isinstance(plane, torch.Tensor) else np.concatenate(parts)
+
+    @staticmethod
+    def place_cores(out, regions: list[Region], outputs, scale: int) -> None:
+        """Write core-sized ``outputs`` (n, C, h*s, w*s) of ``regions`` into ``out``."""
+        s = scale
+        for k, g in enumerate(regions):
+            out[0, :, g.y0 * s : (g.y0 + g.h) * s, g.x0 * s : (g.x0 + g.w) * s] = outputs[k]
+
     def core_mask(self, values, scale: int = 1):
         """Expand a per-tile array (len(tiles),) into a per-pixel map (H*s, W*s) (numpy)."""
         grid = np.asarray(values).reshape(self.rows, self.cols)
