@@ -33,7 +33,8 @@ def test_tiled_network_equals_untiled(arch, config, tile):
 
 
 def test_too_little_context_shows_seams():
-    engine, module = engine_for("plain", config={"channels": 8, "convs": 3}, tile=8, context=1)
+    # WDSR-B has no unpadded form, so every tile runs padded in its window of the declared context
+    engine, module = engine_for("wdsr", config={"channels": 8, "blocks": 2}, tile=8, context=1)
     engine.max_region = 1  # no merging: every tile its own window
     x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -88,17 +89,40 @@ def test_tiles_inside_the_frame_run_unpadded_same_output_less_work(monkeypatch, 
     assert stats.executed_macs_per_pixel < 0.85 * padded_stats.executed_macs_per_pixel
 
 
-def test_too_little_context_is_exact_inside_the_frame_with_the_unpadded_stack():
-    """With too little declared context, tiles whose whole receptive radius lies in the frame are
-    still exact (they run unpadded); seams are left only at the frame edge."""
-    engine, module = engine_for("plain", config={"channels": 8, "convs": 2}, tile=8, context=1)
+@pytest.mark.parametrize("tile,exact", [(8, True), (3, False)])
+def test_plain_stacks_are_exact_whatever_the_declared_context(tile, exact):
+    """Plain conv stacks run unpadded with their whole radius (frame-edge sides padded as the net
+    pads them), so a declared context of 1 still merges exactly; only a region with some frame
+    beyond it but less than the radius (3 px from the edge, radius 4) runs padded and shows seams."""
+    engine, module = engine_for("plain", config={"channels": 8, "convs": 2}, tile=tile, context=1)
     engine.max_region = 1
     x = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         whole = module(x).clamp(0, 1)
-    diff = (engine.upscale(x)[0] - whole).abs()[0, 0]
-    assert diff[16:64, 16:64].max() < 1e-5  # LR 8..32: every tile there has 4 px of frame around it
-    assert diff.max() > 1e-3
+    diff = (engine.upscale(x)[0] - whole).abs().max()
+    assert (diff < 1e-5) if exact else (diff > 1e-3)
+
+
+@pytest.mark.parametrize("edges", [(False, False, False, False), (True, False, True, False),
+                                   (False, True, False, True), (True, True, True, True)])
+def test_unpadded_stack_pads_frame_edge_sides_as_the_net_does(edges):
+    module = randomize(registry.build_module("plain", 2, {"channels": 8, "convs": 2}))
+    valid = module.valid_stack()
+    r, (h, w) = valid.radius, (30, 34)
+    x = torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(5))
+    top, bottom, left, right = edges
+    # a core that lies on the frame edge where ``edges`` says so and 4 px (= radius) inside elsewhere
+    y0, y1 = (0 if top else r), (h if bottom else h - r)
+    x0, x1 = (0 if left else r), (w if right else w - r)
+    window = x[..., y0 - (0 if top else r) : y1 + (0 if bottom else r), x0 - (0 if left else r) : x1 + (0 if right else r)]
+    with torch.no_grad():
+        whole = module(x)
+        core = valid(window, edges)
+    assert torch.allclose(core, whole[..., y0 * 2 : y1 * 2, x0 * 2 : x1 * 2], atol=1e-5)
+    wh, ww = window.shape[-2:]
+    pixels = [(wh - (2 - top - bottom) * k) * (ww - (2 - left - right) * k) for k in (1, 2, 3, 4)]
+    assert valid.padded_pixels(wh, ww, edges) == pytest.approx(
+        (72 * pixels[0] + 576 * (pixels[1] + pixels[2]) + 288 * pixels[3]) / (72 + 576 * 2 + 288))
 
 
 def test_regions_cover_each_requested_tile_once_and_stay_bounded():

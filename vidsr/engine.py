@@ -212,27 +212,32 @@ class Engine:
 
         Neighbouring tiles are merged into rectangles (``TileGrid.regions``) so they share their
         context; rectangles of the same window shape run as one batch. Where the route is a plain
-        conv stack, rectangles with its whole receptive radius inside the frame run unpadded
-        (``ValidConvStack``: exact and cheaper); the others, at the frame edge, run padded in their
-        windows of the model's declared context."""
+        conv stack, rectangles run unpadded with its whole receptive radius (``ValidConvStack``:
+        exact, and each layer computes only what the next needs); the others run padded in windows
+        of the model's declared context."""
         t0 = time.perf_counter()
         macs = (self.descriptor.full_route if route is None else self.descriptor.route(route)).macs_per_pixel
         s2 = self.scale**2
-        regions = grid.regions(ids, self.max_region)
         valid = self.upscaler.valid_stack(route)
-        r = valid.radius if valid is not None else 0
-        inside = [valid is not None and grid.has_context(g, r) for g in regions]
-        padded = self._chunks([g for g, ok in zip(regions, inside) if not ok], lambda g: g.window_shape)
-        unpadded = self._chunks([g for g, ok in zip(regions, inside) if ok], lambda g: (g.h + 2 * r, g.w + 2 * r))
+        padded, unpadded = [], []  # regions; (region, edges, window)
+        for g in grid.regions(ids, self.max_region):
+            edges = None if valid is None else grid.frame_edges(g, valid.radius)
+            if edges is None:
+                padded.append(g)
+            else:
+                unpadded.append((g, edges, grid.unpadded_window(g, valid.radius, edges)))
+        padded = self._chunks(padded, lambda g: g.window_shape)
+        unpadded = self._chunks(unpadded, lambda u: (u[2][1] - u[2][0], u[2][3] - u[2][2], u[1]))
         self.executed_macs += macs * s2 * self.batched_pixels(padded)
-        self.executed_macs += macs * s2 * sum(valid.padded_pixels(g.h + 2 * r, g.w + 2 * r)
-                                              for chunk in unpadded for g in chunk)
+        self.executed_macs += macs * s2 * sum(valid.padded_pixels(y1 - y0, x1 - x0, edges)
+                                              for chunk in unpadded for _, edges, (y0, y1, x0, x1) in chunk)
         with self.network_threads():
             for chunk in padded:
                 grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
             for chunk in unpadded:
-                windows = grid.extract_around(x, chunk, r)
-                grid.place_cores(out, chunk, self.upscaler(windows, route, valid=True), self.scale)
+                windows = grid.extract_windows(x, [window for _, _, window in chunk])
+                y = self.upscaler(windows, route, valid=chunk[0][1])
+                grid.place_cores(out, [g for g, _, _ in chunk], y, self.scale)
         return (time.perf_counter() - t0) * 1000
 
     def region_batches(self, grid: TileGrid, ids) -> list[list]:
@@ -241,14 +246,15 @@ class Engine:
         ``batch`` windows and ``batch_pixels`` LR pixels."""
         return self._chunks(grid.regions(ids, self.max_region), lambda g: g.window_shape)
 
-    def _chunks(self, regions, window_shape) -> list[list]:
-        """``regions`` grouped by ``window_shape(region)`` and chunked to at most ``batch`` windows
-        and ``batch_pixels`` LR pixels per network call."""
-        by_shape: dict[tuple[int, int], list] = {}
+    def _chunks(self, regions, batch_key) -> list[list]:
+        """``regions`` grouped by ``batch_key(region)`` (window height, width, and whatever else a
+        batch must share) and chunked to at most ``batch`` windows and ``batch_pixels`` LR pixels
+        per network call."""
+        by_key: dict[tuple, list] = {}
         for region in regions:
-            by_shape.setdefault(window_shape(region), []).append(region)
+            by_key.setdefault(batch_key(region), []).append(region)
         batches = []
-        for (h, w), group in by_shape.items():
+        for (h, w, *_), group in by_key.items():
             n = max(1, min(self.batch, self.batch_pixels // (h * w)))
             batches += [group[i : i + n] for i in range(0, len(group), n)]
         return batches

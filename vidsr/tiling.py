@@ -179,17 +179,27 @@ class TileGrid:
                 k, :, cy : cy + g.h * s, cx : cx + g.w * s
             ]
 
-    def has_context(self, region: Region, radius: int) -> bool:
-        """Whether ``region``'s core has ``radius`` pixels of the frame on every side."""
-        return (region.y0 >= radius and region.x0 >= radius
-                and region.y0 + region.h + radius <= self.height and region.x0 + region.w + radius <= self.width)
+    def frame_edges(self, region: Region, radius: int) -> tuple[bool, bool, bool, bool] | None:
+        """For a net of receptive ``radius`` run unpadded: which sides of ``region``'s core (top,
+        bottom, left, right) lie on the frame edge; None when a side has some frame beyond the core
+        but less than ``radius`` (that region runs padded)."""
+        rooms = (region.y0, self.height - region.y0 - region.h, region.x0, self.width - region.x0 - region.w)
+        if any(0 < room < radius for room in rooms):
+            return None
+        return tuple(room == 0 for room in rooms)
 
     @staticmethod
-    def extract_around(plane, regions: list[Region], radius: int):
-        """The cores of same-shape regions with ``radius`` pixels around each, as one batch (regions
-        that ``has_context`` for ``radius``)."""
-        r = radius
-        parts = [plane[:, :, g.y0 - r : g.y0 + g.h + r, g.x0 - r : g.x0 + g.w + r] for g in regions]
+    def unpadded_window(region: Region, radius: int, edges) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) of the window an unpadded net needs for ``region``: ``radius`` beyond the
+        core on every side that is not on the frame edge."""
+        top, bottom, left, right = edges
+        return (region.y0 - (0 if top else radius), region.y0 + region.h + (0 if bottom else radius),
+                region.x0 - (0 if left else radius), region.x0 + region.w + (0 if right else radius))
+
+    @staticmethod
+    def extract_windows(plane, windows: list[tuple[int, int, int, int]]):
+        """Same-shape (y0, y1, x0, x1) windows of a (1, C, H, W) plane as one batch."""
+        parts = [plane[:, :, y0:y1, x0:x1] for y0, y1, x0, x1 in windows]
         return torch.cat(parts) if isinstance(plane, torch.Tensor) else np.concatenate(parts)
 
     @staticmethod

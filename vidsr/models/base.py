@@ -117,9 +117,12 @@ class Upscaler:
         return self._subnets[key]
 
     @torch.inference_mode()
-    def __call__(self, tiles: torch.Tensor, route: str | None = None, valid: bool = False) -> torch.Tensor:
+    def __call__(self, tiles: torch.Tensor, route: str | None = None, valid=None) -> torch.Tensor:
         """Upscale a batch of tile windows on ``route``. ``valid``: the windows carry the route's
-        whole receptive radius of context and only their cores come back (``valid_stack``)."""
+        whole receptive radius of context except on these frame-edge sides (top, bottom, left,
+        right), and only their cores come back (``valid_stack``)."""
         if tiles.device.type == "cpu":
             tiles = tiles.contiguous(memory_format=torch.channels_last)
-        return (self.valid_stack(route) if valid else self.runner(route))(tiles)
+        if valid is not None:
+            return self.valid_stack(route)(tiles, tuple(valid))
+        return self.runner(route)(tiles)
