@@ -207,8 +207,10 @@ class Engine:
             rows, cols = slice(g.y0 * s, (g.y0 + g.h) * s), slice(g.x0 * s, (g.x0 + g.w) * s)
             out[rows, cols] = self.from_unit(y[0, 0, rows, cols].clamp(0, 1), bits, full_range)
 
-    def run_tiles(self, x: torch.Tensor, grid: TileGrid, ids, route, out: torch.Tensor) -> float:
-        """Run ``route`` on tiles ``ids``, writing their cores into ``out``; returns ms.
+    def run_tiles(self, x: torch.Tensor, grid: TileGrid, ids, route, out: torch.Tensor) -> tuple[float, float]:
+        """Run ``route`` on tiles ``ids``, writing their cores into ``out``; returns the milliseconds
+        it took and the LR pixels it computed (windows, context included; unpadded windows counted
+        as the padded pixels of the same work), which is what a route's time is proportional to.
 
         Neighbouring tiles are merged into rectangles (``TileGrid.regions``) so they share their
         context; rectangles of the same window shape run as one batch. Where the route is a plain
@@ -228,9 +230,9 @@ class Engine:
                 unpadded.append((g, edges, grid.unpadded_window(g, valid.radius, edges)))
         padded = self._chunks(padded, lambda g: g.window_shape)
         unpadded = self._chunks(unpadded, lambda u: (u[2][1] - u[2][0], u[2][3] - u[2][2], u[1]))
-        self.executed_macs += macs * s2 * self.batched_pixels(padded)
-        self.executed_macs += macs * s2 * sum(valid.padded_pixels(y1 - y0, x1 - x0, edges)
-                                              for chunk in unpadded for _, edges, (y0, y1, x0, x1) in chunk)
+        pixels = self.batched_pixels(padded) + sum(valid.padded_pixels(y1 - y0, x1 - x0, edges)
+                                                   for chunk in unpadded for _, edges, (y0, y1, x0, x1) in chunk)
+        self.executed_macs += macs * s2 * pixels
         with self.network_threads():
             for chunk in padded:
                 grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
@@ -238,7 +240,7 @@ class Engine:
                 windows = grid.extract_windows(x, [window for _, _, window in chunk])
                 y = self.upscaler(windows, route, valid=chunk[0][1])
                 grid.place_cores(out, [g for g, _, _ in chunk], y, self.scale)
-        return (time.perf_counter() - t0) * 1000
+        return (time.perf_counter() - t0) * 1000, pixels
 
     def region_batches(self, grid: TileGrid, ids) -> list[list]:
         """Tiles ``ids`` as merged rectangles (``TileGrid.regions``: neighbours share their
@@ -267,6 +269,6 @@ class Engine:
     def _run_single(self, x, grid, budget):
         out = grid.new_output(x, self.scale)
         full = self.descriptor.full_route
-        ms = self.run_tiles(x, grid, range(len(grid)), None, out)
+        ms, _ = self.run_tiles(x, grid, range(len(grid)), None, out)
         return out, FrameStats(budget=1.0, route_shares={full.name: 1.0}, macs_per_pixel=full.macs_per_pixel,
                                ms={full.name: ms})
