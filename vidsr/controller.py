@@ -4,9 +4,8 @@ It never drops a frame: every frame is upscaled, and the budget (how much networ
 use) is what gives. Each frame it measures
 - how long the frame took end to end in the compute loop (the period, which includes decode and
   encode stealing CPU, queue waits and swscale), and how much of that the network took;
-- what each unit of routed work really cost on this machine: a thousand LR pixels computed by
-  each ARM width, PCSR's backbone per tile and its upsamplers per thousand pixels, the
-  interpolation pass.
+- what each unit of routed work really cost on this machine: a tile of each ARM width, PCSR's
+  backbone per tile and its upsamplers per thousand pixels, the interpolation pass.
 The per-unit costs are calibrated online (exponential averages), so the router spends a budget in
 milliseconds on the routes that buy the most quality per millisecond here. The budget for the next
 frame is the target period minus the measured non-network time, corrected by how far the run is

@@ -207,56 +207,29 @@ class Engine:
             rows, cols = slice(g.y0 * s, (g.y0 + g.h) * s), slice(g.x0 * s, (g.x0 + g.w) * s)
             out[rows, cols] = self.from_unit(y[0, 0, rows, cols].clamp(0, 1), bits, full_range)
 
-    def run_tiles(self, x: torch.Tensor, grid: TileGrid, ids, route, out: torch.Tensor) -> tuple[float, float]:
-        """Run ``route`` on tiles ``ids``, writing their cores into ``out``; returns the milliseconds
-        it took and the LR pixels it computed (windows, context included; unpadded windows counted
-        as the padded pixels of the same work), which is what a route's time is proportional to.
+    def run_tiles(self, x: torch.Tensor, grid: TileGrid, ids, route, out: torch.Tensor) -> float:
+        """Run ``route`` on tiles ``ids``, writing their cores into ``out``; returns ms.
 
         Neighbouring tiles are merged into rectangles (``TileGrid.regions``) so they share their
-        context; rectangles of the same window shape run as one batch. Where the route is a plain
-        conv stack, rectangles run unpadded with its whole receptive radius (``ValidConvStack``:
-        exact, and each layer computes only what the next needs); the others run padded in windows
-        of the model's declared context."""
+        context; rectangles of the same window shape run as one batch."""
         t0 = time.perf_counter()
         macs = (self.descriptor.full_route if route is None else self.descriptor.route(route)).macs_per_pixel
-        s2 = self.scale**2
-        valid = self.upscaler.valid_stack(route)
-        padded, unpadded = [], []  # regions; (region, edges, window)
-        for g in grid.regions(ids, self.max_region):
-            edges = None if valid is None else grid.frame_edges(g, valid.radius)
-            if edges is None:
-                padded.append(g)
-            else:
-                unpadded.append((g, edges, grid.unpadded_window(g, valid.radius, edges)))
-        padded = self._chunks(padded, lambda g: g.window_shape)
-        unpadded = self._chunks(unpadded, lambda u: (u[2][1] - u[2][0], u[2][3] - u[2][2], u[1]))
-        pixels = self.batched_pixels(padded) + sum(valid.padded_pixels(y1 - y0, x1 - x0, edges)
-                                                   for chunk in unpadded for _, edges, (y0, y1, x0, x1) in chunk)
-        self.executed_macs += macs * s2 * pixels
+        batches = self.region_batches(grid, ids)
+        self.executed_macs += macs * self.batched_pixels(batches) * self.scale**2
         with self.network_threads():
-            for chunk in padded:
+            for chunk in batches:
                 grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)
-            for chunk in unpadded:
-                windows = grid.extract_windows(x, [window for _, _, window in chunk])
-                y = self.upscaler(windows, route, valid=chunk[0][1])
-                grid.place_cores(out, [g for g, _, _ in chunk], y, self.scale)
-        return (time.perf_counter() - t0) * 1000, pixels
+        return (time.perf_counter() - t0) * 1000
 
     def region_batches(self, grid: TileGrid, ids) -> list[list]:
         """Tiles ``ids`` as merged rectangles (``TileGrid.regions``: neighbours share their
         context), grouped by window shape and chunked so that one network call holds at most
         ``batch`` windows and ``batch_pixels`` LR pixels."""
-        return self._chunks(grid.regions(ids, self.max_region), lambda g: g.window_shape)
-
-    def _chunks(self, regions, batch_key) -> list[list]:
-        """``regions`` grouped by ``batch_key(region)`` (window height, width, and whatever else a
-        batch must share) and chunked to at most ``batch`` windows and ``batch_pixels`` LR pixels
-        per network call."""
-        by_key: dict[tuple, list] = {}
-        for region in regions:
-            by_key.setdefault(batch_key(region), []).append(region)
+        by_shape: dict[tuple[int, int], list] = {}
+        for region in grid.regions(ids, self.max_region):
+            by_shape.setdefault(region.window_shape, []).append(region)
         batches = []
-        for (h, w, *_), group in by_key.items():
+        for (h, w), group in by_shape.items():
             n = max(1, min(self.batch, self.batch_pixels // (h * w)))
             batches += [group[i : i + n] for i in range(0, len(group), n)]
         return batches
@@ -269,6 +242,6 @@ class Engine:
     def _run_single(self, x, grid, budget):
         out = grid.new_output(x, self.scale)
         full = self.descriptor.full_route
-        ms, _ = self.run_tiles(x, grid, range(len(grid)), None, out)
+        ms = self.run_tiles(x, grid, range(len(grid)), None, out)
         return out, FrameStats(budget=1.0, route_shares={full.name: 1.0}, macs_per_pixel=full.macs_per_pixel,
                                ms={full.name: ms})

@@ -179,36 +179,6 @@ class TileGrid:
                 k, :, cy : cy + g.h * s, cx : cx + g.w * s
             ]
 
-    def frame_edges(self, region: Region, radius: int) -> tuple[bool, bool, bool, bool] | None:
-        """For a net of receptive ``radius`` run unpadded: which sides of ``region``'s core (top,
-        bottom, left, right) lie on the frame edge; None when a side has some frame beyond the core
-        but less than ``radius`` (that region runs padded)."""
-        rooms = (region.y0, self.height - region.y0 - region.h, region.x0, self.width - region.x0 - region.w)
-        if any(0 < room < radius for room in rooms):
-            return None
-        return tuple(room == 0 for room in rooms)
-
-    @staticmethod
-    def unpadded_window(region: Region, radius: int, edges) -> tuple[int, int, int, int]:
-        """(y0, y1, x0, x1) of the window an unpadded net needs for ``region``: ``radius`` beyond the
-        core on every side that is not on the frame edge."""
-        top, bottom, left, right = edges
-        return (region.y0 - (0 if top else radius), region.y0 + region.h + (0 if bottom else radius),
-                region.x0 - (0 if left else radius), region.x0 + region.w + (0 if right else radius))
-
-    @staticmethod
-    def extract_windows(plane, windows: list[tuple[int, int, int, int]]):
-        """Same-shape (y0, y1, x0, x1) windows of a (1, C, H, W) plane as one batch."""
-        parts = [plane[:, :, y0:y1, x0:x1] for y0, y1, x0, x1 in windows]
-        return torch.cat(parts) if isinstance(plane, torch.Tensor) else np.concatenate(parts)
-
-    @staticmethod
-    def place_cores(out, regions: list[Region], outputs, scale: int) -> None:
-        """Write core-sized ``outputs`` (n, C, h*s, w*s) of ``regions`` into ``out``."""
-        s = scale
-        for k, g in enumerate(regions):
-            out[0, :, g.y0 * s : (g.y0 + g.h) * s, g.x0 * s : (g.x0 + g.w) * s] = outputs[k]
-
     def core_mask(self, values, scale: int = 1):
         """Expand a per-tile array (len(tiles),) into a per-pixel map (H*s, W*s) (numpy)."""
         grid = np.asarray(values).reshape(self.rows, self.cols)

@@ -102,27 +102,8 @@ class Upscaler:
             self._subnets[route] = m
         return self._subnets[route]
 
-    def valid_stack(self, route):
-        """``route``'s net unpadded (``ValidConvStack``, cached) when it is a plain conv stack that
-        has one, else None: windows that carry its whole receptive radius then run exactly and
-        cheaper (``Engine.run_tiles``)."""
-        key = ("valid", route)
-        if key not in self._subnets:
-            if getattr(self.module, "subnet", None) is not None:
-                net = self.runner(route)  # the route's materialised subnet
-            else:
-                net = self.module if route in (None, self.descriptor.full_route.name) else None
-            make = getattr(net, "valid_stack", None)
-            self._subnets[key] = make() if make is not None else None
-        return self._subnets[key]
-
     @torch.inference_mode()
-    def __call__(self, tiles: torch.Tensor, route: str | None = None, valid=None) -> torch.Tensor:
-        """Upscale a batch of tile windows on ``route``. ``valid``: the windows carry the route's
-        whole receptive radius of context except on these frame-edge sides (top, bottom, left,
-        right), and only their cores come back (``valid_stack``)."""
+    def __call__(self, tiles: torch.Tensor, route: str | None = None) -> torch.Tensor:
         if tiles.device.type == "cpu":
             tiles = tiles.contiguous(memory_format=torch.channels_last)
-        if valid is not None:
-            return self.valid_stack(route)(tiles, tuple(valid))
         return self.runner(route)(tiles)

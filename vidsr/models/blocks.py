@@ -1,15 +1,10 @@
-"""Building blocks shared by the architectures: BSRN's BSConv/ESA/CCA, slimmable convolutions, and
-the unpadded ("valid") form of a plain conv stack that runs tile windows exactly."""
+"""Building blocks shared by the architectures: BSRN's BSConv/ESA/CCA and slimmable convolutions."""
 
 from __future__ import annotations
-
-import copy
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from .interpolate import kernel_radius, upscale
 
 
 class BSConv(nn.Module):
@@ -91,67 +86,3 @@ class WidthSupernet:
         net.load_state_dict({k: v[tuple(slice(0, n) for n in shapes[k].shape)].contiguous()
                              for k, v in self.state_dict().items()})
         return net.eval()
-
-
-# Layers a plain conv stack may hold between its convolutions: pointwise, so they need no context.
-_POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Tanh, nn.Identity)
-
-
-class ValidConvStack(nn.Module):
-    """A conv-stack net of the form ``upscale(x) + pixel_shuffle(body(x))`` (the plain baseline,
-    ESPCN, the plain supernet's widths) run without padding on a window that carries the body's
-    whole receptive radius of context; it returns the window's core only.
-
-    Why: the padded net computes every layer over the whole window, although each layer needs one
-    pixel less of context per side than the one before it. Unpadded, each layer computes only what
-    the next one needs: an isolated 32-px tile of the 8-conv plain net does 0.72x the work of its
-    padded window (about 0.8x the time on a 2-core CPU, measured for 32-128 px cores), and since
-    the window holds the whole receptive radius the core is exactly the untiled net's output.
-
-    ``edges`` (top, bottom, left, right) name the sides where the core lies on the frame edge: there
-    the window stops at the core and every conv pads that side with zeros, as the padded net does
-    at the frame edge, so those cores are exact too."""
-
-    NO_EDGES = (False, False, False, False)
-
-    def __init__(self, body: nn.Sequential, scale: int):
-        super().__init__()
-        self.body = copy.deepcopy(body)
-        self.scale = scale
-        self.radius = 0
-        self._layers = []  # (MACs per output pixel, pixels shrunk per open side once the layer has run)
-        for m in self.body:
-            if isinstance(m, nn.Conv2d):
-                k = m.kernel_size
-                if (m.stride != (1, 1) or m.dilation != (1, 1) or k[0] != k[1] or k[0] % 2 == 0
-                        or m.padding != (k[0] // 2, k[1] // 2) or m.padding_mode != "zeros"):
-                    raise TypeError(f"{m} is not a same-size odd-kernel convolution")
-                m.padding = (0, 0)
-                self.radius += k[0] // 2
-                self._layers.append((m.in_channels * m.out_channels * k[0] * k[1] / m.groups, self.radius))
-            elif not isinstance(m, _POINTWISE):
-                raise TypeError(f"{type(m).__name__} is not a convolution or a pointwise layer")
-        if self.radius < kernel_radius("bicubic"):  # the residual base is cropped from the window too
-            raise TypeError(f"receptive radius {self.radius} is below bicubic's")
-
-    def forward(self, x, edges: tuple[bool, bool, bool, bool] = NO_EDGES):
-        top, bottom, left, right = edges
-        h = x
-        for m in self.body:
-            if isinstance(m, nn.Conv2d) and any(edges):
-                p = m.kernel_size[0] // 2
-                h = F.pad(h, (p * left, p * right, p * top, p * bottom))
-            h = m(h)
-        base = upscale(x, self.scale)  # replicates at the window's edges: exact where that is the frame's
-        c = self.radius * self.scale
-        rows, cols = base.shape[-2:]
-        base = base[..., 0 if top else c : rows - (0 if bottom else c), 0 if left else c : cols - (0 if right else c)]
-        return base + F.pixel_shuffle(h, self.scale)
-
-    def padded_pixels(self, h: int, w: int, edges: tuple[bool, bool, bool, bool] = NO_EDGES) -> float:
-        """LR pixels that the padded net would have to run on to do the work that one (h, w) window
-        does here: each layer computes only its shrunken area (for the executed-MACs count)."""
-        top, bottom, left, right = edges
-        open_rows, open_cols = 2 - top - bottom, 2 - left - right
-        total = sum(macs for macs, _ in self._layers)
-        return sum(macs * (h - open_rows * shrunk) * (w - open_cols * shrunk) for macs, shrunk in self._layers) / total

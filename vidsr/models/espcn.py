@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import ValidConvStack
 from .interpolate import upscale
 from .wdsr import he_init, zero_init
 
@@ -36,7 +35,3 @@ class ESPCN(nn.Module):
         if route not in (None, "full"):
             raise KeyError(f"ESPCN has no route {route!r}")
         return upscale(x, self.scale) + F.pixel_shuffle(self.body(x), self.scale)
-
-    def valid_stack(self) -> ValidConvStack:
-        """This net unpadded, for windows that carry its whole receptive radius (see ValidConvStack)."""
-        return ValidConvStack(self.body, self.scale)

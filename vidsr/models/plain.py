@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import ValidConvStack, WidthSupernet, slim_conv
+from .blocks import WidthSupernet, slim_conv
 from .interpolate import upscale
 from .wdsr import he_init, zero_init
 
@@ -36,10 +36,6 @@ class PlainSR(nn.Module):
 
     def forward(self, x, route=None):
         return upscale(x, self.scale) + F.pixel_shuffle(self.body(x), self.scale)
-
-    def valid_stack(self) -> ValidConvStack:
-        """This net unpadded, for windows that carry its whole receptive radius (see ValidConvStack)."""
-        return ValidConvStack(self.body, self.scale)
 
 
 class SlimPlain(WidthSupernet, PlainSR):

@@ -83,8 +83,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                      # receptive radius 8; measured on val with the shipped weights and every 32-px tile
                      # in its own window: context 7 leaves at most 1 8-bit level off an exact merge on
                      # < 0.06% of pixels at x2 and x4 (0.0000 dB); 6 is 2 levels off at x4, 4 up to 13;
-                     # lone tiles compute 2.1x their core instead of 2.25x. Only frame-edge tiles use
-                     # it: the others run unpadded with the whole radius (Engine.run_tiles), exactly
+                     # lone tiles compute 2.1x their core instead of 2.25x
                      router="arm", context=7, routes=_width_routes),
         Architecture("pcsr-wdsr", PCSR,
                      {"channels": 32, "blocks": 4, "backbone": "wdsr", "upsamplers": [[16, 16], [64, 64, 64]],

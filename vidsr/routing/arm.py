@@ -31,7 +31,6 @@ INTERP_UNIT = "interpolation"  # the cost unit of the one whole-frame interpolat
 STATIC_DIFF = 1.0 / 255  # mean absolute change of a tile below which it counts as static
 HYSTERESIS = 0.08  # on a re-plan, static tiles value their previous route's MSE this much lower
 DEADBAND = 0.10  # relative budget change within which static tiles keep their routes
-FRAGMENTATION_SMOOTHING = 0.3  # how fast the computed-per-core-pixel ratio follows the last frames
 
 
 @dataclass
@@ -39,7 +38,6 @@ class Plan:
     routes: np.ndarray  # route index per tile
     predicted_mse: np.ndarray  # (routes, tiles) per pixel
     cost: float  # in the budget's unit
-    core_pixels: np.ndarray  # LR pixels per tile
 
 
 class ARMRouter:
@@ -55,32 +53,25 @@ class ARMRouter:
             raise ValueError(f"{d.name} has no Edge-to-PSNR table in its weights") from None
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
         self._previous: tuple | None = None  # (frame, routes) of the last frame, for hysteresis
-        # LR pixels the networks computed per core pixel of their tiles in recent frames (context
-        # included, less where neighbours shared it); None: not measured yet, price lone tiles
-        self._fragmentation: float | None = None
 
     def reset(self) -> None:
         self._previous = None
-        self._fragmentation = None
 
     # -- planning ---------------------------------------------------------------------------------
 
     def plan(self, x: torch.Tensor, grid, budget, interpolates: bool = True) -> Plan:
         """Routes per tile. ``budget``: a float in [0, 1], the fraction of the way from
         all-interpolation to all-full-network MACs; or a ``TimeBudget``: milliseconds, with the
-        calibrated milliseconds per thousand LR pixels each width computes (``work_pixels``) and
-        per interpolation pass, which is charged only if this frame ``interpolates`` (not when
-        the caller brings its own base). A tile is priced at its core pixels times the pixels
-        computed per core pixel (``work_pixels``): priced per pixel, a width that ran on one lone
-        tile is not made to look dearer than one that ran on many merged ones."""
+        calibrated milliseconds one tile costs on each route (every tile runs in a same-size
+        window, so a tile costs the same whatever its core) and one interpolation pass costs, which
+        is charged only if this frame ``interpolates`` (not when the caller brings its own base)."""
         scores = tile_edge_scores(x, grid.tile).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
-        core = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64)
-        pixels = core * self.descriptor.scale**2
+        pixels = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * self.descriptor.scale**2
         values = -mse * pixels
         if isinstance(budget, TimeBudget):
-            per_kpx = np.array([0.0] + [budget.unit_ms[n] for n in self.names[1:]])
-            costs = per_kpx[:, None] * (core * self.work_pixels(grid) / 1000)[None, :]
+            per_tile = np.array([0.0] + [budget.unit_ms[n] for n in self.names[1:]])
+            costs = np.repeat(per_tile[:, None], len(pixels), axis=1)
             total = budget.ms - (budget.unit_ms.get(INTERP_UNIT, 0.0) if interpolates else 0.0)
         else:
             costs = self.macs[:, None] * pixels[None, :]
@@ -88,21 +79,7 @@ class ARMRouter:
             total = floor + min(max(budget, 0.0), 1.0) * (top - floor)
         routes, anchor = self._solve_with_memory(x, grid, costs, values, mse, pixels, total)
         self._previous = (x.clone(), routes, anchor)
-        return Plan(routes, mse, float(costs[routes, np.arange(len(routes))].sum()), core)
-
-    def work_pixels(self, grid) -> float:
-        """LR pixels a network computes per core pixel of its tiles: what recent frames measured,
-        or before any, a lone tile's window over its core (the dearest case)."""
-        if self._fragmentation is not None:
-            return self._fragmentation
-        return grid.window_pixels() / grid.tile**2
-
-    def _measure_fragmentation(self, computed: float, core: float) -> None:
-        if core <= 0:
-            return
-        ratio = computed / core
-        old = self._fragmentation
-        self._fragmentation = ratio if old is None else old + FRAGMENTATION_SMOOTHING * (ratio - old)
+        return Plan(routes, mse, float(costs[routes, np.arange(len(routes))].sum()))
 
     def _solve_with_memory(self, x, grid, costs, values, mse, pixels, total):
         """(routes, the budget they were planned with), keeping static tiles stable."""
@@ -143,15 +120,11 @@ class ARMRouter:
                 engine.executed_macs += self.macs[0] * out.numel()
         else:
             out = grid.new_output(x, s)
-        computed = core = 0.0
         for r in range(1, len(self.names)):
             ids = np.nonzero(plan.routes == r)[0]
             if len(ids):
-                ms[self.names[r]], px = engine.run_tiles(x, grid, ids, self.names[r], out)
-                work[self.names[r]] = px / 1000  # a width's unit of work: a thousand LR pixels computed
-                computed += px
-                core += plan.core_pixels[ids].sum()
-        self._measure_fragmentation(computed, core)
+                ms[self.names[r]] = engine.run_tiles(x, grid, ids, self.names[r], out)
+                work[self.names[r]] = len(ids)
         stats = self._stats(plan, grid, budget, ms, work)
         stats.network_tiles = np.nonzero(plan.routes)[0].tolist()
         return out, stats
@@ -169,9 +142,8 @@ class ARMRouter:
 
     @torch.inference_mode()
     def calibrate(self, engine, x: torch.Tensor, samples: int = 8) -> dict[str, float]:
-        """Measured milliseconds of one unit of each kind of work on ``x``'s size: a thousand LR
-        pixels computed by each width (on a few isolated tiles: per-call overheads included, the
-        dearest case), and one interpolation pass."""
+        """Measured milliseconds of one unit of each kind of work on ``x``'s size: each width on a
+        few isolated tiles (no merging: the dearest case), and one interpolation pass."""
         grid = engine.grid(*x.shape[-2:])
         ids = np.unique(np.linspace(0, len(grid) - 1, min(samples, len(grid))).round().astype(int))
         out = grid.new_output(x, self.descriptor.scale)
@@ -179,17 +151,16 @@ class ARMRouter:
         for name in self.names[1:]:
             for k in range(1, 4):  # warm-up: builds the subnet, and the batch shapes a tight budget buys
                 engine.run_tiles(x, grid, ids[:k], name, out)
-            ms, px = engine.run_tiles(x, grid, ids, name, out)
-            units[name] = ms / (px / 1000)
+            units[name] = engine.run_tiles(x, grid, ids, name, out) / len(ids)
         units[INTERP_UNIT] = interpolation_ms(x, self.descriptor.scale)
         engine.executed_macs = 0.0
         return units
 
     def unit_macs(self, grid) -> dict[str, float]:
-        """MACs of one unit of each kind of work (a thousand LR pixels computed by a width, one
-        interpolation pass), so the controller can guess costs it has not measured yet."""
+        """MACs of one unit of each kind of work (a tile window per route, one interpolation pass),
+        so the controller can guess costs it has not measured yet."""
         s2 = self.descriptor.scale ** 2
-        units = {n: self.macs[r] * 1000 * s2 for r, n in enumerate(self.names) if r}
+        units = {n: self.macs[r] * grid.window_pixels() * s2 for r, n in enumerate(self.names) if r}
         units[INTERP_UNIT] = self.macs[0] * grid.height * grid.width * s2
         return units
 
