@@ -12,9 +12,9 @@ declare -A ARGS=(
   [pipeline]="--repeats 3 --seconds 4 --network plain"
   [quality]="--scales 2 3 4"
   [routing]="--scales 2 4"
-  [fps]="--seconds 4 --targets 1 2 5 10 30 60"
-  [fps-espcn]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-espcn"
-  [fps-wdsr]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-wdsr"
+  [fps]="--seconds 4 --targets 1 2 5 10 30 60 --repeats 3"
+  [fps-espcn]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-espcn --repeats 3"
+  [fps-wdsr]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-wdsr --repeats 3"
 )
 for name in "${@:-pipeline quality routing fps fps-espcn fps-wdsr}"; do
   for result in $name; do

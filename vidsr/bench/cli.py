@@ -53,6 +53,8 @@ def main(argv: list[str]) -> int:
             q.add_argument("--targets", type=float, nargs="+", help="fps targets (default: spread between the measured ends)")
             q.add_argument("--seconds", type=float, default=6.0)
             q.add_argument("--model", help="the routed model (default: the best shipped for x2)")
+            q.add_argument("--repeats", type=int, default=1,
+                           help="runs per target; the table shows means and the PSNR-Y spread (default 1)")
     for q in sub.choices.values():
         q.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args(argv)
@@ -72,7 +74,9 @@ def main(argv: list[str]) -> int:
     else:
         from .fps import report, run
 
-        res = run(args.val_dir, args.targets, args.seconds, args.model)
+        if args.repeats < 1:
+            p.error("--repeats must be at least 1")
+        res = run(args.val_dir, args.targets, args.seconds, args.model, args.repeats)
     print(report(res))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), **res}, indent=1, default=str))
