@@ -41,7 +41,7 @@ def steady(engine: Engine, planes, truth, budget_ms: float) -> dict:
         controller.seed(engine.router.calibrate(engine, x0))
     values, network = [], []
     for i, (plane, hr) in enumerate(zip(planes, truth)):
-        out, stats = engine.upscale(engine.to_unit(plane, 8, False), TimeBudget(ms=budget_ms, unit_ms=controller._unit_costs()))
+        out, stats = engine.upscale(engine.to_unit(plane, 8, False), TimeBudget(ms=budget_ms, unit_ms=controller.prices()))
         controller.observe(stats)
         if i >= WARMUP_FRAMES:
             values.append(psnr(quantize8(out[0, 0]), torch.from_numpy(hr), 2))

@@ -120,7 +120,7 @@ class FpsController:
         avail = self.period_ms * (1.0 - self.margin) - self.overhead_ms + correction
         self.current = self._choose_setting()
         self.current.last_used = self.frames
-        self.last_budget = TimeBudget(ms=max(avail, 0.0), unit_ms=self._unit_costs(), threads=self.current.threads)
+        self.last_budget = TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(), threads=self.current.threads)
         return self.last_budget
 
     def _choose_setting(self) -> ThreadSetting:
@@ -228,7 +228,9 @@ class FpsController:
         if total_macs > 0:
             s.ms_per_gmac = sum(t for t, _ in measured) / total_macs * 1e9
 
-    def _unit_costs(self) -> dict[str, float]:
+    def prices(self) -> dict[str, float]:
+        """Milliseconds per unit of each kind of work, as the next frame's budget prices it (measured,
+        else guessed from MACs at the measured speed)."""
         return {u: self.unit_ms.get(u, macs / 1e9 * self.ms_per_gmac) for u, macs in self.unit_macs.items()}
 
     # -- reporting ----------------------------------------------------------------------------

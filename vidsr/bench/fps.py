@@ -148,14 +148,15 @@ def report(res: dict) -> str:
     lz, full = res["lanczos"], res["full"]
     repeats = res.get("repeats", 1)
     spread = repeats > 1
+    no_spread = " - |" if spread else ""  # the spread column's cell in rows that were run once
     out = [f"Clip: {res['clip']} (validation images, lossless input, x264 crf 12 veryfast output); "
            f"model `{res['model']}`" + (f"; each target run {repeats} times, means shown" if spread else "") + ".\n",
            "| run | target fps | steady fps | off target | mean budget | PSNR-Y (dB) | vs Lanczos (dB) |"
            + (" PSNR-Y spread over runs (dB) |" if spread else ""),
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if spread else ""),
-           f"| Lanczos (swscale) | - | {lz['fps']:.1f} | - | 0 | {lz['psnr_y']:.3f} | 0 |" + (" - |" if spread else ""),
+           f"| Lanczos (swscale) | - | {lz['fps']:.1f} | - | 0 | {lz['psnr_y']:.3f} | 0 |" + no_spread,
            f"| full network, no router ({full['note']}) | - | {full['fps']:.2f} | - | 1 | {full['psnr_y']:.3f} | "
-           f"{full['psnr_y'] - lz['psnr_y']:+.3f} |" + (" - |" if spread else "")]
+           f"{full['psnr_y'] - lz['psnr_y']:+.3f} |" + no_spread]
     for r in res["runs"]:
         out.append(f"| --fps-target {r['target']:g} | {r['target']:g} | {r['fps']:.2f} | {r['error']:+.1%} | "
                    f"{r['mean_budget']:.3f} | {r['psnr_y']:.3f} | {r['gain_over_lanczos_db']:+.3f} |"
