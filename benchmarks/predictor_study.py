@@ -21,12 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidsr.bench.routing import WITHIN_DB, _fixed_route, measure, oracle_tiles
+from vidsr.bench.routing import WITHIN_DB, _fixed_route, measure, oracle_psnr, oracle_tiles
 from vidsr.engine import Engine
 from vidsr.metrics import psnr
 from vidsr.models import registry
 from vidsr.routing.edge import EdgePSNRTable, laplacian_abs, tile_edge_scores
-from vidsr.routing.solver import solve
 from vidsr.train.data import default_folder, load_pairs
 
 TILE = 32
@@ -70,18 +69,8 @@ class Study:
 
     def routed(self, predicted_mse: list[np.ndarray], budget: float) -> tuple[float, float]:
         """(PSNR-Y, MACs ratio) when the solver routes every tile from ``predicted_mse``."""
-        ps, spent, pixels = [], 0.0, 0
-        side = TILE * self.scale
-        for (outs, _, tile_px), p, pred in zip(self.tiles, self.pairs, predicted_mse):
-            h, w = p.hr.shape
-            costs = self.macs[:, None] * tile_px[None, :]
-            routes = solve(costs, -pred * tile_px[None, :], costs[0].sum() + budget * (costs[-1].sum() - costs[0].sum()))
-            pick = torch.from_numpy(routes).view(-(-h // side), -(-w // side))
-            pick = pick.repeat_interleave(side, 0).repeat_interleave(side, 1)[:h, :w]
-            ps.append(psnr(torch.gather(outs, 0, pick[None]).squeeze(0), p.hr, self.scale))
-            spent += float(costs[routes, np.arange(len(routes))].sum())
-            pixels += p.hr.numel()
-        return float(np.mean(ps)), spent / pixels / self.macs[-1]
+        p, macs = oracle_psnr(self.tiles, self.pairs, self.macs, self.scale, TILE, budget, predicted_mse)
+        return p, macs / self.macs[-1]
 
     def score(self, predicted_mse) -> str:
         lo, hi = 0.0, 1.0

@@ -163,13 +163,17 @@ def oracle_tiles(route_outputs, pairs, tile: int, scale: int) -> list[tuple]:
     return prepared
 
 
-def oracle_psnr(tiles, pairs, macs, scale: int, tile: int, budget: float) -> tuple[float, float]:
+def oracle_psnr(tiles, pairs, macs, scale: int, tile: int, budget: float,
+                predicted_mse: list | None = None) -> tuple[float, float]:
     """(mean PSNR-Y, MACs per pixel) when every ``tile`` LR tile takes the route that the budgeted
-    solver picks from its *true* error (``oracle_tiles``)."""
+    solver picks from its *true* error (``oracle_tiles``), or from ``predicted_mse`` (per image,
+    (routes, tiles)) when given: quality is read off the real route outputs either way."""
     macs = np.asarray(macs, dtype=np.float64)
     side = tile * scale
     ps, spent, pixels = [], 0.0, 0
-    for (outs, mse, tile_px), p in zip(tiles, pairs):
+    for i, ((outs, mse, tile_px), p) in enumerate(zip(tiles, pairs)):
+        if predicted_mse is not None:
+            mse = predicted_mse[i]
         h, w = p.hr.shape
         costs = macs[:, None] * tile_px[None, :]
         routes = solve(costs, -mse * tile_px[None, :], costs[0].sum() + budget * (costs[-1].sum() - costs[0].sum()))
