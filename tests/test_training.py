@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vidsr.errors import WeightsError
+from vidsr.errors import SettingsError, WeightsError
 from vidsr.models import registry, weights
 from vidsr.train.trainer import TrainConfig, Trainer
 
@@ -263,6 +263,38 @@ def test_a_trained_plain_net_starts_the_plain_supernet_at_full_width(image_dirs,
     with pytest.raises(ValueError, match="shares no tensor"):
         Trainer(config(image_dirs, tmp_path / "wdsr", arch="wdsr", init=given,
                        model_config={"channels": 8, "blocks": 1}), progress=False)
+
+
+def test_an_x2_run_starts_an_x4_run_with_its_body(tmp_path):
+    # the body's convolutions do not depend on the scale, the upsampling tail does: --init from an
+    # x2 net copies the former and starts the latter fresh
+    image_dirs = tmp_path / "train", tmp_path / "val"
+    for folder, seeds in zip(image_dirs, ((1, 2), (60,))):
+        folder.mkdir()
+        for i in seeds:  # 192 px tall: one 32-px LR tile at x4 for the Edge-to-PSNR table
+            Image.fromarray(np.concatenate([blocks_image(i), blocks_image(i + 1)])).save(folder / f"{i}.png")
+    cfg = dict(arch="arm-plain", model_config={"widths": [4, 8], "convs": 2})
+    entry = Trainer(config(image_dirs, tmp_path / "x2", iterations=3, **cfg), progress=False).run()
+    given = registry.load(str(tmp_path / "x2" / entry["file"]), 2).module.state_dict()
+    t = Trainer(config(image_dirs, tmp_path / "x4", scale=4, iterations=2, init=tmp_path / "x2" / entry["file"],
+                       **cfg), progress=False)
+    own = t.model.state_dict()
+    copied = [k for k in own if k not in t.init_info["fresh_tensors"]]
+    assert copied and t.init_info["fresh_tensors"] and t.init_info["scale"] == 2
+    for k in copied:
+        assert torch.equal(own[k], given[k]), k
+    for k in t.init_info["fresh_tensors"]:
+        assert own[k].shape != given[k].shape, k
+    assert t.run()["scale"] == 4
+    # a weights file for inference is still checked against the scale asked for
+    with pytest.raises(SettingsError, match="x2 model"):
+        registry.load(str(tmp_path / "x2" / entry["file"]), 4)
+    # validation images too small for one table tile at x4 get a clear error, not a crash in torch
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.fromarray(blocks_image(3)).save(small / "0.png")
+    with pytest.raises(ValueError, match="no validation image has a 32x32 LR tile at x4"):
+        Trainer(config(image_dirs, tmp_path / "x4s", scale=4, iterations=1, val_dir=small, **cfg), progress=False).run()
 
 
 def test_supernet_runs_keep_the_state_best_over_all_widths(image_dirs, tmp_path):

@@ -188,9 +188,10 @@ def default_model(scale: int) -> str:
     return best_shipped(scale) or "lanczos"
 
 
-def manifest_entry(name: str, scale: int) -> dict | None:
+def manifest_entry(name: str, scale: int | None) -> dict | None:
     """The manifest entry for a shipped name, or for a path to a weights file (its manifest must
-    sit beside it)."""
+    sit beside it). ``scale`` None accepts a path's file at whatever scale it was trained for
+    (``vidsr train --init``, where an x2 net starts an x4 run)."""
     if name.endswith(".safetensors") or "/" in name or "\\" in name:
         path = Path(name)
         if not path.is_file():
@@ -199,7 +200,7 @@ def manifest_entry(name: str, scale: int) -> dict | None:
         if not entries:
             raise WeightsError(f"{path} is not listed in {path.parent / weights.MANIFEST}; refusing unverified weights")
         entry = entries[0]
-        if entry["scale"] != scale:
+        if scale is not None and entry["scale"] != scale:
             raise SettingsError(f"{path} is a x{entry['scale']} model, but --scale is {scale}")
         return entry
     if name in ARCHITECTURES and not architecture(name).trainable:

@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ARM only: train the full width alone for the first N steps, then draw widths "
                    "(default: a tenth of --iterations from scratch, 0 with --init)")
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
-                   help="start a new run from a .safetensors file (listed in a manifest beside it): tensors of "
-                   "matching name and shape are copied, the rest start fresh")
+                   help="start a new run from a .safetensors file (listed in a manifest beside it; any scale, so "
+                   "an x2 net can start an x4 run): tensors of matching name and shape are copied, the rest "
+                   "start fresh")
     p.add_argument("--stage1-fraction", type=float,
                    help="PCSR only: share of --iterations for the light upsampler + classifier stage "
                    "(default 0.35; 1 with --init retrains only those over a trained backbone and heavy head)")

@@ -149,8 +149,10 @@ class Trainer:
             self._load_checkpoint()
 
     def _init_from(self, path: Path) -> dict:
-        """Copy the matching tensors of a verified weights file into the fresh model."""
-        entry = registry.manifest_entry(str(path), self.cfg.scale)
+        """Copy the matching tensors of a verified weights file into the fresh model. Its scale may
+        differ: the body of an x2 net is a good start for x4 (as EDSR trains x4 from x2); the
+        upsampling tail, whose shape depends on the scale, then starts fresh."""
+        entry = registry.manifest_entry(str(path), None if path.suffix == ".safetensors" else self.cfg.scale)
         state, _ = weights.load_checked(entry)
         own = self.model.state_dict()
         taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -161,7 +163,7 @@ class Trainer:
         self.model.load_state_dict(taken, strict=False)
         fresh = sorted(k for k in own if k not in taken)
         return {"file": entry["file"], "sha256": entry["sha256"], "architecture": entry["architecture"],
-                "fresh_tensors": fresh}
+                "scale": entry["scale"], "fresh_tensors": fresh}
 
     # -- schedule --------------------------------------------------------------------------------
 
@@ -468,16 +470,22 @@ class Trainer:
 
 @torch.inference_mode()
 def build_edge_table(model, desc, pairs, scale: int, patch: int = ARM_TABLE_PATCH) -> EdgePSNRTable:
-    """Edge score and per-route PSNR of every ``patch`` LR cell of the validation images."""
+    """Edge score and per-route PSNR of every ``patch`` LR cell of the validation images (an image
+    smaller than one cell adds none)."""
     names = tuple(r.name for r in desc.routes)
     scores, psnrs = [], []
     for p in pairs:
         h, w = (p.lr.shape[0] // patch) * patch, (p.lr.shape[1] // patch) * patch
+        if not h or not w:
+            continue
         lr, hr = p.lr[:h, :w], p.hr[: h * scale, : w * scale]
         scores.append(tile_edge_scores(lr[None, None], patch).flatten())
         per = [patch_psnr(upscale_image(lambda x, r=r: model(x, r), lr)[None, None], hr[None, None], patch * scale)
                for r in names]
         psnrs.append(torch.stack(per))
+    if not scores:
+        raise ValueError(f"no validation image has a {patch}x{patch} LR tile at x{scale} (each must be at least "
+                         f"{patch * scale} px on its short side) for the Edge-to-PSNR table")
     return EdgePSNRTable.fit(torch.cat(scores), torch.cat(psnrs, dim=1), names)
 
 
