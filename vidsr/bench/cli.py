@@ -49,6 +49,9 @@ def main(argv: list[str]) -> int:
         if name == "routing":
             q.add_argument("--models", nargs="+", metavar="NAME|PATH",
                            help="only these routed models (shipped names or .safetensors paths; default: every shipped one)")
+            q.add_argument("--tile", type=int, metavar="PX",
+                           help="the routers' tile side in LR pixels (default: the engine's, ARM 32 and PCSR 64); "
+                           "larger tiles pay their context less often but route more coarsely")
         if name == "fps":
             q.add_argument("--targets", type=float, nargs="+", help="fps targets (default: spread between the measured ends)")
             q.add_argument("--seconds", type=float, default=6.0)
@@ -70,7 +73,9 @@ def main(argv: list[str]) -> int:
     elif args.which == "routing":
         from .routing import report, run
 
-        res = run(args.val_dir, args.scales, models=args.models)
+        if args.tile is not None and args.tile < 8:
+            p.error("--tile must be at least 8")
+        res = run(args.val_dir, args.scales, models=args.models, tile=args.tile)
     else:
         from .fps import report, run
 

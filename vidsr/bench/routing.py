@@ -92,7 +92,9 @@ def _routed_models(scale: int, models: list[str] | None) -> list[str]:
 
 
 @torch.no_grad()  # not set_grad_enabled(False): an in-process caller (tests, a notebook) keeps its autograd
-def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[str] | None = None) -> dict:
+def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[str] | None = None,
+        tile: int | None = None) -> dict:
+    """``tile``: the routers' tile side (None: the engine's default per router family)."""
     val_dir = Path(val_dir or default_folder("val"))
     res = {"val_dir": str(val_dir), "models": []}
     picked = {scale: _routed_models(scale, models) for scale in scales}
@@ -123,7 +125,8 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
                 fixed = _fixed_route(up, r.name, pairs, scale, repeats, route_outputs[-1], baseline)
                 block["fixed"].append({"route": r.name, **ratios(fixed)})
             route_outputs.append(full_outputs)
-            router_engine = Engine(up, router=build_router(up))
+            router_engine = Engine(up, router=build_router(up), tile=tile)
+            block["tile"] = router_engine.tile
             if d.router == "arm":
                 block["oracle"] = _oracle_block(route_outputs, pairs, [r.macs_per_pixel for r in d.routes],
                                                 scale, router_engine.tile, full["psnr_y"])
@@ -227,7 +230,8 @@ def report(res: dict) -> str:
     for b in res["models"]:
         f = b["full"]
         out.append(f"**{b['model']} x{b['scale']}** ({b['router'].upper()} router). Full network: "
-                   f"{f['psnr_y']:.3f} dB, {f['macs']:,.0f} MACs/px, {f['seconds']:.2f} s for all images.\n")
+                   f"{f['psnr_y']:.3f} dB, {f['macs']:,.0f} MACs/px, {f['seconds']:.2f} s for all images. "
+                   f"Router tiles: {b['tile']} px.\n")
         out.append("| run | budget | PSNR-Y (dB) | vs full (dB) | MACs ratio | executed MACs ratio | time ratio |")
         out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for p in b["fixed"]:
