@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--frames", type=int, default=60, help="frames used (every other one of the 4 s clip)")
     ap.add_argument("--val-dir", type=Path, default=None)
+    ap.add_argument("--tile", type=int, nargs="+", default=[None], metavar="PX",
+                    help="router tile sides to compare (default: the engine's)")
     args = ap.parse_args()
     tune_allocator()
     val_dir = Path(args.val_dir or default_folder("val"))
@@ -67,13 +69,14 @@ def main() -> None:
     step = max(1, len(planes) // args.frames)
     planes, truth = planes[::step][: args.frames], truth[::step][: args.frames]
     up = registry.load(args.model, 2)
-    engine = Engine(up, router=build_router(up))
+    engines = [Engine(up, router=build_router(up), tile=t) for t in args.tile]
     print(f"{args.model} x2, {len(planes)} frames of 640x360, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for b in args.budgets:
-        runs = [steady(engine, planes, truth, b) for _ in range(args.repeats)]
-        ps = [r["psnr_y"] for r in runs]
-        print(f"budget {b:g} ms: PSNR-Y {np.mean(ps):.3f} dB (runs {', '.join(f'{p:.3f}' for p in ps)}), "
-              f"network {np.mean([r['network_ms'] for r in runs]):.1f} ms a frame", flush=True)
+        for engine in engines:  # tile sizes interleaved per budget, so the machine's drift hits them alike
+            runs = [steady(engine, planes, truth, b) for _ in range(args.repeats)]
+            ps = [r["psnr_y"] for r in runs]
+            print(f"budget {b:g} ms, {engine.tile}-px tiles: PSNR-Y {np.mean(ps):.3f} dB (runs {', '.join(f'{p:.3f}' for p in ps)}), "
+                  f"network {np.mean([r['network_ms'] for r in runs]):.1f} ms a frame", flush=True)
 
 
 if __name__ == "__main__":

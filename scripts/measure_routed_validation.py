@@ -1,7 +1,7 @@
 """Add each shipped routed model's validation PSNR under its own router at the reference cost
 (``validation.routed`` in vidsr/weights/manifest.json: the same MACs per pixel for every model of a
 scale, ``evaluate.ROUTED_MACS_PER_INPUT_PIXEL``) where it is missing or was measured at another
-cost, or for every routed model with --all. New exports measure it themselves (``Trainer.export``); this fills in entries
+cost or with other tiles than the engine's default, or for every routed model with --all. New exports measure it themselves (``Trainer.export``); this fills in entries
 exported before that measure existed. The CLI picks the model for ``--fps-target`` and
 ``--budget`` < 1 by it (``registry.best_routed``).
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from vidsr.engine import DEFAULT_TILE
 from vidsr.models import registry, weights
 from vidsr.train.data import default_folder, load_pairs
 from vidsr.train.evaluate import routed_reference, routed_validation
@@ -35,12 +36,15 @@ def main() -> None:
         scale = e["scale"]
         up = registry.load(e["name"], scale)
         macs, _ = routed_reference(up.descriptor)
-        if e["validation"].get("routed", {}).get("macs_per_pixel") == round(macs) and not args.all:
+        had = e["validation"].get("routed", {})
+        # entries from before tiles were recorded were measured at the then default: ARM 32, PCSR 64
+        tile = had.get("tile", 32 if up.descriptor.router == "arm" else 64)
+        if had.get("macs_per_pixel") == round(macs) and tile == DEFAULT_TILE[up.descriptor.router] and not args.all:
             continue
         pairs.setdefault(scale, load_pairs(val_dir, scale))
         e["validation"]["routed"] = r = routed_validation(up, pairs[scale])
-        print(f"{e['name']} x{scale}: {r['psnr_y']:.4f} dB at {r['macs_per_pixel']:,} MACs/px, budget {r['budget']} "
-              f"(full {e['validation']['psnr_y']:.4f})")
+        print(f"{e['name']} x{scale}: {r['psnr_y']:.4f} dB at {r['macs_per_pixel']:,} MACs/px, budget {r['budget']}, "
+              f"{r['tile']}-px tiles (was {had.get('psnr_y', float('nan')):.4f} at {tile}; full {e['validation']['psnr_y']:.4f})")
     weights.write_manifest(registry.SHIPPED_DIR, entries)
 
 

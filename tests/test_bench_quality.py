@@ -58,7 +58,7 @@ def test_bench_commands_run_end_to_end_on_small_images(cli, tmp_path):
             "--json", str(tmp_path / "r.json"))
     assert r.code == 0, r.err
     assert [m["model"] for m in json.loads((tmp_path / "r.json").read_text())["models"]] == ["arm-espcn"]
-    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["tile"] == 32  # ARM's default
+    assert json.loads((tmp_path / "r.json").read_text())["models"][0]["tile"] == 64  # ARM's default
     r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--models", "arm-espcn", "--tile", "48",
             "--json", str(tmp_path / "r48.json"))
     assert r.code == 0, r.err

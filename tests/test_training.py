@@ -133,9 +133,9 @@ def test_arm_training_samples_by_cost_squared_and_exports_a_table(image_dirs, tm
     full_macs = entry["validation"]["routes"]["w16"]["macs_per_pixel"]
     assert routed["macs_per_pixel"] == ROUTED_MACS_PER_INPUT_PIXEL / 4
     assert routed["budget"] == pytest.approx(min(1.0, ROUTED_MACS_PER_INPUT_PIXEL / 4 / full_macs), abs=1e-3)
-    again = evaluate_routed(registry.load(str(tmp_path / "arm" / entry["file"]), 2), load_pairs(image_dirs[1], 2),
-                            routed["budget"])
-    assert abs(routed["psnr_y"] - again) < 1e-3
+    again, tile = evaluate_routed(registry.load(str(tmp_path / "arm" / entry["file"]), 2), load_pairs(image_dirs[1], 2),
+                                  routed["budget"])
+    assert abs(routed["psnr_y"] - again) < 1e-3 and routed["tile"] == tile == 64  # the engine's ARM default
     assert entry["validation"]["routes"]["bicubic"]["psnr_y"] - 0.5 < routed["psnr_y"]
     val = [row for row in map(json.loads, (tmp_path / "arm" / "log.jsonl").read_text().splitlines()) if "step" in row]
     assert set(val[-1]["val_gain_db_by_width"]) == {"w4", "w8"}  # the narrower widths, beside the full one

@@ -25,9 +25,12 @@ from .tiling import TileGrid
 # into that range on the way in and back on the way out.
 STUDIO_LO, STUDIO_SPAN = 16.0 / 255.0, 219.0 / 255.0
 
-# LR tile side: ARM routes per 32x32 tile (its table's patch size); PCSR decides per pixel, so its
-# tiles only bound memory and can be larger; without routing, large tiles waste least on context.
-DEFAULT_TILE = {"arm": 32, "pcsr": 64, None: 128}
+# LR tile side. ARM routes per tile: its table is fitted on 32-px patches, but a 32-px tile alone
+# computes 2.1-2.6x its core (context), so at the same wall time 64-px tiles buy 0.1-0.6 dB more
+# under --budget (`vidsr bench routing --tile`, BENCHMARKS.md) for 0.03-0.1 dB less at the same
+# MACs; the realtime preset keeps 32, where a frame buys only a few tiles. PCSR decides per pixel,
+# so its tiles only bound memory; without routing, large tiles waste least on context.
+DEFAULT_TILE = {"arm": 64, "pcsr": 64, None: 128}
 
 
 class _CallerFillsBase:

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="encoder option, repeatable (e.g. preset=veryfast)")
     p.add_argument("--pix-fmt", help="output pixel format (default: the input's, where the encoder takes it)")
-    p.add_argument("--tile", type=int, help="LR tile side (default: 32 with ARM, 64 with PCSR, 128 without routing)")
+    p.add_argument("--tile", type=int, help="LR tile side (default: 64 with a router, 128 without)")
     p.add_argument("--overlap", type=int, help="LR context pixels around each tile (default: the model's receptive radius)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",

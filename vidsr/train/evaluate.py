@@ -60,20 +60,20 @@ def routed_reference(descriptor) -> tuple[float, float]:
     return macs, min(1.0, macs / descriptor.full_route.macs_per_pixel)
 
 
-def evaluate_routed(upscaler, pairs: list[Pair], budget: float) -> float:
-    """Mean PSNR-Y of ``upscaler`` under its own router at ``budget`` (a fraction of full-network
-    MACs), run through the engine as the CLI runs it."""
+def evaluate_routed(upscaler, pairs: list[Pair], budget: float) -> tuple[float, int]:
+    """(mean PSNR-Y, tile side) of ``upscaler`` under its own router at ``budget`` (a fraction of
+    full-network MACs), run through the engine as the CLI runs it (its default tiles)."""
     from ..engine import Engine
     from ..routing import build_router
 
     engine = Engine(upscaler, router=build_router(upscaler))
     scale = upscaler.scale
     values = [psnr(quantize8(engine.upscale(p.lr[None, None], budget)[0][0, 0]), p.hr, scale) for p in pairs]
-    return sum(values) / len(values)
+    return sum(values) / len(values), engine.tile
 
 
 def routed_validation(upscaler, pairs: list[Pair]) -> dict:
     """The manifest's ``validation.routed``: PSNR-Y under the model's router at the reference cost."""
     macs, budget = routed_reference(upscaler.descriptor)
-    return {"macs_per_pixel": round(macs), "budget": round(budget, 4),
-            "psnr_y": round(evaluate_routed(upscaler, pairs, budget), 4)}
+    value, tile = evaluate_routed(upscaler, pairs, budget)
+    return {"macs_per_pixel": round(macs), "budget": round(budget, 4), "psnr_y": round(value, 4), "tile": tile}
