@@ -337,6 +337,43 @@ def test_extend_continues_a_finished_run_with_a_warm_restart(image_dirs, tmp_pat
     assert final["step"] == 10 and any(not torch.equal(weights_before[k], v) for k, v in final["model"].items())
 
 
+def test_extend_keeps_the_full_width_steps_the_run_started_with(image_dirs, tmp_path):
+    # a supernet's first tenth trains the full width alone; extending the run to more iterations
+    # must neither redo that nor record a tenth of the new length as what happened
+    cfg = dict(arch="arm-plain", model_config={"widths": [4, 8], "convs": 2})
+    assert Trainer(config(image_dirs, tmp_path / "r", iterations=20, **cfg), progress=False).run()[
+        "training"]["full_width_steps"] == 2
+    more = Trainer(config(image_dirs, tmp_path / "r", iterations=40, extend=True, **cfg), progress=False)
+    assert more.full_width_steps == 2
+    assert more.run()["training"]["full_width_steps"] == 2
+    # a checkpoint saved before the value was kept: a tenth of the first segment's length
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    del state["full_width_steps"]
+    torch.save(state, tmp_path / "r" / "checkpoint.pt")
+    assert Trainer(config(image_dirs, tmp_path / "r", iterations=60, extend=True, **cfg), progress=False).full_width_steps == 2
+
+
+def test_publish_ships_a_run_under_its_own_or_another_name(image_dirs, tmp_path):
+    from vidsr.errors import SettingsError
+    from vidsr.train.trainer import publish
+
+    cfg = dict(arch="arm-plain", model_config={"widths": [4, 8], "convs": 2})
+    run = tmp_path / "run"
+    Trainer(config(image_dirs, run, iterations=2, **cfg), progress=False).run()
+    shipped = tmp_path / "shipped"
+    publish(run, shipped)
+    wide = publish(run, shipped, name="arm-plain-wide")
+    entries = {e["name"]: e for e in weights.read_manifest(shipped)}
+    assert set(entries) == {"arm-plain", "arm-plain-wide"}  # beside the default one, not over it
+    assert wide["file"] == "arm-plain-wide-x2.safetensors" and (shipped / wide["file"]).is_file()
+    assert entries["arm-plain-wide"]["sha256"] == entries["arm-plain"]["sha256"] == weights.sha256_of(shipped / wide["file"])
+    up = registry.load(str(shipped / wide["file"]), 2)
+    assert up.descriptor.name == "arm-plain-wide" and up.descriptor.architecture == "arm-plain"
+    for bad in ("plain", "Wide Net", "../x"):
+        with pytest.raises(SettingsError, match="--name"):
+            publish(run, shipped, name=bad)
+
+
 def test_gradients_are_clipped_and_their_largest_norm_is_logged(image_dirs, tmp_path):
     t = Trainer(config(image_dirs, tmp_path / "clip", iterations=5, val_every=5, clip=1e-3), progress=False)
     t.run()

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--publish", type=Path, metavar="RUN", help="copy a finished run's weights into vidsr's shipped set and exit")
+    p.add_argument("--name", help="with --publish: the model name to ship it as (default: its architecture's)")
     return p
 
 
@@ -64,9 +65,11 @@ def main(argv: list[str]) -> int:
     from .trainer import TrainConfig, Trainer, publish
 
     if args.publish:
-        entry = publish(args.publish)
-        print(f"published {entry['file']} (val PSNR-Y {entry['validation']['psnr_y']} dB)")
+        entry = publish(args.publish, name=args.name)
+        print(f"published {entry['name']} as {entry['file']} (val PSNR-Y {entry['validation']['psnr_y']} dB)")
         return 0
+    if args.name is not None:
+        raise SettingsError("--name goes with --publish RUN")
     if not args.arch:
         raise SettingsError("--arch is required (or --publish RUN)")
     if args.width_power is not None and registry.architecture(args.arch).router != "arm":

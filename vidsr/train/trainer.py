@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import SettingsError
 from ..models import registry, weights
 from ..models.base import Upscaler
 from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
@@ -377,6 +379,8 @@ class Trainer:
             "schedule": self.schedule,
             "best": self.best,
             "init": self.init_info,  # where a --init run started from, for its export after a resume
+            # as resolved when the run started: an --extend changes cfg.iterations, not this
+            "full_width_steps": getattr(self, "full_width_steps", None),
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -404,6 +408,12 @@ class Trainer:
         if self.best is not None and self.best.get("metric", "psnr_y") != self._selection_metric():
             self.best = None  # kept by another measure (a run from before supernets chose by all widths)
         self.init_info = state.get("init")
+        if self.cfg.full_width_steps is None and hasattr(self, "full_width_steps"):
+            # the default is a tenth of the run's *first* length; checkpoints from before this was
+            # saved know that length as the start of their first --extend segment
+            first = self.schedule[0][0] if self.schedule else state["config"]["iterations"]
+            saved = state.get("full_width_steps")
+            self.full_width_steps = saved if saved is not None else 0 if self.init_info else first // 10
         self._make_optimizer()
         self.opt.load_state_dict(state["optimizer"])
         self.sampler.set_state(state["sampler"])
@@ -489,16 +499,23 @@ def build_edge_table(model, desc, pairs, scale: int, patch: int = ARM_TABLE_PATC
     return EdgePSNRTable.fit(torch.cat(scores), torch.cat(psnrs, dim=1), names)
 
 
-def publish(run_dir: Path, dest: Path = registry.SHIPPED_DIR) -> dict:
-    """Copy a finished run's weights into ``dest`` (the shipped set) and merge its manifest entry."""
+def publish(run_dir: Path, dest: Path = registry.SHIPPED_DIR, name: str | None = None) -> dict:
+    """Copy a finished run's weights into ``dest`` (the shipped set) and merge its manifest entry.
+    ``name``: ship it under another model name (file ``NAME-x<scale>.safetensors``) instead of its
+    architecture's, e.g. a wider configuration beside the shipped default one."""
     import shutil
 
     entries = weights.read_manifest(run_dir)
     if not entries:
         raise FileNotFoundError(f"{run_dir} has no manifest.json: the run has not finished")
-    entry = entries[0]
+    entry = dict(entries[0])
+    source = Path(run_dir) / entry["file"]
+    if name is not None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name) or name in registry.ARCHITECTURES and name != entry["architecture"]:
+            raise SettingsError(f"--name {name!r}: use lowercase letters, digits and dashes, not another architecture's name")
+        entry["name"], entry["file"] = name, f"{name}-x{entry['scale']}.safetensors"
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(run_dir) / entry["file"], dest / entry["file"])
+    shutil.copyfile(source, dest / entry["file"])
     if weights.sha256_of(dest / entry["file"]) != entry["sha256"]:
         raise RuntimeError("copy does not match its checksum")
     others = [e for e in weights.read_manifest(dest) if (e["name"], e["scale"]) != (entry["name"], entry["scale"])]
