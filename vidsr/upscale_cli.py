@@ -139,9 +139,11 @@ def _warn(msg: str) -> None:
 def list_models() -> int:
     from .models import registry
 
-    print(f"{'model':<12} {'scale':>5} {'params':>8} {'size':>7} {'MACs/px':>9}  {'val PSNR-Y':>10}  {'routed':>8}  "
+    models = registry.list_models()
+    w = max(12, *(len(d.name) for d in models))
+    print(f"{'model':<{w}} {'scale':>5} {'params':>8} {'size':>7} {'MACs/px':>9}  {'val PSNR-Y':>10}  {'routed':>8}  "
           "routes (MACs per output pixel)")
-    for d in registry.list_models():
+    for d in models:
         v = d.info.get("validation", {})
         psnr = f"{v['psnr_y']:.2f}" if v else "-"
         routed = f"{v['routed']['psnr_y']:.2f}" if "routed" in v else "-"
@@ -153,7 +155,7 @@ def list_models() -> int:
         if d.weights_file and registry.best_routed(d.scale) == d.name:
             roles.append("routed default: --fps-target, --budget < 1")
         role = f" ({'; '.join(roles)})" if roles else ""
-        print(f"{d.name:<12} {'x' + str(d.scale):>5} {d.params:>8,} {size:>7} {d.macs_per_pixel:>9,.0f}  {psnr:>10}  "
+        print(f"{d.name:<{w}} {'x' + str(d.scale):>5} {d.params:>8,} {size:>7} {d.macs_per_pixel:>9,.0f}  {psnr:>10}  "
               f"{routed:>8}  {routes}{role}")
     from .train.evaluate import ROUTED_MACS_PER_INPUT_PIXEL
 
