@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
             q.add_argument("--models", nargs="+", metavar="NAME|PATH",
                            help="only these routed models (shipped names or .safetensors paths; default: every shipped one)")
             q.add_argument("--tile", type=int, metavar="PX",
-                           help="the routers' tile side in LR pixels (default: the engine's, ARM 32 and PCSR 64); "
+                           help="the routers' tile side in LR pixels (default: the engine's, 64); "
                            "larger tiles pay their context less often but route more coarsely")
         if name == "fps":
             q.add_argument("--targets", type=float, nargs="+", help="fps targets (default: spread between the measured ends)")
