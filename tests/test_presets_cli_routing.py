@@ -97,11 +97,23 @@ def test_fps_target_needs_a_router(cli, media, tmp_path, arm_weights):
     assert r.code == 0 and "--budget 0.5 has no effect" in r.err
 
 
+def test_output_cut_short_by_a_closed_pipe_is_not_a_crash():
+    # `vidsr --list-models | head -1`: the reader goes away; no traceback, the shell's SIGPIPE status
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "vidsr", "--list-models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    proc.stdout.close()  # gone before vidsr has even started: its first write hits a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err
+
+
 def test_list_models_shows_shipped_models_with_costs(cli):
     r = cli("--list-models")
     assert r.code == 0
     for entry in registry.shipped_models():
-        line = next(line for line in r.out.splitlines() if line.startswith(entry["name"]) and f"x{entry['scale']}" in line)
+        line = next(line for line in r.out.splitlines() if line.split()[:2] == [entry["name"], f"x{entry['scale']}"])
         assert f"{entry['validation']['psnr_y']:.2f}" in line
         if "routed" in entry["validation"]:  # quality under its own router at the reference cost
             assert f"{entry['validation']['routed']['psnr_y']:.2f}" in line
