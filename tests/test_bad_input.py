@@ -185,6 +185,7 @@ def test_bad_budget_and_encoder_opt(cli, media, tmp_path):
     dst = tmp_path / "out.mp4"
     assert_refused(cli(media["cfr.mp4"], "-o", dst, "--budget", "1.5"), dst, "--budget")
     assert_refused(cli(media["cfr.mp4"], "-o", dst, "--encoder-opt", "novalue"), dst, "KEY=VALUE")
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--tile", "4"), dst, "--tile must be at least 8")
 
 
 def test_frame_size_over_limit(cli, media, tmp_path, monkeypatch):

@@ -64,6 +64,8 @@ def test_bench_commands_run_end_to_end_on_small_images(cli, tmp_path):
     assert r.code == 0, r.err
     routed = json.loads((tmp_path / "r48.json").read_text())["models"][0]
     assert routed["tile"] == 48 and routed["oracle"]["tile"] == 48 and "Router tiles: 48 px" in r.out
+    r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--tile", "4")
+    assert r.code != 0 and "--tile must be at least 8" in r.err and "Traceback" not in r.err
     r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--models", "arm-wdsr",
             "--json", str(tmp_path / "none.json"))  # ships at x2 and x4 only: nothing to measure
     assert r.code != 0 and "no routed model arm-wdsr at scale 3" in r.err and "Traceback" not in r.err

@@ -15,6 +15,7 @@ from .errors import SettingsError
 
 ROUTER_CHOICES = ("auto", "none", "arm", "pcsr")
 PCSR_MODES = ("budget", "k", "adm")
+MIN_TILE = 8  # smallest LR tile side any front end accepts (presets, --tile of vidsr and vidsr bench)
 
 
 def _number(lo=None, hi=None, integer=False, lo_open=False):
@@ -45,7 +46,7 @@ TOP_KEYS = {
     "router": _choice(ROUTER_CHOICES),
     "budget": _number(0.0, 1.0),
     "fps_target": _number(0.0, 1000.0, lo_open=True),
-    "tile": _number(8, 4096, integer=True),
+    "tile": _number(MIN_TILE, 4096, integer=True),
     "overlap": _number(0, 256, integer=True),
     "pcsr_mode": _choice(PCSR_MODES),
     "pcsr_k": _number(0.0, 100.0),

@@ -102,8 +102,8 @@ def resolve_settings(args) -> Settings:
         raise SettingsError(f"--budget must be between 0 and 1, got {s.budget:g}")
     if s.fps_target is not None and s.fps_target <= 0:
         raise SettingsError(f"--fps-target must be positive, got {s.fps_target:g}")
-    if s.tile is not None and s.tile < 8:
-        raise SettingsError("--tile must be at least 8")
+    if s.tile is not None and s.tile < presets.MIN_TILE:
+        raise SettingsError(f"--tile must be at least {presets.MIN_TILE}")
     if s.overlap is not None and s.overlap < 0:
         raise SettingsError("--overlap must be >= 0")
     s.encoder_options = {**preset.encoder_options, **_encoder_options(args.encoder_opt)}

@@ -73,8 +73,10 @@ def main(argv: list[str]) -> int:
     elif args.which == "routing":
         from .routing import report, run
 
-        if args.tile is not None and args.tile < 8:
-            p.error("--tile must be at least 8")
+        from ..presets import MIN_TILE
+
+        if args.tile is not None and args.tile < MIN_TILE:
+            p.error(f"--tile must be at least {MIN_TILE}")
         res = run(args.val_dir, args.scales, models=args.models, tile=args.tile)
     else:
         from .fps import report, run
