@@ -15,7 +15,7 @@ from .errors import SettingsError
 
 ROUTER_CHOICES = ("auto", "none", "arm", "pcsr")
 PCSR_MODES = ("budget", "k", "adm")
-MIN_TILE = 8  # smallest LR tile side any front end accepts (presets, --tile of vidsr and vidsr bench)
+MIN_TILE = 8  # smallest LR tile side any front end accepts (presets, vidsr / vidsr bench --tile, vsvidsr)
 
 
 def _number(lo=None, hi=None, integer=False, lo_open=False):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import vapoursynth as vs
 
+from vidsr.presets import MIN_TILE  # light: no torch until the first frame
+
 __all__ = ["ACCEPTED_FORMATS", "BUDGET_PROP", "upscale", "clear_cache"]
 
 # Formats upscale() takes, by the route their planes take: "rgb" (split into BT.601 studio-range
@@ -102,7 +104,7 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
     budget   fraction (0..1) of the full network's cost to spend per frame, for routed models;
              a frame's ``VidsrBudget`` property, where present, overrides it for that frame.
     router   "auto" (the model's own), "none" (full network everywhere), "arm" or "pcsr".
-    tile     LR tile side (default 128; 32 with ARM, 64 with PCSR); overlap: LR context pixels per tile
+    tile     LR tile side (default 128; 64 with a router); overlap: LR context pixels per tile
              side (default: the model's receptive radius, so tiles merge without seams).
     max_ms   instead of ``budget``: milliseconds of network time per frame (routed models). The
              price of each route's work is measured once, when the clip is built, so every frame
@@ -123,8 +125,8 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
         raise vs.Error(f"vsvidsr.upscale: scale must be an integer (2, 3 or 4), got {scale!r}")
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0.0 <= budget <= 1.0:
         raise vs.Error(f"vsvidsr.upscale: budget must be between 0 and 1, got {budget!r}")
-    if tile is not None and (not isinstance(tile, int) or tile < 8):
-        raise vs.Error(f"vsvidsr.upscale: tile must be an integer >= 8, got {tile!r}")
+    if tile is not None and (not isinstance(tile, int) or tile < MIN_TILE):
+        raise vs.Error(f"vsvidsr.upscale: tile must be an integer >= {MIN_TILE}, got {tile!r}")
     if overlap is not None and (not isinstance(overlap, int) or overlap < 0):
         raise vs.Error(f"vsvidsr.upscale: overlap must be an integer >= 0, got {overlap!r}")
     if max_ms is not None and (isinstance(max_ms, bool) or not isinstance(max_ms, (int, float)) or max_ms <= 0):
