@@ -416,3 +416,45 @@ def test_export_takes_the_best_validated_weights_when_the_run_ends_below_them(im
     final = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert final["step"] == 6  # the checkpoint keeps the final state, for --extend
     assert not all(torch.equal(final["model"][k], v) for k, v in got["model"].items())
+
+
+def test_a_moving_average_is_validated_exported_and_resumed(image_dirs, tmp_path):
+    decay = 0.8
+    straight = Trainer(config(image_dirs, tmp_path / "a", iterations=8, ema=decay), progress=False)
+    raw_steps = []
+    update = straight.ema.update_parameters
+    straight.ema.update_parameters = lambda m: (raw_steps.append({k: v.clone() for k, v in m.state_dict().items()}),
+                                                update(m))
+    entry = straight.run()
+    # the average of the raw weights after each step: the first copied, then decay * avg + (1 - decay) * w
+    expect = raw_steps[0]
+    for w in raw_steps[1:]:
+        expect = {k: decay * expect[k] + (1 - decay) * w[k] for k in w}
+    shipped = registry.load(str(tmp_path / "a" / entry["file"]), 2).module.state_dict()
+    for k, v in shipped.items():
+        assert torch.allclose(v, expect[k], atol=1e-6), k
+        assert not torch.allclose(v, straight.model.state_dict()[k]), k  # not the raw weights
+    assert entry["training"]["ema"] == decay
+    from vidsr.train.evaluate import evaluate
+    averaged = evaluate(lambda x: straight.ema.module(x), straight.val_pairs, 2)["psnr_y"]
+    raw = evaluate(lambda x: straight.model(x), straight.val_pairs, 2)["psnr_y"]
+    assert averaged != raw and straight.validate()["val_psnr_y"] == round(averaged, 4)  # validation sees the average
+    # stopped after one step and resumed: the same average as the straight run
+    first = Trainer(config(image_dirs, tmp_path / "b", iterations=8, ema=decay, time_limit=0.0), progress=False)
+    assert first.run() is None
+    resumed = Trainer(config(image_dirs, tmp_path / "b", iterations=8, ema=decay), progress=False)
+    resumed.run()
+    for k, v in resumed.ema.module.state_dict().items():
+        assert torch.allclose(v, straight.ema.module.state_dict()[k], atol=1e-6), k
+
+
+def test_a_moving_average_added_on_a_resume_starts_from_the_weights(image_dirs, tmp_path, cli):
+    first = Trainer(config(image_dirs, tmp_path / "r", iterations=4), progress=False)
+    first.run()
+    more = Trainer(config(image_dirs, tmp_path / "r", iterations=6, extend=True, ema=0.999), progress=False)
+    assert more.ema is not None and int(more.ema.n_averaged) == 0  # its first update copies the weights
+    more.run()
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    assert state["ema"] is not None and int(state["ema"]["n_averaged"]) == 2
+    r = cli(*cli_train_args(image_dirs, tmp_path / "x", 2), "--ema", "1.5")
+    assert r.code != 0 and "--ema must be a decay" in r.err and "Traceback" not in r.err

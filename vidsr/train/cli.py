@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage1-fraction", type=float,
                    help="PCSR only: share of --iterations for the light upsampler + classifier stage "
                    "(default 0.35; 1 with --init retrains only those over a trained backbone and heavy head)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep a moving average of the weights with this decay (e.g. 0.999) and validate, "
+                   "choose and export it instead of the raw weights (default: off; may be added on a resume)")
     p.add_argument("--finish", action="store_true",
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
@@ -92,7 +95,7 @@ def main(argv: list[str]) -> int:
         threads=args.threads, device=args.device, model_config=args.config, extend=args.extend,
         clip=args.clip or None, **({} if args.width_power is None else {"width_power": args.width_power}),
         **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
-        full_width_steps=args.full_width_steps,
+        full_width_steps=args.full_width_steps, ema=args.ema,
     )
     if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder
         raise SettingsError(f"{cfg.out} has no checkpoint: there is no run to finish")
