@@ -458,3 +458,25 @@ def test_a_moving_average_added_on_a_resume_starts_from_the_weights(image_dirs, 
     assert state["ema"] is not None and int(state["ema"]["n_averaged"]) == 2
     r = cli(*cli_train_args(image_dirs, tmp_path / "x", 2), "--ema", "1.5")
     assert r.code != 0 and "--ema must be a decay" in r.err and "Traceback" not in r.err
+
+
+def test_a_supernet_widened_from_a_narrower_one_keeps_every_old_width(image_dirs, tmp_path):
+    # --init from a supernet of the same scale with a smaller top width: each old width is the
+    # leading slice of the new tensors, and the new top width starts as the old top width
+    old = dict(arch="arm-plain", model_config={"widths": [4, 8], "convs": 2})
+    entry = Trainer(config(image_dirs, tmp_path / "w8", iterations=3, **old), progress=False).run()
+    given = registry.load(str(tmp_path / "w8" / entry["file"]), 2).module
+    t = Trainer(config(image_dirs, tmp_path / "w12", arch="arm-plain", iterations=4, init=tmp_path / "w8" / entry["file"],
+                       model_config={"widths": [4, 8, 12], "convs": 2}), progress=False)
+    assert t.init_info["grown_tensors"] and t.init_info["fresh_tensors"] == []
+    x = torch.rand(2, 1, 12, 12)
+    t.model.eval()
+    with torch.no_grad():
+        for w in ("w4", "w8"):
+            assert torch.allclose(t.model(x, w), given(x, w), atol=1e-6), w
+        assert torch.allclose(t.model(x, "w12"), given(x, "w8"), atol=1e-6)
+    t.model.train()
+    t.run()  # and it trains: the new channels come into use
+    t.model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(t.model(x, "w12"), t.model(x, "w8"), atol=1e-4)

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start a new run from a .safetensors file (listed in a manifest beside it; any scale, so "
                    "an x2 net can start an x4 run): tensors of matching name and shape are copied, the rest "
-                   "start fresh")
+                   "start fresh; at the same scale a supernet widens a narrower one, its old widths kept)")
     p.add_argument("--stage1-fraction", type=float,
                    help="PCSR only: share of --iterations for the light upsampler + classifier stage "
                    "(default 0.35; 1 with --init retrains only those over a trained backbone and heavy head)")

@@ -166,19 +166,35 @@ class Trainer:
     def _init_from(self, path: Path) -> dict:
         """Copy the matching tensors of a verified weights file into the fresh model. Its scale may
         differ: the body of an x2 net is a good start for x4 (as EDSR trains x4 from x2); the
-        upsampling tail, whose shape depends on the scale, then starts fresh."""
+        upsampling tail, whose shape depends on the scale, then starts fresh.
+
+        At the same scale a tensor of the new model that is larger in some dimensions (a supernet
+        with a wider top width) takes the old one as its leading slice, which is where a slimmable
+        net keeps its narrower widths, so every old width keeps its function; weights that read the
+        new input channels start at zero, so the new full width starts equal to the old one
+        (function-preserving widening, as Net2Net) and learns to use its new channels from there."""
         entry = registry.manifest_entry(str(path), None if path.suffix == ".safetensors" else self.cfg.scale)
         state, _ = weights.load_checked(entry)
         own = self.model.state_dict()
         taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        grown = {}
+        if entry["scale"] == self.cfg.scale:
+            for k, v in state.items():
+                if k in own and k not in taken and v.dim() == own[k].dim() and all(
+                        a <= b for a, b in zip(v.shape, own[k].shape)):
+                    t = own[k].clone()
+                    if t.dim() >= 2 and v.shape[1] < t.shape[1]:
+                        t[:, v.shape[1]:] = 0  # nothing reads the new channels yet
+                    t[tuple(slice(0, n) for n in v.shape)] = v
+                    grown[k] = t
         # Another architecture may start this one where its layout matches (a plain net is the
         # full width of arm-plain); one that shares nothing is a mistake, not a fresh start.
-        if not taken:
+        if not taken and not grown:
             raise ValueError(f"--init {path} ({entry['architecture']}) shares no tensor with {self.cfg.arch}")
-        self.model.load_state_dict(taken, strict=False)
-        fresh = sorted(k for k in own if k not in taken)
+        self.model.load_state_dict({**taken, **grown}, strict=False)
+        fresh = sorted(k for k in own if k not in taken and k not in grown)
         return {"file": entry["file"], "sha256": entry["sha256"], "architecture": entry["architecture"],
-                "scale": entry["scale"], "fresh_tensors": fresh}
+                "scale": entry["scale"], "fresh_tensors": fresh, **({"grown_tensors": sorted(grown)} if grown else {})}
 
     def _new_average(self) -> AveragedModel | None:
         """A moving average that starts at the model's current weights (its first update copies them)."""
