@@ -480,3 +480,18 @@ def test_a_supernet_widened_from_a_narrower_one_keeps_every_old_width(image_dirs
     t.model.eval()
     with torch.no_grad():
         assert not torch.allclose(t.model(x, "w12"), t.model(x, "w8"), atol=1e-4)
+
+
+def test_settings_changed_on_a_resume_are_logged_and_exported(image_dirs, tmp_path):
+    cfg = dict(arch="arm-plain", model_config={"widths": [4, 8], "convs": 2})
+    first = Trainer(config(image_dirs, tmp_path / "r", iterations=6, time_limit=0.0, **cfg), progress=False)
+    assert first.run() is None and first.step == 1
+    same = Trainer(config(image_dirs, tmp_path / "r", iterations=6, time_limit=0.0, threads=2, **cfg), progress=False)
+    assert same.changes == []  # threads and time limits change nothing the run learns
+    same.run()
+    more = Trainer(config(image_dirs, tmp_path / "r", iterations=6, width_power=1.0, ema=0.9, **cfg), progress=False)
+    assert more.changes == [{"step": 2, "width_power": [2.0, 1.0], "ema": [0.0, 0.9]}]
+    entry = more.run()
+    assert entry["training"]["changed_on_resume"] == more.changes
+    rows = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert {"step": 2, "resumed_with": {"width_power": [2.0, 1.0], "ema": [0.0, 0.9]}}.items() <= rows[0].items()

@@ -27,7 +27,7 @@ import os
 import re
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,8 @@ CLIP_GRAD_NORM = 0.05
 # its best state and halves the peak learning rate of what is left (ARM runs diverged at 5e-4 and
 # 1e-3 without it, losing hours of CPU training to a checkpoint overwritten after the blow-up).
 DIVERGED_DB = 1.0
+# settings that do not change what a run learns, so a resume may change them unremarked
+RESUME_FREE = {"out", "time_limit", "threads", "device", "extend", "checkpoint_every", "val_every", "iterations"}
 
 
 @dataclass
@@ -143,6 +145,7 @@ class Trainer:
         self.best: dict | None = None  # the best validation of this stage: val, stage, step (state in best.pt)
         self.weights_step: int | None = None  # set when the export takes best.pt's weights, not the final ones
         self.grad_max = 0.0  # largest gradient norm since the last validation (logged)
+        self.changes: list[dict] = []  # settings changed on resumes: step and [old, new] per setting
         self._bar = None  # the progress bar while ``run`` runs
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         if self.arch.router == "arm":
@@ -387,9 +390,9 @@ class Trainer:
             return
         diverged_at = self.step
         peak = self._segment(self.step)[2] / 2
-        elapsed = self.elapsed
+        elapsed, changes = self.elapsed, self.changes
         self._restore(torch.load(self.best_path, map_location=self.device, weights_only=False))
-        self.elapsed = elapsed  # training time is not rolled back
+        self.elapsed, self.changes = elapsed, changes  # training time and settings history are not rolled back
         self.schedule.append((self.step, self.cfg.iterations, peak))
         if self._bar is not None:
             self._bar.n = self.step
@@ -430,6 +433,7 @@ class Trainer:
             "init": self.init_info,  # where a --init run started from, for its export after a resume
             # as resolved when the run started: an --extend changes cfg.iterations, not this
             "full_width_steps": getattr(self, "full_width_steps", None),
+            "changes": self.changes,
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -448,6 +452,15 @@ class Trainer:
         self._restore(state)
         if saved["iterations"] != self.cfg.iterations:
             self.schedule.append((self.step, self.cfg.iterations, self.cfg.lr))
+        # settings a resume may change (a fine-tune's width power, --ema added): recorded, so the
+        # log and the export say what the weights were trained with, not only the last invocation's
+        now = self.cfg.to_json()
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}  # older checkpoints
+        changed = {k: [saved.get(k, defaults.get(k)), now[k]] for k in now
+                   if k not in RESUME_FREE and saved.get(k, defaults.get(k)) != now[k]}
+        if changed:
+            self.changes.append({"step": self.step, **changed})
+            self._log({"step": self.step, "resumed_with": changed})
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -457,6 +470,7 @@ class Trainer:
         if self.best is not None and self.best.get("metric", "psnr_y") != self._selection_metric():
             self.best = None  # kept by another measure (a run from before supernets chose by all widths)
         self.init_info = state.get("init")
+        self.changes = list(state.get("changes", []))
         if self.cfg.full_width_steps is None and hasattr(self, "full_width_steps"):
             # the default is a tenth of the run's *first* length; checkpoints from before this was
             # saved know that length as the start of their first --extend segment
@@ -517,6 +531,7 @@ class Trainer:
                 **({"stage1_fraction": cfg.stage1_fraction} if self.arch.router == "pcsr" else {}),
                 **({"ema": cfg.ema} if cfg.ema else {}),
                 **({"init": self.init_info} if self.init_info else {}),
+                **({"changed_on_resume": self.changes} if self.changes else {}),
                 "seed": cfg.seed,
                 "seconds": round(self.total_seconds()),
                 "device": cfg.device,
