@@ -308,6 +308,15 @@ def test_supernet_runs_keep_the_state_best_over_all_widths(image_dirs, tmp_path)
         t.step = step
         t._keep_best_or_roll_back(t._selection_score(row), 0.0)
     assert t.best["step"] == 20 and t.best["metric"] == "mean_gain_db_over_widths"
+    # --select full: a supernet shipped mainly as a full network keeps the state best at full width
+    f = Trainer(config(image_dirs, tmp_path / "f", arch="arm-plain", model_config={"widths": [4, 8], "convs": 2},
+                       select="full"), progress=False)
+    for step, row in zip((10, 20), rows):
+        f.step = step
+        f._keep_best_or_roll_back(f._selection_score(row), 0.0)
+    assert f.best["step"] == 10 and f.best["metric"] == "psnr_y"
+    with pytest.raises(ValueError, match="--select must be"):
+        Trainer(config(image_dirs, tmp_path / "g", select="best"), progress=False)
     # a plain net is chosen by its PSNR alone
     p = Trainer(config(image_dirs, tmp_path / "p"), progress=False)
     assert p._selection_score({"val_psnr_y": 31.0, "val_gain_db": 4.0}) == 31.0

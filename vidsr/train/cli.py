@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width-power", type=float,
                    help="ARM only: sample each width with probability ~ cost^P (default 2, as published; "
                    "1 trains the narrow widths more)")
+    p.add_argument("--select", choices=("widths", "full"),
+                   help="ARM only: keep the state best by the mean gain over every width (default) or by "
+                   "the full width alone (for a supernet shipped mainly as a full network)")
     p.add_argument("--full-width-steps", type=int, metavar="N",
                    help="ARM only: train the full width alone for the first N steps, then draw widths "
                    "(default: a tenth of --iterations from scratch, 0 with --init)")
@@ -77,6 +80,8 @@ def main(argv: list[str]) -> int:
         raise SettingsError("--arch is required (or --publish RUN)")
     if args.width_power is not None and registry.architecture(args.arch).router != "arm":
         raise SettingsError(f"--width-power applies to ARM supernets, not {args.arch}")
+    if args.select is not None and registry.architecture(args.arch).router != "arm":
+        raise SettingsError(f"--select applies to ARM supernets, not {args.arch}")
     if args.full_width_steps is not None:
         if registry.architecture(args.arch).router != "arm":
             raise SettingsError(f"--full-width-steps applies to ARM supernets, not {args.arch}")
@@ -94,6 +99,7 @@ def main(argv: list[str]) -> int:
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, time_limit=args.time_limit,
         threads=args.threads, device=args.device, model_config=args.config, extend=args.extend,
         clip=args.clip or None, **({} if args.width_power is None else {"width_power": args.width_power}),
+        **({} if args.select is None else {"select": args.select}),
         **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
         full_width_steps=args.full_width_steps, ema=args.ema,
     )

@@ -86,6 +86,11 @@ class TrainConfig:
     # our narrowest widths almost no steps (w8 0.3%, w16 4% at x2); 1 is for a fine-tune that
     # brings them up after the supernet has been trained as published.
     width_power: float = 2.0
+    # ARM: what picks the best state: "widths" (the mean gain over every width, since all of them
+    # ship) or "full" (the full width's PSNR, for a supernet shipped mainly as a full network: the
+    # widened x2 run peaked at +4.89 dB full at step 3,500, but its narrow widths were best at step
+    # 1,000, and the mean kept that state, +4.83 full)
+    select: str = "widths"
     # ARM: the first steps train the full width alone (progressive shrinking, as once-for-all nets
     # do). None: a tenth of the iterations for a fresh run, none when ``init`` brings trained weights.
     # Why: with L1 and Adam a deep plain ReLU stack (arm-plain) learns to output zero first, its last
@@ -117,6 +122,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = True):
         if not 0 <= cfg.width_power <= 4:
             raise ValueError(f"--width-power must be between 0 and 4, not {cfg.width_power}")
+        if cfg.select not in ("widths", "full"):
+            raise ValueError(f"--select must be widths or full, not {cfg.select!r}")
         if not 0 <= cfg.ema < 1:
             raise ValueError(f"--ema must be a decay in [0, 1), such as 0.999, not {cfg.ema}")
         self.cfg = cfg
@@ -370,7 +377,8 @@ class Trainer:
         """What picks a run's best state: a supernet's routes all ship, so its mean gain over every
         width, not the full width's alone (arm-plain x2's full width peaked at step 2500 while w24,
         the route that matches the plain net at 57% of its cost, gained 0.09 dB more by step 6000)."""
-        return "mean_gain_db_over_widths" if self.arch.router == "arm" and len(self.width_names) > 1 else "psnr_y"
+        by_widths = self.arch.router == "arm" and len(self.width_names) > 1 and self.cfg.select == "widths"
+        return "mean_gain_db_over_widths" if by_widths else "psnr_y"
 
     def _selection_score(self, row: dict) -> float:
         if self._selection_metric() == "psnr_y":
