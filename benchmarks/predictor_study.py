@@ -37,6 +37,7 @@ from vidsr.routing.edge import EdgePSNRTable, laplacian_abs, tile_edge_scores
 from vidsr.train.data import default_folder, load_pairs
 
 EDGE = "edge (mean abs Laplacian)"
+PROBE = "narrowest subnet's change (probe)"
 
 
 def tile_features(lr: torch.Tensor, tile: int, probe: torch.Tensor, scale: int) -> dict[str, np.ndarray]:
@@ -59,7 +60,7 @@ def tile_features(lr: torch.Tensor, tile: int, probe: torch.Tensor, scale: int) 
             "mean abs gradient": pool((gx + gy) * 255),
             "share of abs Laplacian > 8": pool((lap > 8).float()),
             "down-and-up bicubic error": np.sqrt(pool(trip_err)) * 255,
-            "narrowest subnet's change (probe)": np.sqrt(pool(probe_change, tile * scale)) * 255}
+            PROBE: np.sqrt(pool(probe_change, tile * scale)) * 255}
 
 
 class Tiles:
@@ -142,20 +143,19 @@ def main() -> None:
     torch.set_num_threads(1)
     fit_dir = None if args.fit_on == "val" else args.train_dir or default_folder("train")
     s = Study(args.model, args.scale, args.val_dir or default_folder("val"), args.tile, fit_dir, args.train_images)
-    edge = EDGE
     fitted = ("the scored validation tiles" if fit_dir is None
               else f"the first {args.train_images} training images ({sum(len(t[2]) for t in s.fit.tiles)} tiles)")
     print(f"{args.model} x{args.scale}: full network {s.full:.3f} dB; {s.tile}-px tiles; "
           f"re-fitted predictors fitted on {fitted}\n")
     print("| predictor | within 0.05 dB at | dB vs full at budget 0.3 / 0.5 / 0.6 |")
     print("| --- | --- | --- |")
-    shipped = [10 ** (-s.table.lookup(torch.from_numpy(f[edge])).numpy() / 10) for f in s.features]
+    shipped = [10 ** (-s.table.lookup(torch.from_numpy(f[EDGE])).numpy() / 10) for f in s.features]
     rows = [("shipped Edge-to-PSNR table (30 uniform bins)", shipped),
             ("oracle (true per-tile error)", [m for _, m, _ in s.tiles]),
-            ("edge score, 15 equal-population bins", s.table_on(edge, 15)),
-            ("edge score, 60 equal-population bins", s.table_on(edge, 60))]
-    rows += [(f"{k}, 30 equal-population bins", s.table_on(k)) for k in s.features[0] if k != edge]
-    pixels_only = [k for k in s.features[0] if k != "narrowest subnet's change (probe)"]
+            ("edge score, 15 equal-population bins", s.table_on(EDGE, 15)),
+            ("edge score, 60 equal-population bins", s.table_on(EDGE, 60))]
+    rows += [(f"{k}, 30 equal-population bins", s.table_on(k)) for k in s.features[0] if k != EDGE]
+    pixels_only = [k for k in s.features[0] if k != PROBE]
     rows.append((f"ridge regression on the {len(pixels_only)} LR-pixel features", s.ridge(pixels_only)))
     rows.append(("ridge regression on those and the probe", s.ridge(list(s.features[0]))))
     for label, pred in rows:

@@ -48,11 +48,10 @@ run() {  # run NAME ARGS...
     "$VIDSR" train --out "runs/$name" --threads "$THREADS" --quiet "$@"
   fi
   local as=${PUBLISH_AS[$name]:-}
-  if [ "$as" = "-" ]; then return; fi  # a run that only starts another one
   [ -f "runs/$name/manifest.json" ] && "$VIDSR" train --publish "runs/$name" ${as:+--name "$as"}
 }
 
-# runs shipped under another name than their architecture's, or ("-") not shipped at all
+# runs shipped under another name than their architecture's
 declare -A PUBLISH_AS=([arm-plain-wide-x2]=arm-plain-wide)
 
 declare -A RUNS=(

@@ -504,3 +504,11 @@ def test_settings_changed_on_a_resume_are_logged_and_exported(image_dirs, tmp_pa
     assert entry["training"]["changed_on_resume"] == more.changes
     rows = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     assert {"step": 2, "resumed_with": {"width_power": [2.0, 1.0], "ema": [0.0, 0.9]}}.items() <= rows[0].items()
+
+
+@pytest.mark.parametrize("flag, value", [("--width-power", "1"), ("--select", "full"), ("--full-width-steps", "5")])
+def test_arm_only_training_flags_are_refused_for_other_architectures(image_dirs, tmp_path, cli, flag, value):
+    out = tmp_path / "run"
+    r = cli(*cli_train_args(image_dirs, out, 2), flag, value)
+    assert r.code != 0 and f"{flag} applies to ARM supernets, not plain" in r.err and "Traceback" not in r.err
+    assert not out.exists()

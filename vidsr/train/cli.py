@@ -78,13 +78,11 @@ def main(argv: list[str]) -> int:
         raise SettingsError("--name goes with --publish RUN")
     if not args.arch:
         raise SettingsError("--arch is required (or --publish RUN)")
-    if args.width_power is not None and registry.architecture(args.arch).router != "arm":
-        raise SettingsError(f"--width-power applies to ARM supernets, not {args.arch}")
-    if args.select is not None and registry.architecture(args.arch).router != "arm":
-        raise SettingsError(f"--select applies to ARM supernets, not {args.arch}")
+    for flag, value in (("--width-power", args.width_power), ("--select", args.select),
+                        ("--full-width-steps", args.full_width_steps)):
+        if value is not None and registry.architecture(args.arch).router != "arm":
+            raise SettingsError(f"{flag} applies to ARM supernets, not {args.arch}")
     if args.full_width_steps is not None:
-        if registry.architecture(args.arch).router != "arm":
-            raise SettingsError(f"--full-width-steps applies to ARM supernets, not {args.arch}")
         if args.full_width_steps < 0:
             raise SettingsError(f"--full-width-steps must be 0 or more, not {args.full_width_steps}")
     if args.stage1_fraction is not None:
