@@ -43,6 +43,8 @@ def test_every_architecture_and_route_gives_the_right_shape(arch, scale):
 SUPERNETS = {
     "wdsr": (lambda s, widths: SlimWDSR(s, widths=widths, blocks=3), lambda s, w: WDSR(s, channels=w, blocks=3)),
     "plain": (lambda s, widths: SlimPlain(s, widths=widths, convs=3), lambda s, w: PlainSR(s, channels=w, convs=3)),
+    "plain-lrelu": (lambda s, widths: SlimPlain(s, widths=widths, convs=3, act="lrelu"),
+                    lambda s, w: PlainSR(s, channels=w, convs=3, act="lrelu")),
 }
 
 
@@ -80,6 +82,20 @@ def test_subnets_share_weights_and_differ(body):
     assert not torch.allclose(outs["w8"], outs["w32"])
     assert not torch.allclose(outs["w16"], outs["w32"])
     assert sum(p.numel() for p in slim.parameters()) == sum(p.numel() for p in make_plain(2, 32).parameters())
+
+
+def test_plain_activation_is_used_and_checked():
+    # a leaky stack passes negative pre-activations on, so the two activations give different nets
+    relu, leaky = PlainSR(2, channels=8, convs=2), PlainSR(2, channels=8, convs=2, act="lrelu")
+    leaky.load_state_dict(randomize(relu).state_dict())
+    x = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        assert not torch.allclose(relu(x), leaky(x))
+        h = leaky.body[1](leaky.body[0](x).clone())  # the first layer's activation alone
+        pre = leaky.body[0](x)
+        assert torch.allclose(h, torch.where(pre > 0, pre, 0.1 * pre))
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        PlainSR(2, act="gelu")
 
 
 @pytest.mark.parametrize("scale", SCALES)

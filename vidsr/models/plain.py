@@ -22,13 +22,27 @@ from .interpolate import upscale
 from .wdsr import he_init, zero_init
 
 
+# Activations a plain stack can use. "lrelu" (slope 0.1 below zero) keeps a gradient through
+# units that a ReLU would leave dead: a deep plain ReLU stack trained with L1 and Adam loses most
+# of its last hidden layer in the first steps (see ``TrainConfig.full_width_steps``).
+ACTIVATIONS = {"relu": 0.0, "lrelu": 0.1}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+    slope = ACTIVATIONS[name]
+    return nn.LeakyReLU(slope, inplace=True) if slope else nn.ReLU(inplace=True)
+
+
 class PlainSR(nn.Module):
-    def __init__(self, scale: int, channels: int = 32, convs: int = 6, in_channels: int = 1):
+    def __init__(self, scale: int, channels: int = 32, convs: int = 6, in_channels: int = 1, act: str = "relu"):
         super().__init__()
         self.scale = scale
-        layers = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        self.act = act
+        layers = [nn.Conv2d(in_channels, channels, 3, padding=1), activation(act)]
         for _ in range(convs):
-            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(channels, channels, 3, padding=1), activation(act)]
         he_init(*(m for m in layers if isinstance(m, nn.Conv2d)))
         layers.append(nn.Conv2d(channels, in_channels * scale * scale, 3, padding=1))
         zero_init(layers[-1])
@@ -42,9 +56,9 @@ class SlimPlain(WidthSupernet, PlainSR):
     """Plain-stack supernet: ``forward(x, route)`` with route ``"bicubic"`` or a width ``"w16"`` (or
     16) from ``widths``; default: the full width."""
 
-    def __init__(self, scale: int, widths=(8, 16, 24, 32), convs: int = 6, in_channels: int = 1):
+    def __init__(self, scale: int, widths=(8, 16, 24, 32), convs: int = 6, in_channels: int = 1, act: str = "relu"):
         self.widths = tuple(sorted(widths))
-        super().__init__(scale, self.widths[-1], convs, in_channels)
+        super().__init__(scale, self.widths[-1], convs, in_channels, act)
 
     def subnet(self, route) -> nn.Module:
         """The subnet of ``route`` as a standalone ``PlainSR`` (see ``WidthSupernet``)."""
@@ -54,7 +68,8 @@ class SlimPlain(WidthSupernet, PlainSR):
             return Interpolation(self.scale, "bicubic")
         convs = sum(isinstance(m, nn.Conv2d) for m in self.body) - 2
         return self._load_slices_into(
-            PlainSR(self.scale, channels=self.width_of(route), convs=convs, in_channels=self.body[0].in_channels))
+            PlainSR(self.scale, channels=self.width_of(route), convs=convs, in_channels=self.body[0].in_channels,
+                    act=self.act))
 
     def forward(self, x, route=None):
         if route == "bicubic":  # ARM's branch with no network
@@ -65,5 +80,5 @@ class SlimPlain(WidthSupernet, PlainSR):
             if isinstance(layer, nn.Conv2d):
                 h = slim_conv(layer, h, layer.out_channels if layer is self.body[-1] else w)
             else:
-                h = F.relu(h)
+                h = layer(h)  # the activation (in place: slim_conv's output is fresh)
         return upscale(x, self.scale) + F.pixel_shuffle(h, self.scale)
