@@ -27,10 +27,14 @@
 # and trains every width with --width-power 1: x2 ran its line below (6000 steps at peak 5e-4), then
 # --extend --iterations 8000 --lr 2e-4 (exported: step 7500, best mean gain over the widths);
 # x4 the same (exported: step 7000).
-# arm-plain-wide x2 (shipped under that name, beside arm-plain): the run in
-# checkpoints/arm-plain-wide-x2 (16,000 steps at 3e-4, then --extend restarts at 1.5e-4 to 28,000
-# and 1e-4 to 36,000; exported at step 34,500). Its widened successor (checkpoints/arm-plain-wide64-x2)
-# is not shipped yet.
+# arm-plain-wide x2 (shipped under that name, beside arm-plain) is two runs. First the 48-wide
+# supernet in checkpoints/arm-plain-wide-x2 (16,000 steps at 3e-4, then --extend restarts at 1.5e-4
+# to 28,000 and 1e-4 to 36,000; exported at step 34,500; shipped until 2026-12-02, now only the
+# start of the next run). Then checkpoints/arm-plain-wide64-x2: that export widened to a 64-channel
+# top width (--init keeps every old width), 14,000 steps at peak 1.5e-4 with --ema 0.999 (width
+# power 2 to step 7,883, then 1), then --extend at 1e-4 (width power 2, --select full) to step
+# 17,094 and a last segment towards 20,000 at 7e-5, stopped at 18,513 with --finish (exported: step
+# 17,000, the best full width, +4.92 dB). The line below is that as one schedule, not tried end to end.
 # The arm-espcn and arm-wdsr runs drew widths from step 0 (--full-width-steps 0: they predate the
 # trainer's full-width warm-up, which a fresh arm-plain needs). The arm-espcn lines below are exactly what ran. For the ARM/PCSR runs, the lines give the final
 # lengths at the default peak lr 1e-3, clipped: one cosine schedule, close to but not bit-identical with the shipped
@@ -48,11 +52,12 @@ run() {  # run NAME ARGS...
     "$VIDSR" train --out "runs/$name" --threads "$THREADS" --quiet "$@"
   fi
   local as=${PUBLISH_AS[$name]:-}
+  [ "$as" = "-" ] && return  # trained only as the start of another run
   [ -f "runs/$name/manifest.json" ] && "$VIDSR" train --publish "runs/$name" ${as:+--name "$as"}
 }
 
-# runs shipped under another name than their architecture's
-declare -A PUBLISH_AS=([arm-plain-wide-x2]=arm-plain-wide)
+# runs shipped under another name than their architecture's ("-": not shipped, another run's start)
+declare -A PUBLISH_AS=([arm-plain-wide-x2]=- [arm-plain-wide64-x2]=arm-plain-wide)
 
 declare -A RUNS=(
   [plain-x2]="--arch plain --scale 2 --iterations 4500"
@@ -69,10 +74,11 @@ declare -A RUNS=(
   [arm-plain-x2]="--arch arm-plain --scale 2 --iterations 6000 --lr 5e-4 --width-power 1 --init vidsr/weights/plain-x2.safetensors"
   [arm-plain-x4]="--arch arm-plain --scale 4 --iterations 6000 --lr 5e-4 --width-power 1 --init vidsr/weights/plain-x4.safetensors"
   [arm-plain-wide-x2]="--arch arm-plain --scale 2 --config {\"widths\":[16,24,32,48],\"convs\":8} --iterations 36000 --lr 3e-4 --width-power 1 --val-every 500"
+  [arm-plain-wide64-x2]="--arch arm-plain --scale 2 --config {\"widths\":[16,24,32,48,64],\"convs\":8} --iterations 18000 --lr 1.5e-4 --width-power 2 --select full --ema 0.999 --val-every 500 --init runs/arm-plain-wide-x2/arm-plain-x2.safetensors"
   [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 12000 --patch 32 --val-every 500"
   [pcsr-wdsr-x4-light24]="--arch pcsr-wdsr --scale 4 --iterations 3000 --patch 32 --val-every 500 --stage1-fraction 1 --init runs/pcsr-wdsr-x4/pcsr-wdsr-x4.safetensors --config {\"upsamplers\":[[24,24],[64,64,64]],\"unfold\":[true,true]}"
 )
-ORDER=(plain-x2 plain-x4 arm-plain-x2 arm-plain-x4 arm-plain-wide-x2 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x3 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x2-light24 pcsr-wdsr-x4 pcsr-wdsr-x4-light24)
+ORDER=(plain-x2 plain-x4 arm-plain-x2 arm-plain-x4 arm-plain-wide-x2 arm-plain-wide64-x2 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x3 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x2-light24 pcsr-wdsr-x4 pcsr-wdsr-x4-light24)
 set -f  # RUNS values are split on spaces but never globbed (a --config JSON has brackets)
 for name in "${@:-${ORDER[@]}}"; do
   # shellcheck disable=SC2086
