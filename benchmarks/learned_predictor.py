@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from predictor_study import EDGE, Study, Tiles
 from vidsr.routing.edge import tile_edge_scores
-from vidsr.train.data import default_folder, load_pairs
+from vidsr.train.data import default_folder
 
 
 class TileNet(nn.Module):
@@ -48,9 +48,9 @@ class TileNet(nn.Module):
         return 30 + self.head(pooled)
 
 
-def random_tiles(tiles: Tiles, scale: int, tile: int, count: int, rng) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` random LR tiles of the training images (areas weighted) with every route's PSNR on
-    the matching HR region."""
+def random_tiles(tiles: Tiles, scale: int, tile: int, count: int, rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` random LR tiles of the training images (areas weighted): the tiles, every route's
+    PSNR on the matching HR region, and each tile's weight for ``--weighted``."""
     sizes = np.array([p.lr.numel() for p in tiles.pairs], dtype=np.float64)
     pick = rng.choice(len(tiles.pairs), size=count, p=sizes / sizes.sum())
     # each image's mean squared error under the full network: a tile's weight is its error over that
@@ -138,11 +138,13 @@ def main() -> None:
           f"{np.mean(losses[-100:]):.3f}")
     net.eval()
     with torch.no_grad():
-        learned = [10 ** (-net(grid_tiles(p.lr, s.tile)).double().numpy().T / 10) for p in s.pairs]
-        # how well each predictor ranks the top route's gain over the next width on val tiles
-        true = s.val.true_psnr
-        cnn = np.concatenate([-10 * np.log10(m) for m in learned], 1)
-        table = np.concatenate([-10 * np.log10(m) for m in s.table_on(EDGE)], 1)
+        learned_db = [net(grid_tiles(p.lr, s.tile)).double().numpy().T for p in s.pairs]  # (routes, tiles)
+    learned = [10 ** (-db / 10) for db in learned_db]
+    fitted = s.table_on(EDGE)
+    # how well each predictor ranks the top route's gain over the next width on val tiles
+    true = s.val.true_psnr
+    cnn = np.concatenate(learned_db, 1)
+    table = np.concatenate([-10 * np.log10(m) for m in fitted], 1)
     gain = lambda p: p[-1] - p[-2]
     corr = {k: float(np.corrcoef(gain(v), gain(true))[0, 1]) for k, v in (("cnn", cnn), ("table", table))}
     macs_per_tile = sum(m.weight.numel() * (s.tile // 2**i) ** 2
@@ -153,11 +155,10 @@ def main() -> None:
           f"val tiles: CNN {corr['cnn']:.3f}, edge table fitted on train {corr['table']:.3f}\n")
     print("| predictor | within 0.05 dB at | dB vs full at budget 0.3 / 0.5 / 0.6 |")
     print("| --- | --- | --- |")
-    shipped = [10 ** (-s.table.lookup(torch.from_numpy(f[EDGE])).numpy() / 10) for f in s.features]
-    rows = [("shipped Edge-to-PSNR table (built on the val tiles)", shipped),
-            ("edge-score table fitted on the training images", s.table_on(EDGE)),
+    rows = [("shipped Edge-to-PSNR table (built on the val tiles)", s.shipped()),
+            ("edge-score table fitted on the training images", fitted),
             ("small CNN on the LR tile, trained on the training images", learned),
-            ("oracle (true per-tile error)", [m for _, m, _ in s.tiles])]
+            ("oracle (true per-tile error)", s.oracle())]
     for label, pred in rows:
         print(f"| {label} | {s.score(pred)} |")
 
