@@ -60,6 +60,23 @@ def test_a_few_steps_lower_the_loss(image_dirs, tmp_path):
     assert fixed_batch_loss(t) < before * 0.98  # 300 tiny steps: about 4% lower, seeded
 
 
+def test_l2_loss_trains_on_the_squared_error(image_dirs, tmp_path):
+    l1 = Trainer(config(image_dirs, tmp_path / "l1"), progress=False)
+    l2 = Trainer(config(image_dirs, tmp_path / "l2", loss="l2"), progress=False)
+    lr, hr = l1.sampler.batch(4)
+    with torch.no_grad():
+        out = l2.model(lr)
+        assert l2.loss(lr, hr).item() == pytest.approx((out - hr).square().mean().item(), rel=1e-6)
+        assert l1.loss(lr, hr).item() == pytest.approx((l1.model(lr) - hr).abs().mean().item(), rel=1e-6)
+    before = l2.loss(lr, hr).item()
+    l2.cfg.iterations = 200
+    l2.run()
+    with torch.no_grad():
+        assert l2.loss(lr, hr).item() < before
+    with pytest.raises(ValueError, match="--loss"):
+        Trainer(config(image_dirs, tmp_path / "bad", loss="huber"), progress=False)
+
+
 def test_resume_continues_exactly_where_it_stopped(image_dirs, tmp_path):
     straight = Trainer(config(image_dirs, tmp_path / "a", iterations=12), progress=False)
     straight.run()

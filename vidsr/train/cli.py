@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="keep a moving average of the weights with this decay (e.g. 0.999) and validate, "
                    "choose and export it instead of the raw weights (default: off; may be added on a resume)")
+    p.add_argument("--loss", choices=("l1", "l2"), default="l1",
+                   help="reconstruction loss: l1 (default, as published) or l2, the mean squared error PSNR "
+                   "measures (for a last fine-tune; may be changed on a resume)")
     p.add_argument("--finish", action="store_true",
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
@@ -99,7 +102,7 @@ def main(argv: list[str]) -> int:
         clip=args.clip or None, **({} if args.width_power is None else {"width_power": args.width_power}),
         **({} if args.select is None else {"select": args.select}),
         **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
-        full_width_steps=args.full_width_steps, ema=args.ema,
+        full_width_steps=args.full_width_steps, ema=args.ema, loss=args.loss,
     )
     if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder
         raise SettingsError(f"{cfg.out} has no checkpoint: there is no run to finish")

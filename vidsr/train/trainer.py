@@ -54,6 +54,10 @@ CLIP_GRAD_NORM = 0.05
 # its best state and halves the peak learning rate of what is left (ARM runs diverged at 5e-4 and
 # 1e-3 without it, losing hours of CPU training to a checkpoint overwritten after the blow-up).
 DIVERGED_DB = 1.0
+RECONSTRUCTION_LOSSES = {
+    "l1": lambda out, hr: (out - hr).abs().mean(),
+    "l2": lambda out, hr: (out - hr).square().mean(),
+}
 # settings that do not change what a run learns, so a resume may change them unremarked
 RESUME_FREE = {"out", "time_limit", "threads", "device", "extend", "checkpoint_every", "val_every", "iterations"}
 
@@ -110,6 +114,9 @@ class TrainConfig:
     # 1,500 steps apart, the other three at most 0.01), so the state chosen was partly the luck of
     # the step it was validated at.
     ema: float = 0.0
+    # the reconstruction loss: "l1" (as every published recipe here trains) or "l2" (mean squared
+    # error, what PSNR measures: a last fine-tune with it is a common way to buy PSNR after L1)
+    loss: str = "l1"
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -126,6 +133,8 @@ class Trainer:
             raise ValueError(f"--select must be widths or full, not {cfg.select!r}")
         if not 0 <= cfg.ema < 1:
             raise ValueError(f"--ema must be a decay in [0, 1), such as 0.999, not {cfg.ema}")
+        if cfg.loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"--loss must be one of {', '.join(RECONSTRUCTION_LOSSES)}, not {cfg.loss!r}")
         self.cfg = cfg
         self.progress = progress
         self.arch = registry.architecture(cfg.arch)
@@ -264,19 +273,20 @@ class Trainer:
 
     def loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         m = self.model
+        distance = RECONSTRUCTION_LOSSES[self.cfg.loss]
         if self.arch.router == "arm":
             if self.step < self.full_width_steps:
                 width = self.width_names[-1]
             else:
                 width = self.width_names[int(torch.multinomial(self.width_probs, 1, generator=self.gen))]
-            return (m(lr, width) - hr).abs().mean()
+            return distance(m(lr, width), hr)
         if self.arch.router == "pcsr":
             if self.stage == 0:
-                return (m(lr, "heavy") - hr).abs().mean()
+                return distance(m(lr, "heavy"), hr)
             out, probs = m.soft(lr)
             balance = (probs[:, -1].mean() - 0.5).abs() / 0.5
-            return 1000 * (out - hr).abs().mean() + 3 * balance
-        return (m(lr) - hr).abs().mean()
+            return 1000 * distance(out, hr) + 3 * balance  # (the weights are the paper's, for L1)
+        return distance(m(lr), hr)
 
     # -- loop ---------------------------------------------------------------------------------------
 
