@@ -157,6 +157,46 @@ def test_arm_spends_the_budget_on_edgy_tiles_and_stays_under_it():
             assert scores[net].mean() > scores[~net].mean()
 
 
+def test_halo_pixels_price_the_sides_that_face_another_route():
+    from vidsr.tiling import TileGrid
+
+    grid = TileGrid(48, 48, tile=16, context=4)  # 3x3 tiles
+    routes = np.ones(9, dtype=int)
+    routes[4] = 2  # the centre on the wider route
+    halo = arm_module.halo_pixels(grid, routes, 3)
+    side = 4 * 16  # context x side length
+    assert (halo[0] == 0).all()  # interpolation runs once over the frame: no windows
+    assert halo[2, 4] == 4 * side and halo[1, 4] == 0  # the centre: four route-1 neighbours, shared windows on route 1
+    assert halo[1, 1] == side and halo[2, 1] == 2 * side  # an edge tile: faces the centre, and two route-1 tiles
+    assert halo[1, 0] == 0 and halo[2, 0] == 2 * side  # a corner: frame edges cost nothing
+
+
+def test_arm_prices_tile_context_and_runs_less_of_it_at_the_same_budget():
+    """Under a MAC budget each window's context counts: the plan fits the budget with it, and a real
+    run executes fewer MACs than a plan that counts cores only."""
+    up = synthetic_arm()
+    x = textured_frame(seed=3)
+    d = up.descriptor
+    executed = {}
+    for priced in (True, False):
+        router = arm_module.ARMRouter(up, price_context=priced)
+        engine = Engine(up, tile=16, router=router)
+        grid = engine.grid(96, 128)
+        px = np.array([t.h * t.w for t in grid.tiles]) * 4
+        macs = np.array([r.macs_per_pixel for r in d.routes])
+        executed[priced] = []
+        for budget in (0.3, 0.5, 0.7):
+            router.reset()
+            plan = router.plan(x, grid, budget)
+            cap = macs[0] * px.sum() + budget * (macs[-1] - macs[0]) * px.sum()
+            with_halo = macs[:, None] * (px + arm_module.halo_pixels(grid, plan.routes, len(macs)) * 4)
+            if priced:
+                assert with_halo[plan.routes, np.arange(len(px))].sum() <= cap * (1 + 1e-9)
+            router.reset()
+            executed[priced].append(engine.upscale(x, budget)[1].executed_macs_per_pixel)
+    assert sum(executed[True]) < sum(executed[False])
+
+
 def test_arm_time_budget_uses_calibrated_costs():
     up = synthetic_arm()
     router = build_router(up)
