@@ -35,9 +35,9 @@ DEADBAND = 0.10  # relative budget change within which static tiles keep their r
 # facing a tile on another route needs ``context`` rows of that neighbour, a side facing the same
 # route is shared in one merged window. The price depends on the neighbours' routes, so the plan is
 # re-solved this many times with the halos of the previous solution. Why: at budget 0.6 the
-# 64-wide x2 supernet chose 0.60 of the full MACs but its windows ran 0.73 (many small regions of
-# mixed widths); priced this way it runs 0.67 for the same predicted PSNR (0.883 vs 0.893 dB at
-# 0.60 and 0.67 executed by the old plan: about 0.01 dB better at equal executed MACs).
+# 64-wide x2 supernet's plan counted 0.60 of the full MACs but its windows ran 0.73 (many small
+# regions of mixed widths); priced, its 0.05 dB point moved from 0.68x executed / 0.76x the time to
+# 0.65x / 0.70x on the same VM (BENCHMARKS.md), the share counted once staying at 0.60x.
 CONTEXT_ROUNDS = 3
 
 
@@ -189,8 +189,8 @@ def halo_pixels(grid, routes: np.ndarray, n_routes: int) -> np.ndarray:
     (interpolation runs once over the whole frame). Corners and region splits are left out."""
     rows, cols = grid.shape
     r = routes.reshape(rows, cols)
-    heights = grid._arr["h"].reshape(rows, cols)
-    widths = grid._arr["w"].reshape(rows, cols)
+    heights = np.array([t.h for t in grid.tiles]).reshape(rows, cols)
+    widths = np.array([t.w for t in grid.tiles]).reshape(rows, cols)
     halo = np.zeros((n_routes, rows, cols))
     route_ids = np.arange(n_routes)[:, None, None]
     # each neighbour direction: (its route, per tile, -1 at the frame edge) and the shared side's length

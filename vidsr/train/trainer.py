@@ -54,6 +54,7 @@ CLIP_GRAD_NORM = 0.05
 # its best state and halves the peak learning rate of what is left (ARM runs diverged at 5e-4 and
 # 1e-3 without it, losing hours of CPU training to a checkpoint overwritten after the blow-up).
 DIVERGED_DB = 1.0
+# --loss: the distance between a network's output and the HR patch (TrainConfig.loss)
 RECONSTRUCTION_LOSSES = {
     "l1": lambda out, hr: (out - hr).abs().mean(),
     "l2": lambda out, hr: (out - hr).square().mean(),
