@@ -99,7 +99,7 @@ def natural_ish_frame(h=80, w=112, seed=3):
     return x.clamp(0, 1)[None, None]
 
 
-@pytest.mark.parametrize("name, scale", [(n, s) for n in ("arm-wdsr", "pcsr-wdsr") for s in (2, 4)] + [("arm-plain", 2), ("arm-plain", 4), ("arm-plain-wide", 2)])
+@pytest.mark.parametrize("name, scale", [(n, s) for n in ("arm-wdsr", "pcsr-wdsr") for s in (2, 4)] + [("arm-plain", 2), ("arm-plain", 4), ("arm-plain-wide", 2), ("arm-plain-wide", 4)])
 def test_shipped_context_is_seamless(name, scale):
     """The shipped routed models declare less context than their receptive radius (context is most
     of a small tile's cost). With every 16-px tile in its own window, the output must stay within
