@@ -523,6 +523,22 @@ def test_settings_changed_on_a_resume_are_logged_and_exported(image_dirs, tmp_pa
     assert {"step": 2, "resumed_with": {"width_power": [2.0, 1.0], "ema": [0.0, 0.9]}}.items() <= rows[0].items()
 
 
+def test_an_export_from_before_a_resume_reports_the_settings_its_weights_were_trained_with(image_dirs, tmp_path, monkeypatch):
+    """A best state from before an --extend at a lower lr (and another width power) was trained with
+    the old values; the manifest must say so, not the last invocation's."""
+    vals = iter([31.0] + [30.0] * 20)  # the first validation stays the best
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"val_psnr_y": next(vals), "val_gain_db": 0.0})
+    cfg = dict(arch="arm-plain", model_config={"widths": [4, 8], "convs": 2}, val_every=2, select="full")
+    Trainer(config(image_dirs, tmp_path / "r", iterations=4, lr=1e-3, **cfg), progress=False).run()
+    more = Trainer(config(image_dirs, tmp_path / "r", iterations=8, lr=2e-4, width_power=1.0, extend=True, **cfg),
+                   progress=False)
+    assert more.changes == [{"step": 4, "lr": [1e-3, 2e-4], "width_power": [2.0, 1.0]}]
+    training = more.run()["training"]
+    assert training["iterations"] == 2 and training["run_iterations"] == 8
+    assert training["lr"] == 1e-3 and training["width_power"] == 2.0
+    assert "changed_on_resume" not in training  # the change came after the exported step
+
+
 @pytest.mark.parametrize("flag, value", [("--width-power", "1"), ("--select", "full"), ("--full-width-steps", "5")])
 def test_arm_only_training_flags_are_refused_for_other_architectures(image_dirs, tmp_path, cli, flag, value):
     out = tmp_path / "run"

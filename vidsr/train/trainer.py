@@ -530,6 +530,18 @@ class Trainer:
             per_route[r.name] = {"psnr_y": round(res["psnr_y"], 4), "macs_per_pixel": round(r.macs_per_pixel, 1)}
         file = f"{cfg.arch}-x{cfg.scale}.safetensors"
         sha = weights.save(cfg.out / file, net.state_dict(), extras)
+        # what the exported weights were trained with: a best state from before a resume changed a
+        # setting (a lower lr for an extension) was trained with the old value
+        trained = self.weights_step or self.step
+        changes = [c for c in self.changes if c["step"] <= trained]
+
+        def at(key):
+            value = getattr(cfg, key)
+            for c in reversed(self.changes):
+                if c["step"] > trained and key in c:
+                    value = c[key][0]
+            return value
+
         entry = {
             "name": cfg.arch,
             "scale": cfg.scale,
@@ -544,13 +556,13 @@ class Trainer:
                 **({"run_iterations": self.step} if self.weights_step else {}),
                 "batch": cfg.batch,
                 "patch": cfg.patch,
-                "lr": cfg.lr,  # the peak of the last schedule segment (earlier ones: log.jsonl)
-                **({"width_power": cfg.width_power, "full_width_steps": self.full_width_steps}
+                "lr": at("lr"),  # the peak of the exported step's schedule segment (earlier ones: log.jsonl)
+                **({"width_power": at("width_power"), "full_width_steps": self.full_width_steps}
                    if self.arch.router == "arm" else {}),
                 **({"stage1_fraction": cfg.stage1_fraction} if self.arch.router == "pcsr" else {}),
-                **({"ema": cfg.ema} if cfg.ema else {}),
+                **({"ema": at("ema")} if at("ema") else {}),
                 **({"init": self.init_info} if self.init_info else {}),
-                **({"changed_on_resume": self.changes} if self.changes else {}),
+                **({"changed_on_resume": changes} if changes else {}),
                 "seed": cfg.seed,
                 "seconds": round(self.total_seconds()),
                 "device": cfg.device,
