@@ -486,6 +486,39 @@ def test_a_moving_average_added_on_a_resume_starts_from_the_weights(image_dirs, 
     assert r.code != 0 and "--ema must be a decay" in r.err and "Traceback" not in r.err
 
 
+def test_a_deeper_plain_stack_started_from_a_shallower_one_keeps_every_width(image_dirs, tmp_path):
+    # --init from a supernet with fewer hidden convs (and a narrower top width): the new convs start
+    # as identities before the tail, so every old width computes what it did; then they train
+    old = dict(arch="arm-plain", model_config={"widths": [4, 8], "convs": 2})
+    entry = Trainer(config(image_dirs, tmp_path / "c2", iterations=3, **old), progress=False).run()
+    given = registry.load(str(tmp_path / "c2" / entry["file"]), 2).module
+    with torch.no_grad():  # a non-zero tail and biases, so a wrong mapping cannot hide behind zeros
+        for p in given.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    weights.save(tmp_path / "c2" / entry["file"], given.state_dict(), registry.load(str(tmp_path / "c2" / entry["file"]), 2).extras)
+    entries = json.loads((tmp_path / "c2" / "manifest.json").read_text())["models"]
+    entries[0]["sha256"] = weights.sha256_of(tmp_path / "c2" / entry["file"])
+    weights.write_manifest(tmp_path / "c2", entries)
+    t = Trainer(config(image_dirs, tmp_path / "c4", arch="arm-plain", iterations=4, init=tmp_path / "c2" / entry["file"],
+                       model_config={"widths": [4, 8, 12], "convs": 4}), progress=False)
+    assert t.init_info["identity_layers"] == ["body.6", "body.8"] and t.init_info["fresh_tensors"] == []
+    x = torch.rand(2, 1, 12, 12)
+    t.model.eval()
+    with torch.no_grad():
+        for w in ("w4", "w8"):
+            assert torch.allclose(t.model(x, w), given(x, w), atol=1e-5), w
+        assert torch.allclose(t.model(x, "w12"), given(x, "w8"), atol=1e-5)
+    t.model.train()
+    t.run()
+    t.model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(t.model(x, "w8"), given(x, "w8"), atol=1e-4)
+    # a leaky ReLU after an identity conv would scale negatives twice: refused, not approximated
+    with pytest.raises(ValueError, match="only relu stacks can be deepened"):
+        Trainer(config(image_dirs, tmp_path / "l4", arch="arm-plain", iterations=4, init=tmp_path / "c2" / entry["file"],
+                       model_config={"widths": [4, 8], "convs": 4, "act": "lrelu"}), progress=False)
+
+
 def test_a_supernet_widened_from_a_narrower_one_keeps_every_old_width(image_dirs, tmp_path):
     # --init from a supernet of the same scale with a smaller top width: each old width is the
     # leading slice of the new tensors, and the new top width starts as the old top width

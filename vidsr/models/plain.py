@@ -14,6 +14,7 @@ better body for routing on a CPU.
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -50,6 +51,32 @@ class PlainSR(nn.Module):
 
     def forward(self, x, route=None):
         return upscale(x, self.scale) + F.pixel_shuffle(self.body(x), self.scale)
+
+    def deepen_state(self, state: dict) -> tuple[dict, list[str]]:
+        """A shallower stack's tensors renamed and completed to this deeper stack's layout, computing
+        the same function (as Net2DeeperNet): its tail moves to this stack's tail, and each missing
+        hidden conv, placed just before the tail, starts as the identity, which a ReLU after it keeps
+        exact (its input is a ReLU's output, never negative; a leaky ReLU would scale the negative
+        part twice, so leaky stacks are refused). Each old
+        width's slice is then an identity as well, so a supernet keeps every width's function.
+        Returns the state and the names of the identity layers; ``state`` comes back as given (and
+        no names) when it is not a shallower plain stack."""
+        old = sorted(int(k.split(".")[1]) for k in state if k.startswith("body.") and k.endswith(".weight"))
+        new = [i for i, m in enumerate(self.body) if isinstance(m, nn.Conv2d)]
+        if not old or len(old) >= len(new) or any(not k.startswith("body.") for k in state):
+            return state, []
+        if ACTIVATIONS[self.act]:
+            raise ValueError(f"a deeper {self.act} stack cannot start from a shallower one with the same function "
+                             "(only relu stacks can be deepened)")
+        out = {k: v for k, v in state.items() if int(k.split(".")[1]) != old[-1]}
+        for part in ("weight", "bias"):
+            out[f"body.{new[-1]}.{part}"] = state[f"body.{old[-1]}.{part}"]
+        for i in new[len(old) - 1 : -1]:
+            conv = self.body[i]
+            eye = torch.zeros_like(conv.weight)
+            eye[:, :, 1, 1] = torch.eye(conv.out_channels, conv.in_channels)
+            out[f"body.{i}.weight"], out[f"body.{i}.bias"] = eye, torch.zeros_like(conv.bias)
+        return out, [f"body.{i}" for i in new[len(old) - 1 : -1]]
 
 
 class SlimPlain(WidthSupernet, PlainSR):

@@ -193,9 +193,14 @@ class Trainer:
         with a wider top width) takes the old one as its leading slice, which is where a slimmable
         net keeps its narrower widths, so every old width keeps its function; weights that read the
         new input channels start at zero, so the new full width starts equal to the old one
-        (function-preserving widening, as Net2Net) and learns to use its new channels from there."""
+        (function-preserving widening, as Net2Net) and learns to use its new channels from there.
+        A deeper plain stack takes a shallower one with identity convs added before the tail
+        (``PlainSR.deepen_state``), again starting with the old function."""
         entry = registry.manifest_entry(str(path), None if path.suffix == ".safetensors" else self.cfg.scale)
         state, _ = weights.load_checked(entry)
+        identities = []
+        if hasattr(self.model, "deepen_state"):  # a shallower plain stack starts a deeper one
+            state, identities = self.model.deepen_state(state)
         own = self.model.state_dict()
         taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         grown = {}
@@ -215,7 +220,8 @@ class Trainer:
         self.model.load_state_dict({**taken, **grown}, strict=False)
         fresh = sorted(k for k in own if k not in taken and k not in grown)
         return {"file": entry["file"], "sha256": entry["sha256"], "architecture": entry["architecture"],
-                "scale": entry["scale"], "fresh_tensors": fresh, **({"grown_tensors": sorted(grown)} if grown else {})}
+                "scale": entry["scale"], "fresh_tensors": fresh, **({"grown_tensors": sorted(grown)} if grown else {}),
+                **({"identity_layers": identities} if identities else {})}
 
     def _new_average(self) -> AveragedModel | None:
         """A moving average that starts at the model's current weights (its first update copies them)."""
