@@ -486,6 +486,19 @@ def test_a_moving_average_added_on_a_resume_starts_from_the_weights(image_dirs, 
     assert r.code != 0 and "--ema must be a decay" in r.err and "Traceback" not in r.err
 
 
+def assert_starts_as_the_narrower(model, given, atol: float) -> torch.Tensor:
+    """A widths-[4, 8, 12] supernet started from ``given`` (widths [4, 8]): its old widths compute what
+    they did and its new top width what the old top did. Returns the input it checked."""
+    x = torch.rand(2, 1, 12, 12)
+    model.eval()
+    with torch.no_grad():
+        for w in ("w4", "w8"):
+            assert torch.allclose(model(x, w), given(x, w), atol=atol), w
+        assert torch.allclose(model(x, "w12"), given(x, "w8"), atol=atol)
+    model.train()
+    return x
+
+
 def test_a_deeper_plain_stack_started_from_a_shallower_one_keeps_every_width(image_dirs, tmp_path):
     # --init from a supernet with fewer hidden convs (and a narrower top width): the new convs start
     # as identities before the tail, so every old width computes what it did; then they train
@@ -495,21 +508,16 @@ def test_a_deeper_plain_stack_started_from_a_shallower_one_keeps_every_width(ima
     with torch.no_grad():  # a non-zero tail and biases, so a wrong mapping cannot hide behind zeros
         for p in given.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    weights.save(tmp_path / "c2" / entry["file"], given.state_dict(), registry.load(str(tmp_path / "c2" / entry["file"]), 2).extras)
+    extras = registry.load(str(tmp_path / "c2" / entry["file"]), 2).extras
+    weights.save(tmp_path / "c2" / entry["file"], given.state_dict(), extras)
     entries = json.loads((tmp_path / "c2" / "manifest.json").read_text())["models"]
     entries[0]["sha256"] = weights.sha256_of(tmp_path / "c2" / entry["file"])
     weights.write_manifest(tmp_path / "c2", entries)
     t = Trainer(config(image_dirs, tmp_path / "c4", arch="arm-plain", iterations=4, init=tmp_path / "c2" / entry["file"],
                        model_config={"widths": [4, 8, 12], "convs": 4}), progress=False)
     assert t.init_info["identity_layers"] == ["body.6", "body.8"] and t.init_info["fresh_tensors"] == []
-    x = torch.rand(2, 1, 12, 12)
-    t.model.eval()
-    with torch.no_grad():
-        for w in ("w4", "w8"):
-            assert torch.allclose(t.model(x, w), given(x, w), atol=1e-5), w
-        assert torch.allclose(t.model(x, "w12"), given(x, "w8"), atol=1e-5)
-    t.model.train()
-    t.run()
+    x = assert_starts_as_the_narrower(t.model, given, atol=1e-5)
+    t.run()  # and the identities train
     t.model.eval()
     with torch.no_grad():
         assert not torch.allclose(t.model(x, "w8"), given(x, "w8"), atol=1e-4)
@@ -528,13 +536,7 @@ def test_a_supernet_widened_from_a_narrower_one_keeps_every_old_width(image_dirs
     t = Trainer(config(image_dirs, tmp_path / "w12", arch="arm-plain", iterations=4, init=tmp_path / "w8" / entry["file"],
                        model_config={"widths": [4, 8, 12], "convs": 2}), progress=False)
     assert t.init_info["grown_tensors"] and t.init_info["fresh_tensors"] == []
-    x = torch.rand(2, 1, 12, 12)
-    t.model.eval()
-    with torch.no_grad():
-        for w in ("w4", "w8"):
-            assert torch.allclose(t.model(x, w), given(x, w), atol=1e-6), w
-        assert torch.allclose(t.model(x, "w12"), given(x, "w8"), atol=1e-6)
-    t.model.train()
+    x = assert_starts_as_the_narrower(t.model, given, atol=1e-6)
     t.run()  # and it trains: the new channels come into use
     t.model.eval()
     with torch.no_grad():
