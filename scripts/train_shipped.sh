@@ -35,6 +35,10 @@
 # power 2 to step 7,883, then 1), then --extend at 1e-4 (width power 2, --select full) to step
 # 17,094 and a last segment towards 20,000 at 7e-5, stopped at 18,513 with --finish (exported: step
 # 17,000, the best full width, +4.92 dB). The line below is that as one schedule, not tried end to end.
+# Since 2026-12-03 arm-plain-wide x2 is checkpoints/arm-plain-deep10-x2: that 8-conv export deepened to
+# 10 hidden convs (--init adds identity convs before the tail), a 6,000-step schedule at peak 1.5e-4,
+# --extend at step 2,513 to a 9,000-step one, stopped at 7,349 with --finish (exported: step 3,500,
+# +5.035 dB). The line below is that as one 9,000-step schedule, not tried end to end.
 # arm-plain-wide x4 is checkpoints/arm-plain-wide64-x4: the 64-wide x2 export's body at x4 (--init
 # across scales: the x4 tail starts fresh), its line below as run (20,000-step schedule at peak 2e-4);
 # the full width peaked at step 2,500 (+2.855 dB) and fell after, so the run was stopped at 5,648 and
@@ -62,7 +66,7 @@ run() {  # run NAME ARGS...
 }
 
 # runs shipped under another name than their architecture's ("-": not shipped, another run's start)
-declare -A PUBLISH_AS=([arm-plain-wide-x2]=- [arm-plain-wide64-x2]=arm-plain-wide [arm-plain-wide64-x4]=arm-plain-wide)
+declare -A PUBLISH_AS=([arm-plain-wide-x2]=- [arm-plain-wide64-x2]=- [arm-plain-deep10-x2]=arm-plain-wide [arm-plain-wide64-x4]=arm-plain-wide)
 
 declare -A RUNS=(
   [plain-x2]="--arch plain --scale 2 --iterations 4500"
@@ -80,11 +84,12 @@ declare -A RUNS=(
   [arm-plain-x4]="--arch arm-plain --scale 4 --iterations 6000 --lr 5e-4 --width-power 1 --init vidsr/weights/plain-x4.safetensors"
   [arm-plain-wide-x2]="--arch arm-plain --scale 2 --config {\"widths\":[16,24,32,48],\"convs\":8} --iterations 36000 --lr 3e-4 --width-power 1 --val-every 500"
   [arm-plain-wide64-x2]="--arch arm-plain --scale 2 --config {\"widths\":[16,24,32,48,64],\"convs\":8} --iterations 18000 --lr 1.5e-4 --width-power 2 --select full --ema 0.999 --val-every 500 --init runs/arm-plain-wide-x2/arm-plain-x2.safetensors"
+  [arm-plain-deep10-x2]="--arch arm-plain --scale 2 --config {\"widths\":[16,24,32,48,64],\"convs\":10} --iterations 9000 --lr 1.5e-4 --width-power 2 --select full --ema 0.999 --val-every 500 --init runs/arm-plain-wide64-x2/arm-plain-x2.safetensors"
   [arm-plain-wide64-x4]="--arch arm-plain --scale 4 --config {\"widths\":[16,24,32,48,64],\"convs\":8} --iterations 20000 --lr 2e-4 --width-power 2 --select full --ema 0.999 --val-every 500 --init runs/arm-plain-wide64-x2/arm-plain-x2.safetensors"
   [pcsr-wdsr-x4]="--arch pcsr-wdsr --scale 4 --iterations 12000 --patch 32 --val-every 500"
   [pcsr-wdsr-x4-light24]="--arch pcsr-wdsr --scale 4 --iterations 3000 --patch 32 --val-every 500 --stage1-fraction 1 --init runs/pcsr-wdsr-x4/pcsr-wdsr-x4.safetensors --config {\"upsamplers\":[[24,24],[64,64,64]],\"unfold\":[true,true]}"
 )
-ORDER=(plain-x2 plain-x4 arm-plain-x2 arm-plain-x4 arm-plain-wide-x2 arm-plain-wide64-x2 arm-plain-wide64-x4 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x3 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x2-light24 pcsr-wdsr-x4 pcsr-wdsr-x4-light24)
+ORDER=(plain-x2 plain-x4 arm-plain-x2 arm-plain-x4 arm-plain-wide-x2 arm-plain-wide64-x2 arm-plain-deep10-x2 arm-plain-wide64-x4 espcn-x2 espcn-x4 arm-espcn-x2 arm-espcn-x3 arm-espcn-x4 arm-wdsr-x2 arm-wdsr-x4 pcsr-wdsr-x2 pcsr-wdsr-x2-light24 pcsr-wdsr-x4 pcsr-wdsr-x4-light24)
 set -f  # RUNS values are split on spaces but never globbed (a --config JSON has brackets)
 for name in "${@:-${ORDER[@]}}"; do
   # shellcheck disable=SC2086
