@@ -57,8 +57,8 @@ class PlainSR(nn.Module):
         the same function (as Net2DeeperNet): its tail moves to this stack's tail, and each missing
         hidden conv, placed just before the tail, starts as the identity, which a ReLU after it keeps
         exact (its input is a ReLU's output, never negative; a leaky ReLU would scale the negative
-        part twice, so leaky stacks are refused). Each old
-        width's slice is then an identity as well, so a supernet keeps every width's function.
+        part twice, so leaky stacks are refused). Each old width's slice is then an identity as
+        well, so a supernet keeps every width's function.
         Returns the state and the names of the identity layers; ``state`` comes back as given (and
         no names) when it is not a shallower plain stack."""
         old = sorted(int(k.split(".")[1]) for k in state if k.startswith("body.") and k.endswith(".weight"))

@@ -541,7 +541,7 @@ class Trainer:
         trained = self.weights_step or self.step
         changes = [c for c in self.changes if c["step"] <= trained]
 
-        def at(key):
+        def trained_with(key):
             value = getattr(cfg, key)
             for c in reversed(self.changes):
                 if c["step"] > trained and key in c:
@@ -562,11 +562,11 @@ class Trainer:
                 **({"run_iterations": self.step} if self.weights_step else {}),
                 "batch": cfg.batch,
                 "patch": cfg.patch,
-                "lr": at("lr"),  # the peak of the exported step's schedule segment (earlier ones: log.jsonl)
-                **({"width_power": at("width_power"), "full_width_steps": self.full_width_steps}
+                "lr": trained_with("lr"),  # the peak of the exported step's schedule segment (earlier ones: log.jsonl)
+                **({"width_power": trained_with("width_power"), "full_width_steps": self.full_width_steps}
                    if self.arch.router == "arm" else {}),
                 **({"stage1_fraction": cfg.stage1_fraction} if self.arch.router == "pcsr" else {}),
-                **({"ema": at("ema")} if at("ema") else {}),
+                **({"ema": trained_with("ema")} if trained_with("ema") else {}),
                 **({"init": self.init_info} if self.init_info else {}),
                 **({"changed_on_resume": changes} if changes else {}),
                 "seed": cfg.seed,
