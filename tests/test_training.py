@@ -504,12 +504,12 @@ def test_a_deeper_plain_stack_started_from_a_shallower_one_keeps_every_width(ima
     # as identities before the tail, so every old width computes what it did; then they train
     old = dict(arch="arm-plain", model_config={"widths": [4, 8], "convs": 2})
     entry = Trainer(config(image_dirs, tmp_path / "c2", iterations=3, **old), progress=False).run()
-    given = registry.load(str(tmp_path / "c2" / entry["file"]), 2).module
+    loaded = registry.load(str(tmp_path / "c2" / entry["file"]), 2)
+    given = loaded.module
     with torch.no_grad():  # a non-zero tail and biases, so a wrong mapping cannot hide behind zeros
         for p in given.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    extras = registry.load(str(tmp_path / "c2" / entry["file"]), 2).extras
-    weights.save(tmp_path / "c2" / entry["file"], given.state_dict(), extras)
+    weights.save(tmp_path / "c2" / entry["file"], given.state_dict(), loaded.extras)
     entries = json.loads((tmp_path / "c2" / "manifest.json").read_text())["models"]
     entries[0]["sha256"] = weights.sha256_of(tmp_path / "c2" / entry["file"])
     weights.write_manifest(tmp_path / "c2", entries)

@@ -71,12 +71,13 @@ class PlainSR(nn.Module):
         out = {k: v for k, v in state.items() if int(k.split(".")[1]) != old[-1]}
         for part in ("weight", "bias"):
             out[f"body.{new[-1]}.{part}"] = state[f"body.{old[-1]}.{part}"]
-        for i in new[len(old) - 1 : -1]:
+        added = new[len(old) - 1 : -1]
+        for i in added:
             conv = self.body[i]
             eye = torch.zeros_like(conv.weight)
             eye[:, :, 1, 1] = torch.eye(conv.out_channels, conv.in_channels)
             out[f"body.{i}.weight"], out[f"body.{i}.bias"] = eye, torch.zeros_like(conv.bias)
-        return out, [f"body.{i}" for i in new[len(old) - 1 : -1]]
+        return out, [f"body.{i}" for i in added]
 
 
 class SlimPlain(WidthSupernet, PlainSR):

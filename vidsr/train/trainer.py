@@ -548,6 +548,7 @@ class Trainer:
                     value = c[key][0]
             return value
 
+        ema = trained_with("ema")
         entry = {
             "name": cfg.arch,
             "scale": cfg.scale,
@@ -566,7 +567,7 @@ class Trainer:
                 **({"width_power": trained_with("width_power"), "full_width_steps": self.full_width_steps}
                    if self.arch.router == "arm" else {}),
                 **({"stage1_fraction": cfg.stage1_fraction} if self.arch.router == "pcsr" else {}),
-                **({"ema": trained_with("ema")} if trained_with("ema") else {}),
+                **({"ema": ema} if ema else {}),
                 **({"init": self.init_info} if self.init_info else {}),
                 **({"changed_on_resume": changes} if changes else {}),
                 "seed": cfg.seed,
