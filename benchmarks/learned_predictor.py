@@ -42,7 +42,7 @@ class TileNet(nn.Module):
         self.head = nn.Sequential(nn.Linear(4 * width + 1, 64), nn.ReLU(), nn.Linear(64, routes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        edge = tile_edge_scores(x, x.shape[-1]).flatten(1)  # the table's feature, as a head input
+        edge = tile_edge_scores(x, tuple(x.shape[-2:])).flatten(1)  # the table's feature, as a head input
         f = self.body((x - x.mean((2, 3), keepdim=True)) * 10)
         pooled = torch.cat([f.mean((2, 3)), f.amax((2, 3)), torch.log1p(edge)], 1)
         return 30 + self.head(pooled)
@@ -74,13 +74,12 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.flip(-1) if k >= 4 else x
 
 
-def grid_tiles(lr: torch.Tensor, tile: int) -> torch.Tensor:
-    """A (h, w) LR plane cut on the router's grid; edge tiles padded by replication."""
-    h, w = lr.shape
-    ph, pw = -h % tile, -w % tile
-    x = F.pad(lr[None, None], (0, pw, 0, ph), mode="replicate")[0, 0]
-    rows, cols = x.shape[0] // tile, x.shape[1] // tile
-    return x.reshape(rows, tile, cols, tile).permute(0, 2, 1, 3).reshape(-1, 1, tile, tile)
+def grid_tiles(lr: torch.Tensor, grid) -> torch.Tensor:
+    """A (h, w) LR plane cut on the router's ``grid`` into (tiles, 1, th, tw), the largest core's
+    size; cores a pixel shorter padded by replication."""
+    th, tw = max(t.h for t in grid.tiles), max(t.w for t in grid.tiles)
+    cores = [lr[None, None, t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w] for t in grid.tiles]
+    return torch.cat([F.pad(c, (0, tw - c.shape[-1], 0, th - c.shape[-2]), mode="replicate") for c in cores])
 
 
 def train(net: TileNet, data: tuple, steps: int, batch: int, seed: int, weighted: bool) -> list[float]:
@@ -138,7 +137,7 @@ def main() -> None:
           f"{np.mean(losses[-100:]):.3f}")
     net.eval()
     with torch.no_grad():
-        learned_db = [net(grid_tiles(p.lr, s.tile)).double().numpy().T for p in s.pairs]  # (routes, tiles)
+        learned_db = [net(grid_tiles(p.lr, t[3])).double().numpy().T for p, t in zip(s.pairs, s.tiles)]  # (routes, tiles)
     learned = [10 ** (-db / 10) for db in learned_db]
     fitted = s.table_on(EDGE)
     # how well each predictor ranks the top route's gain over the next width on val tiles

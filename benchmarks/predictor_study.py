@@ -40,11 +40,11 @@ EDGE = "edge (mean abs Laplacian)"
 PROBE = "narrowest subnet's change (probe)"
 
 
-def tile_features(lr: torch.Tensor, tile: int, probe: torch.Tensor, scale: int) -> dict[str, np.ndarray]:
-    """Cheap per-tile features of a (1, 1, h, w) LR plane; ``probe``: the narrowest subnet's
-    (H, W) output of it, for the probe feature."""
-    def pool(m, side=tile):
-        return F.avg_pool2d(m, side, stride=side, ceil_mode=True, count_include_pad=False)[0, 0].flatten().numpy()
+def tile_features(lr: torch.Tensor, grid, probe: torch.Tensor, scale: int) -> dict[str, np.ndarray]:
+    """Cheap per-tile features of a (1, 1, h, w) LR plane, tiled by the router's ``grid``;
+    ``probe``: the narrowest subnet's (H, W) output of it, for the probe feature."""
+    def pool(m, s=1):
+        return grid.tile_means(m, s)[0].flatten().numpy()
 
     lap = laplacian_abs(lr)
     gx = F.pad((lr[..., :, 1:] - lr[..., :, :-1]).abs(), (0, 1, 0, 0))
@@ -54,13 +54,13 @@ def tile_features(lr: torch.Tensor, tile: int, probe: torch.Tensor, scale: int) 
     trip = upscale(downscale(lr[..., :h, :w], 2), 2)
     trip_err = F.pad((lr[..., :h, :w] - trip) ** 2, (0, lr.shape[-1] - w, 0, lr.shape[-2] - h))
     probe_change = (probe[None, None] - upscale(lr, scale).clamp(0, 1)) ** 2
-    return {EDGE: tile_edge_scores(lr, tile).flatten().numpy(),
+    return {EDGE: tile_edge_scores(lr, grid).flatten().numpy(),
             "RMS Laplacian": np.sqrt(pool(lap**2)),
             "std of luma": np.sqrt(np.maximum(pool(lr * lr) - mean**2, 0)) * 255,
             "mean abs gradient": pool((gx + gy) * 255),
             "share of abs Laplacian > 8": pool((lap > 8).float()),
             "down-and-up bicubic error": np.sqrt(pool(trip_err)) * 255,
-            PROBE: np.sqrt(pool(probe_change, tile * scale)) * 255}
+            PROBE: np.sqrt(pool(probe_change, scale)) * 255}
 
 
 class Tiles:
@@ -77,8 +77,9 @@ class Tiles:
                 _fixed_route(up, r.name, pairs, scale, 1, outs[-1])
         self.pairs, self.outs = pairs, outs
         self.tiles = oracle_tiles(outs, pairs, tile, scale)
-        self.features = [tile_features(p.lr[None, None], tile, outs[1][i], scale) for i, p in enumerate(pairs)]
-        self.true_psnr = np.concatenate([10 * np.log10(1 / np.maximum(m, 1e-10)) for _, m, _ in self.tiles], axis=1)
+        self.features = [tile_features(p.lr[None, None], self.tiles[i][3], outs[1][i], scale)
+                         for i, p in enumerate(pairs)]
+        self.true_psnr = np.concatenate([10 * np.log10(1 / np.maximum(m, 1e-10)) for _, m, _, _ in self.tiles], axis=1)
 
 
 class Study:
@@ -97,7 +98,7 @@ class Study:
 
     def routed(self, predicted_mse: list[np.ndarray], budget: float) -> tuple[float, float]:
         """(PSNR-Y, MACs ratio) when the solver routes every tile from ``predicted_mse``."""
-        p, macs = oracle_psnr(self.tiles, self.pairs, self.macs, self.scale, self.tile, budget, predicted_mse)
+        p, macs = oracle_psnr(self.tiles, self.pairs, self.macs, self.scale, budget, predicted_mse)
         return p, macs / self.macs[-1]
 
     def shipped(self) -> list[np.ndarray]:
@@ -106,7 +107,7 @@ class Study:
 
     def oracle(self) -> list[np.ndarray]:
         """Each tile's true per-route MSE."""
-        return [m for _, m, _ in self.tiles]
+        return [m for _, m, _, _ in self.tiles]
 
     def score(self, predicted_mse) -> str:
         lo, hi = 0.0, 1.0

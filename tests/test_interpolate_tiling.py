@@ -56,8 +56,27 @@ def test_cores_partition_the_frame_and_windows_have_one_size():
         assert t.wy <= t.y0 and t.y0 + t.h <= t.wy + grid.win_h  # core inside its window
         assert 0 <= t.wy and t.wy + grid.win_h <= 50 and 0 <= t.wx and t.wx + grid.win_w <= 70
     assert (cover == 1).all()
-    assert (grid.win_h, grid.win_w) == (26, 26)
-    assert grid.shape == (4, 5)
+    # 50 rows hold about 3 tiles of 16 (17+17+16), 70 columns about 4 (18+18+17+17)
+    assert grid.shape == (3, 4)
+    assert (grid.win_h, grid.win_w) == (17 + 10, 18 + 10)
+
+
+@pytest.mark.parametrize("size,tile", [(200, 64), (400, 64), (540, 64), (161, 16), (63, 64), (20, 64), (1000, 37)])
+def test_cores_are_balanced_with_no_sliver(size, tile):
+    """An axis is cut into round(size / tile) cores whose lengths differ by at most one pixel (a
+    200-px side with 64-px tiles: 67+67+66, not 64+64+64+8), and per-tile means and masks follow
+    those cores exactly."""
+    grid = TileGrid(size, 9, tile, 3)
+    lengths = [t.h for t in grid.tiles[:: grid.cols]]
+    assert sum(lengths) == size and len(lengths) == max(1, round(size / tile))
+    assert max(lengths) - min(lengths) <= 1
+    plane = torch.rand(1, 1, size * 2, 9 * 2, dtype=torch.float64)
+    means = grid.tile_means(plane, scale=2)[0]
+    mask = grid.core_mask(np.arange(len(grid)), scale=2)
+    for i, t in enumerate(grid.tiles):
+        core = plane[0, 0, t.y0 * 2 : (t.y0 + t.h) * 2, t.x0 * 2 : (t.x0 + t.w) * 2]
+        assert means.flatten()[i].item() == pytest.approx(core.mean().item())
+        assert (mask[t.y0 * 2 : (t.y0 + t.h) * 2, t.x0 * 2 : (t.x0 + t.w) * 2] == i).all()
 
 
 def test_numpy_and_torch_backends_agree():

@@ -494,16 +494,16 @@ def test_oracle_routing_picks_each_tiles_best_route_within_budget():
     pairs = [Pair("p", hr, torch.zeros(18, 22))]
     outputs = oracle_tiles([[cheap], [dear]], pairs, tile, scale)
     macs = [1.0, 101.0]
-    p0, m0 = oracle_psnr(outputs, pairs, macs, scale, tile, 0.0)
+    p0, m0 = oracle_psnr(outputs, pairs, macs, scale, 0.0)
     assert (p0, m0) == pytest.approx((psnr(cheap, hr, scale), 1.0))
     right = 20 / 44  # share of pixels in the right-hand tiles (columns 24..43)
     mixed = torch.cat([cheap[:, :24], dear[:, 24:]], dim=1)
     for budget in (right, 1.0):
-        p, m = oracle_psnr(outputs, pairs, macs, scale, tile, budget)
+        p, m = oracle_psnr(outputs, pairs, macs, scale, budget)
         assert m == pytest.approx(1 + 100 * right)
         assert p == pytest.approx(psnr(mixed, hr, scale))
     assert p > max(p0, psnr(dear, hr, scale))
-    assert oracle_psnr(outputs, pairs, macs, scale, tile, right * 0.99)[1] < m  # never over budget
+    assert oracle_psnr(outputs, pairs, macs, scale, right * 0.99)[1] < m  # never over budget
 
 
 def test_routing_bench_times_the_full_network_beside_every_pass():

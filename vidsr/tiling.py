@@ -1,9 +1,11 @@
 """Split a frame into overlapping tiles, run them in batches, and merge the results without seams.
 
-Geometry: the frame is partitioned into *cores* of ``tile`` x ``tile`` LR pixels (smaller at the
-right and bottom edges). Each core is run inside a *window* that adds ``context`` pixels on every
-side; all windows have the same size (a window that would cross the frame edge is shifted inward
-instead of shrunk), so any set of tiles stacks into one batch. Only the core of each output is kept.
+Geometry: the frame is partitioned into *cores* of about ``tile`` x ``tile`` LR pixels: each axis
+is cut into as many cores as it holds tiles (rounded), their lengths differing by at most one
+(``_axis``), so a 200-px side with 64-px tiles is cut 67+67+66, not 64+64+64+8. Each core is run
+inside a *window* that adds ``context`` pixels on every side; all windows have the same size (a
+window that would cross the frame edge is shifted inward instead of shrunk), so any set of tiles
+stacks into one batch. Only the core of each output is kept.
 With ``context`` at least the model's receptive radius, a tiled run equals an untiled one; routing
 picks one route per core, so every output pixel comes from exactly one route.
 
@@ -52,12 +54,20 @@ class Tile:
 
 
 def _axis(size: int, tile: int, context: int) -> tuple[list[tuple[int, int, int]], int]:
-    """Cores along one axis as (start, length, window start), and the window length."""
-    window = min(tile + 2 * context, size)
-    cores = []
-    for start in range(0, size, tile):
-        length = min(tile, size - start)
+    """Cores along one axis as (start, length, window start), and the window length. The axis is
+    cut into as many cores as it holds tiles (rounded), their lengths differing by at most one,
+    rather than into ``tile``-long cores with a sliver left over: a sliver's window is mostly
+    context (an 8-row core in a 15-row window) and a thin window runs at a fraction of the speed
+    per MAC (measured 14-66 ps per MAC against 11 for the same net on 64-px windows), while every
+    core near ``tile`` keeps what the tile size was chosen for."""
+    n = max(1, round(size / tile))
+    short, longer = divmod(size, n)  # the first ``longer`` cores are one pixel longer
+    window = min(short + (longer > 0) + 2 * context, size)
+    cores, start = [], 0
+    for i in range(n):
+        length = short + (i < longer)
         cores.append((start, length, min(max(start - context, 0), size - window)))
+        start += length
     return cores, window
 
 
@@ -74,6 +84,10 @@ class TileGrid:
         self.tiles = [Tile(y, x, h, w, wy, wx) for (y, h, wy) in rows for (x, w, wx) in cols]
         t = self.tiles
         self._arr = {k: np.array([getattr(a, k) for a in t], dtype=np.int64) for k in ("y0", "x0", "h", "w", "wy", "wx")}
+        # which row / column of cores each LR row / column belongs to
+        self._row_of = np.repeat(np.arange(self.rows), [h for _, h, _ in rows])
+        self._col_of = np.repeat(np.arange(self.cols), [w for _, w, _ in cols])
+        self._pooling: dict = {}
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -82,6 +96,20 @@ class TileGrid:
     def shape(self) -> tuple[int, int]:
         """Tiles per column and per row: the layout of per-tile maps (edge scores, routes)."""
         return self.rows, self.cols
+
+    def tile_means(self, plane: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        """The mean of a (N, 1, H*scale, W*scale) plane over each core (scaled): (N, rows, cols),
+        vectorised on the plane's device as two products with 0/1 matrices (cores differ in size by
+        a pixel, so a strided pooling would not fit them)."""
+        key = (scale, plane.device, plane.dtype)
+        if key not in self._pooling:
+            def assign(index, n):  # (pixels, n): 1 where the pixel belongs to core n
+                one_hot = np.zeros((len(index) * scale, n))
+                one_hot[np.arange(len(index) * scale), np.repeat(index, scale)] = 1
+                return torch.from_numpy(one_hot / one_hot.sum(0)).to(plane.device, plane.dtype)
+            self._pooling[key] = (assign(self._row_of, self.rows).T.contiguous(), assign(self._col_of, self.cols))
+        rows, cols = self._pooling[key]
+        return rows @ plane[:, 0] @ cols
 
     def window_pixels(self) -> int:
         return self.win_h * self.win_w
@@ -182,8 +210,7 @@ class TileGrid:
     def core_mask(self, values, scale: int = 1):
         """Expand a per-tile array (len(tiles),) into a per-pixel map (H*s, W*s) (numpy)."""
         grid = np.asarray(values).reshape(self.rows, self.cols)
-        ys = np.minimum(np.arange(self.height * scale) // (self.tile * scale), self.rows - 1)
-        xs = np.minimum(np.arange(self.width * scale) // (self.tile * scale), self.cols - 1)
+        ys, xs = np.repeat(self._row_of, scale), np.repeat(self._col_of, scale)
         return grid[ys[:, None], xs[None, :]]
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..engine import Engine
 from ..metrics import psnr
@@ -32,6 +31,7 @@ from ..errors import SettingsError
 from ..models import registry, weights
 from ..routing import build_router
 from ..routing.solver import solve
+from ..tiling import TileGrid
 from ..train.data import default_folder, load_pairs, quantize8
 
 SWEEP = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -150,38 +150,32 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
 
 def oracle_tiles(route_outputs, pairs, tile: int, scale: int) -> list[tuple]:
     """Per image, what the oracle routes from, whatever the budget: the routes' outputs stacked
-    (R, H, W), their mean squared error per ``tile`` LR tile (R, tiles), and each tile's pixel count
-    (tiles at the right and bottom edges are smaller). ``route_outputs[r][i]``: route r's 8-bit
-    output of image i."""
-    side = tile * scale
+    (R, H, W), their mean squared error per tile of the router's grid for ``tile`` (R, tiles), each
+    tile's pixel count (the last row and column of cores may be shorter), and the grid.
+    ``route_outputs[r][i]``: route r's 8-bit output of image i."""
     prepared = []
     for i, p in enumerate(pairs):
         outs = torch.stack([r[i] for r in route_outputs])
-        h, w = p.hr.shape
-        mse = F.avg_pool2d((outs.double() - p.hr.double())[:, None] ** 2, side, ceil_mode=True)
-        rows = np.minimum(side, h - np.arange(0, h, side))
-        cols = np.minimum(side, w - np.arange(0, w, side))
-        tile_px = (rows[:, None] * cols[None, :]).astype(np.float64).flatten()
-        prepared.append((outs, mse.flatten(1).numpy(), tile_px))
+        grid = TileGrid(*p.lr.shape, tile, 0)  # the cores the router's grid has (context moves no core)
+        mse = grid.tile_means((outs.double() - p.hr.double())[:, None] ** 2, scale)
+        tile_px = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * scale**2
+        prepared.append((outs, mse.flatten(1).numpy(), tile_px, grid))
     return prepared
 
 
-def oracle_psnr(tiles, pairs, macs, scale: int, tile: int, budget: float,
+def oracle_psnr(tiles, pairs, macs, scale: int, budget: float,
                 predicted_mse: list | None = None) -> tuple[float, float]:
-    """(mean PSNR-Y, MACs per pixel) when every ``tile`` LR tile takes the route that the budgeted
-    solver picks from its *true* error (``oracle_tiles``), or from ``predicted_mse`` (per image,
-    (routes, tiles)) when given: quality is read off the real route outputs either way."""
+    """(mean PSNR-Y, MACs per pixel) when every tile takes the route that the budgeted solver picks
+    from its *true* error (``oracle_tiles``), or from ``predicted_mse`` (per image, (routes, tiles))
+    when given: quality is read off the real route outputs either way."""
     macs = np.asarray(macs, dtype=np.float64)
-    side = tile * scale
     ps, spent, pixels = [], 0.0, 0
-    for i, ((outs, mse, tile_px), p) in enumerate(zip(tiles, pairs)):
+    for i, ((outs, mse, tile_px, grid), p) in enumerate(zip(tiles, pairs)):
         if predicted_mse is not None:
             mse = predicted_mse[i]
-        h, w = p.hr.shape
         costs = macs[:, None] * tile_px[None, :]
         routes = solve(costs, -mse * tile_px[None, :], costs[0].sum() + budget * (costs[-1].sum() - costs[0].sum()))
-        pick = torch.from_numpy(routes).view(-(-h // side), -(-w // side))
-        pick = pick.repeat_interleave(side, 0).repeat_interleave(side, 1)[:h, :w]
+        pick = torch.from_numpy(grid.core_mask(routes, scale))
         ps.append(psnr(torch.gather(outs, 0, pick[None]).squeeze(0), p.hr, scale))
         spent += float(costs[routes, np.arange(len(routes))].sum())
         pixels += p.hr.numel()
@@ -194,7 +188,7 @@ def _oracle_block(route_outputs, pairs, macs, scale: int, tile: int, full_psnr: 
     tiles = oracle_tiles(route_outputs, pairs, tile, scale)
 
     def point(b):
-        p, m = oracle_psnr(tiles, pairs, macs, scale, tile, b)
+        p, m = oracle_psnr(tiles, pairs, macs, scale, b)
         return {"budget": b, "psnr_y": p, "delta_db": p - full_psnr, "macs_ratio": m / macs[-1]}
 
     lo, hi = 0.0, 1.0

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..engine import CALLER_FILLS_BASE, FrameStats, TimeBudget
 from ..models.interpolate import interpolation_ms, upscale
@@ -76,7 +75,7 @@ class ARMRouter:
         is charged only if this frame ``interpolates`` (not when the caller brings its own base).
         A MAC budget counts what the windows run, context included (``CONTEXT_ROUNDS``); all
         tiles on the full network cost exactly the full network's MACs."""
-        scores = tile_edge_scores(x, grid.tile).flatten()
+        scores = tile_edge_scores(x, grid).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
         pixels = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * self.descriptor.scale**2
         values = -mse * pixels
@@ -103,7 +102,7 @@ class ARMRouter:
         if prev is None or prev[0].shape != x.shape:
             return solve(costs, values, total), total
         old_frame, old_routes, anchor = prev
-        static = _tile_change(x, old_frame, grid.tile).flatten().cpu().numpy() < STATIC_DIFF
+        static = _tile_change(x, old_frame, grid).flatten().cpu().numpy() < STATIC_DIFF
         items = np.arange(len(pixels))
         kept_cost = costs[old_routes[static], items[static]].sum()
         if static.any() and abs(total - anchor) <= DEADBAND * max(abs(anchor), 1e-9) and kept_cost <= total:
@@ -201,6 +200,5 @@ def halo_pixels(grid, routes: np.ndarray, n_routes: int) -> np.ndarray:
     return (grid.context * halo).reshape(n_routes, -1)
 
 
-def _tile_change(x: torch.Tensor, prev: torch.Tensor, tile: int) -> torch.Tensor:
-    diff = (x - prev).abs()
-    return F.avg_pool2d(diff, tile, stride=tile, ceil_mode=True, count_include_pad=False)[:, 0]
+def _tile_change(x: torch.Tensor, prev: torch.Tensor, grid) -> torch.Tensor:
+    return grid.tile_means((x - prev).abs())

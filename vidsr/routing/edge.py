@@ -24,10 +24,13 @@ def laplacian_abs(plane: torch.Tensor) -> torch.Tensor:
     return neighbours.sub_(p[..., 1:-1, 1:-1] * 4).abs_().mul_(255.0)
 
 
-def tile_edge_scores(plane: torch.Tensor, tile: int) -> torch.Tensor:
-    """Edge score of every ``tile`` x ``tile`` cell of a (N, 1, H, W) plane, vectorised over the
-    frame: (N, ceil(H/tile), ceil(W/tile)). Partial cells at the border average what they have."""
+def tile_edge_scores(plane: torch.Tensor, tile) -> torch.Tensor:
+    """Edge score of every tile of a (N, 1, H, W) plane, vectorised over the frame: ``tile`` a
+    ``TileGrid`` (its cores: (N, rows, cols)) or a side in pixels (``tile`` x ``tile`` cells:
+    (N, ceil(H/tile), ceil(W/tile)); partial cells at the border average what they have)."""
     lap = laplacian_abs(plane)
+    if hasattr(tile, "tile_means"):
+        return tile.tile_means(lap)
     return F.avg_pool2d(lap, tile, stride=tile, ceil_mode=True, count_include_pad=False)[:, 0]
 
 

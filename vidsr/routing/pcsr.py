@@ -163,7 +163,7 @@ class PCSRRouter:
                 return np.ones(len(grid), bool), (total - all_light) / (heavy - light)
             unit = px * (light - bic)  # no heavy pixels below this point: no classifier either
             spend = total - n * bic
-        order = np.argsort(-tile_edge_scores(x, grid.tile).flatten().cpu().numpy(), kind="stable")
+        order = np.argsort(-tile_edge_scores(x, grid).flatten().cpu().numpy(), kind="stable")
         run = np.zeros(len(grid), bool)
         unit = np.broadcast_to(unit, (len(grid),))
         for i in order:
