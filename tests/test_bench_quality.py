@@ -60,10 +60,13 @@ def test_bench_commands_run_end_to_end_on_small_images(cli, tmp_path):
     assert [m["model"] for m in json.loads((tmp_path / "r.json").read_text())["models"]] == ["arm-espcn"]
     assert json.loads((tmp_path / "r.json").read_text())["models"][0]["tile"] == 64  # ARM's default
     r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--models", "arm-espcn", "--tile", "48",
-            "--json", str(tmp_path / "r48.json"))
+            "--repeats", "1", "--json", str(tmp_path / "r48.json"))
     assert r.code == 0, r.err
     routed = json.loads((tmp_path / "r48.json").read_text())["models"][0]
     assert routed["tile"] == 48 and routed["oracle"]["tile"] == 48 and "Router tiles: 48 px" in r.out
+    assert json.loads((tmp_path / "r48.json").read_text())["repeats"] == 1 and "best of 1 pass over" in r.out
+    r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--repeats", "0")
+    assert r.code != 0 and "--repeats must be at least 1" in r.err and "Traceback" not in r.err
     r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--tile", "4")
     assert r.code != 0 and "--tile must be at least 8" in r.err and "Traceback" not in r.err
     r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--models", "arm-wdsr",

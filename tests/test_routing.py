@@ -532,6 +532,10 @@ def test_pcsr_heavy_quota_takes_the_highest_probabilities():
         picked = top_indices(values, k)
         assert len(picked) == k and len(set(picked.tolist())) == k
         assert set(picked.tolist()) == set(torch.topk(values, k).indices.tolist())
+    # ties at the k-th value (and context pixels at -1 below everything): exactly k, the highest first
+    tied = torch.tensor([0.5] * 10 + [0.75] * 3 + [-1.0] * 5)
+    picked = top_indices(tied, 5)
+    assert len(set(picked.tolist())) == 5 and sorted(tied[picked].tolist()) == [0.5, 0.5, 0.75, 0.75, 0.75]
 
 
 def test_network_passes_run_on_the_thread_count_the_budget_names():

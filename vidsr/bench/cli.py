@@ -52,6 +52,9 @@ def main(argv: list[str]) -> int:
             q.add_argument("--tile", type=int, metavar="PX",
                            help="the routers' tile side in LR pixels (default: the engine's, 64); "
                            "larger tiles pay their context less often but route more coarsely")
+            q.add_argument("--repeats", type=int, default=2,
+                           help="timed passes per row, the best kept (default 2); time ratios on a busy "
+                           "or drifting machine settle with more")
         if name == "fps":
             q.add_argument("--targets", type=float, nargs="+", help="fps targets (default: spread between the measured ends)")
             q.add_argument("--seconds", type=float, default=6.0)
@@ -77,7 +80,9 @@ def main(argv: list[str]) -> int:
 
         if args.tile is not None and args.tile < MIN_TILE:
             p.error(f"--tile must be at least {MIN_TILE}")
-        res = run(args.val_dir, args.scales, models=args.models, tile=args.tile)
+        if args.repeats < 1:
+            p.error("--repeats must be at least 1")
+        res = run(args.val_dir, args.scales, repeats=args.repeats, models=args.models, tile=args.tile)
     else:
         from .fps import report, run
 

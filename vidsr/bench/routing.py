@@ -96,7 +96,7 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
         tile: int | None = None) -> dict:
     """``tile``: the routers' tile side (None: the engine's default per router family)."""
     val_dir = Path(val_dir or default_folder("val"))
-    res = {"val_dir": str(val_dir), "models": []}
+    res = {"val_dir": str(val_dir), "repeats": repeats, "models": []}
     picked = {scale: _routed_models(scale, models) for scale in scales}
     missing = sorted(set(models or ()) - {name for names in picked.values() for name in names})
     if missing:
@@ -217,10 +217,11 @@ def _fixed_route(up, route: str, pairs, scale: int, repeats: int, outputs: list 
 
 
 def report(res: dict) -> str:
+    n = res.get("repeats", 2)
     out = [f"Validation images: `{res['val_dir']}`. Ratios are to the full network run in the same pass "
            "(no router, large merged tiles). MACs: each output pixel counted once; executed: what really ran, "
-           "tile context included. Time: each row's best of its passes over the full network's best of passes "
-           "timed just before each of them (paired, so the machine's drift cancels).\n"]
+           f"tile context included. Time: each row's best of {n} pass{'es' if n != 1 else ''} over the full network's "
+           "best of passes timed just before each of them (paired, so the machine's drift cancels).\n"]
     for b in res["models"]:
         f = b["full"]
         out.append(f"**{b['model']} x{b['scale']}** ({b['router'].upper()} router). Full network: "

@@ -70,10 +70,11 @@ class PixelMLP(nn.Module):
         """The MLP from its first layer's pre-activation ``h``, a fresh tensor (a sum or a gather,
         whose backward does not need it), so every ReLU can run in place. ``head``: (weight, bias)
         to use instead of the last layer's."""
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers  # not self.layers[:-1]: slicing builds a new ModuleList per call
+        for layer in hidden:
             h = layer(F.relu(h, inplace=True))
         h = F.relu(h, inplace=True)
-        return self.layers[-1](h) if head is None else F.linear(h, *head)
+        return last(h) if head is None else F.linear(h, *head)
 
     def lr_rows(self, feats: torch.Tensor) -> torch.Tensor:
         """The first layer's LR part over (N, C, h, w) features as (N*h*w, H0) rows, channel-last:

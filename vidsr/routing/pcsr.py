@@ -65,11 +65,16 @@ def k_rule_choice(probs: torch.Tensor, costs: np.ndarray, k: float) -> torch.Ten
 
 
 def top_indices(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` largest of a 1-D tensor, in no particular order. On the CPU numpy's
-    introselect is ~10x faster than ``torch.topk`` for k in the millions (24 vs 240 ms for 1.4M of
-    4M: a PCSR frame's heavy quota at x4)."""
+    """Indices of the ``k`` largest of a 1-D tensor (ties at the k-th value: the first ones), in
+    no particular order. On the CPU numpy's introselect is ~10x faster than ``torch.topk`` for k in
+    the millions (24 vs 240 ms for 1.4M of 4M: a PCSR frame's heavy quota at x4); selecting only
+    the k-th value and then the indices above it is faster again than ``argpartition``, which moves
+    an index array along (15 vs 20 ms for 0.37M of 1.3M)."""
     if values.device.type == "cpu":
-        return torch.from_numpy(np.argpartition(-values.numpy(), k - 1)[:k])
+        v = values.numpy()
+        kth = np.partition(v, v.size - k)[v.size - k]
+        above = np.flatnonzero(v > kth)
+        return torch.from_numpy(np.concatenate([above, np.flatnonzero(v == kth)[: k - above.size]]))
     return torch.topk(values, k).indices
 
 
