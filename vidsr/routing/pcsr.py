@@ -190,11 +190,14 @@ class PCSRRouter:
         ids = np.nonzero(run)[0]
         ms = {"route": (time.perf_counter() - t0) * 1000}
         work = {}
-        t1 = time.perf_counter()
-        out = base.clone() if base is not None else upscale(x, s)  # what unrouted tiles keep
-        ms[INTERP_UNIT], work[INTERP_UNIT] = (time.perf_counter() - t1) * 1000, 1
-        if base is None:
-            engine.executed_macs += self.macs[0] * out.numel()
+        if run.all():  # the network writes every core (its upsamplers add their own bicubic)
+            out = grid.new_output(x, s)
+        else:
+            t1 = time.perf_counter()
+            out = base.clone() if base is not None else upscale(x, s)  # what unrouted tiles keep
+            ms[INTERP_UNIT], work[INTERP_UNIT] = (time.perf_counter() - t1) * 1000, 1
+            if base is None:
+                engine.executed_macs += self.macs[0] * out.numel()
         choice_full = torch.full(out.shape[-2:], -1, dtype=CHOICE_DTYPE, device=x.device)
         if len(ids):
             # pass 1: backbone (and classifier) per batch of windows; neighbouring routed tiles are
