@@ -151,3 +151,73 @@ def test_a_budget_or_fps_target_picks_the_model_that_routes_best(best_full_is_no
     assert _choose_model(Settings(scale=2, budget=0.3)) == "arm-wdsr"
     shipped[0]["validation"]["routed"]["psnr_y"] = 38.9
     assert _choose_model(Settings(scale=2, budget=0.3)) == "pcsr-wdsr"
+
+
+# -- a dearer model when the target leaves time over (vidsr.upgrade) -----------------------------------
+
+def _arm_engine(name: str, offset_db: float):
+    """A small random ARM engine named ``name`` whose Edge-to-PSNR table predicts ``offset_db`` more
+    than a base table (routes bicubic, w4, w8; wider is better)."""
+    import dataclasses
+
+    import torch
+
+    from vidsr.engine import Engine
+    from vidsr.models.base import Upscaler
+    from vidsr.routing import build_router
+    from vidsr.routing.edge import EdgePSNRTable
+
+    cfg = {"widths": [4, 8], "blocks": 1}
+    desc = dataclasses.replace(registry.describe("arm-wdsr", "arm-wdsr", 2, cfg), name=name)
+    names = tuple(r.name for r in desc.routes)
+    edges = torch.tensor([0.0, 10.0, 20.0, float("inf")])
+    psnr = torch.stack([torch.tensor([40.0, 35.0, 30.0]) + r + offset_db for r in range(len(names))])
+    up = Upscaler(desc, registry.build_module("arm-wdsr", 2, cfg), EdgePSNRTable(edges, psnr, names).to_tensors())
+    return Engine(up, tile=16, router=build_router(up))
+
+
+def test_a_dearer_model_is_taken_only_when_the_current_one_has_time_over_and_it_predicts_more():
+    import torch
+
+    from vidsr.upgrade import MARGIN_DB, pick_dearer
+
+    x = torch.rand(1, 1, 48, 64, generator=torch.Generator().manual_seed(0))
+    current = _arm_engine("cheap", 0.0)
+    prices = current.router.calibrate(current, x)
+    built = []
+
+    def dearer(offset):
+        def build():
+            built.append(offset)
+            return _arm_engine("dear", offset)
+        return build
+
+    # time for the full network everywhere and more: the better-predicting model is taken
+    engine, units, note = pick_dearer(current, [dearer(1.0)], x, 1e6, prices)
+    assert engine.upscaler.descriptor.name == "dear" and set(units) >= {"w4", "w8"}
+    assert "switched to dear" in note and "cheap runs its full network everywhere" in note
+    # a gain below the margin is not worth a switch
+    engine, _, note = pick_dearer(current, [dearer(MARGIN_DB / 2)], x, 1e6, prices)
+    assert engine is current and note is None
+    # no time over (the current model cannot even pay for its full network): candidates are not built
+    built.clear()
+    engine, _, note = pick_dearer(current, [dearer(1.0)], x, 1e-6, prices)
+    assert engine is current and note is None and built == []
+
+
+def test_the_pipeline_switches_once_and_every_frame_is_kept(media, tmp_path):
+    from vidsr.io.sink import EncodeOptions
+    from vidsr.pipeline import VideoJob, upscale_video
+
+    records, notes = [], []
+    job = VideoJob(input=media["cfr.mp4"], output=tmp_path / "o.mp4", scale=2, encode=EncodeOptions(),
+                   engine=_arm_engine("cheap", 0.0), fps_target=0.5, progress=False, stats=records.append,
+                   dearer=[lambda: _arm_engine("dear", 1.0)])
+    summary = upscale_video(job, notes.append)
+    assert summary.frames == 12 and len(video_frames(tmp_path / "o.mp4")) == 12
+    assert [r["frame"] for r in records] == list(range(12))
+    assert sum("switched to dear" in n for n in notes) == 1
+    models = [r["model"] for r in records]
+    # the first frame measures what a frame costs without the network; the switch is decided
+    # before the second runs
+    assert models[0] == "cheap" and set(models[1:]) == {"dear"}

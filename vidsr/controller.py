@@ -104,6 +104,13 @@ class FpsController:
     def ms_per_gmac(self, value: float) -> None:
         self.current.ms_per_gmac = value
 
+    def network_ms(self) -> float | None:
+        """The milliseconds a frame on schedule leaves the network (None before the first frame
+        has measured what a frame costs without it)."""
+        if self.overhead_ms is None:
+            return None
+        return max(self.period_ms * (1.0 - self.margin) - self.overhead_ms, 0.0)
+
     # -- the loop -----------------------------------------------------------------------------
 
     def budget(self) -> TimeBudget | float:

@@ -48,6 +48,9 @@ class VideoJob:
     skip_damaged: bool = False
     progress: bool = True
     stats: Callable[[dict], None] | None = None  # receives one record per frame, in order, once encoded
+    # builders of dearer models' engines that a frame-rate target leaving time over may switch to,
+    # once, on the second frame (``vidsr.upgrade``); empty when the user chose the model
+    dearer: list[Callable[[], object]] = field(default_factory=list)
 
 
 @dataclass
@@ -205,6 +208,8 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 if item is _DONE:
                     break
                 if isinstance(item, _Decoded):
+                    if controller is not None and controller.frames == 1 and job.dearer:
+                        controller = _maybe_switch(job, controller, item, info, note)
                     if controller is not None and controller.frames == 0:  # price each route's work once
                         x = job.engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
                         for n in job.engine.thread_options():  # as frames will run, under each thread setting
@@ -259,6 +264,25 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
     return summary
 
 
+def _maybe_switch(job: VideoJob, controller: FpsController, item: _Decoded, info, note) -> FpsController:
+    """On the second frame: if a dearer model buys more in the time the target leaves
+    (``vidsr.upgrade``), run it from here on, with a fresh controller that prices its routes from
+    this frame; otherwise keep what runs."""
+    from .upgrade import pick_dearer
+
+    engine = job.engine
+    x = engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
+    with engine.light_threads(), engine.frame_threads(controller.current.threads):
+        picked, _, message = pick_dearer(engine, job.dearer, x, controller.network_ms(), controller.prices())
+    job.dearer = []  # decided once
+    if picked is engine:
+        return controller
+    note(message)
+    job.engine = picked
+    return FpsController(controller.target_fps, picked.router.unit_macs(picked.grid(info.height, info.width)),
+                         threads=picked.thread_options())
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -281,7 +305,8 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, job: VideoJob, budget, pix_f
             summary.route_pixels[name] = summary.route_pixels.get(name, 0.0) + share
         summary.budget_sum += stats.budget
         ms.update({k: round(v, 3) for k, v in stats.ms.items()})
-        record.update(budget=round(stats.budget, 5), route_shares={k: round(v, 5) for k, v in stats.route_shares.items()},
+        record.update(model=job.engine.upscaler.descriptor.name, budget=round(stats.budget, 5),
+                      route_shares={k: round(v, 5) for k, v in stats.route_shares.items()},
                       macs_per_pixel=round(stats.macs_per_pixel, 1))
         if isinstance(budget, TimeBudget):
             record["budget_ms"] = round(budget.ms, 3)

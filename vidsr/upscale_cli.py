@@ -246,7 +246,8 @@ def main(argv: list[str]) -> int:
     from .routing import build_router
 
     device = resolve_device(args.device)
-    upscaler = registry.load(_choose_model(s), s.scale, device=device, dtype=_pick_dtype(args.precision, device))
+    dtype = _pick_dtype(args.precision, device)
+    upscaler = registry.load(_choose_model(s), s.scale, device=device, dtype=dtype)
     interpolation_only = upscaler.descriptor.params == 0
     router = None if interpolation_only else build_router(upscaler, s.router)
     if router is not None and s.router != "none" and upscaler.descriptor.router == "pcsr":
@@ -267,10 +268,19 @@ def main(argv: list[str]) -> int:
             print(f"wrote {dst}", file=sys.stderr)
         return 0
 
-    return _run_video(args, s, src, dst, engine, upscaler.descriptor.name if interpolation_only else "lanczos")
+    dearer = []
+    if s.fps_target is not None and engine is not None and not s.model and s.router == "auto":
+        # the model was ours to choose: a target that leaves it time over may switch to a dearer one
+        def builder(name):
+            def build():
+                other = registry.load(name, s.scale, device=device, dtype=dtype)
+                return Engine(other, tile=s.tile, context=s.overlap, router=build_router(other, s.router))
+            return build
+        dearer = [builder(n) for n in registry.dearer_routed(s.scale, upscaler.descriptor.name)]
+    return _run_video(args, s, src, dst, engine, upscaler.descriptor.name if interpolation_only else "lanczos", dearer)
 
 
-def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str) -> int:
+def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=()) -> int:
     from .io.sink import EncodeOptions
     from .pipeline import VideoJob, upscale_video
 
@@ -285,6 +295,7 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         fps_target=s.fps_target if engine is not None else None,
         skip_damaged=args.skip_damaged,
         progress=not args.quiet,
+        dearer=list(dearer),
     )
     stats_file = None
     if args.stats is not None:

@@ -183,6 +183,17 @@ def best_routed(scale: int) -> str | None:
                  lambda m: m.get("validation", {}).get("routed", {}).get("psnr_y", _full_psnr(m)))
 
 
+def dearer_routed(scale: int, name: str) -> list[str]:
+    """The shipped ARM models at ``scale`` whose full network beats ``name``'s on validation, best
+    first: what a frame-rate target that leaves ``name`` time over may switch to (``vidsr.upgrade``)."""
+    entries = [m for m in shipped_models() if m["scale"] == scale]
+    own = next((_full_psnr(m) for m in entries if m["name"] == name), None)
+    if own is None:
+        return []
+    better = [m for m in entries if architecture(m["architecture"]).router == "arm" and _full_psnr(m) > own]
+    return [m["name"] for m in sorted(better, key=_full_psnr, reverse=True)]
+
+
 def default_model(scale: int) -> str:
     """The shipped model with the best validation PSNR at ``scale`` (Lanczos if none ships)."""
     return best_shipped(scale) or "lanczos"
