@@ -270,11 +270,13 @@ def _maybe_switch(job: VideoJob, controller: FpsController, item: _Decoded, info
     this frame; otherwise keep what runs."""
     from .upgrade import pick_dearer
 
-    engine = job.engine
+    engine, network_ms, candidates = job.engine, controller.network_ms(), job.dearer
+    job.dearer = []  # decided once
+    if network_ms is None:
+        return controller
     x = engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
     with engine.light_threads(), engine.frame_threads(controller.current.threads):
-        picked, _, message = pick_dearer(engine, job.dearer, x, controller.network_ms(), controller.prices())
-    job.dearer = []  # decided once
+        picked, message = pick_dearer(engine, candidates, x, network_ms, controller.prices())
     if picked is engine:
         return controller
     note(message)
