@@ -137,7 +137,8 @@ def main() -> None:
           f"{np.mean(losses[-100:]):.3f}")
     net.eval()
     with torch.no_grad():
-        learned_db = [net(grid_tiles(p.lr, t[3])).double().numpy().T for p, t in zip(s.pairs, s.tiles)]  # (routes, tiles)
+        # (routes, tiles) per image, on the router's grid of that image
+        learned_db = [net(grid_tiles(p.lr, t[3])).double().numpy().T for p, t in zip(s.pairs, s.tiles)]
     learned = [10 ** (-db / 10) for db in learned_db]
     fitted = s.table_on(EDGE)
     # how well each predictor ranks the top route's gain over the next width on val tiles

@@ -194,7 +194,8 @@ def test_a_dearer_model_is_taken_only_when_the_current_one_has_time_over_and_it_
 
     # time for the full network everywhere and more: the better-predicting model is taken
     engine, note = pick_dearer(current, [dearer(1.0)], x, 1e6, prices)
-    assert engine.upscaler.descriptor.name == "dear" and "switched to dear" in note and "cheap runs its full network everywhere" in note
+    assert engine.upscaler.descriptor.name == "dear"
+    assert "switched to dear" in note and "cheap runs its full network everywhere" in note
     # a gain below the margin is not worth a switch
     engine, note = pick_dearer(current, [dearer(MARGIN_DB / 2)], x, 1e6, prices)
     assert engine is current and note is None

@@ -141,7 +141,8 @@ def run(val_dir: Path | None, targets: list[float] | None, seconds: float = 6.0,
                 out = tmp / f"t{target}.mp4"
                 recs = vidsr([lr, "-o", out, "--fps-target", target, *target_args], tmp / f"t{target}.jsonl")
                 steady = recs[int(len(recs) * WARMUP):]
-                runs.append({"fps": steady_fps(recs), "mean_budget": float(np.mean([r.get("budget", 0.0) for r in steady])),
+                runs.append({"fps": steady_fps(recs),
+                             "mean_budget": float(np.mean([r.get("budget", 0.0) for r in steady])),
                              "psnr_y": clip_psnr(out, val_dir, seconds),
                              "models": sorted({r["model"] for r in steady if "model" in r})})
             res["runs"].append(summarise(target, runs))
