@@ -6,8 +6,8 @@ For each routed model shipped at each scale, on the validation images:
 - every fixed route (each subnet width / upsampler everywhere);
 - the router over a sweep of budgets: PSNR-Y, the MACs it chose (each output pixel counted once),
   the MACs it executed (tile context included) and its wall time, all as ratios to the full run;
-- the smallest budget at which the router comes within 0.05 dB of the full network, refined by
-  bisection between the sweep's bracketing points;
+- the smallest measured budget at which the router comes within 0.05 dB of the full network, the
+  bracket below the first sweep budget that does scanned in ``FINE_STEPS`` steps;
 - for ARM, the same for an oracle that routes each tile knowing the ground truth (the fixed routes'
   real per-tile errors, same tiles, same solver): the best any edge-score predictor could do with
   these subnets. The gap between the router and the oracle is the predictor's; the gap between the
@@ -35,6 +35,7 @@ from ..tiling import TileGrid
 from ..train.data import default_folder, load_pairs, quantize8
 
 SWEEP = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+FINE_STEPS = 8  # the bracket around the first sweep budget within 0.05 dB is scanned in this many steps
 WITHIN_DB = 0.05
 
 
@@ -133,14 +134,14 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
             points = {}
             for b in SWEEP:
                 points[b] = ratios(measure(router_engine, pairs, scale, b, repeats, paired=baseline))
-            ok = [b for b in SWEEP if points[b]["delta_db"] >= -WITHIN_DB]
-            lo_candidates = [b for b in SWEEP if b < min(ok)]
-            if ok and lo_candidates:  # bisect between the last budget that falls short and the first that holds
-                lo, hi = max(lo_candidates), min(ok)
-                for _ in range(3):
-                    mid = (lo + hi) / 2
-                    points[mid] = ratios(measure(router_engine, pairs, scale, mid, repeats, paired=baseline))
-                    lo, hi = (lo, mid) if points[mid]["delta_db"] >= -WITHIN_DB else (mid, hi)
+            first = min(b for b in SWEEP if points[b]["delta_db"] >= -WITHIN_DB)  # budget 1 always holds
+            below = [b for b in SWEEP if b < first]
+            if below:  # scan between the last sweep budget below it and it (PSNR need not be monotone
+                # in the budget this close to the threshold, so a bisection could step past a budget that holds)
+                lo = max(below)
+                for k in range(1, FINE_STEPS):
+                    b = round(lo + k * (first - lo) / FINE_STEPS, 4)
+                    points[b] = ratios(measure(router_engine, pairs, scale, b, repeats, paired=baseline))
             block["sweep"] = [{"budget": b, **points[b]} for b in sorted(points)]
             hold = [p for p in block["sweep"] if p["delta_db"] >= -WITHIN_DB]
             block["within_0_05_db"] = min(hold, key=lambda p: p["budget"]) if hold else None
