@@ -119,3 +119,30 @@ def test_shipped_context_is_seamless(name, scale):
         diff = (torch.round(out.clamp(0, 1) * 255) - whole).abs()
         assert diff.max() <= 1, (route, float(diff.max()))
         assert (diff > 0).float().mean() < 0.01, route
+
+
+
+def test_a_pass_with_no_routing_takes_the_larger_tiles_and_regions():
+    """Budget 1 on a routed engine runs as an unrouted engine does (128-px tiles, regions up to 512
+    LR px a side: a 360x640 frame in two windows), while routed passes keep the router's tiles and
+    256-px regions; a tile the user chose applies to both."""
+    from vidsr.engine import REGION_SIDE, UNROUTED_REGION_SIDE
+    from vidsr.routing import build_router
+    from vidsr.routing.edge import EdgePSNRTable
+
+    cfg = {"widths": [4, 8], "convs": 2}
+    desc = registry.describe("arm-plain", "arm-plain", 2, cfg)
+    names = tuple(r.name for r in desc.routes)
+    psnr = torch.arange(len(names), dtype=torch.float32)[:, None] + 30  # one bin, wider is better
+    table = EdgePSNRTable(torch.tensor([0.0, float("inf")]), psnr, names)
+    up = Upscaler(desc, randomize(registry.build_module("arm-plain", 2, cfg)), table.to_tensors())
+    routed, plain = Engine(up, router=build_router(up)), Engine(up)
+    x = torch.rand(1, 1, 360, 640, generator=torch.Generator().manual_seed(0))
+    for engine in (routed, plain):
+        grid = engine.grid(360, 640, engine.single_tile)
+        assert engine.single_tile == 128 and engine.region_limit(grid, UNROUTED_REGION_SIDE) == 4
+        _, stats = engine.upscale(x, 1.0)
+        assert stats.executed_macs_per_pixel < 1.03 * up.descriptor.macs_per_pixel  # two windows, one seam
+    assert routed.tile == 64 and routed.region_limit(routed.grid(360, 640)) == REGION_SIDE // 64
+    chosen = Engine(up, tile=32, router=build_router(up))
+    assert chosen.single_tile == 32 and chosen.tile == 32
