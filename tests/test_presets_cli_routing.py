@@ -221,6 +221,10 @@ def test_the_pipeline_switches_once_and_every_frame_is_kept(media, tmp_path):
     # the first frame measures what a frame costs without the network; the switch is decided
     # before the second runs
     assert models[0] == "cheap" and set(models[1:]) == {"dear"}
+    # the run's route shares name each model's routes apart
+    shares = summary.route_shares()
+    assert shares["cheap bicubic"] == pytest.approx(1 / 12) and any(k.startswith("dear ") for k in shares)
+    assert sum(shares.values()) == pytest.approx(1.0)
 
 
 def test_a_model_the_user_named_is_never_switched(cli, media, tmp_path):

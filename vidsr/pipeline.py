@@ -60,6 +60,7 @@ class Summary:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     route_pixels: dict[str, float] = field(default_factory=dict)  # summed per-frame shares
+    switched: bool = False  # a frame-rate target moved to a dearer model: routes are named per model
     budget_sum: float = 0.0
     fps_target: float | None = None
     first_done: float | None = None  # seconds from the start when the first / latest frame was upscaled
@@ -209,7 +210,12 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                     break
                 if isinstance(item, _Decoded):
                     if controller is not None and controller.frames == 1 and job.dearer:
+                        before = job.engine
                         controller = _maybe_switch(job, controller, item, info, note)
+                        if job.engine is not before:  # the frames so far keep their model's name
+                            old = before.upscaler.descriptor.name
+                            summary.route_pixels = {f"{old} {k}": v for k, v in summary.route_pixels.items()}
+                            summary.switched = True
                     if controller is not None and controller.frames == 0:  # price each route's work once
                         x = job.engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
                         for n in job.engine.thread_options():  # as frames will run, under each thread setting
@@ -303,8 +309,9 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, job: VideoJob, budget, pix_f
         luma, stats = job.engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
                                                budget, out_bits, base=plane_view(base, 0))
         plane_view(base, 0)[:] = luma
+        prefix = f"{job.engine.upscaler.descriptor.name} " if summary.switched else ""
         for name, share in stats.route_shares.items():
-            summary.route_pixels[name] = summary.route_pixels.get(name, 0.0) + share
+            summary.route_pixels[prefix + name] = summary.route_pixels.get(prefix + name, 0.0) + share
         summary.budget_sum += stats.budget
         ms.update({k: round(v, 3) for k, v in stats.ms.items()})
         record.update(model=job.engine.upscaler.descriptor.name, budget=round(stats.budget, 5),
