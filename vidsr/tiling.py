@@ -88,6 +88,7 @@ class TileGrid:
         self._row_of = np.repeat(np.arange(self.rows), [h for _, h, _ in rows])
         self._col_of = np.repeat(np.arange(self.cols), [w for _, w, _ in cols])
         self._pooling: dict = {}
+        self.core_pixels = (self._arr["h"] * self._arr["w"]).astype(np.float64)  # LR pixels of each core
 
     def __len__(self) -> int:
         return len(self.tiles)

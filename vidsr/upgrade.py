@@ -19,8 +19,6 @@ models are neither switched from nor to.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .budget import TimeBudget
 
 MARGIN_DB = 0.1  # predicted gain a switch needs (the tables' fit to new content is not exact)
@@ -33,9 +31,7 @@ def predicted_psnr(engine, x, budget: TimeBudget) -> tuple[float, bool]:
     grid = engine.grid(*x.shape[-2:])
     plan = router.plan(x, grid, budget, interpolates=False)
     router.reset()  # a plan made to compare leaves no memory for the frames that follow
-    px = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64)
-    mse = float((plan.predicted_mse[plan.routes, np.arange(len(px))] * px).sum() / px.sum())
-    return 10 * np.log10(1 / max(mse, 1e-12)), bool((plan.routes == len(router.names) - 1).all())
+    return plan.predicted_psnr(grid.core_pixels), bool((plan.routes == len(router.names) - 1).all())
 
 
 def has_table(engine) -> bool:

@@ -159,7 +159,7 @@ def oracle_tiles(route_outputs, pairs, tile: int, scale: int) -> list[tuple]:
         outs = torch.stack([r[i] for r in route_outputs])
         grid = TileGrid(*p.lr.shape, tile, 0)  # the cores the router's grid has (context moves no core)
         mse = grid.tile_means((outs.double() - p.hr.double())[:, None] ** 2, scale)
-        tile_px = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * scale**2
+        tile_px = grid.core_pixels * scale**2
         prepared.append((outs, mse.flatten(1).numpy(), tile_px, grid))
     return prepared
 

@@ -46,6 +46,11 @@ class Plan:
     predicted_mse: np.ndarray  # (routes, tiles) per pixel
     cost: float  # in the budget's unit
 
+    def predicted_psnr(self, pixels: np.ndarray) -> float:
+        """The frame's predicted PSNR: the chosen routes' predicted MSE over tiles of ``pixels``."""
+        mse = float((self.predicted_mse[self.routes, np.arange(len(pixels))] * pixels).sum() / pixels.sum())
+        return 10 * np.log10(1 / max(mse, 1e-12))
+
 
 class ARMRouter:
     fills_from_base = True  # interpolated tiles can be left to the caller's integer base plane
@@ -77,7 +82,7 @@ class ARMRouter:
         tiles on the full network cost exactly the full network's MACs."""
         scores = tile_edge_scores(x, grid).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
-        pixels = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * self.descriptor.scale**2
+        pixels = grid.core_pixels * self.descriptor.scale**2
         values = -mse * pixels
         if isinstance(budget, TimeBudget):
             per_tile = np.array([0.0] + [budget.unit_ms[n] for n in self.names[1:]])
@@ -145,15 +150,14 @@ class ARMRouter:
         return out, stats
 
     def _stats(self, plan: Plan, grid, budget, ms: dict, work: dict) -> FrameStats:
-        px = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64)
+        px = grid.core_pixels
         total = px.sum()
         shares = {n: float(px[plan.routes == r].sum() / total) for r, n in enumerate(self.names)}
         macs = float((self.macs[plan.routes] * px).sum() / total)
-        mse = float((plan.predicted_mse[plan.routes, np.arange(len(px))] * px).sum() / total)
         counts = {n: int((plan.routes == r).sum()) for r, n in enumerate(self.names)}
         fraction = (macs - self.macs[0]) / (self.macs[-1] - self.macs[0])
         return FrameStats(budget=float(fraction), route_shares=shares, macs_per_pixel=macs, ms=ms,
-                          predicted_psnr=10 * np.log10(1 / max(mse, 1e-12)), counts=counts, work=work)
+                          predicted_psnr=plan.predicted_psnr(px), counts=counts, work=work)
 
     @torch.inference_mode()
     def calibrate(self, engine, x: torch.Tensor, samples: int = 8) -> dict[str, float]:

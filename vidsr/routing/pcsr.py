@@ -142,7 +142,7 @@ class PCSRRouter:
         """Which tiles run the network, and how many heavy pixels the rest of the budget pays for
         (None: every routed pixel heavy, no classifier needed)."""
         s2 = self.descriptor.scale ** 2
-        px = np.array([t.h * t.w for t in grid.tiles], dtype=np.float64) * s2
+        px = grid.core_pixels * s2
         n = px.sum()
         bic, light, heavy = self.macs
         if isinstance(budget, TimeBudget):
