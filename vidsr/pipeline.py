@@ -59,8 +59,7 @@ class Summary:
     skipped: list[Damage] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    route_pixels: dict[str, float] = field(default_factory=dict)  # summed per-frame shares
-    switched: bool = False  # a frame-rate target moved to a dearer model: routes are named per model
+    route_pixels: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, route): summed shares
     budget_sum: float = 0.0
     fps_target: float | None = None
     first_done: float | None = None  # seconds from the start when the first / latest frame was upscaled
@@ -79,7 +78,13 @@ class Summary:
         return (self.frames - 1) / (self.last_done - self.first_done)
 
     def route_shares(self) -> dict[str, float]:
-        return {k: v / self.frames for k, v in self.route_pixels.items()} if self.frames else {}
+        """Mean share of pixels per route; routes are named by model too when a frame-rate target
+        switched models during the run."""
+        if not self.frames:
+            return {}
+        several = len({model for model, _ in self.route_pixels}) > 1
+        return {(f"{model} {route}" if several else route): v / self.frames
+                for (model, route), v in self.route_pixels.items()}
 
 
 @dataclass
@@ -210,14 +215,9 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                     break
                 if isinstance(item, _Decoded):
                     if controller is not None and controller.frames == 1 and job.dearer:
-                        before = job.engine
                         controller = _maybe_switch(job, controller, item, info, note)
-                        if job.engine is not before:  # the frames so far keep their model's name
-                            old = before.upscaler.descriptor.name
-                            summary.route_pixels = {f"{old} {k}": v for k, v in summary.route_pixels.items()}
-                            summary.switched = True
                     if controller is not None and controller.frames == 0:  # price each route's work once
-                        x = job.engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
+                        x = _luma(job.engine, item, info)
                         for n in job.engine.thread_options():  # as frames will run, under each thread setting
                             with job.engine.light_threads(), job.engine.frame_threads(n):
                                 controller.seed(job.engine.router.calibrate(job.engine, x), threads=n)
@@ -280,7 +280,7 @@ def _maybe_switch(job: VideoJob, controller: FpsController, item: _Decoded, info
     job.dearer = []  # decided once
     if network_ms is None:
         return controller
-    x = engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
+    x = _luma(engine, item, info)
     with engine.light_threads(), engine.frame_threads(controller.current.threads):
         picked, message = pick_dearer(engine, candidates, x, network_ms, controller.prices())
     if picked is engine:
@@ -289,6 +289,11 @@ def _maybe_switch(job: VideoJob, controller: FpsController, item: _Decoded, info
     job.engine = picked
     return FpsController(controller.target_fps, picked.router.unit_macs(picked.grid(info.height, info.width)),
                          threads=picked.thread_options())
+
+
+def _luma(engine, item: _Decoded, info):
+    """A decoded frame's luma as the engine's network input (what calibration and planning read)."""
+    return engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
 
 
 def _raise_interrupt(signum, frame):
@@ -309,12 +314,12 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, job: VideoJob, budget, pix_f
         luma, stats = job.engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
                                                budget, out_bits, base=plane_view(base, 0))
         plane_view(base, 0)[:] = luma
-        prefix = f"{job.engine.upscaler.descriptor.name} " if summary.switched else ""
+        model = job.engine.upscaler.descriptor.name
         for name, share in stats.route_shares.items():
-            summary.route_pixels[prefix + name] = summary.route_pixels.get(prefix + name, 0.0) + share
+            summary.route_pixels[model, name] = summary.route_pixels.get((model, name), 0.0) + share
         summary.budget_sum += stats.budget
         ms.update({k: round(v, 3) for k, v in stats.ms.items()})
-        record.update(model=job.engine.upscaler.descriptor.name, budget=round(stats.budget, 5),
+        record.update(model=model, budget=round(stats.budget, 5),
                       route_shares={k: round(v, 5) for k, v in stats.route_shares.items()},
                       macs_per_pixel=round(stats.macs_per_pixel, 1))
         if isinstance(budget, TimeBudget):
