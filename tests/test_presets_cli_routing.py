@@ -193,27 +193,38 @@ def test_a_dearer_model_is_taken_only_when_the_current_one_has_time_over_and_it_
         return build
 
     # time for the full network everywhere and more: the better-predicting model is taken
-    engine, note = pick_dearer(current, [dearer(1.0)], x, 1e6, prices)
-    assert engine.upscaler.descriptor.name == "dear"
+    engine, units, note = pick_dearer(current, [dearer(1.0)], x, 1e6, prices)
+    assert engine.upscaler.descriptor.name == "dear" and {"w4", "w8"} <= set(units)
     assert "switched to dear" in note and "cheap runs its full network everywhere" in note
     # a gain below the margin is not worth a switch
-    engine, note = pick_dearer(current, [dearer(MARGIN_DB / 2)], x, 1e6, prices)
-    assert engine is current and note is None
+    engine, units, note = pick_dearer(current, [dearer(MARGIN_DB / 2)], x, 1e6, prices)
+    assert engine is current and units is None and note is None
     # no time over (the current model cannot even pay for its full network): candidates are not built
     built.clear()
-    engine, note = pick_dearer(current, [dearer(1.0)], x, 1e-6, prices)
-    assert engine is current and note is None and built == []
+    engine, units, note = pick_dearer(current, [dearer(1.0)], x, 1e-6, prices)
+    assert engine is current and units is None and note is None and built == []
 
 
 def test_the_pipeline_switches_once_and_every_frame_is_kept(media, tmp_path):
+    import torch
+
     from vidsr.io.sink import EncodeOptions
     from vidsr.pipeline import VideoJob, upscale_video
 
-    records, notes = [], []
+    records, notes, calibrated = [], [], []
+
+    def dear():
+        engine = _arm_engine("dear", 1.0)
+        real = engine.router.calibrate
+        engine.router.calibrate = lambda *a, **k: (calibrated.append(torch.get_num_threads()), real(*a, **k))[1]
+        return engine
+
     job = VideoJob(input=media["cfr.mp4"], output=tmp_path / "o.mp4", scale=2, encode=EncodeOptions(),
                    engine=_arm_engine("cheap", 0.0), fps_target=0.5, progress=False, stats=records.append,
-                   dearer=[lambda: _arm_engine("dear", 1.0)])
+                   dearer=[dear])
     summary = upscale_video(job, notes.append)
+    # the dearer model is calibrated once per thread setting: the decision's calibration is reused
+    assert len(calibrated) == len(job.engine.thread_options())
     assert summary.frames == 12 and len(video_frames(tmp_path / "o.mp4")) == 12
     assert [r["frame"] for r in records] == list(range(12))
     assert sum("switched to dear" in n for n in notes) == 1

@@ -206,6 +206,10 @@ class FpsController:
                 self._smooth_unit(unit, ms, setting)
                 setting.seeded[unit] = ms
 
+    def is_seeded(self, threads: int | None) -> bool:
+        """Whether the setting for ``threads`` already has calibrated costs (``seed``)."""
+        return any(s.threads == threads and s.seeded for s in self.settings)
+
     def _measure_speed(self, stats: FrameStats | None, measured: set) -> None:
         """The current setting's speed: this frame's network ms per GMAC bought (units at their MACs)."""
         gmac = sum(stats.work[u] * self.unit_macs[u] for u in measured) / 1e9 if stats else 0.0

@@ -219,6 +219,8 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                     if controller is not None and controller.frames == 0:  # price each route's work once
                         x = _luma(job.engine, item, info)
                         for n in job.engine.thread_options():  # as frames will run, under each thread setting
+                            if controller.is_seeded(n):  # a switch has just calibrated this one
+                                continue
                             with job.engine.light_threads(), job.engine.frame_threads(n):
                                 controller.seed(job.engine.router.calibrate(job.engine, x), threads=n)
                     budget = controller.budget() if controller is not None else job.budget
@@ -282,13 +284,15 @@ def _maybe_switch(job: VideoJob, controller: FpsController, item: _Decoded, info
         return controller
     x = _luma(engine, item, info)
     with engine.light_threads(), engine.frame_threads(controller.current.threads):
-        picked, message = pick_dearer(engine, candidates, x, network_ms, controller.prices())
+        picked, units, message = pick_dearer(engine, candidates, x, network_ms, controller.prices())
     if picked is engine:
         return controller
     note(message)
     job.engine = picked
-    return FpsController(controller.target_fps, picked.router.unit_macs(picked.grid(info.height, info.width)),
-                         threads=picked.thread_options())
+    fresh = FpsController(controller.target_fps, picked.router.unit_macs(picked.grid(info.height, info.width)),
+                          threads=picked.thread_options())
+    fresh.seed(units, threads=picked.threads)  # measured on its own thread count while deciding
+    return fresh
 
 
 def _luma(engine, item: _Decoded, info):

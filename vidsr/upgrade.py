@@ -39,25 +39,27 @@ def has_table(engine) -> bool:
 
 
 def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, float]):
-    """(engine to run, a note or None). ``candidates``: callables that build the dearer models'
-    engines (only called when the current model has time to spare); ``prices``: the current
-    model's unit costs as the controller prices them."""
+    """(engine to run, its unit costs as calibrated here on its own thread count or None, a note
+    or None). ``candidates``: callables that build the dearer models' engines (only called when the
+    current model has time to spare); ``prices``: the current model's unit costs as the controller
+    prices them."""
     if not candidates or not has_table(engine):
-        return engine, None
+        return engine, None, None
     current, full_everywhere = predicted_psnr(engine, x, TimeBudget(network_ms, prices))
     if not full_everywhere:  # the time is already spent: a dearer model could only buy less of itself
-        return engine, None
-    best = (current, engine)
+        return engine, None, None
+    best = (current, engine, None)
     for build in candidates:
         other = build()
         if not has_table(other):
             continue
-        psnr, _ = predicted_psnr(other, x, TimeBudget(network_ms, other.router.calibrate(other, x)))
+        units = other.router.calibrate(other, x)
+        psnr, _ = predicted_psnr(other, x, TimeBudget(network_ms, units))
         if psnr > best[0]:
-            best = (psnr, other)
+            best = (psnr, other, units)
     if best[1] is engine or best[0] < current + MARGIN_DB:
-        return engine, None
+        return engine, None, None
     old, new = engine.upscaler.descriptor.name, best[1].upscaler.descriptor.name
-    return best[1], (f"switched to {new}: {old} runs its full network everywhere with time to spare, "
+    return best[1], best[2], (f"switched to {new}: {old} runs its full network everywhere with time to spare, "
                               f"and {new} is predicted to give {best[0]:.2f} dB in the same time against "
                               f"{current:.2f} (the models' Edge-to-PSNR tables)")
