@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine import FrameStats, TimeBudget
+from ..engine import REGION_SIDE, UNROUTED_REGION_SIDE, FrameStats, TimeBudget
 from ..models.interpolate import interpolation_ms, upscale
 from .edge import tile_edge_scores
 
@@ -201,9 +201,11 @@ class PCSRRouter:
         choice_full = torch.full(out.shape[-2:], -1, dtype=CHOICE_DTYPE, device=x.device)
         if len(ids):
             # pass 1: backbone (and classifier) per batch of windows; neighbouring routed tiles are
-            # merged into one window (as the engine does) so they pay for their context once
+            # merged into one window (as the engine does) so they pay for their context once. With
+            # every tile routed, the windows are as large as an unrouted pass takes: the per-pixel
+            # choice does not depend on them, and larger windows compute less context
             t1 = time.perf_counter()
-            batches = engine.region_batches(grid, ids)
+            batches = engine.region_batches(grid, ids, UNROUTED_REGION_SIDE if run.all() else REGION_SIDE)
             windows = [grid.extract_regions(x, b) for b in batches]
             with engine.network_threads():
                 feats = [m.backbone(w) for w in windows]
