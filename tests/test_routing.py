@@ -285,7 +285,7 @@ def test_laplacian_equals_the_3x3_kernel_with_replicated_edges():
 
 # -- PCSR ---------------------------------------------------------------------------------------
 
-from vidsr.routing.pcsr import adm_choice, k_rule_choice, refine, top_indices  # noqa: E402
+from vidsr.routing.pcsr import adm_choice, k_rule_choice, kth_largest, refine, top_indices  # noqa: E402
 
 
 def synthetic_pcsr(scale=2):
@@ -536,6 +536,19 @@ def test_pcsr_heavy_quota_takes_the_highest_probabilities():
     tied = torch.tensor([0.5] * 10 + [0.75] * 3 + [-1.0] * 5)
     picked = top_indices(tied, 5)
     assert len(set(picked.tolist())) == 5 and sorted(tied[picked].tolist()) == [0.5, 0.5, 0.75, 0.75, 0.75]
+
+
+def test_kth_largest_is_exact_on_large_arrays_whatever_the_sample_sees():
+    """The bracketed k-th value (large arrays) equals a full partition's, on spread values, on
+    many ties at the top (saturated probabilities), and on sorted input, where a strided sample
+    sees the values in order."""
+    rng = np.random.default_rng(5)
+    spread = rng.random(200_000).astype(np.float32)
+    spread[:30_000] = -1.0  # context pixels
+    saturated = np.concatenate([np.ones(90_000, np.float32), rng.random(110_000).astype(np.float32)])
+    for v in (spread, saturated, np.sort(spread), np.sort(spread)[::-1].copy()):
+        for k in (1, 7, 1_000, 89_999, 90_000, 90_001, 150_000, v.size):
+            assert kth_largest(v, k) == np.partition(v, v.size - k)[v.size - k], k
 
 
 def test_network_passes_run_on_the_thread_count_the_budget_names():
