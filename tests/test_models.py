@@ -114,6 +114,45 @@ def test_pcsr_gathered_inference_equals_dense(scale):
         assert torch.allclose(m.render(x, feats, torch.ones_like(choice)), dense[1], atol=1e-5)
 
 
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("light", [(8,), ()])
+def test_pcsr_rendering_whole_lr_pixels_equals_rendering_their_hr_pixels(scale, light):
+    """``render_rows`` (one route per LR pixel, each head gathering LR rows) must give what
+    ``render`` gives for the same choice spelled out per HR pixel, for an MLP light head and for a
+    sub-pixel-convolution one (empty hidden sizes); a sub-pixel head everywhere is its dense pass."""
+    m = randomize(PCSR(scale, channels=16, blocks=2, backbone="wdsr", upsamplers=(light, (16, 16))))
+    assert type(m.upsamplers[0]).__name__ == ("SubPixelHead" if not light else "PixelMLP")
+    x = torch.rand(2, 1, 13, 11)
+    lr_choice = torch.randint(-1, 2, (2, 13, 11), generator=torch.Generator().manual_seed(4)).to(torch.int8)
+    hr_choice = lr_choice.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    with torch.no_grad():
+        feats = m.backbone(x)
+        assert torch.allclose(m.render_rows(x, feats, lr_choice), m.render(x, feats, hr_choice), atol=1e-5)
+        light_everywhere = m.render_rows(x, feats, torch.zeros_like(lr_choice))
+        assert torch.allclose(light_everywhere, m(x, "light"), atol=1e-5)
+        assert torch.allclose(m.render(x, feats, torch.zeros_like(hr_choice)), m(x, "light"), atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_pcsr_heavy_score_is_the_largest_corner_logit(scale):
+    """The per-LR-pixel score the budget router ranks by: the heavy-minus-light logit at the four
+    corner sub-pixel phases of each LR pixel, maximised (the classifier's own per-HR-pixel
+    probabilities, read at those phases)."""
+    m = randomize(PCSR(scale, channels=16, blocks=1, backbone="wdsr"))
+    with torch.no_grad():  # a decisive classifier, so the logits spread
+        for p in m.classifier.parameters():
+            p.mul_(3)
+    x = torch.rand(2, 1, 9, 7)
+    with torch.no_grad():
+        feats = m.backbone(x)
+        logit = torch.logit(m.heavy_probability(feats).double()).reshape(2, 9, scale, 7, scale)
+        corners = torch.stack([logit[:, :, dy, :, dx] for dy in (0, scale - 1) for dx in (0, scale - 1)])
+        got = m.heavy_score(feats)
+    assert got.shape == (2, 9, 7)
+    assert torch.allclose(got.double(), corners.amax(dim=0), atol=1e-4)
+    assert got.std() > 0.1
+
+
 @pytest.mark.parametrize("upsamplers", [((8,), (16, 16)), ((8,), (12,), (16, 16))])
 def test_pcsr_heavy_probability_is_the_softmax_heavy_share(upsamplers):
     # the router's folded two-class classifier (one logit difference, a sigmoid) must give the

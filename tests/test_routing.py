@@ -359,6 +359,28 @@ def test_pcsr_routed_pixels_equal_the_dense_output_of_their_route(budget):
     assert (stats.route_shares["heavy"] > 0) == (budget > 0.5)  # low budgets: some tiles light, none heavy
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_pcsr_budget_routes_whole_lr_pixels(scale):
+    """Under a budget every LR pixel's s*s HR pixels take one route: no block mixes pixels that
+    only the heavy head explains with pixels that only the light head (or bicubic) explains."""
+    from vidsr.models.interpolate import upscale
+
+    up = synthetic_pcsr(scale)
+    router = build_router(up)
+    router.refinement = False
+    engine = Engine(up, tile=16, router=router)
+    x = textured_frame(32, 48)
+    y, stats = engine.upscale(x, 0.8)
+    assert 0 < stats.route_shares["heavy"] < 1
+    with torch.no_grad():
+        light = torch.minimum((up.module(x, "light").clamp(0, 1) - y).abs(), (upscale(x, scale).clamp(0, 1) - y).abs())
+        heavy = (up.module(x, "heavy").clamp(0, 1) - y).abs()
+    only_heavy = ((heavy < 1e-4) & (light >= 1e-4))[0, 0].reshape(32, scale, 48, scale)
+    only_light = ((light < 1e-4) & (heavy >= 1e-4))[0, 0].reshape(32, scale, 48, scale)
+    assert only_heavy.any() and only_light.any()
+    assert not (only_heavy.any(dim=(1, 3)) & only_light.any(dim=(1, 3))).any()
+
+
 def test_adm_is_deterministic_and_splits_modes():
     g = torch.Generator().manual_seed(0)
     p = torch.cat([torch.rand(500, generator=g) * 0.2, 0.8 + torch.rand(300, generator=g) * 0.2])

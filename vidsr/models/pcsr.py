@@ -1,4 +1,4 @@
-"""PCSR: a BSRN feature backbone, a pixel-level classifier and MLP upsamplers of different sizes.
+"""PCSR: a BSRN or WDSR feature backbone, a pixel-level classifier and upsamplers of different cost.
 
 Every HR pixel is produced by one MLP ("upsampler") from the LR feature nearest to it plus its
 sub-pixel position and cell size (LIIF-style), as a residual over bicubic. A small MLP classifier
@@ -10,7 +10,8 @@ into its feature part, computed once per LR pixel as a 1x1 conv (all ``s*s`` HR 
 that LR pixel as nearest share it), and its position part, a bias per sub-pixel phase. That makes
 the first layer ``s*s`` times cheaper.
 
-Upsamplers are ordered cheapest first: route names ``light`` ... ``heavy``.
+Upsamplers are ordered cheapest first: route names ``light`` ... ``heavy``. A config's hidden-size
+list may be empty: that upsampler is a sub-pixel convolution (``SubPixelHead``), not an MLP.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class PixelMLP(nn.Module):
         what ``dense`` and ``gathered`` add each HR pixel's phase bias to."""
         return self.project(feats).permute(0, 2, 3, 1).reshape(-1, self.project.out_channels)
 
+    def phases(self, lr_rows: torch.Tensor, bias: torch.Tensor, head: tuple | None = None) -> torch.Tensor:
+        """(rows, H0) LR projections and (P, H0) phase terms -> (rows, P, out): every phase of every
+        row, one matrix product per layer over all of them."""
+        return self._tail(lr_rows.unsqueeze(1) + bias, head)
+
     def dense(self, feats: torch.Tensor, scale: int, head: tuple | None = None) -> torch.Tensor:
         """Every HR pixel through this MLP: (N, C, h, w) -> (N, out, h*s, w*s). ``head``: (weight,
         bias) in place of the last layer's (``out`` is then its row count)."""
@@ -90,21 +96,75 @@ class PixelMLP(nn.Module):
         y = proj.new_empty(n * h * w, scale * scale, self.layers[-1].out_features if head is None else head[0].shape[0])
         rows = _chunk(n * h * w, scale * scale)
         for a in range(0, n * h * w, rows):
-            # (rows, 1, H0) + (s*s, H0): every LR pixel's s*s HR pixels
-            y[a : a + rows] = self._tail(proj[a : a + rows].unsqueeze(1) + bias, head)
+            y[a : a + rows] = self.phases(proj[a : a + rows], bias, head)
         out = y.shape[-1]
         y = y.reshape(n, h, w, scale, scale, out).permute(0, 5, 1, 3, 2, 4)
         return y.reshape(n, out, h * scale, w * scale)
 
-    def gathered(self, proj_rows: torch.Tensor, rows: torch.Tensor, phase_bias: torch.Tensor) -> torch.Tensor:
-        """The HR pixels of one sub-pixel phase over the LR pixels ``rows``: ``proj_rows`` (N*h*w,
-        H0) is the LR projection, channel-last; ``phase_bias`` (H0,) that phase's position term.
-        Returns (len(rows), out)."""
-        y = proj_rows.new_empty(rows.numel(), self.layers[-1].out_features)
+    # -- the interface ``PCSR.render`` and ``render_rows`` use (shared with ``SubPixelHead``) --
+
+    def prepare(self, feats: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a window computes once at LR for every pixel it routes here: the LR projection as
+        (N*h*w, H0) rows and the (s*s, H0) phase terms."""
+        proj = self.lr_rows(feats)
+        return proj, self.phase_bias(scale, proj)
+
+    def lr_macs(self, scale: int) -> float:
+        """MACs per HR pixel of ``prepare``, which runs on every pixel of a window."""
+        return self.project.weight.numel() / scale**2
+
+    def rows(self, state, rows: torch.Tensor) -> torch.Tensor:
+        """Every HR pixel of the LR pixels ``rows`` (indices into the window's N*h*w): (len(rows),
+        s*s, out). Each LR row is gathered once for its s*s HR pixels, so this runs at ``dense``'s
+        speed per pixel."""
+        proj, bias = state
+        y = proj.new_empty(rows.numel(), bias.shape[0], self.layers[-1].out_features)
+        chunk = _chunk(rows.numel(), bias.shape[0])
+        for a in range(0, rows.numel(), chunk):
+            y[a : a + chunk] = self.phases(proj.index_select(0, rows[a : a + chunk]), bias)
+        return y
+
+    def gathered(self, state, rows: torch.Tensor, phase: int) -> torch.Tensor:
+        """The HR pixels of one sub-pixel phase over the LR pixels ``rows``: (len(rows), out)."""
+        proj, bias = state
+        y = proj.new_empty(rows.numel(), self.layers[-1].out_features)
         chunk = _chunk(rows.numel())
         for a in range(0, rows.numel(), chunk):
-            y[a : a + chunk] = self._tail(proj_rows.index_select(0, rows[a : a + chunk]).add_(phase_bias))
+            y[a : a + chunk] = self._tail(proj.index_select(0, rows[a : a + chunk]).add_(bias[phase]))
         return y
+
+
+class SubPixelHead(nn.Module):
+    """An upsampler with no hidden layer: a linear map of the (with ``unfold``, 3x3) LR features of
+    its own for each sub-pixel phase, that is one convolution to s*s outputs and a pixel shuffle
+    (ESPCN's tail). An MLP head runs a chain of small matrix products per HR pixel, which on a CPU
+    is bound by memory, not MACs: the 24-wide light MLP took 72 ms per x4 val image for 1,030 MACs
+    a pixel, a quarter of the full network's time for 7% of its MACs; this head's convolution 5 ms.
+    It is the light upsampler of configs whose first hidden-size list is empty."""
+
+    def __init__(self, feat_channels: int, scale: int, out: int = 1, unfold: bool = True):
+        super().__init__()
+        self.scale, self.out = scale, out
+        self.conv = nn.Conv2d(feat_channels, scale * scale * out, 3 if unfold else 1, padding=1 if unfold else 0)
+        zero_init(self.conv)  # starts at bicubic, as the MLP heads do
+
+    def dense(self, feats: torch.Tensor, scale: int) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(feats), scale)
+
+    def prepare(self, feats: torch.Tensor, scale: int) -> torch.Tensor:
+        """Every pixel's s*s outputs as (N*h*w, s*s, out) rows, phases row-major as ``PixelMLP``'s."""
+        n, _, h, w = feats.shape
+        y = self.conv(feats).reshape(n, self.out, scale * scale, h, w)
+        return y.permute(0, 3, 4, 2, 1).reshape(n * h * w, scale * scale, self.out)
+
+    def lr_macs(self, scale: int) -> float:
+        return self.conv.weight.numel() / scale**2
+
+    def rows(self, state: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return state.index_select(0, rows)
+
+    def gathered(self, state: torch.Tensor, rows: torch.Tensor, phase: int) -> torch.Tensor:
+        return state[:, phase].index_select(0, rows)
 
 
 class PCSR(nn.Module):
@@ -129,7 +189,8 @@ class PCSR(nn.Module):
             self.backbone = WDSRFeatures(channels, blocks, in_channels)
         else:
             raise ValueError(f"unknown PCSR backbone {backbone!r}")
-        self.upsamplers = nn.ModuleList(PixelMLP(channels, tuple(h), 1, bool(u)) for h, u in zip(upsamplers, unfold))
+        self.upsamplers = nn.ModuleList(PixelMLP(channels, tuple(h), 1, bool(u)) if h else SubPixelHead(channels, scale, 1, bool(u))
+                                        for h, u in zip(upsamplers, unfold))
         self.classifier = PixelMLP(channels, tuple(classifier), len(upsamplers))
         self.route_names = ("light", "heavy") if len(upsamplers) == 2 else tuple(f"u{i}" for i in range(len(upsamplers)))
 
@@ -171,6 +232,45 @@ class PCSR(nn.Module):
         head = ((last.weight[1] - last.weight[0])[None], (last.bias[1] - last.bias[0])[None])
         return torch.sigmoid(self.classifier.dense(feats, self.scale, head)[:, 0])
 
+    def heavy_score(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) per LR pixel: how much its HR pixels want the heaviest upsampler, for routing
+        whole LR pixels (``render_rows``). With two upsamplers, the largest heavy-minus-light logit
+        over the pixel's four corner phases: the classifier on 4 positions instead of s*s (at x4 a
+        quarter of the work). On the x2 and x4 validation images, ranking LR pixels by it gave the
+        same PSNR as the maximum over all s*s phases, at every heavy share tried (0.2-0.45)."""
+        s = self.scale
+        if len(self.upsamplers) != 2:
+            n, _, h, w = feats.shape
+            return self.probabilities(feats)[:, -1].reshape(n, h, s, w, s).amax(dim=(2, 4))
+        c = self.classifier
+        last = c.layers[-1]
+        head = ((last.weight[1] - last.weight[0])[None], (last.bias[1] - last.bias[0])[None])
+        corners = c.phase_bias(s, feats)[[0, s - 1, s * (s - 1), s * s - 1]]
+        n, _, h, w = feats.shape
+        proj = c.lr_rows(feats)
+        score = proj.new_empty(proj.shape[0])
+        chunk = _chunk(proj.shape[0], len(corners))
+        for a in range(0, proj.shape[0], chunk):
+            score[a : a + chunk] = c.phases(proj[a : a + chunk], corners, head)[..., 0].amax(dim=1)
+        return score.reshape(n, h, w)
+
+    def render_rows(self, x: torch.Tensor, feats: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """HR output where every HR pixel of LR pixel (n, y, x) comes from upsampler ``choice[n, y,
+        x]`` (-1: bicubic). Each upsampler gathers its LR rows once and runs all s*s phases of them
+        (``PixelMLP.rows``): at dense speed per pixel, where ``render`` gathers every HR pixel on
+        its own (x4 val, heavy head on 31% of the pixels: 0.29 of its dense time, against about
+        0.41 per HR pixel)."""
+        s = self.scale
+        n, _, h, w = feats.shape
+        flat = choice.reshape(-1)
+        residual = feats.new_zeros(n * h * w, s * s)
+        for j, up in enumerate(self.upsamplers):
+            rows = torch.nonzero(flat == j).squeeze(1)
+            if rows.numel():
+                residual.index_copy_(0, rows, up.rows(up.prepare(feats, s), rows)[..., 0])
+        residual = residual.reshape(n, h, w, s, s).permute(0, 1, 3, 2, 4).reshape(n, 1, h * s, w * s)
+        return upscale(x, s) + residual
+
     def render(self, x: torch.Tensor, feats: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """HR output where pixel (n, Y, X) comes from upsampler ``choice[n, Y, X]`` (-1: bicubic);
         each upsampler runs only on the pixels gathered for it.
@@ -187,10 +287,9 @@ class PCSR(nn.Module):
             picked = by_phase == j
             if not picked.any():
                 continue
-            proj = up.lr_rows(feats)
-            bias = up.phase_bias(s, proj)
+            state = up.prepare(feats, s)
             for phase in range(s * s):
                 rows = torch.nonzero(picked[phase]).squeeze(1)
-                residual[phase].index_copy_(0, rows, up.gathered(proj, rows, bias[phase]).squeeze(1))
+                residual[phase].index_copy_(0, rows, up.gathered(state, rows, phase).squeeze(1))
         residual = residual.reshape(s, s, n, h, w).permute(2, 3, 0, 4, 1).reshape(n, 1, h * s, w * s)
         return upscale(x, s) + residual

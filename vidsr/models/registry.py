@@ -117,7 +117,8 @@ def _route_costs(arch: Architecture, module: nn.Module, scale: int) -> tuple[tup
             head = macs_per_pixel(lambda x, up=up: up.dense(module.backbone(x), scale), scale, size) - backbone
             routes.append(Route(name, base + backbone + head))
         cls = macs_per_pixel(lambda x: module.heavy_probability(module.backbone(x)), scale, size) - backbone
-        return tuple(routes), {"router_overhead_macs": cls, "backbone_macs": backbone}
+        score = macs_per_pixel(lambda x: module.heavy_score(module.backbone(x)), scale, size) - backbone
+        return tuple(routes), {"router_overhead_macs": cls, "score_macs": score, "backbone_macs": backbone}
     keys = arch.routes(module)
     routes = tuple(Route(str(k) if k is not None else "full", macs_per_pixel(lambda x, k=k: module(x, k), scale, size)) for k in keys)
     return routes, {"router_overhead_macs": 0.0}

@@ -3,16 +3,21 @@
 Under a budget (a fraction of full-network MACs, or milliseconds from the fps controller):
 1. If the budget cannot pay for the backbone on every tile, tiles are ranked by edge score (as ARM
    does) and only the edgiest run the network; the rest are interpolated.
-2. On those tiles the classifier scores every HR pixel; the pixels with the highest heavy
-   probability get the heavy upsampler, as many as the budget pays for. Ranking pixels by
-   ``p_heavy`` is the published k rule (``argmax_j p_j / cost_j^k`` with two upsamplers is a
-   threshold on ``p_heavy``) with k set to the value at which the budget binds.
-3. Each upsampler runs only on its gathered pixels (``PCSR.render``).
+2. On those tiles the classifier scores every LR pixel (``PCSR.heavy_score``: its HR pixels'
+   largest heavy logit); the LR pixels with the highest scores get the heavy upsampler on all
+   their s*s HR pixels, as many as the budget pays for. Ranking by the heavy probability is the
+   published k rule (``argmax_j p_j / cost_j^k`` with two upsamplers is a threshold on
+   ``p_heavy``) with k set to the value at which the budget binds; choosing whole LR pixels rather
+   than HR pixels is ours: on the x2 and x4 validation images it gave 0.01-0.05 dB *more* at the
+   same heavy share, and each upsampler then gathers one LR row per s*s HR pixels, so it runs at
+   its dense speed (``PCSR.render_rows``) instead of paying a gather per HR pixel.
+3. Each upsampler runs only on its gathered pixels.
 4. Pixel-wise refinement: a light pixel with a heavy pixel among its 8 neighbours takes the 3x3
    mean of the output (no extra network pass); by default at x4 only (``REFINE_MIN_SCALE``).
 
 The published fixed-k rule (``mode="k"``) and the automatic mode ADM (``mode="adm"``: k-means on
-the normalised heavy probability, deterministic) are available too; they ignore the budget.
+the normalised heavy probability, deterministic) are available too, per HR pixel as published
+(``PCSR.render``); they ignore the budget.
 """
 
 from __future__ import annotations
@@ -131,13 +136,18 @@ class PCSRRouter:
         d = upscaler.descriptor
         self.descriptor = d
         self.mode, self.k = mode, k
+        self.whole_lr = mode == "budget"  # route whole LR pixels (see the module's docstring)
         self.refinement = d.scale >= REFINE_MIN_SCALE if refinement is None else refinement
         self._previous = None
         self.names = tuple(r.name for r in d.routes)  # ("bicubic", "light", "heavy")
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
-        self.classifier_macs = d.info.get("router_overhead_macs", 0.0)
+        # MACs per HR pixel of what this mode classifies with: the LR score, or every HR pixel's probabilities
+        self.classifier_macs = d.info.get("score_macs" if self.whole_lr else "router_overhead_macs", 0.0)
         self.backbone_macs = d.info.get("backbone_macs", 0.0)
         self.head_macs = [max(c - self.macs[0] - self.backbone_macs, 1.0) for c in self.macs[1:]]  # per HR pixel
+        # the part of each head that runs at LR on every pixel of a window it serves at all (the MLPs'
+        # first-layer projection, a sub-pixel head's whole convolution), for the executed MACs
+        self.lr_macs = [up.lr_macs(d.scale) for up in self.model.upsamplers]
 
     def reset(self) -> None:
         self._previous = None
@@ -222,7 +232,8 @@ class PCSRRouter:
             ms[INTERP_UNIT], work[INTERP_UNIT] = (time.perf_counter() - t1) * 1000, 1
             if base is None:
                 engine.executed_macs += self.macs[0] * out.numel()
-        choice_full = torch.full(out.shape[-2:], -1, dtype=CHOICE_DTYPE, device=x.device)
+        unit = 1 if self.whole_lr else s  # the choice map's pixels: LR or HR
+        choice_map = torch.full((x.shape[-2] * unit, x.shape[-1] * unit), -1, dtype=CHOICE_DTYPE, device=x.device)
         if len(ids):
             # pass 1: backbone (and classifier) per batch of windows; neighbouring routed tiles are
             # merged into one window (as the engine does) so they pay for their context once. With
@@ -243,37 +254,43 @@ class PCSRRouter:
             if need_classifier:
                 ms["classifier"], work["classifier"] = (time.perf_counter() - t1) * 1000, len(ids)
                 engine.executed_macs += window_hr * self.classifier_macs
-            choices = self._choose(batches, probs, heavy_quota, s, x.device)
+            choices = self._choose(batches, probs, heavy_quota, unit, x.device)
             # pass 2: every upsampler on its gathered pixels
             t1 = time.perf_counter()
+            render = m.render_rows if self.whole_lr else m.render
             for b, w, f, c in zip(batches, windows, feats, choices):
                 with engine.network_threads():
-                    y = m.render(w, f, c)
+                    y = render(w, f, c)
                 grid.place_regions(out, b, y, s)
-                grid.place_regions(choice_full[None, None], b, c[:, None], s)
+                grid.place_regions(choice_map[None, None], b, c[:, None], unit)
             head_ms = (time.perf_counter() - t1) * 1000
-            counts = [int((choice_full == j).sum()) for j in range(len(m.upsamplers))]
+            counts = [int((choice_map == j).sum()) * (s // unit) ** 2 for j in range(len(m.upsamplers))]  # HR pixels
             load = [c * h for c, h in zip(counts, self.head_macs)]
-            engine.executed_macs += sum(load)
+            engine.executed_macs += sum(window_hr * lo + c * (h - lo)
+                                        for c, h, lo in zip(counts, self.head_macs, self.lr_macs) if c)
             for j, name in enumerate(self.names[1:]):  # split the heads' time by their MACs, for calibration
                 ms[name], work[name] = head_ms * load[j] / max(sum(load), 1e-9), counts[j] / 1000.0
         refined = 0
-        if self.refinement and (choice_full == 1).any():
-            out, refined = refine(out, choice_full)
-        return out, self._stats(choice_full, ms, work, refined, run)
+        if self.refinement and (choice_map == 1).any():
+            out, refined = refine(out, choice_map.repeat_interleave(s // unit, 0).repeat_interleave(s // unit, 1))
+        return out, self._stats(choice_map, ms, work, refined, run)
 
     def _classify(self, feats: torch.Tensor) -> torch.Tensor:
-        """What the mode decides on: every upsampler's probability (N, M, H, W) for the k rule with
-        more than two upsamplers, else the heavy probability alone (N, H, W), which is cheaper."""
+        """What the mode decides on: the heavy score per LR pixel (N, h, w) under a budget; every
+        upsampler's probability (N, M, H, W) for the k rule with more than two upsamplers; else the
+        heavy probability per HR pixel (N, H, W)."""
         m = self.model
+        if self.whole_lr:
+            return m.heavy_score(feats)
         if self.mode == "k" and len(m.upsamplers) > 2:
             return m.probabilities(feats)
         return m.heavy_probability(feats)
 
     def _choose(self, batches, probs, heavy_quota, s, device):
-        """Per batch of regions, a (n, H, W) int8 choice map over each window: -1 outside the core
-        (context, not computed). Elementwise ``where`` over whole windows, not boolean-mask gathers
-        of the core pixels: those are single-threaded on the CPU and took 10% of a routed x4 frame."""
+        """Per batch of regions, a (n, h*s, w*s) int8 choice map over each window: -1 outside the
+        core (context, not computed). ``s``: the map's pixels per LR pixel (1 when whole LR pixels
+        are routed). Elementwise ``where`` over whole windows, not boolean-mask gathers of the core
+        pixels: those are single-threaded on the CPU and took 10% of a routed x4 frame."""
         cores = []
         for b in batches:
             h, w = b[0].window_shape
@@ -302,11 +319,12 @@ class PCSRRouter:
                 at += n
                 out.append(ch)
             return out
-        # budget: exactly the heavy_quota core pixels of the frame with the highest p_heavy; context
-        # pixels score -1, below any probability, so they are never picked
-        ph = torch.cat([torch.where(c, p, -1.0).flatten() for p, c in zip(probs, cores)])
+        # budget: exactly as many core LR pixels of the frame as the heavy quota (in HR pixels) pays
+        # for, those with the highest scores; context pixels score -inf, so they are never picked
+        ph = torch.cat([torch.where(c, p, -torch.inf).flatten() for p, c in zip(probs, cores)])
         heavy_px = torch.zeros(ph.numel(), dtype=CHOICE_DTYPE, device=ph.device)
-        quota = int(min(max(heavy_quota, 0), sum(int(c.sum()) for c in cores)))
+        per_unit = (self.descriptor.scale // s) ** 2  # HR pixels per choice-map pixel
+        quota = int(min(max(heavy_quota, 0) // per_unit, sum(int(c.sum()) for c in cores)))
         if quota:
             heavy_px[top_indices(ph, quota)] = 1
         out, at = [], 0
@@ -316,6 +334,7 @@ class PCSRRouter:
         return out
 
     def _stats(self, choice, ms, work, refined, run) -> FrameStats:
+        """``choice``: the frame's choice map, LR or HR (shares are the same either way)."""
         n = choice.numel()
         counts = {"bicubic": int((choice == -1).sum())}
         for j, name in enumerate(self.names[1:]):
@@ -346,10 +365,11 @@ class PCSRRouter:
         t2 = time.perf_counter()
         units = {"backbone": (t1 - t0) * 1000 / len(ids), "classifier": (t2 - t1) * 1000 / len(ids)}
         px = windows.shape[0] * windows.shape[-2] * windows.shape[-1] * s * s
+        unit, render = (1, m.render_rows) if self.whole_lr else (s, m.render)
         for j, name in enumerate(self.names[1:]):
-            choice = torch.full((windows.shape[0], windows.shape[-2] * s, windows.shape[-1] * s), j, device=x.device)
+            choice = torch.full((windows.shape[0], windows.shape[-2] * unit, windows.shape[-1] * unit), j, device=x.device)
             t0 = time.perf_counter()
-            m.render(windows, feats, choice)
+            render(windows, feats, choice)
             units[name] = (time.perf_counter() - t0) * 1000 / (px / 1000.0)
         units[INTERP_UNIT] = interpolation_ms(x, s)
         return units
