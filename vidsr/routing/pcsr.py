@@ -246,7 +246,7 @@ class PCSRRouter:
                 feats = [m.backbone(w) for w in windows]
             ms["backbone"], work["backbone"] = (time.perf_counter() - t1) * 1000, len(ids)
             window_hr = engine.batched_pixels(batches) * s * s
-            engine.executed_macs += window_hr * self.backbone_macs
+            engine.executed_macs += window_hr * (self.backbone_macs + self.macs[0])  # and each window's bicubic base
             need_classifier = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
             t1 = time.perf_counter()
             with engine.network_threads():
@@ -263,17 +263,30 @@ class PCSRRouter:
                     y = render(w, f, c)
                 grid.place_regions(out, b, y, s)
                 grid.place_regions(choice_map[None, None], b, c[:, None], unit)
+                engine.executed_macs += self._heads_executed(c, unit)
             head_ms = (time.perf_counter() - t1) * 1000
             counts = [int((choice_map == j).sum()) * (s // unit) ** 2 for j in range(len(m.upsamplers))]  # HR pixels
             load = [c * h for c, h in zip(counts, self.head_macs)]
-            engine.executed_macs += sum(window_hr * lo + c * (h - lo)
-                                        for c, h, lo in zip(counts, self.head_macs, self.lr_macs) if c)
             for j, name in enumerate(self.names[1:]):  # split the heads' time by their MACs, for calibration
                 ms[name], work[name] = head_ms * load[j] / max(sum(load), 1e-9), counts[j] / 1000.0
         refined = 0
         if self.refinement and (choice_map == 1).any():
             out, refined = refine(out, choice_map.repeat_interleave(s // unit, 0).repeat_interleave(s // unit, 1))
         return out, self._stats(choice_map, ms, work, refined, run)
+
+    def _heads_executed(self, choice: torch.Tensor, unit: int) -> float:
+        """MACs the heads really ran on one batch of windows with this choice map: each head's
+        per-pixel part on its pixels, and its LR part (projection, or a sub-pixel head's whole
+        convolution) on every pixel of the windows, or only on its own rows where it gathers them
+        (``PixelMLP.gathers_projection``; whole-LR-pixel routing only)."""
+        per_px = (self.descriptor.scale // unit) ** 2  # HR pixels per choice-map pixel
+        total = 0.0
+        for j, (up, head, lo) in enumerate(zip(self.model.upsamplers, self.head_macs, self.lr_macs)):
+            k = int((choice == j).sum())
+            if k:
+                lr_rows = k if unit == 1 and up.gathers_projection(k, choice.numel()) else choice.numel()
+                total += lr_rows * per_px * lo + k * per_px * (head - lo)
+        return total
 
     def _classify(self, feats: torch.Tensor) -> torch.Tensor:
         """What the mode decides on: the heavy score per LR pixel (N, h, w) under a budget; every
