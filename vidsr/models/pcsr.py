@@ -114,7 +114,8 @@ class PixelMLP(nn.Module):
         return proj, self.phase_bias(scale, proj)
 
     def lr_macs(self, scale: int) -> float:
-        """MACs per HR pixel of ``prepare``, which runs on every pixel of a window."""
+        """MACs per HR pixel of the LR projection (``prepare`` runs it on every pixel of a window,
+        ``at_rows`` on every pixel or only on its rows: ``gathers_projection``)."""
         return self.project.weight.numel() / scale**2
 
     def gathers_projection(self, rows: int, total: int) -> bool:
@@ -267,8 +268,8 @@ class PCSR(nn.Module):
     def heavy_score(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, h, w) per LR pixel: how much its HR pixels want the heaviest upsampler, for routing
         whole LR pixels (``render_rows``). With two upsamplers, the largest heavy-minus-light logit
-        over the pixel's four corner phases: the classifier on 4 positions instead of s*s (at x4 a
-        quarter of the work). On the x2 and x4 validation images, ranking LR pixels by it gave the
+        over the pixel's four corner phases: the classifier's per-phase layers on 4 positions instead of
+        s*s (at x4 a quarter of that part). On the x2 and x4 validation images, ranking LR pixels by it gave the
         same PSNR as the maximum over all s*s phases, at every heavy share tried (0.2-0.45)."""
         s = self.scale
         if len(self.upsamplers) != 2:
@@ -289,7 +290,7 @@ class PCSR(nn.Module):
     def render_rows(self, x: torch.Tensor, feats: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         """HR output where every HR pixel of LR pixel (n, y, x) comes from upsampler ``choice[n, y,
         x]`` (-1: bicubic). Each upsampler gathers its LR rows once and runs all s*s phases of them
-        (``PixelMLP.rows``): at dense speed per pixel, where ``render`` gathers every HR pixel on
+        (``PixelMLP.at_rows``): at dense speed per pixel, where ``render`` gathers every HR pixel on
         its own (x4 val, heavy head on 31% of the pixels: 0.29 of its dense time, against about
         0.41 per HR pixel)."""
         s = self.scale

@@ -299,18 +299,18 @@ class PCSRRouter:
             return m.probabilities(feats)
         return m.heavy_probability(feats)
 
-    def _choose(self, batches, probs, heavy_quota, s, device):
-        """Per batch of regions, a (n, h*s, w*s) int8 choice map over each window: -1 outside the
-        core (context, not computed). ``s``: the map's pixels per LR pixel (1 when whole LR pixels
+    def _choose(self, batches, probs, heavy_quota, unit, device):
+        """Per batch of regions, a (n, h*unit, w*unit) int8 choice map over each window: -1 outside the
+        core (context, not computed). ``unit``: the map's pixels per LR pixel side (1 when whole LR pixels
         are routed). Elementwise ``where`` over whole windows, not boolean-mask gathers of the core
         pixels: those are single-threaded on the CPU and took 10% of a routed x4 frame."""
         cores = []
         for b in batches:
             h, w = b[0].window_shape
-            mask = torch.zeros(len(b), h * s, w * s, dtype=torch.bool, device=device)
+            mask = torch.zeros(len(b), h * unit, w * unit, dtype=torch.bool, device=device)
             for k, g in enumerate(b):
-                cy, cx = (g.y0 - g.wy0) * s, (g.x0 - g.wx0) * s
-                mask[k, cy : cy + g.h * s, cx : cx + g.w * s] = True
+                cy, cx = (g.y0 - g.wy0) * unit, (g.x0 - g.wx0) * unit
+                mask[k, cy : cy + g.h * unit, cx : cx + g.w * unit] = True
             cores.append(mask)
         heavy = len(self.model.upsamplers) - 1
         unrouted = torch.tensor(-1, dtype=CHOICE_DTYPE, device=device)
@@ -336,7 +336,7 @@ class PCSRRouter:
         # for, those with the highest scores; context pixels score -inf, so they are never picked
         ph = torch.cat([torch.where(c, p, -torch.inf).flatten() for p, c in zip(probs, cores)])
         heavy_px = torch.zeros(ph.numel(), dtype=CHOICE_DTYPE, device=ph.device)
-        per_unit = (self.descriptor.scale // s) ** 2  # HR pixels per choice-map pixel
+        per_unit = (self.descriptor.scale // unit) ** 2  # HR pixels per choice-map pixel
         quota = int(min(max(heavy_quota, 0) // per_unit, sum(int(c.sum()) for c in cores)))
         if quota:
             heavy_px[top_indices(ph, quota)] = 1
