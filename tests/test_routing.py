@@ -399,6 +399,24 @@ def test_pcsr_counts_the_macs_it_executes(scale):
         assert stats.executed_macs_per_pixel == pytest.approx(seen, rel=0.01), budget
 
 
+@pytest.mark.parametrize("mode", ["k", "adm"])
+def test_pcsr_mode_set_after_construction_runs_as_that_mode(mode):
+    """The CLI builds the router and then sets ``--pcsr-mode`` on it; everything that depends on
+    the mode (per-HR-pixel choice for the published rules, what the classifier costs) must follow."""
+    from vidsr.routing.pcsr import PCSRRouter
+
+    up = synthetic_pcsr(4)
+    x = textured_frame(32, 48)
+    late = build_router(up)
+    late.mode, late.k = mode, 0.5
+    outputs = []
+    for router in (late, PCSRRouter(up, mode=mode, k=0.5)):
+        y, stats = Engine(up, tile=16, router=router).upscale(x, 0.8)
+        outputs.append((y, stats.route_shares, stats.macs_per_pixel))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    assert outputs[0][1:] == outputs[1][1:]
+
+
 def test_adm_is_deterministic_and_splits_modes():
     g = torch.Generator().manual_seed(0)
     p = torch.cat([torch.rand(500, generator=g) * 0.2, 0.8 + torch.rand(300, generator=g) * 0.2])

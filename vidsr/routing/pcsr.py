@@ -136,18 +136,29 @@ class PCSRRouter:
         d = upscaler.descriptor
         self.descriptor = d
         self.mode, self.k = mode, k
-        self.whole_lr = mode == "budget"  # route whole LR pixels (see the module's docstring)
         self.refinement = d.scale >= REFINE_MIN_SCALE if refinement is None else refinement
         self._previous = None
         self.names = tuple(r.name for r in d.routes)  # ("bicubic", "light", "heavy")
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
-        # MACs per HR pixel of what this mode classifies with: the LR score, or every HR pixel's probabilities
-        self.classifier_macs = d.info.get("score_macs" if self.whole_lr else "router_overhead_macs", 0.0)
         self.backbone_macs = d.info.get("backbone_macs", 0.0)
         self.head_macs = [max(c - self.macs[0] - self.backbone_macs, 1.0) for c in self.macs[1:]]  # per HR pixel
         # the part of each head that runs at LR on every pixel of a window it serves at all (the MLPs'
         # first-layer projection, a sub-pixel head's whole convolution), for the executed MACs
         self.lr_macs = [up.lr_macs(d.scale) for up in self.model.upsamplers]
+
+    # the mode may be set after construction (the CLI sets ``--pcsr-mode`` on a built router), so
+    # what depends on it is derived, not stored
+
+    @property
+    def whole_lr(self) -> bool:
+        """Whether this mode routes whole LR pixels (the budget) or HR pixels (the published rules)."""
+        return self.mode == "budget"
+
+    @property
+    def classifier_macs(self) -> float:
+        """MACs per HR pixel of what this mode classifies with: the LR score, or every HR pixel's
+        probabilities."""
+        return self.descriptor.info.get("score_macs" if self.whole_lr else "router_overhead_macs", 0.0)
 
     def reset(self) -> None:
         self._previous = None
