@@ -261,9 +261,13 @@ class PCSR(nn.Module):
         budget, ADM and the k rule need; the router calls this on every routed frame)."""
         if len(self.upsamplers) != 2:
             return self.probabilities(feats)[:, -1]
+        return torch.sigmoid(self.classifier.dense(feats, self.scale, self._heavy_logit_head())[:, 0])
+
+    def _heavy_logit_head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """With two upsamplers, the classifier's last layer folded into one output: the heavy
+        logit minus the light one, as (weight, bias) for ``PixelMLP``'s ``head``."""
         last = self.classifier.layers[-1]
-        head = ((last.weight[1] - last.weight[0])[None], (last.bias[1] - last.bias[0])[None])
-        return torch.sigmoid(self.classifier.dense(feats, self.scale, head)[:, 0])
+        return (last.weight[1] - last.weight[0])[None], (last.bias[1] - last.bias[0])[None]
 
     def heavy_score(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, h, w) per LR pixel: how much its HR pixels want the heaviest upsampler, for routing
@@ -275,9 +279,7 @@ class PCSR(nn.Module):
         if len(self.upsamplers) != 2:
             n, _, h, w = feats.shape
             return self.probabilities(feats)[:, -1].reshape(n, h, s, w, s).amax(dim=(2, 4))
-        c = self.classifier
-        last = c.layers[-1]
-        head = ((last.weight[1] - last.weight[0])[None], (last.bias[1] - last.bias[0])[None])
+        c, head = self.classifier, self._heavy_logit_head()
         corners = c.phase_bias(s, feats)[[0, s - 1, s * (s - 1), s * s - 1]]
         n, _, h, w = feats.shape
         proj = c.lr_rows(feats)
