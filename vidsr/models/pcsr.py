@@ -174,7 +174,7 @@ class SubPixelHead(nn.Module):
 
     def __init__(self, feat_channels: int, scale: int, out: int = 1, unfold: bool = True):
         super().__init__()
-        self.scale, self.out = scale, out
+        self.out = out  # the scale is fixed by the conv's outputs; methods take it as PixelMLP's do
         self.conv = nn.Conv2d(feat_channels, scale * scale * out, 3 if unfold else 1, padding=1 if unfold else 0)
         zero_init(self.conv)  # starts at bicubic, as the MLP heads do
 
