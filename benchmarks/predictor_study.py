@@ -32,7 +32,7 @@ from vidsr.bench.routing import WITHIN_DB, _fixed_route, measure, oracle_psnr, o
 from vidsr.engine import DEFAULT_TILE, Engine
 from vidsr.metrics import psnr
 from vidsr.models import registry
-from vidsr.models.interpolate import downscale, upscale
+from vidsr.models.interpolation import downscale, upscale
 from vidsr.routing.edge import EdgePSNRTable, laplacian_abs, tile_edge_scores
 from vidsr.train.data import default_folder, load_pairs
 

@@ -3,13 +3,13 @@
 # table to benchmarks/results/NAME.md and its raw numbers to benchmarks/results/NAME.json.
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
 # running (training, a browser) moves them.
-# Usage: benchmarks/run_all.sh [pipeline] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [fps-wdsr]   (default: all)
+# Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [fps-wdsr]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
 mkdir -p benchmarks/results
 declare -A ARGS=(
-  [pipeline]="--repeats 3 --seconds 4 --network plain"
+  [overhead]="--repeats 3 --seconds 4 --network plain"
   [quality]="--scales 2 3 4"
   [routing]="--scales 2 4"
   [routing-tile32]="--scales 2 4 --models arm-espcn arm-plain arm-wdsr --tile 32"
@@ -17,7 +17,7 @@ declare -A ARGS=(
   [fps-espcn]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-espcn --repeats 3"
   [fps-wdsr]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-wdsr --repeats 3"
 )
-for name in "${@:-pipeline quality routing routing-tile32 fps fps-espcn fps-wdsr}"; do
+for name in "${@:-overhead quality routing routing-tile32 fps fps-espcn fps-wdsr}"; do
   for result in $name; do
     which=${result%%-*}  # fps-espcn is the fps bench with other arguments
     echo "== vidsr bench $which ${ARGS[$result]}"

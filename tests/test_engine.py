@@ -8,7 +8,7 @@ import torch
 
 from vidsr.engine import STUDIO_LO, STUDIO_SPAN, Engine
 from vidsr.models import registry
-from vidsr.models.base import Upscaler
+from vidsr.models.descriptor import Upscaler
 from vidsr.tiling import TileGrid
 
 from .test_models import randomize

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vidsr.models.interpolate import phase_weights, upscale
+from vidsr.models.interpolation import phase_weights, upscale
 from vidsr.tiling import TileGrid
 
 

@@ -125,7 +125,7 @@ def test_list_models_shows_shipped_models_with_costs(cli):
 
 
 def test_a_budget_or_fps_target_without_a_model_picks_a_routed_model(monkeypatch):
-    from vidsr.upscale_cli import Settings, _choose_model
+    from vidsr.cli.upscale import Settings, _choose_model
 
     shipped = [{"name": "plain", "scale": 2, "architecture": "plain", "validation": {"psnr_y": 39.0}},
                {"name": "arm-wdsr", "scale": 2, "architecture": "arm-wdsr", "validation": {"psnr_y": 38.0}},
@@ -143,7 +143,7 @@ def test_a_budget_or_fps_target_without_a_model_picks_a_routed_model(monkeypatch
 def test_a_budget_or_fps_target_picks_the_model_that_routes_best(best_full_is_not_best_routed):
     # the best full network is not the best under a partial budget: routed models are compared by
     # their validation PSNR under their router at the reference cost, where the export measured it
-    from vidsr.upscale_cli import Settings, _choose_model
+    from vidsr.cli.upscale import Settings, _choose_model
 
     shipped = best_full_is_not_best_routed
     assert _choose_model(Settings(scale=2)) == "pcsr-wdsr"  # full budget: the best full network
@@ -163,7 +163,7 @@ def _arm_engine(name: str, offset_db: float):
     import torch
 
     from vidsr.engine import Engine
-    from vidsr.models.base import Upscaler
+    from vidsr.models.descriptor import Upscaler
     from vidsr.routing import build_router
     from vidsr.routing.edge import EdgePSNRTable
 

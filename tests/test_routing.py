@@ -10,7 +10,7 @@ import torch
 
 from vidsr.engine import Engine, TimeBudget
 from vidsr.models import registry
-from vidsr.models.base import Upscaler
+from vidsr.models.descriptor import Upscaler
 from vidsr.routing import arm as arm_module
 from vidsr.routing import build_router
 from vidsr.routing.edge import EdgePSNRTable, tile_edge_scores
@@ -112,7 +112,7 @@ def test_arm_budget_zero_is_interpolation_and_one_is_full_network():
     x = textured_frame()
     y0, s0 = engine.upscale(x, 0.0)
     assert s0.route_shares["bicubic"] == 1.0
-    from vidsr.models.interpolate import upscale
+    from vidsr.models.interpolation import upscale
 
     assert torch.allclose(y0, upscale(x, 2).clamp(0, 1), atol=1e-6)
     router.reset()
@@ -302,7 +302,7 @@ def test_pcsr_budget_ends_are_interpolation_and_full_network():
     up = synthetic_pcsr()
     engine = Engine(up, tile=16, router=build_router(up))
     x = textured_frame(48, 64)
-    from vidsr.models.interpolate import upscale
+    from vidsr.models.interpolation import upscale
 
     y0, s0 = engine.upscale(x, 0.0)
     assert s0.route_shares["bicubic"] == 1.0
@@ -344,7 +344,7 @@ def test_pcsr_routed_pixels_equal_the_dense_output_of_their_route(budget):
     """Routed tiles run merged into rectangles (neighbours share their context); every output pixel
     must still be exactly what its route gives on the whole frame, and the pixels that only the
     heavy upsampler explains are at least the heavy share the router reports."""
-    from vidsr.models.interpolate import upscale
+    from vidsr.models.interpolation import upscale
 
     up, engine = unrefined_pcsr_engine()
     x = textured_frame(48, 80)
@@ -363,7 +363,7 @@ def test_pcsr_routed_pixels_equal_the_dense_output_of_their_route(budget):
 def test_pcsr_budget_routes_whole_lr_pixels(scale):
     """Under a budget every LR pixel's s*s HR pixels take one route: no block mixes pixels that
     only the heavy head explains with pixels that only the light head (or bicubic) explains."""
-    from vidsr.models.interpolate import upscale
+    from vidsr.models.interpolation import upscale
 
     up = synthetic_pcsr(scale)
     router = build_router(up)

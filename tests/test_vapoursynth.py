@@ -25,7 +25,7 @@ _RGB2YCC = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.
 _YCC_OFFSET = np.array([16.0, 128.0, 128.0]) / 255.0
 _YCC2RGB = np.linalg.inv(_RGB2YCC)
 from vidsr.models import registry  # noqa: E402
-from vidsr.models.interpolate import upscale as interpolate  # noqa: E402
+from vidsr.models.interpolation import upscale as interpolate  # noqa: E402
 from vidsr.routing import build_router  # noqa: E402
 
 core = vs.core

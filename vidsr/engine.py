@@ -18,7 +18,7 @@ import torch
 
 from .budget import FrameStats, TimeBudget  # noqa: F401  (re-exported: routers and front ends use them)
 from .errors import SettingsError
-from .models.base import Upscaler
+from .models.descriptor import Upscaler
 from .tiling import TileGrid
 
 # The networks are trained on BT.601 studio-range luma (16..235 of 255). Full-range video is mapped

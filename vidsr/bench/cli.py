@@ -36,7 +36,7 @@ def machine() -> str:
 def main(argv: list[str]) -> int:
     p = _Parser(prog="vidsr bench", description=__doc__)
     sub = p.add_subparsers(dest="which", required=True)
-    pp = sub.add_parser("pipeline", help="vidsr --model lanczos vs a plain PyAV loop at 1080p; peak RSS vs length")
+    pp = sub.add_parser("overhead", help="vidsr --model lanczos vs a plain PyAV loop at 1080p; peak RSS vs length")
     pp.add_argument("--repeats", type=int, default=3)
     pp.add_argument("--seconds", type=float, default=4.0)
     pp.add_argument("--network", help="also measure peak RSS with this model")
@@ -65,8 +65,8 @@ def main(argv: list[str]) -> int:
         q.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args(argv)
     print(f"machine: {machine()}\n")
-    if args.which == "pipeline":
-        from .pipeline import report, run
+    if args.which == "overhead":
+        from .overhead import report, run
 
         res = run(args.repeats, args.seconds, network=args.network)
     elif args.which == "quality":

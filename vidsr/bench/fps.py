@@ -28,7 +28,7 @@ from PIL import Image
 from ..io.formats import plane_view
 from ..metrics import psnr, rgb_to_luma
 from ..models import registry
-from ..models.interpolate import downscale
+from ..models.interpolation import downscale
 from ..train.data import default_folder, list_images
 
 HR = (1280, 720)

@@ -15,7 +15,7 @@ import torch
 from ..engine import Engine
 from ..metrics import psnr, ssim
 from ..models import registry
-from ..models.interpolate import upscale
+from ..models.interpolation import upscale
 from ..train.data import default_folder, load_pairs, quantize8
 from ..train.evaluate import evaluate
 

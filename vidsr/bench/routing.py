@@ -202,7 +202,7 @@ def _oracle_block(route_outputs, pairs, macs, scale: int, tile: int, full_psnr: 
 def _fixed_route(up, route: str, pairs, scale: int, repeats: int, outputs: list | None = None,
                  paired: Engine | None = None) -> dict:
     """One route on every pixel: through the engine with a single-route view of the model."""
-    from ..models.base import Upscaler
+    from ..models.descriptor import Upscaler
 
     class OneRoute(torch.nn.Module):
         def __init__(self, module, route):

@@ -70,7 +70,7 @@ def upscale_image(engine, src: Path, dst: Path, budget: float = 1.0):
     import torch
 
     from ..colour import rgb_to_ycbcr, ycbcr_to_rgb
-    from ..models.interpolate import upscale as interpolate
+    from ..models.interpolation import upscale as interpolate
 
     if dst.suffix.lower() != ".png":
         raise OutputError(f"{dst}: images are written as PNG; name the output .png")

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .blocks import BSConv, CCA, ESA
-from .interpolate import upscale
+from .interpolation import upscale
 from .wdsr import zero_init
 
 

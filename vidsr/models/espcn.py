@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .interpolate import upscale
+from .interpolation import upscale
 from .wdsr import he_init, zero_init
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .bsrn import BSRNFeatures
 from .wdsr import WDSRFeatures
-from .interpolate import upscale
+from .interpolation import upscale
 from .wdsr import he_init, zero_init
 
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .blocks import WidthSupernet, slim_conv
-from .interpolate import upscale
+from .interpolation import upscale
 from .wdsr import he_init, zero_init
 
 

@@ -19,10 +19,10 @@ import torch.nn as nn
 
 from ..errors import SettingsError, WeightsError
 from . import weights
-from .base import ModelDescriptor, Route, TileSpec, Upscaler
+from .descriptor import ModelDescriptor, Route, TileSpec, Upscaler
 from .bsrn import BSRN
 from .espcn import ESPCN
-from .interpolate import kernel_radius, upscale
+from .interpolation import kernel_radius, upscale
 from .blocks import WidthSupernet
 from .interpolation import Interpolation
 from .macs import macs_per_pixel

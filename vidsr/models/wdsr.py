@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .blocks import WidthSupernet, slim_conv
-from .interpolate import upscale
+from .interpolation import upscale
 
 EXPANSION = 6
 

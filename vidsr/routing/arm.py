@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..engine import CALLER_FILLS_BASE, FrameStats, TimeBudget
-from ..models.interpolate import interpolation_ms, upscale
+from ..models.interpolation import interpolation_ms, upscale
 from .edge import EdgePSNRTable, tile_edge_scores
 from .solver import solve
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import REGION_SIDE, UNROUTED_REGION_SIDE, FrameStats, TimeBudget
-from ..models.interpolate import interpolation_ms, upscale
+from ..models.interpolation import interpolation_ms, upscale
 from .edge import tile_edge_scores
 
 INTERP_UNIT = "interpolation"

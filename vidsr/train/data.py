@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..metrics import rgb_to_luma
-from ..models.interpolate import downscale
+from ..models.interpolation import downscale
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 SHARED_DATA = Path(os.environ.get("VIDSR_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..metrics import psnr, ssim
-from ..models.interpolate import upscale
+from ..models.interpolation import upscale
 from .data import Pair, quantize8
 
 

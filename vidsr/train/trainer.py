@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ..errors import SettingsError
 from ..models import registry, weights
-from ..models.base import Upscaler
+from ..models.descriptor import Upscaler
 from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
 from .data import PatchSampler, default_folder, load_pairs
 from .evaluate import evaluate, routed_validation, upscale_image

@@ -1,7 +1,7 @@
 """The per-frame work of ``vsvidsr.upscale``: shared engines and the frame function.
 
 Nothing here upscales on its own. Luma goes through ``vidsr.engine.Engine`` (the CLI's models,
-routers and tiler), chroma through ``vidsr.models.interpolate`` (Lanczos-3, the kernel
+routers and tiler), chroma through ``vidsr.models.interpolation`` (Lanczos-3, the kernel
 ``vidsr`` uses for the chroma of images), and RGB is split into Y'CbCr with the BT.601
 studio-range conversion of ``vidsr.colour`` (the same as for still images).
 """
@@ -20,8 +20,8 @@ import vapoursynth as vs
 from vidsr.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from vidsr.engine import STUDIO_LO, STUDIO_SPAN, Engine, TimeBudget
 from vidsr.models import registry
-from vidsr.models.base import Upscaler
-from vidsr.models.interpolate import upscale as interpolate
+from vidsr.models.descriptor import Upscaler
+from vidsr.models.interpolation import upscale as interpolate
 from vidsr.routing import build_router
 
 from . import BUDGET_PROP  # per-frame budget on input frames; echoed on output frames

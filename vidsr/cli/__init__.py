@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import VidsrError
-from .runtime import tune_allocator
+from ..errors import VidsrError
+from ..runtime import tune_allocator
 
 SUBCOMMANDS = ("train", "bench")
 
@@ -16,14 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     try:
         if argv and argv[0] == "train":
-            from .train.cli import main as train_main
+            from ..train.cli import main as train_main
 
             return train_main(argv[1:])
         if argv and argv[0] == "bench":
-            from .bench.cli import main as bench_main
+            from ..bench.cli import main as bench_main
 
             return bench_main(argv[1:])
-        from .upscale_cli import main as upscale_main
+        from .upscale import main as upscale_main
 
         return upscale_main(argv)
     except VidsrError as e:

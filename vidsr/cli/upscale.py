@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError, OutputError, SettingsError
+from ..errors import InputError, OutputError, SettingsError
 
 INTERPOLATION = ("lanczos", "bicubic")
 
@@ -78,7 +78,7 @@ class Settings:
 
 
 def resolve_settings(args) -> Settings:
-    from . import presets
+    from .. import presets
 
     preset = presets.load(args.preset) if args.preset else presets.Preset("none")
     s = Settings()
@@ -137,7 +137,7 @@ def _warn(msg: str) -> None:
 
 
 def list_models() -> int:
-    from .models import registry
+    from ..models import registry
 
     models = registry.list_models()
     w = max(12, *(len(d.name) for d in models))
@@ -157,7 +157,7 @@ def list_models() -> int:
         role = f" ({'; '.join(roles)})" if roles else ""
         print(f"{d.name:<{w}} {'x' + str(d.scale):>5} {d.params:>8,} {size:>7} {d.macs_per_pixel:>9,.0f}  {psnr:>10}  "
               f"{routed:>8}  {routes}{role}")
-    from .train.evaluate import ROUTED_MACS_PER_INPUT_PIXEL
+    from ..train.evaluate import ROUTED_MACS_PER_INPUT_PIXEL
 
     print(f"routed: val PSNR-Y under the model's own router at the same cost for every model of a scale, "
           f"{ROUTED_MACS_PER_INPUT_PIXEL:,} MACs per input pixel (x2: {ROUTED_MACS_PER_INPUT_PIXEL / 4:,.0f} per output "
@@ -166,7 +166,7 @@ def list_models() -> int:
 
 
 def list_presets() -> int:
-    from . import presets
+    from .. import presets
 
     for name, description in presets.describe_all():
         print(f"{name:<10} {description}")
@@ -180,8 +180,8 @@ def default_output(src: Path, scale: int, image: bool, container_ext: str) -> Pa
 def _choose_model(s: Settings) -> str:
     """The model to load: the flag/preset's, else the best shipped one for the scale (of the asked
     router family when a router is named)."""
-    from .models import registry
-    from .routing import ROUTERS
+    from ..models import registry
+    from ..routing import ROUTERS
 
     if s.model:
         return s.model
@@ -212,7 +212,7 @@ def main(argv: list[str]) -> int:
     if args.input is None:
         raise SettingsError("an INPUT file is required (vidsr --help for usage)")
 
-    from .io.images import is_image
+    from ..io.images import is_image
 
     src: Path = args.input
     if not src.exists():
@@ -221,8 +221,8 @@ def main(argv: list[str]) -> int:
     if image:
         dst = args.output or default_output(src, s.scale, True, ".png")
     else:
-        from .io.sink import can_hold, container_format_for
-        from .io.source import open_source
+        from ..io.sink import can_hold, container_format_for
+        from ..io.source import open_source
 
         dst = args.output
         if dst is None:
@@ -241,9 +241,9 @@ def main(argv: list[str]) -> int:
             _warn(f"--fps-target has nothing to adapt with --model {s.model}; running as fast as it can")
         return _run_video(args, s, src, dst, engine=None, interpolation=s.model)
 
-    from .engine import Engine, resolve_device
-    from .models import registry
-    from .routing import build_router
+    from ..engine import Engine, resolve_device
+    from ..models import registry
+    from ..routing import build_router
 
     device = resolve_device(args.device)
     dtype = _pick_dtype(args.precision, device)
@@ -261,7 +261,7 @@ def main(argv: list[str]) -> int:
     engine = None if interpolation_only else Engine(upscaler, tile=s.tile, context=s.overlap, router=router)
 
     if image:
-        from .io.images import upscale_image
+        from ..io.images import upscale_image
 
         upscale_image(engine or Engine(upscaler, tile=s.tile, context=s.overlap), src, dst, budget=s.budget)
         if not args.quiet:
@@ -281,8 +281,8 @@ def main(argv: list[str]) -> int:
 
 
 def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=()) -> int:
-    from .io.sink import EncodeOptions
-    from .pipeline import VideoJob, upscale_video
+    from ..io.sink import EncodeOptions
+    from ..pipeline import VideoJob, upscale_video
 
     job = VideoJob(
         input=src,

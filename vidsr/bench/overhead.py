@@ -1,4 +1,4 @@
-"""``vidsr bench pipeline``: what the streaming pipeline costs over FFmpeg's own loop, and whether
+"""``vidsr bench overhead``: what the streaming pipeline costs over FFmpeg's own loop, and whether
 its memory stays flat as videos get longer.
 
 1. Speed: the sample re-rendered at 960x540 and upscaled x2 to 1080p. ``vidsr --model lanczos``
