@@ -14,16 +14,9 @@ from vidsr.models.pcsr import PCSR
 from vidsr.models.plain import PlainSR, SlimPlain
 from vidsr.models.wdsr import WDSR, SlimWDSR
 
+from .synthetic import randomize
+
 SCALES = (2, 3, 4)
-
-
-def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Fresh random weights everywhere (zero-initialised output layers would hide bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return module.eval()
 
 
 @pytest.mark.parametrize("arch", [a for a in registry.ARCHITECTURES])

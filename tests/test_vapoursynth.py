@@ -18,6 +18,7 @@ import torch
 vs = pytest.importorskip("vapoursynth")
 
 import vsvidsr  # noqa: E402
+from vidsr.budget import MacBudget  # noqa: E402
 from vidsr.engine import STUDIO_LO, STUDIO_SPAN, Engine  # noqa: E402
 from vidsr.errors import VidsrError  # noqa: E402
 # BT.601 studio-range Y'CbCr, written out here so the reference does not share the filter's code
@@ -98,8 +99,12 @@ def planes_of(frame) -> np.ndarray:
 
 @torch.inference_mode()
 def reference(planes: np.ndarray, family: str, engine: Engine, budget: float = 1.0) -> np.ndarray:
-    """What vidsr's engine (luma) and Lanczos (chroma) make of one frame's float planes."""
+    """What vidsr's engine (luma) and Lanczos (chroma) make of one frame's float planes, with no
+    memory of other frames."""
     s = engine.scale
+    budget = MacBudget(budget)
+    if engine.router is not None:
+        engine.router.reset()
     x = torch.from_numpy(planes)[None]
     if family == "rgb":
         m = torch.as_tensor(_RGB2YCC, dtype=torch.float32)
@@ -116,8 +121,8 @@ def reference(planes: np.ndarray, family: str, engine: Engine, budget: float = 1
     return out[0].numpy()
 
 
-def reference_frames(clip, family: str, engine: Engine) -> list[np.ndarray]:
-    return [reference(planes_of(clip.get_frame(n)), family, engine) for n in range(clip.num_frames)]
+def reference_frames(clip, family: str, engine: Engine, budget: float = 1.0) -> list[np.ndarray]:
+    return [reference(planes_of(clip.get_frame(n)), family, engine, budget) for n in range(clip.num_frames)]
 
 
 # -- vspipe -------------------------------------------------------------------------------------
@@ -284,6 +289,27 @@ def test_many_threads_concurrent_requests_give_the_same_frames():
     ref = reference_frames(clip, "luma", engine_for("bicubic", 2))
     for n in range(clip.num_frames):
         np.testing.assert_allclose(got[n], ref[n], atol=TOL, rtol=0, err_msg=f"frame {n}")
+
+
+def test_many_threads_concurrent_requests_give_the_same_frames_with_a_routed_network(routed_net):
+    """A routed network keeps memory of the frame before (static tiles keep their routes): with
+    frames asked for from four threads at once, each must still be what it is alone."""
+    clip = make_clip(core, vs.RGBS, length=6)
+    before = core.num_threads
+    core.num_threads = 4
+    try:
+        out = vsvidsr.upscale(clip, scale=2, model=routed_net, device="cpu", tile=16, budget=0.5)
+        order = np.random.default_rng(5).permutation(clip.num_frames)
+        futures = {int(n): out.get_frame_async(int(n)) for n in order}
+        got = {n: (planes_of(fut.result()), fut.result().props["VidsrBudget"]) for n, fut in futures.items()}
+    finally:
+        core.num_threads = before
+    up = registry.load(routed_net, 2)
+    engine = Engine(up, tile=16, router=build_router(up))
+    ref = reference_frames(clip, "rgb", engine, budget=0.5)
+    for n in range(clip.num_frames):
+        np.testing.assert_allclose(got[n][0], ref[n], atol=TOL, rtol=0, err_msg=f"frame {n}")
+        assert got[n][1] == 0.5
 
 
 @pytest.mark.parametrize("fmt,family,tol", [

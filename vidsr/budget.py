@@ -1,30 +1,87 @@
-"""What a frame may spend and what it spent: the types the engine, routers, controller and
-pipeline exchange. Plain data, no torch, so the pipeline's interpolation path stays light."""
+"""What a frame may spend: one budget type per meaning, each answering the questions the routers ask.
+
+- ``MacBudget(share)``: a share of the full network's multiply-accumulates, from 0 (interpolation
+  only) to 1 (the full network on every pixel). ``--budget`` and the VapourSynth ``budget``.
+- ``TimeBudget(ms, unit_ms)``: milliseconds of network time, with the measured price of one unit
+  of each kind of work (a tile of a route, a thousand pixels of an upsampler, one interpolation
+  pass). The fps controller makes one per frame; the VapourSynth ``max_ms`` makes a fixed one.
+
+A router describes its candidate work in MACs and names the calibration unit each piece belongs
+to; the budget prices it (``price``) and says how much may be spent (``allowance``). Both answer in
+their own currency, so a router's choice is written once for both. Plain data and numpy, no torch:
+the pipeline's interpolation-only path stays light.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 
-@dataclass
+
+@dataclass(frozen=True)
+class MacBudget:
+    """A share of the full network's MACs per frame (clamped to [0, 1] when spent)."""
+
+    share: float
+    threads: int | None = None  # torch threads for the frame's network passes (None: the engine's own)
+
+    # the full network on every pixel: no routing, and not the router's guess at what is as good
+    @property
+    def full_network(self) -> bool:
+        return self.share >= 1
+
+    # a tile's window computes context beyond its core; MACs count it, so a router that can
+    # should price it (a measured time per tile already includes it)
+    charges_context = True
+
+    def price(self, macs, unit: str | None, amount=1.0):
+        """What work of ``macs`` MACs costs: its MACs."""
+        return macs
+
+    def allowance(self, floor: float, full: float, fixed_units=()) -> float:
+        """What a frame may spend, between ``floor`` (everything on the cheapest route) and
+        ``full`` (everything on the full network). Fixed costs are inside the floor already."""
+        return floor + min(max(self.share, 0.0), 1.0) * (full - floor)
+
+    def as_share(self, bought: float) -> float:
+        """This budget as a share of the full network: the share asked for."""
+        return self.share
+
+    def record(self) -> dict:
+        """What a per-frame stats record says of this budget beyond the share it bought."""
+        return {}
+
+
+@dataclass(frozen=True)
 class TimeBudget:
-    """A frame's budget in milliseconds (set by the fps controller) with the calibrated cost of one
-    unit of each kind of work the router can buy (see ``FrameStats.work``)."""
+    """Milliseconds for a frame's network work, priced by what each unit was measured to cost."""
 
     ms: float
-    unit_ms: dict[str, float]
-    threads: int | None = None  # torch threads for this frame's network passes (None: the engine's own)
+    unit_ms: dict[str, float] = field(default_factory=dict)
+    threads: int | None = None
+
+    full_network = False  # a time is never "the full network regardless": what fits is bought
+    charges_context = False
+
+    def price(self, macs, unit: str | None, amount=1.0):
+        """What ``amount`` units of ``unit`` cost in milliseconds (``unit`` None: work the budget
+        does not buy per piece, such as interpolated tiles under one whole-frame pass)."""
+        per_unit = 0.0 if unit is None else self.unit_ms[unit]
+        return np.zeros(np.shape(macs)) + per_unit * np.asarray(amount, dtype=np.float64)
+
+    def allowance(self, floor: float, full: float, fixed_units=()) -> float:
+        """The milliseconds left once the work every frame pays (``fixed_units``, e.g. the
+        interpolation pass) is taken off."""
+        return self.ms - sum(self.unit_ms.get(u, 0.0) for u in fixed_units)
+
+    def as_share(self, bought: float) -> float:
+        """This budget as a share of the full network: what it ``bought``."""
+        return bought
+
+    def record(self) -> dict:
+        return {"budget_ms": round(self.ms, 3), **({} if self.threads is None else {"threads": self.threads})}
 
 
-@dataclass
-class FrameStats:
-    budget: float  # the fraction of full-network cost asked for (or the fraction a time budget bought)
-    route_shares: dict[str, float]  # share of output pixels per route
-    macs_per_pixel: float  # what the chosen routes cost per output pixel, counting each pixel once
-    executed_macs_per_pixel: float | None = None  # what really ran, tile context included
-    ms: dict[str, float] = field(default_factory=dict)  # wall time per stage / route
-    predicted_psnr: float | None = None
-    counts: dict[str, int] = field(default_factory=dict)  # tiles per route, refined pixels, ...
-    work: dict[str, float] = field(default_factory=dict)  # units of work done per cost unit (for calibration)
-    # tiles whose cores a network wrote, when the router left the others to the caller's base
-    network_tiles: list[int] | None = None
+Budget = MacBudget | TimeBudget
+FULL_NETWORK = MacBudget(1.0)

@@ -1,6 +1,9 @@
-"""RGB <-> Y'CbCr for RGB inputs (still images, VapourSynth RGB clips): BT.601 studio range, the
-luma the networks are trained on (``vidsr.metrics.rgb_to_luma``). Y' goes through the engine,
-Cb/Cr through interpolation. Tensors are (N, 3, H, W) in [0, 1], any device and dtype."""
+"""Colour for frames that are not decoded YUV video (still images, VapourSynth clips).
+
+RGB <-> Y'CbCr is BT.601 studio range, the luma the networks are trained on
+(``vidsr.metrics.rgb_to_luma``); ``upscale_colour`` sends Y' through the engine and everything
+else through Lanczos-3, for images and the VapourSynth filter alike. Tensors are (N, C, H, W) in
+[0, 1], any device and dtype."""
 
 from __future__ import annotations
 
@@ -23,3 +26,31 @@ def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
 
 def ycbcr_to_rgb(ycc: torch.Tensor) -> torch.Tensor:
     return _apply(YCBCR_TO_RGB, ycc - YCBCR_OFFSET.to(ycc.device, ycc.dtype).view(1, 3, 1, 1))
+
+
+def upscale_colour(upscale_luma, x: torch.Tensor, scale: int, rgb: bool, full_range_luma: bool = False):
+    """Frames that are not decoded video (still images, VapourSynth clips): (1, C, H, W) float in
+    [0, 1] -> ((1, C, H*s, W*s), the engine's stats). ``upscale_luma`` upscales a (1, 1, H, W)
+    studio-range luma plane (the engine's ``upscale`` with the frame's budget).
+
+    ``rgb``: the first three planes are RGB, split into Y'CbCr; else plane 0 is luma (grey, or
+    Y' of 4:4:4 YUV), full range 0..1 when ``full_range_luma`` (mapped to the studio range the
+    networks are trained on and back). Every other plane (chroma, alpha) goes through Lanczos-3."""
+    from .engine import STUDIO_LO, STUDIO_SPAN
+    from .models.interpolation import upscale as interpolate
+
+    if rgb:
+        ycc = rgb_to_ycbcr(x[:, :3].clamp(0, 1))
+        y, stats = upscale_luma(ycc[:, :1].contiguous())
+        out = ycbcr_to_rgb(torch.cat([y, interpolate(ycc[:, 1:], scale, "lanczos")], dim=1)).clamp_(0, 1)
+        rest = x[:, 3:]
+    else:
+        luma = x[:, :1]
+        if full_range_luma:
+            luma = (luma * STUDIO_SPAN + STUDIO_LO).clamp_(0, 1)
+        y, stats = upscale_luma(luma.contiguous())
+        out = (y - STUDIO_LO) / STUDIO_SPAN if full_range_luma else y
+        rest = x[:, 1:]
+    if rest.shape[1]:
+        out = torch.cat([out, interpolate(rest, scale, "lanczos")], dim=1)
+    return out, stats

@@ -28,8 +28,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .budget import FrameStats, TimeBudget
+from .budget import MacBudget, TimeBudget
+
+if TYPE_CHECKING:
+    from .executor import FrameStats
 
 DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been measured
 START_UP_FRAMES = 10  # frames not judged for reachability (calibration, the encoder starting)
@@ -85,7 +89,6 @@ class FpsController:
         self._idle_since: tuple[int, float] | None = None  # (frame, time) a run of network-free frames began
         self.has_headroom = False  # set once the full network everywhere still runs well above the target
         self._full_since: tuple[int, float] | None = None  # (frame, time) a run of full-network frames began
-        self.last_budget: TimeBudget | float = 0.0
 
     # the current thread setting's costs (what the budget of the frame being run is priced with)
     @property
@@ -113,22 +116,20 @@ class FpsController:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def budget(self) -> TimeBudget | float:
+    def budget(self) -> TimeBudget | MacBudget:
         """The budget for the next frame. The first frame runs with no network, to measure what a
         frame costs without it."""
         now = self.clock()
         if self.start is None:
             self.start = self.last = now
         if self.overhead_ms is None:
-            self.last_budget = 0.0
-            return 0.0
+            return MacBudget(0.0)
         slack = self.frames * self.period_ms - (now - self.start) * 1000.0  # > 0: ahead of schedule
         correction = max(-self.period_ms, min(self.period_ms, slack / self.catch_up_frames))
         avail = self.period_ms * (1.0 - self.margin) - self.overhead_ms + correction
         self.current = self._choose_setting()
         self.current.last_used = self.frames
-        self.last_budget = TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(), threads=self.current.threads)
-        return self.last_budget
+        return TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(), threads=self.current.threads)
 
     def _choose_setting(self) -> ThreadSetting:
         """The thread setting with the lowest measured speed (ms per GMAC); one that has not run for

@@ -18,17 +18,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import av
 from tqdm import tqdm
 
-from .budget import FrameStats, TimeBudget
-from .controller import FpsController
 from .errors import InputError, OutputError
 from .io.formats import bit_depth, plane_view
 from .io.sink import EncodeOptions, MediaSink
 from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, open_source
+from .rate_control import FixedBudget, FrameRateTarget
+
+if TYPE_CHECKING:
+    from .executor import FrameStats
 
 QUEUE_DEPTH = 4
 _DONE = object()
@@ -44,12 +46,12 @@ class VideoJob:
     engine: object | None  # a vidsr.engine.Engine; None: interpolation only (swscale)
     interpolation: str = "lanczos"  # swscale kernel for chroma (and luma without an engine)
     budget: float = 1.0
-    fps_target: float | None = None  # an FpsController then sets each frame's budget
+    fps_target: float | None = None  # a FrameRateTarget then sets each frame's budget
     skip_damaged: bool = False
     progress: bool = True
     stats: Callable[[dict], None] | None = None  # receives one record per frame, in order, once encoded
     # builders of dearer models' engines that a frame-rate target leaving time over may switch to,
-    # once, on the second frame (``vidsr.upgrade``); empty when the user chose the model
+    # once, on the second frame (``vidsr.policy``); empty when the user chose the model
     dearer: list[Callable[[], object]] = field(default_factory=list)
 
 
@@ -160,11 +162,13 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
     except BaseException:
         container.close()
         raise
-    controller = None
-    if job.fps_target is not None and job.engine is not None and job.engine.router is not None:
-        controller = FpsController(job.fps_target, job.engine.router.unit_macs(job.engine.grid(info.height, info.width)),
-                                   threads=job.engine.thread_options())
-        summary.fps_target = job.fps_target
+    rate = None
+    if job.engine is not None:
+        if job.fps_target is not None and job.engine.router is not None:
+            rate = FrameRateTarget(job.engine, job.fps_target, info.bit_depth, info.colour.full_range, note, job.dearer)
+            summary.fps_target = job.fps_target
+        else:
+            rate = FixedBudget(job.engine, job.budget)
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
     encoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
@@ -207,41 +211,24 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         reader.start()
         writer.start()
         out_bits = bit_depth(sink.pix_fmt)
-        warned_slow = noted_headroom = False
         try:
             while True:
                 item = _get(decoded, stop)
                 if item is _DONE:
                     break
                 if isinstance(item, _Decoded):
-                    if controller is not None and controller.frames == 1 and job.dearer:
-                        controller = _maybe_switch(job, controller, item, info, note)
-                    if controller is not None and controller.frames == 0:  # price each route's work once
-                        x = _luma(job.engine, item, info)
-                        for n in job.engine.thread_options():  # as frames will run, under each thread setting
-                            if controller.is_seeded(n):  # a switch has just calibrated this one
-                                continue
-                            with job.engine.light_threads(), job.engine.frame_threads(n):
-                                controller.seed(job.engine.router.calibrate(job.engine, x), threads=n)
-                    budget = controller.budget() if controller is not None else job.budget
-                    out, stats = _upscale_frame(item, info, job, budget, sink.pix_fmt, out_bits, out_w, out_h, summary)
+                    budget = rate.before(plane_view(item.frame, 0)) if rate is not None else None
+                    engine = rate.engine if rate is not None else None
+                    out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.pix_fmt, out_bits,
+                                                out_w, out_h, summary)
                     done = time.perf_counter() - started
                     out.record["t"] = round(done, 4)
                     summary.last_done = done
                     if summary.first_done is None:
                         summary.first_done = done
                     _put(encoded, out, stop)
-                    if controller is not None:
-                        controller.observe(stats)
-                        if controller.cannot_reach and not warned_slow:
-                            warned_slow = True
-                            note(f"even interpolation cannot reach {controller.target_fps:g} fps on this "
-                                 "machine; running as fast as it can")
-                        if controller.has_headroom and not noted_headroom:
-                            noted_headroom = True
-                            note(f"{job.engine.upscaler.descriptor.name} runs its full network on every pixel "
-                                 f"faster than {controller.target_fps:g} fps; a dearer model (vidsr --list-models, "
-                                 "--model NAME) would turn the spare time into quality")
+                    if rate is not None:
+                        rate.after(stats)
                     bar.update(1)
                 else:
                     _put(encoded, item, stop)
@@ -272,64 +259,34 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
     return summary
 
 
-def _maybe_switch(job: VideoJob, controller: FpsController, item: _Decoded, info, note) -> FpsController:
-    """On the second frame: if a dearer model buys more in the time the target leaves
-    (``vidsr.upgrade``), run it from here on, with a fresh controller that prices its routes from
-    this frame; otherwise keep what runs."""
-    from .upgrade import pick_dearer
-
-    engine, network_ms, candidates = job.engine, controller.network_ms(), job.dearer
-    job.dearer = []  # decided once
-    if network_ms is None:
-        return controller
-    x = _luma(engine, item, info)
-    with engine.light_threads(), engine.frame_threads(controller.current.threads):
-        picked, units, message = pick_dearer(engine, candidates, x, network_ms, controller.prices())
-    if picked is engine:
-        return controller
-    note(message)
-    job.engine = picked
-    fresh = FpsController(controller.target_fps, picked.router.unit_macs(picked.grid(info.height, info.width)),
-                          threads=picked.thread_options())
-    fresh.seed(units, threads=picked.threads)  # measured on its own thread count while deciding
-    return fresh
-
-
-def _luma(engine, item: _Decoded, info):
-    """A decoded frame's luma as the engine's network input (what calibration and planning read)."""
-    return engine.to_unit(plane_view(item.frame, 0), info.bit_depth, info.colour.full_range)
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _upscale_frame(item: _Decoded, info: VideoInfo, job: VideoJob, budget, pix_fmt: str, out_bits: int,
+def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, budget, pix_fmt: str, out_bits: int,
                    out_w: int, out_h: int, summary: Summary) -> tuple[_Processed, FrameStats | None]:
+    """swscale makes the whole output frame (chroma, and luma as the fallback); the engine, if any,
+    then replaces its luma plane."""
     frame = item.frame
     rng = "JPEG" if info.colour.full_range else "MPEG"
     t0 = time.perf_counter()
-    base = frame.reformat(width=out_w, height=out_h, format=pix_fmt, interpolation=SWSCALE[job.interpolation],
+    base = frame.reformat(width=out_w, height=out_h, format=pix_fmt, interpolation=SWSCALE[interpolation],
                           src_color_range=rng, dst_color_range=rng)
     ms = {"decode": round(item.ms, 3), "swscale": round((time.perf_counter() - t0) * 1000, 3)}
     record = {"frame": summary.frames, "pts": None if frame.pts is None else round(float(frame.pts * frame.time_base), 6)}
     stats = None
-    if job.engine is not None:
-        luma, stats = job.engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
-                                               budget, out_bits, base=plane_view(base, 0))
+    if engine is not None:
+        luma, stats = engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
+                                           budget, out_bits, base=plane_view(base, 0))
         plane_view(base, 0)[:] = luma
-        model = job.engine.upscaler.descriptor.name
+        model = engine.descriptor.name
         for name, share in stats.route_shares.items():
             summary.route_pixels[model, name] = summary.route_pixels.get((model, name), 0.0) + share
         summary.budget_sum += stats.budget
         ms.update({k: round(v, 3) for k, v in stats.ms.items()})
         record.update(model=model, budget=round(stats.budget, 5),
                       route_shares={k: round(v, 5) for k, v in stats.route_shares.items()},
-                      macs_per_pixel=round(stats.macs_per_pixel, 1))
-        if isinstance(budget, TimeBudget):
-            record["budget_ms"] = round(budget.ms, 3)
-            if budget.threads is not None:
-                record["threads"] = budget.threads
+                      macs_per_pixel=round(stats.macs_per_pixel, 1), **budget.record())
         if stats.predicted_psnr is not None:
             record["predicted_psnr"] = round(stats.predicted_psnr, 3)
         if stats.counts:

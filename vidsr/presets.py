@@ -12,9 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import SettingsError
-
-ROUTER_CHOICES = ("auto", "none", "arm", "pcsr")
-PCSR_MODES = ("budget", "k", "adm")
+from .routing import PCSR_MODES, ROUTER_CHOICES
 MIN_TILE = 8  # smallest LR tile side any front end accepts (presets, vidsr / vidsr bench --tile, vsvidsr)
 
 

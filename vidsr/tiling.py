@@ -9,14 +9,12 @@ stacks into one batch. Only the core of each output is kept.
 With ``context`` at least the model's receptive radius, a tiled run equals an untiled one; routing
 picks one route per core, so every output pixel comes from exactly one route.
 
-The geometry is plain integers. ``extract`` and ``place`` work on numpy arrays, torch tensors (any
-device) and CuPy arrays; on CuPy they are single raw kernels (``vidsr.gpu``), elsewhere
-vectorised gathers and slice copies.
+The geometry is plain integers. The data movement works on torch tensors on any device (on a GPU
+the gathers and copies run there, so frames never leave it) and on numpy arrays.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,11 +118,6 @@ class TileGrid:
     def extract(self, plane, ids):
         """Windows of tiles ``ids`` from a (1, C, H, W) plane -> (len(ids), C, win_h, win_w)."""
         ids = np.asarray(ids, dtype=np.int64)
-        if _is_cupy(plane) or _cuda_with_cupy(plane):
-            from .gpu import extract_tiles
-
-            tiles = extract_tiles(_to_cupy(plane), self._arr["wy"][ids], self._arr["wx"][ids], self.win_h, self.win_w)
-            return tiles if _is_cupy(plane) else torch.from_dlpack(tiles)
         rows = self._arr["wy"][ids][:, None] + np.arange(self.win_h)
         cols = self._arr["wx"][ids][:, None] + np.arange(self.win_w)
         if isinstance(plane, torch.Tensor):
@@ -139,18 +132,11 @@ class TileGrid:
         shape = (1, plane.shape[1], self.height * scale, self.width * scale)
         if isinstance(plane, torch.Tensor):
             return torch.empty(shape, dtype=plane.dtype, device=plane.device)
-        return _empty_like(plane, shape)
+        return np.empty(shape, dtype=plane.dtype)
 
     def place(self, out, ids, outputs, scale: int) -> None:
         """Write the cores of ``outputs`` (n, C, win_h*s, win_w*s) for tiles ``ids`` into ``out``."""
         ids = np.asarray(ids, dtype=np.int64)
-        a = self._arr
-        if _is_cupy(out) or _cuda_with_cupy(out):
-            from .gpu import place_tiles
-
-            place_tiles(_to_cupy(out), _to_cupy(outputs), a["y0"][ids], a["x0"][ids], a["h"][ids], a["w"][ids],
-                        a["y0"][ids] - a["wy"][ids], a["x0"][ids] - a["wx"][ids], scale)
-            return
         s = scale
         for k, i in enumerate(ids.tolist()):
             t = self.tiles[i]
@@ -214,37 +200,3 @@ class TileGrid:
         ys, xs = np.repeat(self._row_of, scale), np.repeat(self._col_of, scale)
         return grid[ys[:, None], xs[None, :]]
 
-
-def _is_cupy(a) -> bool:
-    return type(a).__module__.startswith("cupy")
-
-
-@functools.cache
-def _cupy_available() -> bool:
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
-def _cuda_with_cupy(a) -> bool:
-    """CUDA torch tensors use the CuPy kernels when CuPy is installed (``pip install vidsr[gpu]``)."""
-    return isinstance(a, torch.Tensor) and a.is_cuda and a.dtype in (torch.float32, torch.float16) and _cupy_available()
-
-
-def _to_cupy(a):
-    if _is_cupy(a):
-        return a
-    import cupy
-
-    return cupy.from_dlpack(a.contiguous() if not a.is_contiguous() else a)
-
-
-def _empty_like(plane, shape):
-    if _is_cupy(plane):
-        import cupy
-
-        return cupy.empty(shape, dtype=plane.dtype)
-    return np.empty(shape, dtype=plane.dtype)

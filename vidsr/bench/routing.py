@@ -18,13 +18,13 @@ network timed just before each of those passes (``measure(paired=...)``).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..budget import FULL_NETWORK, MacBudget
 from ..engine import Engine
 from ..metrics import psnr
 from ..errors import SettingsError
@@ -40,10 +40,14 @@ WITHIN_DB = 0.05
 
 
 def _timed_pass(engine: Engine, pairs, budget) -> tuple[float, list]:
+    """``budget``: a ``MacBudget``, or a route name to run on every tile."""
     if engine.router is not None:
         engine.router.reset()
     t0 = time.perf_counter()
-    outs = [engine.upscale(p.lr[None, None], budget) for p in pairs]
+    if isinstance(budget, str):
+        outs = [engine.upscale_uniform(p.lr[None, None], budget) for p in pairs]
+    else:
+        outs = [engine.upscale(p.lr[None, None], budget) for p in pairs]
     return time.perf_counter() - t0, outs
 
 
@@ -57,7 +61,7 @@ def measure(engine: Engine, pairs, scale: int, budget, repeats: int, outputs: li
     best, paired_best, ps, macs, executed = float("inf"), float("inf"), [], [], []
     for _ in range(repeats):
         if paired is not None:
-            paired_best = min(paired_best, _timed_pass(paired, pairs, 1.0)[0])
+            paired_best = min(paired_best, _timed_pass(paired, pairs, FULL_NETWORK)[0])
         seconds, outs = _timed_pass(engine, pairs, budget)
         best = min(best, seconds)
     for p, (out, stats) in zip(pairs, outs):
@@ -111,9 +115,9 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
             baseline = Engine(up)
             # untimed pass first: the first model timed in a block ran up to 20% slow (allocator and
             # oneDNN warm-up that best-of-2 did not remove), which flattered every ratio to it
-            measure(baseline, pairs, scale, 1.0, 1)
+            measure(baseline, pairs, scale, FULL_NETWORK, 1)
             full_outputs = []
-            full = measure(baseline, pairs, scale, 1.0, repeats, full_outputs)
+            full = measure(baseline, pairs, scale, FULL_NETWORK, repeats, full_outputs)
             block = {"model": d.name, "scale": scale, "router": d.router, "full": full, "fixed": [], "sweep": []}
 
             def ratios(m):
@@ -123,7 +127,7 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
             route_outputs = []
             for r in d.routes[:-1]:
                 route_outputs.append([])
-                fixed = _fixed_route(up, r.name, pairs, scale, repeats, route_outputs[-1], baseline)
+                fixed = measure(baseline, pairs, scale, r.name, repeats, route_outputs[-1], baseline)
                 block["fixed"].append({"route": r.name, **ratios(fixed)})
             route_outputs.append(full_outputs)
             router_engine = Engine(up, router=build_router(up), tile=tile)
@@ -133,7 +137,7 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
                                                 scale, router_engine.tile, full["psnr_y"])
             points = {}
             for b in SWEEP:
-                points[b] = ratios(measure(router_engine, pairs, scale, b, repeats, paired=baseline))
+                points[b] = ratios(measure(router_engine, pairs, scale, MacBudget(b), repeats, paired=baseline))
             first = min(b for b in SWEEP if points[b]["delta_db"] >= -WITHIN_DB)  # budget 1 always holds
             below = [b for b in SWEEP if b < first]
             if below:  # scan between the last sweep budget below it and it (PSNR need not be monotone
@@ -141,7 +145,7 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
                 lo = max(below)
                 for k in range(1, FINE_STEPS):
                     b = round(lo + k * (first - lo) / FINE_STEPS, 4)
-                    points[b] = ratios(measure(router_engine, pairs, scale, b, repeats, paired=baseline))
+                    points[b] = ratios(measure(router_engine, pairs, scale, MacBudget(b), repeats, paired=baseline))
             block["sweep"] = [{"budget": b, **points[b]} for b in sorted(points)]
             hold = [p for p in block["sweep"] if p["delta_db"] >= -WITHIN_DB]
             block["within_0_05_db"] = min(hold, key=lambda p: p["budget"]) if hold else None
@@ -197,24 +201,6 @@ def _oracle_block(route_outputs, pairs, macs, scale: int, tile: int, full_psnr: 
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if point(mid)["delta_db"] >= -WITHIN_DB else (mid, hi)
     return {"tile": tile, "sweep": [point(b) for b in SWEEP], "within_0_05_db": point(hi)}
-
-
-def _fixed_route(up, route: str, pairs, scale: int, repeats: int, outputs: list | None = None,
-                 paired: Engine | None = None) -> dict:
-    """One route on every pixel: through the engine with a single-route view of the model."""
-    from ..models.descriptor import Upscaler
-
-    class OneRoute(torch.nn.Module):
-        def __init__(self, module, route):
-            super().__init__()
-            self.module, self.route = module, route
-
-        def forward(self, x, route=None):
-            return self.module(x, self.route)
-
-    d = up.descriptor
-    view = Upscaler(dataclasses.replace(d, routes=(d.route(route),), router=None), OneRoute(up.module, route))
-    return measure(Engine(view), pairs, scale, 1.0, repeats, outputs, paired)
 
 
 def report(res: dict) -> str:

@@ -9,7 +9,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..budget import MacBudget
 from ..errors import InputError, OutputError, SettingsError
+from ..routing import PCSR_MODES, ROUTER_CHOICES
 
 INTERPOLATION = ("lanczos", "bicubic")
 
@@ -32,12 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="a preset name (vidsr --list-presets) or a .toml file; flags override it")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default 2)")
     p.add_argument("--model", help="model name or .safetensors path (default: the best shipped model for the scale)")
-    p.add_argument("--router", choices=("auto", "none", "arm", "pcsr"),
+    p.add_argument("--router", choices=ROUTER_CHOICES,
                    help="adaptive routing: auto (the model's own), none (full network everywhere), arm, pcsr")
     p.add_argument("--budget", type=float,
                    help="fraction of the full network's cost per frame, 0 (interpolation) .. 1 (full network, default)")
     p.add_argument("--fps-target", type=float, help="keep this frame rate: each frame gets the network time that fits")
-    p.add_argument("--pcsr-mode", choices=("budget", "k", "adm"), help="PCSR rule: budget (default), k, or adm (automatic)")
+    p.add_argument("--pcsr-mode", choices=PCSR_MODES, help="PCSR rule: budget (default), k, or adm (automatic)")
     p.add_argument("--pcsr-k", type=float, help="k for --pcsr-mode k (0: plain argmax; larger: more light pixels)")
     p.add_argument("--stats", type=Path, help="write one JSON line per frame (budget, ms per stage, route shares)")
     p.add_argument("--codec", help="any FFmpeg video encoder: libx264 (default), libx265, libsvtav1, ffv1, ...")
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, help="LR context pixels around each tile (default: the model's receptive radius)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                   help="network precision (default: fp16 on CUDA for models that support it, else fp32)")
+                   help="network precision (default: fp16 on CUDA, fp32 on the CPU)")
     p.add_argument("--skip-damaged", action="store_true", help="drop damaged frames (each reported) instead of failing")
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -177,31 +179,6 @@ def default_output(src: Path, scale: int, image: bool, container_ext: str) -> Pa
     return src.with_name(f"{src.stem}_x{scale}{'.png' if image else container_ext}")
 
 
-def _choose_model(s: Settings) -> str:
-    """The model to load: the flag/preset's, else the best shipped one for the scale (of the asked
-    router family when a router is named)."""
-    from ..models import registry
-    from ..routing import ROUTERS
-
-    if s.model:
-        return s.model
-    if s.router in ROUTERS:
-        name = registry.best_shipped(s.scale, (s.router,))
-        if name is None:
-            raise SettingsError(f"no {s.router.upper()} model ships for x{s.scale}")
-        return name
-    # a frame-rate target or a partial budget only means something to a routed model: pick the one
-    # that routes best rather than the best fixed network (which would ignore the budget)
-    if s.router == "auto" and (s.fps_target is not None or s.budget < 1):
-        name = registry.best_routed(s.scale)
-        if name is not None:
-            return name
-    name = registry.default_model(s.scale)
-    if name == "lanczos":
-        _warn(f"no network ships for x{s.scale}; using Lanczos interpolation")
-    return name
-
-
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list_models:
@@ -241,43 +218,41 @@ def main(argv: list[str]) -> int:
             _warn(f"--fps-target has nothing to adapt with --model {s.model}; running as fast as it can")
         return _run_video(args, s, src, dst, engine=None, interpolation=s.model)
 
-    from ..engine import Engine, resolve_device
-    from ..models import registry
-    from ..routing import build_router
+    from .. import policy
+    from ..engine import resolve_device
 
     device = resolve_device(args.device)
     dtype = _pick_dtype(args.precision, device)
-    upscaler = registry.load(_choose_model(s), s.scale, device=device, dtype=dtype)
-    interpolation_only = upscaler.descriptor.params == 0
-    router = None if interpolation_only else build_router(upscaler, s.router)
-    if router is not None and s.router != "none" and upscaler.descriptor.router == "pcsr":
-        router.mode, router.k = s.pcsr_mode, s.pcsr_k
-    if s.fps_target is not None and router is None and not interpolation_only:
-        raise SettingsError(f"--fps-target needs a routed model (ARM or PCSR); {upscaler.descriptor.name} "
-                            f"with --router {s.router} has a single route")
-    if s.budget < 1 and router is None and not interpolation_only:
-        _warn(f"--budget {s.budget:g} has no effect: {upscaler.descriptor.name} with --router {s.router} "
-              f"has a single route (the full network runs everywhere)")
-    engine = None if interpolation_only else Engine(upscaler, tile=s.tile, context=s.overlap, router=router)
+    routed = s.fps_target is not None or s.budget < 1
+
+    def load(name):
+        return policy.load_engine(name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap)
+
+    engine = load(policy.choose_model(s.scale, s.model, s.router, routed, _warn))
+    name = engine.descriptor.name
+    if engine.descriptor.params == 0:  # interpolation named by a path or alias: swscale does it on video
+        engine_or_none = None
+    else:
+        engine_or_none = engine
+        if s.fps_target is not None and engine.router is None:
+            raise SettingsError(f"--fps-target needs a routed model (ARM or PCSR); {name} "
+                                f"with --router {s.router} has a single route")
+        if s.budget < 1 and engine.router is None:
+            _warn(f"--budget {s.budget:g} has no effect: {name} with --router {s.router} "
+                  f"has a single route (the full network runs everywhere)")
 
     if image:
         from ..io.images import upscale_image
 
-        upscale_image(engine or Engine(upscaler, tile=s.tile, context=s.overlap), src, dst, budget=s.budget)
+        upscale_image(engine, src, dst, budget=MacBudget(s.budget))
         if not args.quiet:
             print(f"wrote {dst}", file=sys.stderr)
         return 0
 
     dearer = []
-    if s.fps_target is not None and engine is not None and not s.model and s.router == "auto":
-        # the model was ours to choose: a target that leaves it time over may switch to a dearer one
-        def builder(name):
-            def build():
-                other = registry.load(name, s.scale, device=device, dtype=dtype)
-                return Engine(other, tile=s.tile, context=s.overlap, router=build_router(other, s.router))
-            return build
-        dearer = [builder(n) for n in registry.dearer_routed(s.scale, upscaler.descriptor.name)]
-    return _run_video(args, s, src, dst, engine, upscaler.descriptor.name if interpolation_only else "lanczos", dearer)
+    if s.fps_target is not None and engine_or_none is not None and not s.model and s.router == "auto":
+        dearer = policy.dearer_candidates(engine, load)  # the model was ours to choose
+    return _run_video(args, s, src, dst, engine_or_none, name if engine_or_none is None else "lanczos", dearer)
 
 
 def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=()) -> int:

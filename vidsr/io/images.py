@@ -65,12 +65,12 @@ def write_png(path: Path, arr: np.ndarray, info: dict) -> None:
         raise
 
 
-def upscale_image(engine, src: Path, dst: Path, budget: float = 1.0):
-    """Upscale one image file with ``engine`` and write a PNG; returns the engine's stats."""
+def upscale_image(engine, src: Path, dst: Path, budget):
+    """Upscale one image file with ``engine`` under ``budget`` and write a PNG; returns the
+    engine's stats."""
     import torch
 
-    from ..colour import rgb_to_ycbcr, ycbcr_to_rgb
-    from ..models.interpolation import upscale as interpolate
+    from ..colour import upscale_colour
 
     if dst.suffix.lower() != ".png":
         raise OutputError(f"{dst}: images are written as PNG; name the output .png")
@@ -81,14 +81,6 @@ def upscale_image(engine, src: Path, dst: Path, budget: float = 1.0):
         raise InputError(f"{src}: output would be {w * s}x{h * s}, over the limit")
     device, dtype = engine.upscaler.device, engine.upscaler.dtype
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device, dtype)  # (1, C, H, W)
-    colour = t.shape[1] >= 3
-    alpha = t[:, 3:4] if t.shape[1] == 4 else (t[:, 1:2] if t.shape[1] == 2 else None)
-    ycc = rgb_to_ycbcr(t[:, :3]) if colour else t[:, :1]
-    y, stats = engine.upscale(ycc[:, :1].contiguous(), budget)
-    out = torch.cat([y, interpolate(ycc[:, 1:], s, "lanczos")], dim=1) if colour else y
-    if colour:
-        out = ycbcr_to_rgb(out)
-    if alpha is not None:
-        out = torch.cat([out, interpolate(alpha, s, "lanczos")], dim=1)
+    out, stats = upscale_colour(lambda y: engine.upscale(y, budget), t, s, rgb=t.shape[1] >= 3)
     write_png(dst, out[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy(), info)
     return stats

@@ -3,6 +3,8 @@
 The tiler reads the tile constraints, the routers read the routes and their costs, the controller
 reads the costs, ``--list-models`` prints all of it. An ``Upscaler`` pairs a descriptor with
 something that upscales a batch of tiles; the networks and the interpolation kernels both are one.
+Every model works on one plane, luma (Y' of video, or of RGB split into Y'CbCr); chroma goes
+through interpolation.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ class TileSpec:
 
     context: int  # LR pixels of neighbourhood each side needed for a seamless merge
     min_size: int = 1  # smallest LR tile side the model accepts
-    multiple: int = 1  # LR tile sides must be a multiple of this
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,10 @@ class ModelDescriptor:
     name: str  # registry name, e.g. "arm-wdsr"
     architecture: str
     scale: int
-    colour: str  # "luma": one plane (Y of YUV) in and out; chroma goes through interpolation
     params: int
     routes: tuple[Route, ...]  # cheapest first; the last is the full network
     tile: TileSpec
     router: str | None = None  # "arm", "pcsr", or None for a single route
-    fp16: bool = True
     weights_file: str | None = None
     info: dict = field(default_factory=dict, compare=False)  # training provenance, validation PSNR
 

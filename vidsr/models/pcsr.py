@@ -200,6 +200,28 @@ class SubPixelHead(nn.Module):
         return state[:, phase].index_select(0, rows)
 
 
+def refine(out: torch.Tensor, choice: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Light pixels (0) next to a heavy pixel (1) take the 3x3 mean of ``out``; -1 = not routed.
+    PCSR's pixel-wise refinement, no extra network pass. Dilation by shifted ORs on bools and the
+    mean by separable shifted sums: the values of a float max-pool plus average-pool, several times
+    faster on the CPU."""
+    heavy = choice == 1
+    near = heavy.clone()
+    near[1:] |= heavy[:-1]
+    near[:-1] |= heavy[1:]
+    wide = near.clone()
+    wide[:, 1:] |= near[:, :-1]
+    wide[:, :-1] |= near[:, 1:]
+    mask = (choice == 0) & wide
+    if not mask.any():
+        return out, 0
+    p = F.pad(out, (1, 1, 1, 1), mode="replicate")[0, 0]
+    rows = p[:-2] + p[1:-1] + p[2:]
+    box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+    return torch.where(mask, box / 9, out[0, 0])[None, None], int(mask.sum())
+
+
+
 class PCSR(nn.Module):
     def __init__(
         self,
@@ -233,6 +255,21 @@ class PCSR(nn.Module):
         if isinstance(route, int):
             return route
         return self.route_names.index(route)
+
+    def classify(self, feats: torch.Tensor, kind: str) -> torch.Tensor:
+        """What a router chooses from (``vidsr.routing.protocol.SCORES``): ``lr_score`` per LR pixel
+        (``heavy_score``), ``heavy_probability`` or every upsampler's ``probabilities`` per HR pixel."""
+        if kind == "lr_score":
+            return self.heavy_score(feats)
+        if kind == "probabilities":
+            return self.probabilities(feats)
+        return self.heavy_probability(feats)
+
+    def render_choice(self, x: torch.Tensor, feats: torch.Tensor, choice: torch.Tensor, whole_lr: bool) -> torch.Tensor:
+        """The HR output for a choice map per LR pixel (``render_rows``) or per HR pixel (``render``)."""
+        return self.render_rows(x, feats, choice) if whole_lr else self.render(x, feats, choice)
+
+    refine = staticmethod(refine)
 
     def forward(self, x, route=None):
         """Dense inference: every pixel through one upsampler (default: the heaviest), or

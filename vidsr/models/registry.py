@@ -143,7 +143,6 @@ def describe(name: str, arch_name: str, scale: int, config: dict | None = None, 
         name=name,
         architecture=arch_name,
         scale=scale,
-        colour="luma",
         params=params,
         routes=routes,
         tile=TileSpec(context=arch.context, min_size=arch.min_tile),
@@ -186,7 +185,7 @@ def best_routed(scale: int) -> str | None:
 
 def dearer_routed(scale: int, name: str) -> list[str]:
     """The shipped ARM models at ``scale`` whose full network beats ``name``'s on validation, best
-    first: what a frame-rate target that leaves ``name`` time over may switch to (``vidsr.upgrade``)."""
+    first: what a frame-rate target that leaves ``name`` time over may switch to (``vidsr.policy``)."""
     entries = [m for m in shipped_models() if m["scale"] == scale]
     own = next((_full_psnr(m) for m in entries if m["name"] == name), None)
     if own is None:

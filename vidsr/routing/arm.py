@@ -15,41 +15,20 @@ small bonus for each static tile's previous route so near-equal tiles do not swa
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from ..engine import CALLER_FILLS_BASE, FrameStats, TimeBudget
-from ..models.interpolation import interpolation_ms, upscale
 from .edge import EdgePSNRTable, tile_edge_scores
+from .protocol import INTERPOLATION_UNIT, TilePlan
 from .solver import solve
 
-INTERP_UNIT = "interpolation"  # the cost unit of the one whole-frame interpolation pass
 STATIC_DIFF = 1.0 / 255  # mean absolute change of a tile below which it counts as static
 HYSTERESIS = 0.08  # on a re-plan, static tiles value their previous route's MSE this much lower
 DEADBAND = 0.10  # relative budget change within which static tiles keep their routes
-# Under a MAC budget a tile's price includes the context its window computes beyond its core: a side
-# facing a tile on another route needs ``context`` rows of that neighbour, a side facing the same
-# route is shared in one merged window. The price depends on the neighbours' routes, so the plan is
-# re-solved this many times with the halos of the previous solution. Why: at budget 0.6 the
-# 64-wide x2 supernet's plan counted 0.60 of the full MACs but its windows ran 0.73 (many small
-# regions of mixed widths); priced, its 0.05 dB point moved from 0.68x executed / 0.76x the time to
-# 0.65x / 0.70x on the same VM (BENCHMARKS.md), the share counted once staying at 0.60x.
+# A tile's MAC price includes the context its window computes beyond its core, which depends on
+# its neighbours' routes (a side facing the same route is shared in one merged window): the plan is
+# re-solved this many times with the halos of the previous solution.
 CONTEXT_ROUNDS = 3
-
-
-@dataclass
-class Plan:
-    routes: np.ndarray  # route index per tile
-    predicted_mse: np.ndarray  # (routes, tiles) per pixel
-    cost: float  # in the budget's unit
-
-    def predicted_psnr(self, pixels: np.ndarray) -> float:
-        """The frame's predicted PSNR: the chosen routes' predicted MSE over tiles of ``pixels``."""
-        mse = float((self.predicted_mse[self.routes, np.arange(len(pixels))] * pixels).sum() / pixels.sum())
-        return 10 * np.log10(1 / max(mse, 1e-12))
 
 
 class ARMRouter:
@@ -65,41 +44,32 @@ class ARMRouter:
         except KeyError:
             raise ValueError(f"{d.name} has no Edge-to-PSNR table in its weights") from None
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
-        self._previous: tuple | None = None  # (frame, routes) of the last frame, for hysteresis
+        self._previous: tuple | None = None  # (frame, routes, budget planned with) of the last frame
 
     def reset(self) -> None:
         self._previous = None
 
-    # -- planning ---------------------------------------------------------------------------------
-
-    def plan(self, x: torch.Tensor, grid, budget, interpolates: bool = True) -> Plan:
-        """Routes per tile. ``budget``: a float in [0, 1], the fraction of the way from
-        all-interpolation to all-full-network MACs; or a ``TimeBudget``: milliseconds, with the
-        calibrated milliseconds one tile costs on each route (every tile runs in a same-size
-        window, so a tile costs the same whatever its core) and one interpolation pass costs, which
-        is charged only if this frame ``interpolates`` (not when the caller brings its own base).
-        A MAC budget counts what the windows run, context included (``CONTEXT_ROUNDS``); all
-        tiles on the full network cost exactly the full network's MACs."""
+    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False) -> TilePlan:
+        """A route per tile: the most predicted quality the budget pays for. Under a MAC budget each
+        tile costs its route's MACs over its pixels (and, priced, its window's context); under a
+        time budget a tile costs its route's measured milliseconds (every tile runs in a same-size
+        window, so a tile costs the same whatever its core) and the interpolation pass is paid once
+        unless the caller ``has_base``. All tiles on the full network cost exactly its MACs."""
         scores = tile_edge_scores(x, grid).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
         pixels = grid.core_pixels * self.descriptor.scale**2
         values = -mse * pixels
-        if isinstance(budget, TimeBudget):
-            per_tile = np.array([0.0] + [budget.unit_ms[n] for n in self.names[1:]])
-            costs = np.repeat(per_tile[:, None], len(pixels), axis=1)
-            total = budget.ms - (budget.unit_ms.get(INTERP_UNIT, 0.0) if interpolates else 0.0)
-        else:
-            costs = self.macs[:, None] * pixels[None, :]
-            floor, top = costs[0].sum(), costs[-1].sum()
-            total = floor + min(max(budget, 0.0), 1.0) * (top - floor)
+        units = (None,) + self.names[1:]  # interpolated tiles are not bought one by one
+        costs = np.stack([budget.price(self.macs[r] * pixels, units[r]) for r in range(len(self.names))])
+        total = budget.allowance(costs[0].sum(), costs[-1].sum(), () if has_base else (INTERPOLATION_UNIT,))
         routes, anchor = self._solve_with_memory(x, grid, costs, values, mse, pixels, total)
-        if not isinstance(budget, TimeBudget) and self.price_context and grid.context:
+        if budget.charges_context and self.price_context and grid.context:
             lr_to_hr = self.descriptor.scale**2
             for _ in range(CONTEXT_ROUNDS):
                 costs = self.macs[:, None] * (pixels[None, :] + halo_pixels(grid, routes, len(self.names)) * lr_to_hr)
                 routes, anchor = self._solve_with_memory(x, grid, costs, values, mse, pixels, total)
         self._previous = (x.clone(), routes, anchor)
-        return Plan(routes, mse, float(costs[routes, np.arange(len(routes))].sum()))
+        return TilePlan(routes, mse)
 
     def _solve_with_memory(self, x, grid, costs, values, mse, pixels, total):
         """(routes, the budget they were planned with), keeping static tiles stable."""
@@ -121,66 +91,16 @@ class ARMRouter:
         values[old_routes[idx], idx] += HYSTERESIS * mse[old_routes[idx], idx] * pixels[idx]
         return solve(costs, values, total), total
 
-    # -- running ---------------------------------------------------------------------------------
-
-    def run(self, engine, x: torch.Tensor, grid, budget, base: torch.Tensor | None = None):
-        t0 = time.perf_counter()
-        plan = self.plan(x, grid, budget, interpolates=base is None)
-        ms = {"route": (time.perf_counter() - t0) * 1000}
-        work = {}
-        s = self.descriptor.scale
-        if base is CALLER_FILLS_BASE:  # the caller keeps its base where tiles are interpolated
-            out = grid.new_output(x, s)
-        elif (plan.routes == 0).any():  # interpolation tiles: the caller's base, or one pass over the frame
-            t1 = time.perf_counter()
-            out = base.clone() if base is not None else upscale(x, s)
-            ms[INTERP_UNIT] = (time.perf_counter() - t1) * 1000
-            work[INTERP_UNIT] = 1
-            if base is None:
-                engine.executed_macs += self.macs[0] * out.numel()
-        else:
-            out = grid.new_output(x, s)
-        for r in range(1, len(self.names)):
-            ids = np.nonzero(plan.routes == r)[0]
-            if len(ids):
-                ms[self.names[r]] = engine.run_tiles(x, grid, ids, self.names[r], out)
-                work[self.names[r]] = len(ids)
-        stats = self._stats(plan, grid, budget, ms, work)
-        stats.network_tiles = np.nonzero(plan.routes)[0].tolist()
-        return out, stats
-
-    def _stats(self, plan: Plan, grid, budget, ms: dict, work: dict) -> FrameStats:
-        px = grid.core_pixels
-        total = px.sum()
-        shares = {n: float(px[plan.routes == r].sum() / total) for r, n in enumerate(self.names)}
-        macs = float((self.macs[plan.routes] * px).sum() / total)
-        counts = {n: int((plan.routes == r).sum()) for r, n in enumerate(self.names)}
-        fraction = (macs - self.macs[0]) / (self.macs[-1] - self.macs[0])
-        return FrameStats(budget=float(fraction), route_shares=shares, macs_per_pixel=macs, ms=ms,
-                          predicted_psnr=plan.predicted_psnr(px), counts=counts, work=work)
-
-    @torch.inference_mode()
-    def calibrate(self, engine, x: torch.Tensor, samples: int = 8) -> dict[str, float]:
-        """Measured milliseconds of one unit of each kind of work on ``x``'s size: each width on a
-        few isolated tiles (no merging: the dearest case), and one interpolation pass."""
-        grid = engine.grid(*x.shape[-2:])
-        ids = np.unique(np.linspace(0, len(grid) - 1, min(samples, len(grid))).round().astype(int))
-        out = grid.new_output(x, self.descriptor.scale)
-        units = {}
-        for name in self.names[1:]:
-            for k in range(1, 4):  # warm-up: builds the subnet, and the batch shapes a tight budget buys
-                engine.run_tiles(x, grid, ids[:k], name, out)
-            units[name] = engine.run_tiles(x, grid, ids, name, out) / len(ids)
-        units[INTERP_UNIT] = interpolation_ms(x, self.descriptor.scale)
-        engine.executed_macs = 0.0
-        return units
+    def calibration_plan(self):
+        """ARM's units are whole tiles of each route: nothing to declare beyond its routes."""
+        return None
 
     def unit_macs(self, grid) -> dict[str, float]:
         """MACs of one unit of each kind of work (a tile window per route, one interpolation pass),
         so the controller can guess costs it has not measured yet."""
         s2 = self.descriptor.scale ** 2
         units = {n: self.macs[r] * grid.window_pixels() * s2 for r, n in enumerate(self.names) if r}
-        units[INTERP_UNIT] = self.macs[0] * grid.height * grid.width * s2
+        units[INTERPOLATION_UNIT] = self.macs[0] * grid.height * grid.width * s2
         return units
 
 

@@ -22,19 +22,14 @@ the normalised heavy probability, deterministic) are available too, per HR pixel
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..engine import REGION_SIDE, UNROUTED_REGION_SIDE, FrameStats, TimeBudget
-from ..models.interpolation import interpolation_ms, upscale
+from . import PCSR_MODES as MODES
 from .edge import tile_edge_scores
+from .protocol import INTERPOLATION_UNIT, PixelPlan
 
-INTERP_UNIT = "interpolation"
-MODES = ("budget", "k", "adm")
-CHOICE_DTYPE = torch.int8  # per-pixel route maps: -1 interpolated, 0 light .. heavy
+CHOICE_DTYPE = torch.int8  # per-pixel choice maps: -1 not routed, 0 light .. heavy
 STATIC_DIFF = 1.0 / 255  # mean absolute change of a frame below which it counts as static
 # Pixel-wise refinement by default only from this scale up. The published step (PCSR is trained and
 # shown at x4) blurs each light pixel next to a heavy one with a 3x3 box of HR pixels: at x4 that
@@ -107,58 +102,26 @@ def top_indices(values: torch.Tensor, k: int) -> torch.Tensor:
     return torch.topk(values, k).indices
 
 
-def refine(out: torch.Tensor, choice: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Light pixels (0) next to a heavy pixel (1) take the 3x3 mean of ``out``; -1 = not routed.
-    Dilation by shifted ORs on bools and the mean by separable shifted sums: same values as a float
-    max-pool plus average-pool over the HR frame, 6x faster on the CPU (30 vs 180 ms at 2560x1600)."""
-    heavy = choice == 1
-    near = heavy.clone()
-    near[1:] |= heavy[:-1]
-    near[:-1] |= heavy[1:]
-    wide = near.clone()
-    wide[:, 1:] |= near[:, :-1]
-    wide[:, :-1] |= near[:, 1:]
-    mask = (choice == 0) & wide
-    if not mask.any():
-        return out, 0
-    p = F.pad(out, (1, 1, 1, 1), mode="replicate")[0, 0]
-    rows = p[:-2] + p[1:-1] + p[2:]
-    box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
-    return torch.where(mask, box / 9, out[0, 0])[None, None], int(mask.sum())
-
-
 class PCSRRouter:
+    fills_from_base = False  # its interpolated tiles take the float base (or its own bicubic)
+
     def __init__(self, upscaler, mode: str = "budget", k: float = 0.0, refinement: bool | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown PCSR mode {mode!r}; choose from {MODES}")
-        self.upscaler = upscaler
         self.model = upscaler.module
         d = upscaler.descriptor
         self.descriptor = d
         self.mode, self.k = mode, k
+        # whole LR pixels under a budget (ours); HR pixels for the published k rule and ADM
+        self.whole_lr = mode == "budget"
         self.refinement = d.scale >= REFINE_MIN_SCALE if refinement is None else refinement
         self._previous = None
         self.names = tuple(r.name for r in d.routes)  # ("bicubic", "light", "heavy")
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
         self.backbone_macs = d.info.get("backbone_macs", 0.0)
         self.head_macs = [max(c - self.macs[0] - self.backbone_macs, 1.0) for c in self.macs[1:]]  # per HR pixel
-        # the part of each head that runs at LR on every pixel of a window it serves at all (the MLPs'
-        # first-layer projection, a sub-pixel head's whole convolution), for the executed MACs
-        self.lr_macs = [up.lr_macs(d.scale) for up in self.model.upsamplers]
-
-    # the mode may be set after construction (the CLI sets ``--pcsr-mode`` on a built router), so
-    # what depends on it is derived, not stored
-
-    @property
-    def whole_lr(self) -> bool:
-        """Whether this mode routes whole LR pixels (the budget) or HR pixels (the published rules)."""
-        return self.mode == "budget"
-
-    @property
-    def classifier_macs(self) -> float:
-        """MACs per HR pixel of what this mode classifies with: the LR score, or every HR pixel's
-        probabilities."""
-        return self.descriptor.info.get("score_macs" if self.whole_lr else "router_overhead_macs", 0.0)
+        # MACs per HR pixel of what this mode scores with: the LR score, or every HR pixel's probabilities
+        self.classifier_macs = d.info.get("score_macs" if self.whole_lr else "router_overhead_macs", 0.0)
 
     def reset(self) -> None:
         self._previous = None
@@ -183,158 +146,76 @@ class PCSRRouter:
 
     # -- planning -----------------------------------------------------------------------------
 
-    def _tile_plan(self, x, grid, budget) -> tuple[np.ndarray, float | None]:
-        """Which tiles run the network, and how many heavy pixels the rest of the budget pays for
-        (None: every routed pixel heavy, no classifier needed)."""
-        s2 = self.descriptor.scale ** 2
-        px = grid.core_pixels * s2
-        n = px.sum()
-        bic, light, heavy = self.macs
-        if isinstance(budget, TimeBudget):
-            u = budget.unit_ms
-            per_tile = u["backbone"] + u["classifier"]
-            avail = budget.ms - u.get(INTERP_UNIT, 0.0)
-            light_px, heavy_px = u["light"] / 1000.0, u["heavy"] / 1000.0  # per pixel
-            all_light = len(grid) * per_tile + n * light_px
-            all_heavy = len(grid) * u["backbone"] + n * heavy_px
-            if avail >= all_heavy:
-                return np.ones(len(grid), bool), None
-            if avail >= all_light:
-                return np.ones(len(grid), bool), (avail - all_light) / max(heavy_px - light_px, 1e-12)
-            unit = per_tile + px * light_px
-            spend = avail
+    @property
+    def score_kind(self) -> str:
+        """What this mode's choice is made from: the heavy score per LR pixel (budget), every
+        upsampler's probability (the k rule over more than two), else the heavy probability."""
+        if self.whole_lr:
+            return "lr_score"
+        if self.mode == "k" and len(self.model.upsamplers) > 2:
+            return "probabilities"
+        return "heavy_probability"
+
+    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False) -> PixelPlan:
+        if self.mode == "budget":
+            run, heavy_quota = self._steady(x, grid, *self._tile_plan(x, grid, budget, has_base))
         else:
-            f = min(max(float(budget), 0.0), 1.0)
-            total = n * (bic + f * (heavy - bic))
-            if f >= 1.0 - 1e-9:
-                return np.ones(len(grid), bool), None
-            all_light = n * (light + self.classifier_macs)
-            if total >= all_light:
-                return np.ones(len(grid), bool), (total - all_light) / (heavy - light)
-            unit = px * (light - bic)  # no heavy pixels below this point: no classifier either
-            spend = total - n * bic
+            run, heavy_quota = np.ones(len(grid), bool), 0.0
+        needs_scores = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
+        unit = 1 if self.whole_lr else self.descriptor.scale  # the choice map's pixels per LR pixel side
+        return PixelPlan(run, self.score_kind if needs_scores else None,
+                         lambda scores, cores: self._choose(scores, cores, heavy_quota, unit),
+                         self.whole_lr, self.refinement)
+
+    def _tile_plan(self, x, grid, budget, has_base) -> tuple[np.ndarray, float | None]:
+        """Which tiles run the network, and how many heavy HR pixels the rest of the budget pays
+        for (None: every routed pixel heavy, no classifier needed). Each piece of work is priced
+        per tile in the budget's currency: the backbone and the scoring, and each upsampler over
+        the tile's pixels."""
+        px = grid.core_pixels * self.descriptor.scale ** 2  # HR pixels per tile
+        n = px.sum()
+        light_head, heavy_head = self.head_macs
+        interpolated = budget.price(self.macs[0] * px, None)
+        backbone = budget.price(self.backbone_macs * px, "backbone")
+        scoring = budget.price(self.classifier_macs * px, "classifier")
+        light = budget.price(light_head * px, "light", px / 1000.0)
+        heavy = budget.price(heavy_head * px, "heavy", px / 1000.0)
+        floor = interpolated.sum()
+        spend = budget.allowance(floor, floor + (backbone + heavy).sum(), () if has_base else (INTERPOLATION_UNIT,)) - floor
+        all_heavy = (backbone + heavy).sum()
+        all_light = (backbone + scoring + light).sum()
+        if spend >= all_heavy:
+            return np.ones(len(grid), bool), None
+        if spend >= all_light:
+            return np.ones(len(grid), bool), (spend - all_light) / ((heavy.sum() - light.sum()) / n)
+        # below every tile light: only the edgiest tiles run the network, all light (no scores)
+        unit = backbone + light
         order = np.argsort(-tile_edge_scores(x, grid).flatten().cpu().numpy(), kind="stable")
         run = np.zeros(len(grid), bool)
-        unit = np.broadcast_to(unit, (len(grid),))
         for i in order:
             if unit[i] <= spend:
                 run[i] = True
                 spend -= unit[i]
         return run, 0.0
 
-    # -- running ------------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def run(self, engine, x: torch.Tensor, grid, budget, base: torch.Tensor | None = None):
-        t0 = time.perf_counter()
-        m, s = self.model, self.descriptor.scale
-        if self.mode == "budget":
-            run, heavy_quota = self._steady(x, grid, *self._tile_plan(x, grid, budget))
-        else:
-            run, heavy_quota = np.ones(len(grid), bool), 0.0
-        ids = np.nonzero(run)[0]
-        ms = {"route": (time.perf_counter() - t0) * 1000}
-        work = {}
-        if run.all():  # the network writes every core (its upsamplers add their own bicubic)
-            out = grid.new_output(x, s)
-        else:
-            t1 = time.perf_counter()
-            out = base.clone() if base is not None else upscale(x, s)  # what unrouted tiles keep
-            ms[INTERP_UNIT], work[INTERP_UNIT] = (time.perf_counter() - t1) * 1000, 1
-            if base is None:
-                engine.executed_macs += self.macs[0] * out.numel()
-        unit = 1 if self.whole_lr else s  # the choice map's pixels: LR or HR
-        choice_map = torch.full((x.shape[-2] * unit, x.shape[-1] * unit), -1, dtype=CHOICE_DTYPE, device=x.device)
-        if len(ids):
-            # pass 1: backbone (and classifier) per batch of windows; neighbouring routed tiles are
-            # merged into one window (as the engine does) so they pay for their context once. With
-            # every tile routed, the windows are as large as an unrouted pass takes: the per-pixel
-            # choice does not depend on them, and larger windows compute less context
-            t1 = time.perf_counter()
-            batches = engine.region_batches(grid, ids, UNROUTED_REGION_SIDE if run.all() else REGION_SIDE)
-            windows = [grid.extract_regions(x, b) for b in batches]
-            with engine.network_threads():
-                feats = [m.backbone(w) for w in windows]
-            ms["backbone"], work["backbone"] = (time.perf_counter() - t1) * 1000, len(ids)
-            window_hr = engine.batched_pixels(batches) * s * s
-            engine.executed_macs += window_hr * (self.backbone_macs + self.macs[0])  # and each window's bicubic base
-            need_classifier = heavy_quota is not None and (self.mode != "budget" or heavy_quota > 0)
-            t1 = time.perf_counter()
-            with engine.network_threads():
-                probs = [self._classify(f) for f in feats] if need_classifier else None
-            if need_classifier:
-                ms["classifier"], work["classifier"] = (time.perf_counter() - t1) * 1000, len(ids)
-                engine.executed_macs += window_hr * self.classifier_macs
-            choices = self._choose(batches, probs, heavy_quota, unit, x.device)
-            # pass 2: every upsampler on its gathered pixels
-            t1 = time.perf_counter()
-            render = m.render_rows if self.whole_lr else m.render
-            for b, w, f, c in zip(batches, windows, feats, choices):
-                with engine.network_threads():
-                    y = render(w, f, c)
-                grid.place_regions(out, b, y, s)
-                grid.place_regions(choice_map[None, None], b, c[:, None], unit)
-                engine.executed_macs += self._heads_executed(c, unit)
-            head_ms = (time.perf_counter() - t1) * 1000
-            counts = [int((choice_map == j).sum()) * (s // unit) ** 2 for j in range(len(m.upsamplers))]  # HR pixels
-            load = [c * h for c, h in zip(counts, self.head_macs)]
-            for j, name in enumerate(self.names[1:]):  # split the heads' time by their MACs, for calibration
-                ms[name], work[name] = head_ms * load[j] / max(sum(load), 1e-9), counts[j] / 1000.0
-        refined = 0
-        if self.refinement and (choice_map == 1).any():
-            out, refined = refine(out, choice_map.repeat_interleave(s // unit, 0).repeat_interleave(s // unit, 1))
-        return out, self._stats(choice_map, ms, work, refined, run)
-
-    def _heads_executed(self, choice: torch.Tensor, unit: int) -> float:
-        """MACs the heads really ran on one batch of windows with this choice map: each head's
-        per-pixel part on its pixels, and its LR part (projection, or a sub-pixel head's whole
-        convolution) on every pixel of the windows, or only on its own rows where it gathers them
-        (``PixelMLP.gathers_projection``; whole-LR-pixel routing only)."""
-        per_px = (self.descriptor.scale // unit) ** 2  # HR pixels per choice-map pixel
-        total = 0.0
-        for j, (up, head, lo) in enumerate(zip(self.model.upsamplers, self.head_macs, self.lr_macs)):
-            k = int((choice == j).sum())
-            if k:
-                lr_rows = k if unit == 1 and up.gathers_projection(k, choice.numel()) else choice.numel()
-                total += lr_rows * per_px * lo + k * per_px * (head - lo)
-        return total
-
-    def _classify(self, feats: torch.Tensor) -> torch.Tensor:
-        """What the mode decides on: the heavy score per LR pixel (N, h, w) under a budget; every
-        upsampler's probability (N, M, H, W) for the k rule with more than two upsamplers; else the
-        heavy probability per HR pixel (N, H, W)."""
-        m = self.model
-        if self.whole_lr:
-            return m.heavy_score(feats)
-        if self.mode == "k" and len(m.upsamplers) > 2:
-            return m.probabilities(feats)
-        return m.heavy_probability(feats)
-
-    def _choose(self, batches, probs, heavy_quota, unit, device):
-        """Per batch of regions, a (n, h*unit, w*unit) int8 choice map over each window: -1 outside the
-        core (context, not computed). ``unit``: the map's pixels per LR pixel side (1 when whole LR pixels
-        are routed). Elementwise ``where`` over whole windows, not boolean-mask gathers of the core
-        pixels: those are single-threaded on the CPU and took 10% of a routed x4 frame."""
-        cores = []
-        for b in batches:
-            h, w = b[0].window_shape
-            mask = torch.zeros(len(b), h * unit, w * unit, dtype=torch.bool, device=device)
-            for k, g in enumerate(b):
-                cy, cx = (g.y0 - g.wy0) * unit, (g.x0 - g.wx0) * unit
-                mask[k, cy : cy + g.h * unit, cx : cx + g.w * unit] = True
-            cores.append(mask)
+    def _choose(self, scores, cores, heavy_quota, unit) -> list[torch.Tensor]:
+        """Per batch of windows, an int8 choice map over each window (-1 outside the core: context,
+        not decided here). ``unit``: the map's pixels per LR pixel side (1 when whole LR pixels are
+        routed). Elementwise ``where`` over whole windows, not boolean-mask gathers of the core
+        pixels: those are single-threaded on the CPU and took a tenth of a routed x4 frame."""
+        device = cores[0].device
         heavy = len(self.model.upsamplers) - 1
         unrouted = torch.tensor(-1, dtype=CHOICE_DTYPE, device=device)
-        if probs is None:  # everything heavy (full budget) or everything light (no quota)
+        if scores is None:  # everything heavy (no quota limit) or everything light (no quota)
             fill = torch.tensor(heavy if heavy_quota is None else 0, dtype=CHOICE_DTYPE, device=device)
             return [torch.where(c, fill, unrouted) for c in cores]
         if self.mode == "k":
             costs = self.macs[1:]
-            probs = [p if p.dim() == 4 else torch.stack([1 - p, p], dim=1) for p in probs]
+            probs = [p if p.dim() == 4 else torch.stack([1 - p, p], dim=1) for p in scores]
             return [torch.where(c, k_rule_choice(p.transpose(0, 1), costs, self.k).to(CHOICE_DTYPE), unrouted)
                     for p, c in zip(probs, cores)]
         if self.mode == "adm":  # k-means over all routed core pixels of the frame at once
-            ph = torch.cat([p[c] for p, c in zip(probs, cores)])
+            ph = torch.cat([p[c] for p, c in zip(scores, cores)])
             flat, out, at = adm_choice(ph).to(CHOICE_DTYPE), [], 0
             for c in cores:
                 ch = torch.full(c.shape, -1, dtype=CHOICE_DTYPE, device=device)
@@ -343,9 +224,9 @@ class PCSRRouter:
                 at += n
                 out.append(ch)
             return out
-        # budget: exactly as many core LR pixels of the frame as the heavy quota (in HR pixels) pays
+        # budget: exactly as many core pixels of the frame as the heavy quota (in HR pixels) pays
         # for, those with the highest scores; context pixels score -inf, so they are never picked
-        ph = torch.cat([torch.where(c, p, -torch.inf).flatten() for p, c in zip(probs, cores)])
+        ph = torch.cat([torch.where(c, p, -torch.inf).flatten() for p, c in zip(scores, cores)])
         heavy_px = torch.zeros(ph.numel(), dtype=CHOICE_DTYPE, device=ph.device)
         per_unit = (self.descriptor.scale // unit) ** 2  # HR pixels per choice-map pixel
         quota = int(min(max(heavy_quota, 0) // per_unit, sum(int(c.sum()) for c in cores)))
@@ -357,53 +238,16 @@ class PCSRRouter:
             at += c.numel()
         return out
 
-    def _stats(self, choice, ms, work, refined, run) -> FrameStats:
-        """``choice``: the frame's choice map, LR or HR (shares are the same either way)."""
-        n = choice.numel()
-        counts = {"bicubic": int((choice == -1).sum())}
-        for j, name in enumerate(self.names[1:]):
-            counts[name] = int((choice == j).sum())
-        shares = {k: v / n for k, v in counts.items()}
-        macs = sum(self.macs[i] * shares[name] for i, name in enumerate(self.names))
-        if "classifier" in work:
-            macs += self.classifier_macs * (1 - shares["bicubic"])
-        fraction = (macs - self.macs[0]) / (self.macs[-1] - self.macs[0])
-        ms = dict(ms)
-        return FrameStats(budget=float(fraction), route_shares=shares, macs_per_pixel=float(macs), ms=ms,
-                          counts={"network_tiles": int(run.sum()), "interpolated_tiles": int((~run).sum()),
-                                  "refined_px": refined}, work=work)
-
-    @torch.inference_mode()
-    def calibrate(self, engine, x: torch.Tensor, samples: int = 8) -> dict[str, float]:
-        """Measured milliseconds per unit on ``x``'s size: backbone and classifier per tile, each
-        upsampler per thousand pixels, one interpolation pass."""
-        m, s = self.model, self.descriptor.scale
-        grid = engine.grid(*x.shape[-2:])
-        ids = np.unique(np.linspace(0, len(grid) - 1, min(samples, len(grid))).round().astype(int))
-        windows = grid.extract(x, ids)
-        self._classify(m.backbone(windows[:1]))  # warm-up
-        t0 = time.perf_counter()
-        feats = m.backbone(windows)
-        t1 = time.perf_counter()
-        self._classify(feats)
-        t2 = time.perf_counter()
-        units = {"backbone": (t1 - t0) * 1000 / len(ids), "classifier": (t2 - t1) * 1000 / len(ids)}
-        px = windows.shape[0] * windows.shape[-2] * windows.shape[-1] * s * s
-        unit, render = (1, m.render_rows) if self.whole_lr else (s, m.render)
-        for j, name in enumerate(self.names[1:]):
-            choice = torch.full((windows.shape[0], windows.shape[-2] * unit, windows.shape[-1] * unit), j, device=x.device)
-            t0 = time.perf_counter()
-            render(windows, feats, choice)
-            units[name] = (time.perf_counter() - t0) * 1000 / (px / 1000.0)
-        units[INTERP_UNIT] = interpolation_ms(x, s)
-        return units
+    def calibration_plan(self) -> PixelPlan:
+        """What pricing this mode's units needs: its scoring and its choice unit."""
+        return PixelPlan(np.ones(1, bool), self.score_kind, self._choose, self.whole_lr)
 
     def unit_macs(self, grid) -> dict[str, float]:
         """MACs of one unit of each kind of work, for the controller's first guesses."""
         s2 = self.descriptor.scale ** 2
         win = grid.window_pixels() * s2
         units = {"backbone": self.backbone_macs * win, "classifier": self.classifier_macs * win,
-                 INTERP_UNIT: self.macs[0] * grid.height * grid.width * s2}
+                 INTERPOLATION_UNIT: self.macs[0] * grid.height * grid.width * s2}
         for name, head in zip(self.names[1:], self.head_macs):
             units[name] = 1000 * head  # per 1000 pixels
         return units

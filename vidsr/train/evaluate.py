@@ -63,12 +63,13 @@ def routed_reference(descriptor) -> tuple[float, float]:
 def evaluate_routed(upscaler, pairs: list[Pair], budget: float) -> tuple[float, int]:
     """(mean PSNR-Y, tile side) of ``upscaler`` under its own router at ``budget`` (a fraction of
     full-network MACs), run through the engine as the CLI runs it (its default tiles)."""
+    from ..budget import MacBudget
     from ..engine import Engine
     from ..routing import build_router
 
     engine = Engine(upscaler, router=build_router(upscaler))
     scale = upscaler.scale
-    values = [psnr(quantize8(engine.upscale(p.lr[None, None], budget)[0][0, 0]), p.hr, scale) for p in pairs]
+    values = [psnr(quantize8(engine.upscale(p.lr[None, None], MacBudget(budget))[0][0, 0]), p.hr, scale) for p in pairs]
     return sum(values) / len(values), engine.tile
 
 

@@ -144,7 +144,7 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
     import torch
 
     from vidsr.errors import VidsrError
-    from vidsr.models import registry
+    from vidsr.policy import choose_model
     from vidsr.runtime import tune_allocator
 
     tune_allocator()
@@ -152,15 +152,11 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
     from . import _filter
 
     try:
-        routed = router in (None, "auto") and (budget < 1 or max_ms is not None)
-        name = model or (routed and registry.best_routed(scale)) or registry.default_model(scale)
+        name = choose_model(scale, model, router, routed=budget < 1 or max_ms is not None)
         shared = _filter.shared_engine(name, scale, device, torch.float16 if fp16 else torch.float32,
                                        router, tile, overlap, batch)
     except VidsrError as e:
         raise vs.Error(str(e)) from None
-    if shared.engine.descriptor.colour != "luma":
-        raise vs.Error(f"vsvidsr.upscale: model {name} works on {shared.engine.descriptor.colour}, "
-                       "not luma; this filter runs luma models")
     s = shared.engine.scale
     template = vs.core.std.BlankClip(clip, width=clip.width * s, height=clip.height * s, keep=True)
     if max_ms is not None and shared.engine.router is None:

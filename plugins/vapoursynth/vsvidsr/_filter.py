@@ -17,16 +17,15 @@ import numpy as np
 import torch
 import vapoursynth as vs
 
-from vidsr.colour import rgb_to_ycbcr, ycbcr_to_rgb
-from vidsr.engine import STUDIO_LO, STUDIO_SPAN, Engine, TimeBudget
+from vidsr.budget import MacBudget, TimeBudget
+from vidsr.colour import upscale_colour
+from vidsr.engine import Engine
 from vidsr.models import registry
 from vidsr.models.descriptor import Upscaler
-from vidsr.models.interpolation import upscale as interpolate
-from vidsr.routing import build_router
+from vidsr.policy import engine_for
 
 from . import BUDGET_PROP  # per-frame budget on input frames; echoed on output frames
 
-CHROMA_KERNEL = "lanczos"
 _DROPPED_PROPS = ("_Alpha",)  # an attached alpha frame has the input's size; it cannot be kept as is
 
 
@@ -57,7 +56,7 @@ def shared_engine(model: str, scale: int, device: str, dtype: torch.dtype, route
             if ukey not in _upscalers:
                 _upscalers[ukey] = (registry.load(model, scale, device=device, dtype=dtype), threading.Lock())
             upscaler, lock = _upscalers[ukey]
-            engine = Engine(upscaler, tile=tile, context=overlap, batch=batch, router=build_router(upscaler, router))
+            engine = engine_for(upscaler, router, tile=tile, overlap=overlap, batch=batch)
             shared = _engines[key] = SharedEngine(engine, lock)
         return shared
 
@@ -107,14 +106,14 @@ class FrameFunction:
         up = self.engine.upscaler
         g = torch.Generator().manual_seed(0)
         x = (0.5 + 0.3 * (torch.rand(1, 1, height, width, generator=g) - 0.5)).to(up.device, up.dtype)
-        with self.shared.lock, torch.inference_mode():
-            return self.engine.router.calibrate(self.engine, x)
+        with self.shared.lock:
+            return self.engine.calibrate(x)
 
     def frame_budget(self, n: int, props):
         """The frame's VidsrBudget property, else the time budget (if any), else ``budget``."""
         if BUDGET_PROP not in props and self.max_ms is not None:
             return TimeBudget(ms=self.max_ms, unit_ms=self.unit_ms)
-        return _frame_budget(n, props, self.budget)
+        return MacBudget(_frame_budget(n, props, self.budget))
 
     def _upscale_luma(self, luma: torch.Tensor, budget):
         with self.shared.lock:
@@ -123,22 +122,13 @@ class FrameFunction:
             return self.engine.upscale(luma.contiguous(), budget)
 
     @torch.inference_mode()
-    def planes(self, planes: np.ndarray, budget: float):
+    def planes(self, planes: np.ndarray, budget):
         """(C, H, W) float planes of one frame -> (C, H*s, W*s) float32 planes and the engine's stats."""
         up = self.engine.upscaler
-        device, dtype, s = up.device, up.dtype, self.engine.scale
-        x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)).to(device=device, dtype=dtype)[None]
-        if self.family == "rgb":
-            ycc = rgb_to_ycbcr(x.clamp(0, 1))
-            y, stats = self._upscale_luma(ycc[:, :1], budget)
-            out = ycbcr_to_rgb(torch.cat([y, interpolate(ycc[:, 1:], s, CHROMA_KERNEL)], dim=1)).clamp_(0, 1)
-        else:
-            # float luma is nominal 0..1 (black..white); the networks see studio range 16..235 of 255
-            luma = (x[:, :1] * STUDIO_SPAN + STUDIO_LO).clamp_(0, 1)
-            y, stats = self._upscale_luma(luma, budget)
-            out = (y - STUDIO_LO) / STUDIO_SPAN
-            if x.shape[1] > 1:
-                out = torch.cat([out, interpolate(x[:, 1:], s, CHROMA_KERNEL)], dim=1)
+        x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)).to(device=up.device, dtype=up.dtype)[None]
+        # float luma (GRAY, YUV) is nominal 0..1, black to white
+        out, stats = upscale_colour(lambda y: self._upscale_luma(y, budget), x, self.engine.scale,
+                                    rgb=self.family == "rgb", full_range_luma=True)
         return out[0].to("cpu", torch.float32).numpy(), stats
 
     def __call__(self, n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
@@ -155,7 +145,7 @@ class FrameFunction:
         props.update({k: v for k, v in src.props.items() if k not in _DROPPED_PROPS})
         shares = {name: 0.0 for name in self.route_names}
         shares.update(stats.route_shares)
-        props[BUDGET_PROP] = float(stats.budget if isinstance(budget, TimeBudget) else budget)
+        props[BUDGET_PROP] = float(budget.as_share(stats.budget))
         props["VidsrModel"] = self.model_name
         props["VidsrRoutes"] = list(shares)
         props["VidsrRouteShares"] = [float(v) for v in shares.values()]

@@ -1,33 +1,13 @@
-"""Interpolation kernels and the tiler: correct kernels, and tiled runs equal untiled runs."""
+"""Tiles (``vidsr.tiling``): balanced cores, one window size, exact merges, merged regions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from vidsr.models.interpolation import phase_weights, upscale
+from vidsr.models.interpolation import upscale
 from vidsr.tiling import TileGrid
-
-
-@pytest.mark.parametrize("kernel,pil", [("bicubic", Image.Resampling.BICUBIC), ("lanczos", Image.Resampling.LANCZOS)])
-@pytest.mark.parametrize("scale", [2, 3, 4])
-def test_kernels_match_pil_inside_the_frame(kernel, pil, scale):
-    rng = np.random.default_rng(scale)
-    x = rng.random((23, 31), dtype=np.float32)
-    ours = upscale(torch.from_numpy(x)[None, None], scale, kernel)[0, 0].numpy()
-    ref = np.asarray(Image.fromarray(x, mode="F").resize((31 * scale, 23 * scale), pil))
-    m = 3 * scale  # PIL renormalises taps at the border, we replicate edge pixels: compare inside
-    assert np.abs(ours - ref)[m:-m, m:-m].max() < 1e-5
-
-
-@pytest.mark.parametrize("scale", [2, 3, 4])
-def test_phase_weights_sum_to_one_and_preserve_constants(scale):
-    for row in phase_weights("lanczos", scale) + phase_weights("bicubic", scale):
-        assert abs(sum(row) - 1) < 1e-9
-    flat = torch.full((1, 1, 9, 9), 0.4)
-    assert torch.allclose(upscale(flat, scale, "lanczos"), torch.full((1, 1, 9 * scale, 9 * scale), 0.4))
 
 
 @pytest.mark.parametrize("tile,context", [(8, 3), (16, 3), (5, 4), (7, 0), (100, 3)])
@@ -100,3 +80,17 @@ def test_core_mask_maps_tiles_to_pixels():
     assert mask.shape == (40, 60)
     for i, t in enumerate(grid.tiles):
         assert (mask[t.y0 * 2 : (t.y0 + t.h) * 2, t.x0 * 2 : (t.x0 + t.w) * 2] == i).all()
+
+
+def test_regions_cover_each_requested_tile_once_and_stay_bounded():
+    grid = TileGrid(100, 130, 16, 4)
+    rng = np.random.default_rng(0)
+    ids = np.nonzero(rng.random(len(grid)) < 0.6)[0]
+    regions = grid.regions(ids, max_side=3)
+    covered = sorted(t for g in regions for t in g.tiles)
+    assert covered == sorted(ids.tolist())
+    longest = max(max(t.h, t.w) for t in grid.tiles)
+    for g in regions:
+        assert g.h <= 3 * longest and g.w <= 3 * longest
+        assert g.wy0 == max(0, g.y0 - 4) and g.wy1 == min(100, g.y0 + g.h + 4)
+    assert len(grid.regions(range(len(grid)), max_side=100)) == 1  # everything wanted: one window

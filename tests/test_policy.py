@@ -1,0 +1,72 @@
+"""Which model runs (``vidsr.policy``): the choice the CLI and the VapourSynth filter share, and the
+one-time switch to a dearer model under a frame-rate target."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidsr.errors import SettingsError
+from vidsr.models import registry
+from vidsr.policy import MARGIN_DB, choose_model, pick_dearer
+
+from .synthetic import named_arm_engine
+
+
+def test_a_budget_or_fps_target_without_a_model_picks_a_routed_model(monkeypatch):
+    shipped = [{"name": "plain", "scale": 2, "architecture": "plain", "validation": {"psnr_y": 39.0}},
+               {"name": "arm-wdsr", "scale": 2, "architecture": "arm-wdsr", "validation": {"psnr_y": 38.0}},
+               {"name": "pcsr-wdsr", "scale": 2, "architecture": "pcsr-wdsr", "validation": {"psnr_y": 37.0}},
+               {"name": "plain", "scale": 4, "architecture": "plain", "validation": {"psnr_y": 32.0}}]
+    monkeypatch.setattr(registry, "shipped_models", lambda: shipped)
+    assert choose_model(2) == "plain"  # full budget: the best network
+    assert choose_model(2, routed=True) == "arm-wdsr"  # the best routed one
+    assert choose_model(2, router="pcsr", routed=True) == "pcsr-wdsr"
+    assert choose_model(2, router="arm") == "arm-wdsr"  # a router named: the best of its family
+    assert choose_model(2, router="none", routed=True) == "plain"
+    assert choose_model(4, routed=True) == "plain"  # no routed x4: the caller then says so
+    assert choose_model(2, model="anything", routed=True) == "anything"  # a named model is never replaced
+    with pytest.raises(SettingsError, match="no PCSR model ships for x4"):
+        choose_model(4, router="pcsr")
+
+
+def test_a_budget_or_fps_target_picks_the_model_that_routes_best(best_full_is_not_best_routed):
+    # the best full network is not the best under a partial budget: routed models are compared by
+    # their validation PSNR under their router at the reference cost, where the export measured it
+    shipped = best_full_is_not_best_routed
+    assert choose_model(2) == "pcsr-wdsr"  # full budget: the best full network
+    assert choose_model(2, routed=True) == "arm-wdsr"
+    shipped[0]["validation"]["routed"]["psnr_y"] = 38.9
+    assert choose_model(2, routed=True) == "pcsr-wdsr"
+
+
+def test_no_network_for_the_scale_falls_back_to_lanczos_and_says_so(monkeypatch):
+    monkeypatch.setattr(registry, "shipped_models", lambda: [])
+    said = []
+    assert choose_model(3, warn=said.append) == "lanczos"
+    assert said == ["no network ships for x3; using Lanczos interpolation"]
+
+
+def test_a_dearer_model_is_taken_only_when_the_current_one_has_time_over_and_it_predicts_more():
+    x = torch.rand(1, 1, 48, 64, generator=torch.Generator().manual_seed(0))
+    current = named_arm_engine("cheap", 0.0)
+    prices = current.calibrate(x)
+    built = []
+
+    def dearer(offset):
+        def build():
+            built.append(offset)
+            return named_arm_engine("dear", offset)
+        return build
+
+    # time for the full network everywhere and more: the better-predicting model is taken
+    engine, units, note = pick_dearer(current, [dearer(1.0)], x, 1e6, prices)
+    assert engine.descriptor.name == "dear" and {"w4", "w8"} <= set(units)
+    assert "switched to dear" in note and "cheap runs its full network everywhere" in note
+    # a gain below the margin is not worth a switch
+    engine, units, note = pick_dearer(current, [dearer(MARGIN_DB / 2)], x, 1e6, prices)
+    assert engine is current and units is None and note is None
+    # no time over (the current model cannot even pay for its full network): candidates are not built
+    built.clear()
+    engine, units, note = pick_dearer(current, [dearer(1.0)], x, 1e-6, prices)
+    assert engine is current and units is None and note is None and built == []

@@ -1,0 +1,110 @@
+"""Which model runs: the one policy the CLI, the VapourSynth filter and the fps target share.
+
+- No model named: the shipped model with the best validation PSNR at the scale; with a router
+  named, the best of that router's family; with a budget below 1 or a frame-rate target, the routed
+  model that routes best at the same cost per pixel (``registry.best_routed``), since a fixed
+  network would ignore the budget.
+- A frame-rate target so low that the chosen model runs its full network everywhere with time to
+  spare switches once to a dearer shipped model when that model's Edge-to-PSNR table predicts at
+  least ``MARGIN_DB`` more in the same time on this frame (``pick_dearer``). Only when the model
+  was vidsr's to choose; only ARM models have tables, so PCSR models are neither switched from nor to.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .budget import TimeBudget
+from .errors import SettingsError
+from .models import registry
+from .routing import ROUTERS, build_router
+
+MARGIN_DB = 0.1  # predicted gain a switch needs (the tables' fit to new content is not exact)
+
+
+def choose_model(scale: int, model: str | None = None, router: str | None = "auto", routed: bool = False,
+                 warn: Callable[[str], None] | None = None) -> str:
+    """The model to load for these settings. ``routed``: the frame asks for less than the full
+    network (a budget below 1 or a time)."""
+    if model:
+        return model
+    if router in ROUTERS:
+        name = registry.best_shipped(scale, (router,))
+        if name is None:
+            raise SettingsError(f"no {router.upper()} model ships for x{scale}")
+        return name
+    if routed and router in (None, "auto"):
+        name = registry.best_routed(scale)
+        if name is not None:
+            return name
+    name = registry.default_model(scale)
+    if name == "lanczos" and warn is not None:
+        warn(f"no network ships for x{scale}; using Lanczos interpolation")
+    return name
+
+
+def load_engine(name: str, scale: int, device: str = "cpu", dtype=None, router: str | None = "auto",
+                pcsr_mode: str = "budget", pcsr_k: float = 0.0, tile: int | None = None,
+                overlap: int | None = None, batch: int = 64):
+    """The engine for a model name (or weights path), with its router built complete."""
+    import torch
+
+    upscaler = registry.load(name, scale, device=device, dtype=dtype or torch.float32)
+    return engine_for(upscaler, router, pcsr_mode, pcsr_k, tile, overlap, batch)
+
+
+def engine_for(upscaler, router: str | None = "auto", pcsr_mode: str = "budget", pcsr_k: float = 0.0,
+               tile: int | None = None, overlap: int | None = None, batch: int = 64):
+    """An engine over a loaded model, with its router (None for a single-route model)."""
+    from .engine import Engine
+
+    return Engine(upscaler, tile=tile, context=overlap, batch=batch,
+                  router=build_router(upscaler, router, pcsr_mode, pcsr_k))
+
+
+def dearer_candidates(engine, build: Callable[[str], object]) -> list[Callable[[], object]]:
+    """Builders of the engines a frame-rate target may switch to from ``engine``'s model: the
+    shipped ARM models of its scale whose full network beats it on validation, best first."""
+    d = engine.descriptor
+    return [lambda name=name: build(name) for name in registry.dearer_routed(d.scale, d.name)]
+
+
+def predicted_psnr(engine, x, budget: TimeBudget) -> tuple[float, bool]:
+    """(predicted PSNR of frame ``x`` under ``budget``, whether the plan puts the full network on
+    every tile), as ``engine``'s ARM router would plan it with the caller's interpolated base."""
+    router = engine.router
+    grid = engine.grid(*x.shape[-2:])
+    plan = router.plan(x, grid, budget, has_base=True)
+    router.reset()  # a plan made to compare leaves no memory for the frames that follow
+    return plan.predicted_psnr(grid.core_pixels), bool((plan.routes == len(router.names) - 1).all())
+
+
+def has_table(engine) -> bool:
+    return engine is not None and getattr(engine.router, "table", None) is not None
+
+
+def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, float]):
+    """(engine to run, its unit costs as calibrated here on its own thread count or None, a note
+    or None). ``candidates``: callables that build the dearer models' engines (only called when the
+    current model has time to spare); ``prices``: the current model's unit costs as the controller
+    prices them."""
+    if not candidates or not has_table(engine):
+        return engine, None, None
+    current, full_everywhere = predicted_psnr(engine, x, TimeBudget(network_ms, prices))
+    if not full_everywhere:  # the time is already spent: a dearer model could only buy less of itself
+        return engine, None, None
+    best = (current, engine, None)
+    for build in candidates:
+        other = build()
+        if not has_table(other):
+            continue
+        units = other.calibrate(x)
+        psnr, _ = predicted_psnr(other, x, TimeBudget(network_ms, units))
+        if psnr > best[0]:
+            best = (psnr, other, units)
+    if best[1] is engine or best[0] < current + MARGIN_DB:
+        return engine, None, None
+    old, new = engine.descriptor.name, best[1].descriptor.name
+    return best[1], best[2], (f"switched to {new}: {old} runs its full network everywhere with time to spare, "
+                              f"and {new} is predicted to give {best[0]:.2f} dB in the same time against "
+                              f"{current:.2f} (the models' Edge-to-PSNR tables)")
