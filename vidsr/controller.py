@@ -15,9 +15,8 @@ at the speed measured for the others.
 
 It also chooses how many CPU threads the networks get. With the decoder and encoder threads
 competing for the same cores, a multi-threaded pass over a few tiles stalls at every layer's barrier
-whenever one of its threads loses its core: on the 2-core machine at 30 fps a tile cost 3.5 ms with
-2 threads and 1.4 ms with 1, while at 3 fps (many tiles a frame) 2 threads bought twice the work.
-Which wins depends on the machine, the model and the target, so each thread setting keeps its own
+whenever one of its threads loses its core, so at a high target one thread can buy more than
+all, while at a low one (many tiles a frame) all threads buy more. Which wins depends on the machine, the model and the target, so each thread setting keeps its own
 unit costs and its measured speed (network ms per GMAC bought, the best of its last few frames:
 other threads' bursts only ever slow a frame down, so the minimum is what the setting can do under
 the current load). The faster runs; the other gets a frame every ``EXPLORE_EVERY`` frames (every

@@ -2,10 +2,9 @@
 
 glibc serves every allocation above 128 KiB-32 MiB with a fresh ``mmap`` and gives it back on
 free, so each large activation tensor of every layer of every frame page-faults its memory in
-anew. On the 2-core benchmark machine that cost more than the convolutions themselves: raising the
-mmap and trim thresholds made the full x2 network 2.7x faster at 360p, a batch of small tiles 2.6x
-faster and a training step 1.2x faster. Memory stays bounded (freed blocks are reused, and peak RSS
-is unchanged: see BENCHMARKS.md).
+anew; on a small CPU that can cost more than the convolutions themselves. Raising the mmap and
+trim thresholds keeps freed blocks for reuse, so memory stays bounded while the networks run
+several times faster (the overhead benchmark in BENCHMARKS.md measures peak memory).
 """
 
 from __future__ import annotations

@@ -55,9 +55,8 @@ def _axis(size: int, tile: int, context: int) -> tuple[list[tuple[int, int, int]
     """Cores along one axis as (start, length, window start), and the window length. The axis is
     cut into as many cores as it holds tiles (rounded), their lengths differing by at most one,
     rather than into ``tile``-long cores with a sliver left over: a sliver's window is mostly
-    context (an 8-row core in a 15-row window) and a thin window runs at a fraction of the speed
-    per MAC (measured 14-66 ps per MAC against 11 for the same net on 64-px windows), while every
-    core near ``tile`` keeps what the tile size was chosen for."""
+    context and a thin window runs at a fraction of the speed per MAC, while every core near
+    ``tile`` keeps what the tile size was chosen for."""
     n = max(1, round(size / tile))
     short, longer = divmod(size, n)  # the first ``longer`` cores are one pixel longer
     window = min(short + (longer > 0) + 2 * context, size)
@@ -151,8 +150,8 @@ class TileGrid:
         """Cover tiles ``ids`` with rectangles of whole tiles (at most ``max_side`` tiles a side,
         which bounds memory), greedily: take the first uncovered tile in raster order, grow right,
         then down while the whole row is wanted. Neighbouring tiles then share one window and pay
-        for their context once: at 32 px tiles with 10 px of context, a lone tile computes 2.6x
-        its core, an 8x8 region 1.2x."""
+        for their context once instead of each computing its own (a lone small tile computes
+        several times its core)."""
         want = np.zeros((self.rows, self.cols), dtype=bool)
         want.flat[np.asarray(ids, dtype=np.int64)] = True
         out = []

@@ -113,8 +113,8 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
             up = registry.load(name, scale)
             d = up.descriptor
             baseline = Engine(up)
-            # untimed pass first: the first model timed in a block ran up to 20% slow (allocator and
-            # oneDNN warm-up that best-of-2 did not remove), which flattered every ratio to it
+            # an untimed pass first: the first model timed in a block runs slow (allocator and oneDNN
+            # warm-up), which would flatter every ratio to it
             measure(baseline, pairs, scale, FULL_NETWORK, 1)
             full_outputs = []
             full = measure(baseline, pairs, scale, FULL_NETWORK, repeats, full_outputs)

@@ -2,9 +2,8 @@
 shuffle, as a residual over bicubic. At x2 it costs under 1K MACs per output pixel (BSRN-S: ~32K).
 
 Routes ``bicubic`` and ``full`` let the ARM router drive it (architecture ``arm-espcn``): per tile,
-the network or interpolation, from an Edge-to-PSNR table. It is 11x cheaper than the supernet's w16
-at x2 for more gain (+1.24 vs +1.03 dB on val), so it is what a budget near real time on a CPU
-can buy."""
+the network or interpolation, from an Edge-to-PSNR table. It is far cheaper than a supernet's
+narrowest width for a similar gain, so it is what a budget near real time on a CPU can buy."""
 
 from __future__ import annotations
 

@@ -26,15 +26,13 @@ from .interpolation import upscale
 from .wdsr import he_init, zero_init
 
 
-# HR pixels per pass through an MLP's hidden layers. Run over a whole batch at once, the hidden
-# activations (64 floats a pixel) reach hundreds of MB at x4; in chunks of a few MB they stay in
-# memory the allocator reuses. PCSR x4's full network over the 4 val images on 2 cores: 1.5 s
-# chunked vs 1.65 s in one pass with the allocator tuned as the CLI and VapourSynth filter tune it
-# (``vidsr.runtime``), 1.8 s vs 4.1 s without (a library caller). Same maths, so the same output.
+# HR pixels per pass through an MLP's hidden layers: over a whole batch at once the hidden
+# activations reach hundreds of MB at x4; in chunks of a few MB they stay in memory the allocator
+# reuses, which is faster (most of all for a library caller without ``vidsr.runtime``'s tuning).
+# Same maths, so the same output.
 CHUNK_PIXELS = 8192
 # ``render_rows`` projects only the LR rows an MLP head serves, not its whole window, when they are
-# fewer than this share of the window: the x4 heavy head's 3x3 projection over 30% of a val image's
-# rows took 8 ms gathered against 11 ms for the window's convolution (60%: 15 against 11).
+# fewer than this share of the window (gathered rows cost more per row than a convolution).
 GATHER_PROJECTION_BELOW = 0.4
 
 
@@ -168,9 +166,8 @@ class SubPixelHead(nn.Module):
     """An upsampler with no hidden layer: a linear map of the (with ``unfold``, 3x3) LR features of
     its own for each sub-pixel phase, that is one convolution to s*s outputs and a pixel shuffle
     (ESPCN's tail). An MLP head runs a chain of small matrix products per HR pixel, which on a CPU
-    is bound by memory, not MACs: the 24-wide light MLP took 72 ms per x4 val image for 1,030 MACs
-    a pixel, a quarter of the full network's time for 7% of its MACs; this head's convolution 5 ms.
-    It is the light upsampler of configs whose first hidden-size list is empty."""
+    is bound by memory, not MACs: a light MLP can take a large share of the full network's time
+    for a small share of its MACs, where one convolution is cheap. It is the light upsampler of configs whose first hidden-size list is empty."""
 
     def __init__(self, feat_channels: int, scale: int, out: int = 1, unfold: bool = True):
         super().__init__()
@@ -309,9 +306,8 @@ class PCSR(nn.Module):
     def heavy_score(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, h, w) per LR pixel: how much its HR pixels want the heaviest upsampler, for routing
         whole LR pixels (``render_rows``). With two upsamplers, the largest heavy-minus-light logit
-        over the pixel's four corner phases: the classifier's per-phase layers on 4 positions instead of
-        s*s (at x4 a quarter of that part). On the x2 and x4 validation images, ranking LR pixels by it gave the
-        same PSNR as the maximum over all s*s phases, at every heavy share tried (0.2-0.45)."""
+        over the pixel's four corner phases: the classifier's per-phase layers on 4 positions instead
+        of s*s, and it ranks LR pixels as the maximum over all s*s phases does."""
         s = self.scale
         if len(self.upsamplers) != 2:
             n, _, h, w = feats.shape
@@ -330,8 +326,7 @@ class PCSR(nn.Module):
         """HR output where every HR pixel of LR pixel (n, y, x) comes from upsampler ``choice[n, y,
         x]`` (-1: bicubic). Each upsampler gathers its LR rows once and runs all s*s phases of them
         (``PixelMLP.at_rows``): at dense speed per pixel, where ``render`` gathers every HR pixel on
-        its own (x4 val, heavy head on 31% of the pixels: 0.29 of its dense time, against about
-        0.41 per HR pixel)."""
+        its own."""
         s = self.scale
         n, _, h, w = feats.shape
         flat = choice.reshape(-1)
@@ -349,8 +344,8 @@ class PCSR(nn.Module):
 
         The work is laid out phase-major, (s*s, N*h*w): for a given sub-pixel phase the selected HR
         pixels are just LR rows, so a gather is one ``index_select`` of the LR projection plus a
-        constant phase bias, with no per-pixel index maths or bias gather (25% faster at x4 than
-        gathering HR pixels in raster order). One permute puts the residual back in HR layout."""
+        constant phase bias, with no per-pixel index maths or bias gather (faster than gathering HR
+        pixels in raster order). One permute puts the residual back in HR layout."""
         s = self.scale
         n, _, h, w = feats.shape
         by_phase = choice.reshape(n, h, s, w, s).permute(2, 4, 0, 1, 3).reshape(s * s, n * h * w)

@@ -73,17 +73,13 @@ ARCHITECTURES: dict[str, Architecture] = {
                      context=12, min_tile=17),
         Architecture("arm-wdsr", SlimWDSR, {"widths": [8, 16, 24, 32], "blocks": 8},
                      "ARM supernet: slimmable WDSR-B widths sharing weights + bicubic branch",
-                     # receptive radius 10; the shipped weights with context 6 and every 32-px tile
-                     # in its own window: at most 1 8-bit level off an exact merge, on < 0.1% of val
-                     # pixels, 0.0000 dB (test_shipped_context_is_seamless); lone tiles compute
-                     # 1.9x their core instead of 2.6x
+                     # less context than its receptive radius (10): the shipped weights stay within
+                     # an 8-bit level of an exact merge (test_shipped_context_is_seamless), and a
+                     # lone tile computes much less beyond its core
                      router="arm", context=6, routes=_width_routes),
         Architecture("arm-plain", SlimPlain, {"widths": [8, 16, 24, 32], "convs": 6},
                      "ARM supernet over the plain stack: slimmable widths sharing weights + bicubic branch",
-                     # receptive radius 8; measured on val with the shipped weights and every 32-px tile
-                     # in its own window: context 7 leaves at most 1 8-bit level off an exact merge on
-                     # < 0.06% of pixels at x2 and x4 (0.0000 dB); 6 is 2 levels off at x4, 4 up to 13;
-                     # lone tiles compute 2.1x their core instead of 2.25x
+                     # context 7 of a receptive radius of 8, as above (6 would be visibly off at x4)
                      router="arm", context=7, routes=_width_routes),
         Architecture("pcsr-wdsr", PCSR,
                      {"channels": 32, "blocks": 4, "backbone": "wdsr", "upsamplers": [[16, 16], [64, 64, 64]],

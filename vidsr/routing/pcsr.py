@@ -7,10 +7,10 @@ Under a budget (a fraction of full-network MACs, or milliseconds from the fps co
    largest heavy logit); the LR pixels with the highest scores get the heavy upsampler on all
    their s*s HR pixels, as many as the budget pays for. Ranking by the heavy probability is the
    published k rule (``argmax_j p_j / cost_j^k`` with two upsamplers is a threshold on
-   ``p_heavy``) with k set to the value at which the budget binds; choosing whole LR pixels rather
-   than HR pixels is ours: on the x2 and x4 validation images it gave 0.01-0.05 dB *more* at the
-   same heavy share, and each upsampler then gathers one LR row per s*s HR pixels, so it runs at
-   its dense speed (``PCSR.render_rows``) instead of paying a gather per HR pixel.
+   ``p_heavy``) with k set to the value at which the budget binds. Choosing whole LR pixels rather
+   than HR pixels is ours: it is at least as good at the same heavy share, and each upsampler then
+   gathers one LR row for all s*s HR pixels of it, so it runs at its dense speed
+   (``PCSR.render_rows``) instead of paying a gather per HR pixel.
 3. Each upsampler runs only on its gathered pixels.
 4. Pixel-wise refinement: a light pixel with a heavy pixel among its 8 neighbours takes the 3x3
    mean of the output (no extra network pass); by default at x4 only (``REFINE_MIN_SCALE``).
@@ -31,11 +31,9 @@ from .protocol import INTERPOLATION_UNIT, PixelPlan
 
 CHOICE_DTYPE = torch.int8  # per-pixel choice maps: -1 not routed, 0 light .. heavy
 STATIC_DIFF = 1.0 / 255  # mean absolute change of a frame below which it counts as static
-# Pixel-wise refinement by default only from this scale up. The published step (PCSR is trained and
-# shown at x4) blurs each light pixel next to a heavy one with a 3x3 box of HR pixels: at x4 that
-# box is under one LR pixel and changed the val PSNR by +0.000..+0.004 dB across budgets 0.7-0.95;
-# at x2 it spans 1.5 LR pixels and cost 0.4-1.6 dB (light-head x2 candidate at budget 0.7: 37.70
-# dB refined, 39.28 not).
+# Pixel-wise refinement by default only from this scale up: the published step blurs a light pixel
+# next to a heavy one with a 3x3 box of HR pixels, which at x4 stays inside one LR pixel (harmless)
+# but at x2 spans one and a half and blurs real detail away.
 REFINE_MIN_SCALE = 4
 SAMPLE_FROM, SAMPLE_STEP = 1 << 16, 16  # kth_largest brackets its answer from a sample above this size
 DEADBAND = 0.05  # share of the routed pixels by which a static frame's heavy quota may grow unused
@@ -66,10 +64,10 @@ def k_rule_choice(probs: torch.Tensor, costs: np.ndarray, k: float) -> torch.Ten
 
 
 def kth_largest(v: np.ndarray, k: int):
-    """The ``k``-th largest value of a 1-D array, exactly. A full ``np.partition`` is most of the
-    PCSR planning time at x4 (16 ms for a 1.2M-pixel window), so the value is first bracketed from
-    a strided 1/16 sample's quantiles; only the values inside the bracket are partitioned (about 3
-    ms in all). When the bracket misses (a skewed sample), the full partition answers."""
+    """The ``k``-th largest value of a 1-D array, exactly. A full ``np.partition`` of a large
+    window's scores would be most of PCSR's planning time, so the value is first bracketed from a
+    strided sample's quantiles and only the values inside the bracket are partitioned. When the
+    bracket misses (a skewed sample), the full partition answers."""
     n = v.size
     if n < SAMPLE_FROM:
         return np.partition(v, n - k)[n - k]
@@ -90,10 +88,9 @@ def kth_largest(v: np.ndarray, k: int):
 
 def top_indices(values: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` largest of a 1-D tensor (ties at the k-th value: the first ones), in
-    no particular order. On the CPU numpy is ~10x faster than ``torch.topk`` for k in the millions
-    (24 vs 240 ms for 1.4M of 4M: a PCSR frame's heavy quota at x4); selecting only the k-th value
-    (``kth_largest``) and then the indices above it is faster again than ``argpartition``, which
-    moves an index array along."""
+    no particular order. On the CPU, selecting the k-th value (``kth_largest``) and then the
+    indices above it is much faster than ``torch.topk`` or ``argpartition`` for k in the millions
+    (a PCSR frame's heavy quota)."""
     if values.device.type == "cpu":
         v = values.numpy()
         kth = kth_largest(v, k)

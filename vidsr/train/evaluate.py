@@ -45,12 +45,10 @@ def evaluate(run, pairs: list[Pair], scale: int, with_ssim: bool = False) -> dic
 
 
 # The cost at which routed models are compared when a frame-rate target or a budget below 1 asks
-# for one. Full-network PSNR says nothing about how well a router trades quality for cost (the
-# retrained PCSR x2 is the best full network at x2 but 1.4 dB below it at half its MACs, where ARM
-# is 0.5 dB below its own), and a fraction of each model's own cost favours the dearest model (at
-# half budget PCSR x4 spends 7,000 MACs per pixel, arm-plain x4 1,900). So every model of a scale
-# gets the same MACs: 28,000 per input pixel, about what this 2-core CPU affords per frame at a few
-# fps on 360p input (x2: 7,000 per output pixel, x4: 1,750); a model cheaper than that runs full.
+# for one. Full-network PSNR says nothing about how well a router trades quality for cost, and a
+# fraction of each model's own cost favours the dearest model, so every model of a scale gets the
+# same MACs: 28,000 per input pixel, about what a 2-core CPU affords per frame at a few fps on 360p
+# input (x2: 7,000 per output pixel, x4: 1,750); a model cheaper than that runs full.
 ROUTED_MACS_PER_INPUT_PIXEL = 28_000
 
 
