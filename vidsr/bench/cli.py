@@ -9,12 +9,9 @@ import json
 import platform
 from pathlib import Path
 
+from ..cli.options import Parser
 from ..errors import SettingsError
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise SettingsError(message)
 
 
 def machine() -> str:
@@ -34,7 +31,7 @@ def machine() -> str:
 
 
 def main(argv: list[str]) -> int:
-    p = _Parser(prog="vidsr bench", description=__doc__)
+    p = Parser(prog="vidsr bench", description=__doc__)
     sub = p.add_subparsers(dest="which", required=True)
     pp = sub.add_parser("overhead", help="vidsr --model lanczos vs a plain PyAV loop at 1080p; peak RSS vs length")
     pp.add_argument("--repeats", type=int, default=3)

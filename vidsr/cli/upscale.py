@@ -11,20 +11,15 @@ from pathlib import Path
 
 from ..budget import MacBudget
 from ..errors import InputError, OutputError, SettingsError
+from .options import Parser
 from ..routing import PCSR_MODES, ROUTER_CHOICES
 
 INTERPOLATION = ("lanczos", "bicubic")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line (``vidsr: error: ...``), exit code 2."""
-
-    def error(self, message):
-        raise SettingsError(message)
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="vidsr",
         description="Upscale a video (re-encoded, keeping audio, subtitles, timestamps and colour "
         "metadata) or an image (written as PNG). Subcommands: vidsr train, vidsr bench.",

@@ -6,17 +6,26 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cli.options import Parser
 from ..errors import SettingsError
 from ..models import registry
 from .trainer import CLIP_GRAD_NORM
 
 
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="vidsr train",
         description="Train a network on image folders. Re-running the same command resumes from "
-        "OUT/checkpoint.pt; a finished run leaves OUT/<arch>-x<scale>.safetensors and manifest.json.",
+        "OUT/checkpoint.pt; a finished run leaves OUT/<arch>-x<scale>.safetensors and manifest.json. "
+        "vidsr train --recipe NAME trains a shipped model as it was trained (recipes/).",
     )
+    p.add_argument("--recipe", metavar="NAME|FILE",
+                   help="train from a recipe (recipes/NAME.toml or a file): its init run first, then its segments, "
+                   "in RUNS/NAME; rerun to resume")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="with --recipe: the folder of run folders (default runs/)")
+    p.add_argument("--data", type=Path, help="with --recipe: the folder holding train/ and val/ (default ../shared/data "
+                   "or $VIDSR_DATA)")
     trainable = [a.name for a in registry.ARCHITECTURES.values() if a.trainable]
     p.add_argument("--arch", choices=trainable, help="architecture to train")
     p.add_argument("--scale", type=int, choices=registry.SCALES, default=2)
@@ -64,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finish", action="store_true",
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--publish", type=Path, metavar="RUN", help="copy a finished run's weights into vidsr's shipped set and exit")
+    p.add_argument("--publish", type=Path, nargs="?", const=True, metavar="RUN",
+                   help="copy a finished run's weights into vidsr's shipped set and exit; with --recipe (no RUN): "
+                   "after training, ship it under the recipe's model name")
     p.add_argument("--name", help="with --publish: the model name to ship it as (default: its architecture's)")
     return p
 
@@ -73,6 +84,10 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from .trainer import TrainConfig, Trainer, publish
 
+    if args.recipe:
+        return _run_recipe(args)
+    if args.publish is True:
+        raise SettingsError("--publish needs a RUN folder (or --recipe)")
     if args.publish:
         entry = publish(args.publish, name=args.name)
         print(f"published {entry['name']} as {entry['file']} (val PSNR-Y {entry['validation']['psnr_y']} dB)")
@@ -119,4 +134,22 @@ def main(argv: list[str]) -> int:
         return 0
     v = entry["validation"]
     print(f"done: {cfg.out / entry['file']}  PSNR-Y {v['psnr_y']:.2f} dB (bicubic {v['bicubic_psnr_y']:.2f})")
+    return 0
+
+
+def _run_recipe(args) -> int:
+    from . import recipes
+
+    training_flags = [a for a in ("arch", "out", "init", "name") if getattr(args, a) is not None]
+    if training_flags:
+        raise SettingsError(f"--recipe sets the training; drop --{', --'.join(training_flags)}")
+    entry = recipes.train(args.recipe, args.runs, args.threads, args.time_limit, not args.quiet, args.data)
+    if entry is None:
+        print("stopped; rerun the same command to resume")
+        return 0
+    v = entry["validation"]
+    print(f"done: {entry['file']}  PSNR-Y {v['psnr_y']:.2f} dB (bicubic {v['bicubic_psnr_y']:.2f})")
+    if args.publish is True:
+        shipped = recipes.publish(args.recipe, args.runs)
+        print(f"published {shipped['name']} x{shipped['scale']} as {shipped['file']}")
     return 0

@@ -45,14 +45,13 @@ from .evaluate import evaluate, routed_validation, upscale_image
 ARM_TABLE_PATCH = 32  # LR patch side of the Edge-to-PSNR table (ARM's official size)
 
 
-# Gradient clipping (global norm). Measured on the shipped ARM runs resumed at peak lr 5e-4: healthy
-# steps have norms of 0.005-0.05; unclipped, x4 blew up within 200 steps (norm 77, loss 0.85) and x2
-# spiked (1.9) by step 250; on the same batches with clipping at 0.05 both stayed healthy (norms
-# 0.01-0.04, loss 0.002-0.008). Adam rescales steady gradients anyway, so the clip only bites on spikes.
+# Gradient clipping (global norm), set just above the norms of healthy steps: warm restarts of the
+# ARM supernets blew up without it. Adam rescales steady gradients anyway, so the clip only bites
+# on spikes.
 CLIP_GRAD_NORM = 0.05
 # A validation this far below the best one of the stage counts as divergence: the run goes back to
-# its best state and halves the peak learning rate of what is left (ARM runs diverged at 5e-4 and
-# 1e-3 without it, losing hours of CPU training to a checkpoint overwritten after the blow-up).
+# its best state and halves the peak learning rate of what is left, rather than checkpointing the
+# blow-up over hours of training.
 DIVERGED_DB = 1.0
 # --loss: the distance between a network's output and the HR patch (TrainConfig.loss)
 RECONSTRUCTION_LOSSES = {
@@ -60,7 +59,8 @@ RECONSTRUCTION_LOSSES = {
     "l2": lambda out, hr: (out - hr).square().mean(),
 }
 # settings that do not change what a run learns, so a resume may change them unremarked
-RESUME_FREE = {"out", "time_limit", "threads", "device", "extend", "checkpoint_every", "val_every", "iterations"}
+RESUME_FREE = {"out", "time_limit", "threads", "device", "extend", "checkpoint_every", "val_every", "iterations",
+               "stop_at"}
 
 
 @dataclass
@@ -81,6 +81,7 @@ class TrainConfig:
     val_every: int = 1000
     checkpoint_every: int = 200
     time_limit: float | None = None  # seconds for this invocation; resume later
+    stop_at: int | None = None  # stop at this step though the schedule runs to ``iterations`` (resume or finish later)
     threads: int | None = None
     device: str = "cpu"
     model_config: dict = field(default_factory=dict)
@@ -88,21 +89,19 @@ class TrainConfig:
     extend: bool = False  # continue a run to more iterations: a new cosine segment from ``lr``
     clip: float | None = CLIP_GRAD_NORM  # max global gradient norm (None: no clipping)
     # ARM: a width is drawn with probability proportional to its cost to this power. ARM's 2 gives
-    # our narrowest widths almost no steps (w8 0.3%, w16 4% at x2); 1 is for a fine-tune that
-    # brings them up after the supernet has been trained as published.
+    # the narrowest widths almost no steps; 1 is for a fine-tune that brings them up after the
+    # supernet has been trained as published.
     width_power: float = 2.0
     # ARM: what picks the best state: "widths" (the mean gain over every width, since all of them
-    # ship) or "full" (the full width's PSNR, for a supernet shipped mainly as a full network: the
-    # widened x2 run peaked at +4.89 dB full at step 3,500, but its narrow widths were best at step
-    # 1,000, and the mean kept that state, +4.83 full)
+    # ship) or "full" (the full width's PSNR, for a supernet shipped mainly as a full network, whose
+    # full width may peak long after its narrow widths)
     select: str = "widths"
     # ARM: the first steps train the full width alone (progressive shrinking, as once-for-all nets
     # do). None: a tenth of the iterations for a fresh run, none when ``init`` brings trained weights.
-    # Why: with L1 and Adam a deep plain ReLU stack (arm-plain) learns to output zero first, its last
-    # hidden layer dies (1% of units active by step 50) and mixing widths from step 0 kept it at
-    # bicubic for 1000+ steps (arm-plain 16-48 wide: +0.0002 dB at step 1000); the full width alone
-    # escapes in ~100-300 steps and mixing in the narrow widths after that does not fall back (the
-    # 6x32 default; an 8x48 stack stalled full-width too at lr 1e-3 and needed 3e-4).
+    # Why: with L1 and Adam a deep plain ReLU stack (arm-plain) learns to output zero first and its
+    # last hidden layer dies; mixing widths from step 0 keeps it at bicubic for a long time, while
+    # the full width alone escapes in a few hundred steps and mixing in the narrow widths after that
+    # does not fall back.
     full_width_steps: int | None = None
     # start a fresh run from these weights (a .safetensors listed in a manifest beside it): every
     # tensor whose name and shape match is copied, the rest keep their initialisation. With PCSR and
@@ -110,10 +109,8 @@ class TrainConfig:
     # light head) over a trained backbone and heavy upsampler.
     init: Path | None = None
     # decay of an exponential moving average of the weights, validated and exported instead of the
-    # raw ones (0: none). Why: the wide x2 supernet's full width swung +4.48..+4.92 dB between
-    # validations late in its cosine segments (mostly one image, Grey: 0.16 dB between two states
-    # 1,500 steps apart, the other three at most 0.01), so the state chosen was partly the luck of
-    # the step it was validated at.
+    # raw ones (0: none). Why: a small validation set swings between validations late in a cosine
+    # segment, so the raw state chosen is partly the luck of the step it was validated at.
     ema: float = 0.0
     # the reconstruction loss: "l1" (as every published recipe here trains) or "l2" (mean squared
     # error, what PSNR measures: a last fine-tune with it is a common way to buy PSNR after L1)
@@ -311,7 +308,7 @@ class Trainer:
         bar = self._bar = tqdm(total=cfg.iterations, initial=self.step, desc=f"train {cfg.arch} x{cfg.scale}",
                                disable=not self.progress, dynamic_ncols=True)
         try:
-            while self.step < cfg.iterations:
+            while self.step < min(cfg.iterations, cfg.stop_at or cfg.iterations):
                 if self.arch.router == "pcsr" and self.stage == 0 and self.step >= self._stage_bounds()[1]:
                     self.stage = 1
                     if self.ema is not None:  # the light head learns over the backbone that ships
@@ -343,9 +340,10 @@ class Trainer:
                     self.model.train()
                 spent = time.monotonic() - started
                 out_of_time = cfg.time_limit is not None and spent >= cfg.time_limit
-                if self.step % cfg.checkpoint_every == 0 or stop["now"] or out_of_time:
+                stopped = cfg.stop_at is not None and self.step >= cfg.stop_at and self.step < cfg.iterations
+                if self.step % cfg.checkpoint_every == 0 or stop["now"] or out_of_time or stopped:
                     self._save_checkpoint(spent)
-                if stop["now"] or out_of_time:
+                if stop["now"] or out_of_time or stopped:
                     bar.close()
                     return None
             self._save_checkpoint(time.monotonic() - started)
