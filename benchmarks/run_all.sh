@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Rerun every benchmark in BENCHMARKS.md, with the arguments used there. Each writes its markdown
+# Rerun every benchmark in BENCHMARKS.md with the arguments used there. Each writes its markdown
 # table to benchmarks/results/NAME.md and its raw numbers to benchmarks/results/NAME.json.
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
-# running (training, a browser) moves them.
-# Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [fps-wdsr]   (default: all)
+# running moves them.
+# Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
@@ -12,16 +12,15 @@ declare -A ARGS=(
   [overhead]="--repeats 3 --seconds 4 --network plain"
   [quality]="--scales 2 3 4"
   [routing]="--scales 2 4"
-  [routing-tile32]="--scales 2 4 --models arm-espcn arm-plain arm-wdsr --tile 32"
+  [routing-tile32]="--scales 2 --models arm-espcn arm-plain --tile 32"
   [fps]="--seconds 4 --targets 1 2 5 10 30 60 --repeats 3"
-  [fps-espcn]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-espcn --repeats 3"
-  [fps-wdsr]="--seconds 4 --targets 1 2 5 10 30 60 --model arm-wdsr --repeats 3"
+  [fps-espcn]="--seconds 4 --targets 10 30 60 --model arm-espcn --repeats 3"
 )
-for name in "${@:-overhead quality routing routing-tile32 fps fps-espcn fps-wdsr}"; do
-  for result in $name; do
-    which=${result%%-*}  # fps-espcn is the fps bench with other arguments
-    echo "== vidsr bench $which ${ARGS[$result]}"
+for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn}"; do
+  for name in $result; do
+    which=${name%%-*}  # fps-espcn is the fps bench with other arguments
+    echo "== vidsr bench $which ${ARGS[$name]}"
     # shellcheck disable=SC2086
-    "$VIDSR" bench "$which" ${ARGS[$result]} --json "benchmarks/results/$result.json" | tee "benchmarks/results/$result.md"
+    "$VIDSR" bench "$which" ${ARGS[$name]} --json "benchmarks/results/$name.json" | tee "benchmarks/results/$name.md"
   done
 done

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidsr.bench.routing import WITHIN_DB, _fixed_route, measure, oracle_psnr, oracle_tiles
+from vidsr.bench.routing import WITHIN_DB, measure, oracle_psnr, oracle_tiles
+from vidsr.budget import FULL_NETWORK
 from vidsr.engine import DEFAULT_TILE, Engine
 from vidsr.metrics import psnr
 from vidsr.models import registry
@@ -72,9 +73,9 @@ class Tiles:
         for r in d.routes:
             outs.append([])
             if r.name == d.full_route.name:
-                measure(Engine(up), pairs, scale, 1.0, 1, outs[-1])
+                measure(Engine(up), pairs, scale, FULL_NETWORK, 1, outs[-1])
             else:
-                _fixed_route(up, r.name, pairs, scale, 1, outs[-1])
+                measure(Engine(up), pairs, scale, r.name, 1, outs[-1])
         self.pairs, self.outs = pairs, outs
         self.tiles = oracle_tiles(outs, pairs, tile, scale)
         self.features = [tile_features(p.lr[None, None], self.tiles[i][3], outs[1][i], scale)

@@ -1,6 +1,6 @@
 """How fast could a router's 0.05 dB point run on this machine? A floor under its wall time.
 
-Issue 4 asks for wall-time savings within 0.1 of MAC savings at the point where a router comes
+The routing criterion asks for wall-time savings within 0.1 of MAC savings at the point where a router comes
 within 0.05 dB of the full network: a time ratio of at most (MACs ratio + 0.1). This measures, at a
 given budget, the router's real ratios (paired with the full network, as ``vidsr bench routing``
 times them) and a floor that no implementation of the same model and method could beat on this
@@ -31,16 +31,17 @@ import numpy as np
 import torch
 
 from vidsr.bench.routing import measure
-from vidsr.engine import UNROUTED_REGION_SIDE, Engine
+from vidsr.budget import FULL_NETWORK, MacBudget
+from vidsr.engine import Engine
+from vidsr.executor import UNROUTED_REGION_SIDE
 from vidsr.models import registry
 from vidsr.routing import build_router
 from vidsr.runtime import tune_allocator
 from vidsr.train.data import default_folder, load_pairs
 
-# (model, scale, budget): each router's 0.05 dB point in benchmarks/results/routing-session16-x*.md
-# (ARM) and routing-pcsr-subpixel-x4.md (PCSR, the weights shipped since session 17)
+# (model, scale, budget): each router's 0.05 dB point in the routing benchmark
 POINTS = (("arm-plain-wide", 4, 0.675), ("pcsr-wdsr", 4, 0.562), ("arm-plain-wide", 2, 0.75))
-ALLOWANCE = 0.1  # the issue: time savings within 0.1 of MAC savings
+ALLOWANCE = 0.1  # the criterion: time savings within 0.1 of MAC savings
 
 
 @torch.inference_mode()
@@ -53,10 +54,10 @@ def pcsr_dense_ratios(engine: Engine, pairs, repeats: int) -> dict[str, float]:
     windows = []
     for p in pairs:
         x = p.lr[None, None]
-        grid = engine.grid(*x.shape[-2:], engine.single_tile)
-        for batch in engine.region_batches(grid, range(len(grid)), UNROUTED_REGION_SIDE):
+        grid = engine.grid(*x.shape[-2:], engine.unrouted_tile)
+        for batch in engine.executor.region_batches(grid, range(len(grid)), UNROUTED_REGION_SIDE):
             windows.append(grid.extract_regions(x, batch))
-    with engine.network_threads():
+    with engine.threads.network():
         feats = [m.backbone(w) for w in windows]
     parts = {"backbone": lambda: [m.backbone(w) for w in windows],
              "classifier": lambda: [m.heavy_score(f) for f in feats]}  # what the budget mode classifies with
@@ -64,8 +65,8 @@ def pcsr_dense_ratios(engine: Engine, pairs, repeats: int) -> dict[str, float]:
         parts[name] = lambda up=up: [up.dense(f, s) for f in feats]
     ratios = {name: [] for name in parts}
     for _ in range(repeats):
-        full = _seconds(lambda: [engine.upscale(p.lr[None, None], 1.0) for p in pairs])
-        with engine.network_threads():
+        full = _seconds(lambda: [engine.upscale(p.lr[None, None]) for p in pairs])
+        with engine.threads.network():
             for name, fn in parts.items():
                 ratios[name].append(_seconds(fn) / full)
     return {name: float(np.median(r)) for name, r in ratios.items()}
@@ -80,9 +81,9 @@ def _seconds(fn) -> float:
 def point(name: str, scale: int, budget: float, pairs, repeats: int) -> dict:
     up = registry.load(name, scale)
     full, routed = Engine(up), Engine(up, router=build_router(up))
-    measure(full, pairs, scale, 1.0, 1)  # warm-up, as the routing bench does
-    base = measure(full, pairs, scale, 1.0, repeats)
-    res = measure(routed, pairs, scale, budget, repeats, paired=full)
+    measure(full, pairs, scale, FULL_NETWORK, 1)  # warm-up, as the routing bench does
+    base = measure(full, pairs, scale, FULL_NETWORK, repeats)
+    res = measure(routed, pairs, scale, MacBudget(budget), repeats, paired=full)
     row = {"model": name, "scale": scale, "budget": budget, "delta_db": res["psnr_y"] - base["psnr_y"],
            "macs": res["macs"] / base["macs"], "executed": res["executed_macs"] / base["executed_macs"],
            "time": res["seconds"] / res["paired_seconds"]}
@@ -106,7 +107,7 @@ def _pixel_shares(engine: Engine, pairs, budget) -> dict[str, float]:
     engine.router.reset()
     total, counts = 0, {}
     for p in pairs:
-        _, stats = engine.upscale(p.lr[None, None], budget)
+        _, stats = engine.upscale(p.lr[None, None], MacBudget(budget))
         px = p.hr.numel()
         total += px
         for k, v in stats.route_shares.items():
