@@ -72,43 +72,42 @@ def _spy_threads(monkeypatch):
     return seen
 
 
-def test_networks_get_all_threads_and_frame_bookkeeping_one(monkeypatch):
-    seen = _spy_threads(monkeypatch)
+@pytest.fixture
+def two_threads():
+    """torch on two threads for the test, whatever the machine has; restored after."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    try:
-        up = synthetic_arm()
-        engine = Engine(up, tile=16, router=build_router(up))
-        plane = np.round(textured_frame()[0, 0].numpy() * 255).astype(np.uint8)
-        engine.upscale_plane(plane, 8, budget=MacBudget(0.5))
-        assert set(seen["network"]) == {2} and set(seen["planning"]) == {1}
-        assert torch.get_num_threads() == 2  # restored for whatever the process does next
-    finally:
-        torch.set_num_threads(before)
+    yield
+    torch.set_num_threads(before)
 
 
-def test_network_passes_run_on_the_thread_count_the_budget_names(monkeypatch):
+def test_networks_get_all_threads_and_frame_bookkeeping_one(monkeypatch, two_threads):
+    seen = _spy_threads(monkeypatch)
+    up = synthetic_arm()
+    engine = Engine(up, tile=16, router=build_router(up))
+    plane = np.round(textured_frame()[0, 0].numpy() * 255).astype(np.uint8)
+    engine.upscale_plane(plane, 8, budget=MacBudget(0.5))
+    assert set(seen["network"]) == {2} and set(seen["planning"]) == {1}
+    assert torch.get_num_threads() == 2  # restored for whatever the process does next
+
+
+def test_network_passes_run_on_the_thread_count_the_budget_names(monkeypatch, two_threads):
     """The fps controller may give a frame's networks fewer threads than torch has (a busy CPU);
     every network pass of that frame runs on them and torch's count is restored after."""
     seen = _spy_threads(monkeypatch)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        up = synthetic_arm()
-        engine = Engine(up, tile=16, router=build_router(up))
-        assert engine.threads.options() == (2, 1)
-        x = textured_frame(48, 64)
-        units = {"interpolation": 1.0, "w8": 0.5, "w16": 1.0}
-        plane = np.round(x[0, 0].numpy() * 255).astype(np.uint8)
-        for threads in (1, 2, None):
-            budget = TimeBudget(ms=100.0, unit_ms=units, threads=threads)
-            for run in (lambda: engine.upscale(x, budget), lambda: engine.upscale_plane(plane, 8, False, budget)):
-                seen["network"].clear()
-                run()
-                assert seen["network"] and set(seen["network"]) == {threads or 2}
-                assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+    up = synthetic_arm()
+    engine = Engine(up, tile=16, router=build_router(up))
+    assert engine.threads.options() == (2, 1)
+    x = textured_frame(48, 64)
+    units = {"interpolation": 1.0, "w8": 0.5, "w16": 1.0}
+    plane = np.round(x[0, 0].numpy() * 255).astype(np.uint8)
+    for threads in (1, 2, None):
+        budget = TimeBudget(ms=100.0, unit_ms=units, threads=threads)
+        for run in (lambda: engine.upscale(x, budget), lambda: engine.upscale_plane(plane, 8, False, budget)):
+            seen["network"].clear()
+            run()
+            assert seen["network"] and set(seen["network"]) == {threads or 2}
+            assert torch.get_num_threads() == 2
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -209,17 +208,12 @@ def test_a_pass_with_no_routing_takes_the_larger_tiles_and_regions():
     assert chosen.tile == 32 and chosen.unrouted_tile == 32
 
 
-def test_an_engine_made_during_another_engines_bookkeeping_still_gets_every_thread():
+def test_an_engine_made_during_another_engines_bookkeeping_still_gets_every_thread(two_threads):
     """The dearer-model switch builds an engine mid-frame; it must not take the one thread the
     running engine's bookkeeping holds as its own count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        up = synthetic_arm()
-        outer = Engine(up, router=build_router(up))
-        with outer.threads.light():
-            assert torch.get_num_threads() == 1
-            inner = Engine(up, router=build_router(up))
-        assert inner.threads.options() == (2, 1)
-    finally:
-        torch.set_num_threads(before)
+    up = synthetic_arm()
+    outer = Engine(up, router=build_router(up))
+    with outer.threads.light():
+        assert torch.get_num_threads() == 1
+        inner = Engine(up, router=build_router(up))
+    assert inner.threads.options() == (2, 1)
