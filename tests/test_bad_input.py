@@ -228,3 +228,40 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     assert proc.returncode == 130, err
     assert not dst.exists()
     assert no_partial_files(tmp_path)
+
+
+@pytest.mark.parametrize("codec,crf,scale", [("libx264", 52, "0..51"), ("libx265", 60, "0..51"), ("libvpx-vp9", 64, "0..63")])
+def test_crf_outside_the_encoder_scale_is_refused(cli, media, tmp_path, codec, crf, scale):
+    """x264/x265 would clamp it to 51 without a word; VP9's option would fail with FFmpeg's message."""
+    dst = tmp_path / "out.mkv"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--codec", codec, "--crf", crf)
+    assert_refused(r, dst, f"--crf {crf} is outside {codec}'s scale {scale}")
+
+
+@pytest.mark.parametrize("option,needle", [("nosuchoption=1", "libx264 has no option nosuchoption"),
+                                           ("x264-params=nosuchparam=3", "libx264 rejected x264-params"),
+                                           ("preset=warpspeed", "libx264 refused its settings")])
+def test_encoder_options_it_does_not_take_are_refused(cli, media, tmp_path, option, needle):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--encoder-opt", option), dst, needle)
+
+
+def test_known_encoder_options_still_work(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--encoder-opt", "preset=ultrafast",
+            "--encoder-opt", "x264-params=keyint=5", "--encoder-opt", "g=5", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        assert sum(f.key_frame for f in c.decode(video=0)) == 3  # 12 frames, a keyframe every 5
+
+
+def test_odd_size_in_420_says_why(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    r = cli(media["odd.mkv"], "-o", dst, "--scale", 3, "--model", "bicubic", "--pix-fmt", "yuv420p")
+    assert_refused(r, dst, "cannot encode 135x93 in yuv420p", "even width and height", "--pix-fmt yuv444p")
+
+
+def test_container_that_cannot_hold_the_named_codec_says_which_can(cli, media, tmp_path):
+    dst = tmp_path / "out.webm"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--codec", "libx264")
+    assert_refused(r, dst, "webm cannot hold libx264", "libvpx-vp9")

@@ -50,6 +50,7 @@ TOP_KEYS = {
     "overlap": _number(0, 256, integer=True),
     "pcsr_mode": _choice(PCSR_MODES),
     "pcsr_k": _number(0.0, 100.0),
+    "container": _choice(("mkv", "mp4", "mov", "webm", "ts", "avi", "nut")),  # output suffix when no -o is given
 }
 ENCODER_KEYS = {
     "codec": _string,

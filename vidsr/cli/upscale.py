@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pcsr-mode", choices=("budget", "k", "adm"), help="PCSR rule: budget (default), k, or adm (automatic)")
     p.add_argument("--pcsr-k", type=float, help="k for --pcsr-mode k (0: plain argmax; larger: more light pixels)")
     p.add_argument("--stats", type=Path, help="write one JSON line per frame (budget, ms per stage, route shares)")
-    p.add_argument("--codec", help="any FFmpeg video encoder: libx264 (default), libx265, libsvtav1, ffv1, ...")
+    p.add_argument("--codec", help="any FFmpeg video encoder: libx264 (default, or the container's own where it "
+                   "cannot hold H.264, e.g. .webm), libx265, libsvtav1, ffv1, ...")
     p.add_argument("--crf", type=int, help="constant rate factor for x264/x265/SVT-AV1/VPx (default: encoder's)")
     p.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="encoder option, repeatable (e.g. preset=veryfast)")
@@ -71,7 +72,8 @@ class Settings:
     pcsr_k: float = 0.0
     tile: int | None = None
     overlap: int | None = None
-    codec: str = "libx264"
+    codec: str | None = None  # None: libx264, or the container's own encoder where it cannot hold H.264
+    container: str | None = None  # the preset's output container (a suffix) when no -o is given
     crf: int | None = None
     pix_fmt: str | None = None
     encoder_options: dict = field(default_factory=dict)
@@ -87,6 +89,7 @@ def resolve_settings(args) -> Settings:
         value = flag if flag is not None else preset.get(key)
         if value is not None:
             setattr(s, key, value)
+    s.container = preset.get("container")
     # budget and fps target are two ways of saying one thing: a flag for either beats the preset's
     if args.budget is not None and args.fps_target is not None:
         raise SettingsError("give --budget or --fps-target, not both")
@@ -173,10 +176,6 @@ def list_presets() -> int:
     return 0
 
 
-def default_output(src: Path, scale: int, image: bool, container_ext: str) -> Path:
-    return src.with_name(f"{src.stem}_x{scale}{'.png' if image else container_ext}")
-
-
 def _choose_model(s: Settings) -> str:
     """The model to load: the flag/preset's, else the best shipped one for the scale (of the asked
     router family when a router is named)."""
@@ -217,21 +216,13 @@ def main(argv: list[str]) -> int:
     src: Path = args.input
     if not src.exists():
         raise InputError(f"{src}: no such file")
+    from ..io.output_paths import default_output, video_output
+
     image = is_image(src)
     if image:
-        dst = args.output or default_output(src, s.scale, True, ".png")
+        dst = args.output or default_output(src, s.scale, ".png")
     else:
-        from ..io.sink import can_hold, container_format_for
-        from ..io.source import open_source
-
-        dst = args.output
-        if dst is None:
-            container, info = open_source(src)  # early, clear errors for bad input; closed at once
-            container.close()
-            fits_mp4 = can_hold("mp4", info, s.codec) if _known_encoder(s.codec) else True
-            dst = default_output(src, s.scale, False, ".mp4" if fits_mp4 else (src.suffix or ".mkv"))
-        else:
-            container_format_for(dst)  # unknown extension -> clear error before any work
+        dst = video_output(src, args.output, s.scale, s.codec, s.container)
     _check_paths(src, dst, args.overwrite)
     if args.stats is not None and args.stats.exists() and not args.overwrite:
         raise OutputError(f"{args.stats}: already exists (use -y to overwrite)")
@@ -331,16 +322,6 @@ def _summary_line(dst, summary, s: Settings) -> str:
         line += "; mean budget {:.0%} of full network; routes ".format(summary.budget_sum / max(summary.frames, 1))
         line += ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
     return line
-
-
-def _known_encoder(name: str) -> bool:
-    import av
-
-    try:
-        av.Codec(name, "w")
-        return True
-    except Exception:
-        return False
 
 
 def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:

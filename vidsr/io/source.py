@@ -1,11 +1,13 @@
 """Opening and decoding an input video with PyAV: validation, what must be carried to the output,
 and a decode loop that never loses a frame silently.
 
-``open_source`` turns every way a file can be unusable into one ``InputError`` line. ``decode``
-yields, in demux order, decoded video frames (converted to the planar working format) and the
-packets of every other stream (for the writer to copy). A frame the decoder flags as corrupt, a
-decode error, or fewer frames out than packets in (frames dropped inside the decoder) fails the run
-with the frame number, unless ``skip_damaged`` is set, in which case each skipped frame is reported.
+``open_source`` turns every way a file can be unusable into one ``InputError`` line, and reads
+what the output's setup needs from the file's start (cover pictures, HDR10 metadata). ``decode``
+yields, in demux order, decoded video frames (converted to the planar working format) and hands on
+every packet of every other stream (for the writer to carry). A frame the decoder flags as corrupt,
+a decode error, or fewer frames out than packets in (frames dropped inside the decoder) fails the
+run with the frame number, unless ``skip_damaged`` is set, in which case each skipped frame is
+reported.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import av.error
 
 from ..errors import InputError
 from .formats import describe, working_format
+from .hdr import HdrMetadata
+from .streams import is_cover_art
 
 # A frame this large would not fit in memory once upscaled and converted to float.
 MAX_INPUT_PIXELS = 8192 * 8192
@@ -57,7 +61,10 @@ class VideoInfo:
     display_matrix: bytes | None  # rotation / flips, copied verbatim
     sample_aspect_ratio: Fraction | None
     container: str
+    index: int = 0  # the upscaled stream's index in the file
     other_streams: list = field(default_factory=list)  # av streams to carry over
+    cover_pictures: dict[int, bytes] = field(default_factory=dict)  # stream index -> picture file bytes
+    hdr: HdrMetadata | None = None  # HDR10 static metadata of the first frame
 
     @property
     def rotation(self) -> int:
@@ -86,17 +93,22 @@ def open_source(path: str | os.PathLike) -> tuple[av.container.InputContainer, V
         raise InputError(f"{path}: cannot open ({e})") from None
     try:
         info = _probe(container, path)
+        info.cover_pictures, info.hdr = _preview(path, info)
     except Exception:
         container.close()
         raise
     return container, info
 
 
+def main_video(container):
+    """The stream that is upscaled: the first video stream that is not cover art."""
+    return next((s for s in container.streams.video if not is_cover_art(s)), None)
+
+
 def _probe(container, path: Path) -> VideoInfo:
-    videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
-    if not videos:
+    st = main_video(container)
+    if st is None:
         raise InputError(f"{path}: has no video stream")
-    st = videos[0]
     cc = st.codec_context
     if not cc.width or not cc.height or cc.format is None:
         raise InputError(f"{path}: video stream has no usable size or pixel format (damaged header?)")
@@ -126,8 +138,39 @@ def _probe(container, path: Path) -> VideoInfo:
         display_matrix=(cc.coded_side_data or {}).get("display_matrix"),
         sample_aspect_ratio=st.sample_aspect_ratio,
         container=container.format.name,
+        index=st.index,
         other_streams=others,
     )
+
+
+# The first frame is looked for among this many packets, no further (a damaged start would
+# otherwise have the preview read the whole file).
+PREVIEW_PACKETS = 64
+
+
+def _preview(path: Path, info: VideoInfo) -> tuple[dict[int, bytes], HdrMetadata | None]:
+    """What the output's setup needs before the real pass, from a second look at the file's start:
+    each cover picture (FFmpeg hands them out before any other packet) and the first frame's HDR10
+    side data (the encoder takes it as parameters, fixed when it opens)."""
+    covers, hdr = {}, None
+    with av.open(str(path)) as c:
+        video = c.streams[info.index]
+        cover_streams = [c.streams[s.index] for s in info.other_streams if is_cover_art(s)]
+        try:
+            seen = 0
+            for packet in c.demux([video, *cover_streams]):
+                if packet.stream.index != info.index:
+                    if packet.size:
+                        covers.setdefault(packet.stream.index, bytes(packet))
+                    continue
+                frames = packet.decode()
+                seen += 1
+                if frames or seen >= PREVIEW_PACKETS:
+                    hdr = HdrMetadata.from_frame(frames[0]) if frames else None
+                    break
+        except av.error.FFmpegError:
+            pass  # damage is the real pass's to find and report
+    return covers, hdr
 
 
 def _reason(e: Exception) -> str:
@@ -153,15 +196,16 @@ def decode(
     on_damage: Callable[[Damage], None] | None = None,
     on_packet: Callable[[av.Packet], None] | None = None,
 ) -> Iterator[av.VideoFrame]:
-    """Decoded frames of the first video stream, in presentation order, as planar frames in
-    ``info.work_format`` with their original pts. Packets of the other streams go to ``on_packet``.
+    """Decoded frames of the upscaled stream, in presentation order, as planar frames in
+    ``info.work_format`` with their original pts. Every packet of the other streams goes to
+    ``on_packet``, including those without a decode timestamp.
 
     Accounting: every video packet should give one frame. A packet the demuxer flags as corrupt or
     the decoder rejects, a frame flagged corrupt, a packet that never gives a frame, and frames the
     header lists but the file does not hold are all damage: an ``InputError`` naming the frame, or
     with ``skip_damaged`` a ``Damage`` record for each and the run goes on.
     """
-    video = next(s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic))
+    video = container.streams[info.index]
     video.thread_type = "AUTO"  # frame + slice threads inside FFmpeg
     wanted = [video] + list(info.other_streams)
     counts = {"sent": 0, "produced": 0, "lost": 0, "index": 0}
@@ -191,11 +235,11 @@ def decode(
 
     try:
         for packet in container.demux(wanted):
+            if packet.size == 0 and packet.pts is None and packet.dts is None:
+                continue  # the demuxer's end-of-stream marker, not data
             if packet.stream.index != video.index:
-                if packet.dts is not None and on_packet:
+                if on_packet:
                     on_packet(packet)
-                continue
-            if packet.size == 0:  # demuxer flush marker
                 continue
             counts["sent"] += 1
             if packet.is_corrupt:
