@@ -15,7 +15,7 @@ import pytest
 
 from vidsr.io import source
 
-from .conftest import no_partial_files, run_vidsr
+from .conftest import no_partial_files, run_vidsr, vidsr_command
 from .media import Spec, make_video
 
 
@@ -265,3 +265,29 @@ def test_container_that_cannot_hold_the_named_codec_says_which_can(cli, media, t
     dst = tmp_path / "out.webm"
     r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--codec", "libx264")
     assert_refused(r, dst, "webm cannot hold libx264", "libvpx-vp9")
+
+
+def test_partial_file_of_a_killed_run_is_removed_by_the_next_run(media, tmp_path):
+    """SIGKILL leaves no chance to clean up: the next run into the folder removes partial files of
+    ours whose process is gone, and keeps those of a run still going."""
+    src = make_video(tmp_path / "long.mp4", Spec(width=320, height=240, frames=400))
+    proc = subprocess.Popen(vidsr_command() + [str(src), "-o", str(tmp_path / "killed.mp4"), "--model", "lanczos",
+                                                "--encoder-opt", "preset=veryslow"], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and no_partial_files(tmp_path):
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    stale = [p for p in tmp_path.iterdir() if ".vidsr-partial-" in p.name]
+    assert stale, "run never started writing"
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        running = tmp_path / f".other.vidsr-partial-{alive.pid}.mp4"  # as a run still going would have it
+        running.write_bytes(b"in progress")
+        r = run_vidsr(media["cfr.mp4"], "-o", tmp_path / "next.mp4", "--model", "lanczos", "--quiet")
+        assert r.returncode == 0, r.stderr
+        assert not any(p.exists() for p in stale)
+        assert running.exists()
+    finally:
+        alive.kill()
+        alive.wait()

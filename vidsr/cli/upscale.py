@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, OutputError, SettingsError
+from ..errors import InputError, SettingsError
 
 INTERPOLATION = ("lanczos", "bicubic")
 
@@ -216,16 +214,14 @@ def main(argv: list[str]) -> int:
     src: Path = args.input
     if not src.exists():
         raise InputError(f"{src}: no such file")
-    from ..io.output_paths import default_output, video_output
+    from ..io.output_paths import default_output, prepare_outputs, video_output
 
     image = is_image(src)
     if image:
         dst = args.output or default_output(src, s.scale, ".png")
     else:
         dst = video_output(src, args.output, s.scale, s.codec, s.container)
-    _check_paths(src, dst, args.overwrite)
-    if args.stats is not None and args.stats.exists() and not args.overwrite:
-        raise OutputError(f"{args.stats}: already exists (use -y to overwrite)")
+    prepare_outputs(src, dst, args.stats, args.overwrite)
 
     if not image and s.model in INTERPOLATION:  # swscale does it all: no torch, no engine
         if s.fps_target is not None:
@@ -290,17 +286,18 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
     )
     stats_file = None
     if args.stats is not None:
-        stats_file = open(args.stats, "w", buffering=1)
-        job.stats = lambda record: stats_file.write(json.dumps(record) + "\n")
+        from ..io.output_paths import StatsFile
+
+        stats_file = StatsFile(args.stats)
+        job.stats = stats_file.write
     try:
         summary = upscale_video(job, _warn)
     except BaseException:
         if stats_file is not None:
-            stats_file.close()
-            args.stats.unlink(missing_ok=True)
+            stats_file.discard()
         raise
     if stats_file is not None:
-        stats_file.close()
+        stats_file.commit()
     if not args.quiet:
         print(_summary_line(dst, summary, s), file=sys.stderr)
     return 0
@@ -322,14 +319,3 @@ def _summary_line(dst, summary, s: Settings) -> str:
         line += "; mean budget {:.0%} of full network; routes ".format(summary.budget_sum / max(summary.frames, 1))
         line += ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
     return line
-
-
-def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
-        raise OutputError(f"{dst}: output is the input file; choose another -o")
-    if dst.is_dir():
-        raise OutputError(f"{dst}: is a directory")
-    if not dst.parent.is_dir():
-        raise OutputError(f"{dst.parent}: output folder does not exist")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst}: already exists (use -y to overwrite)")

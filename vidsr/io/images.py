@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError, OutputError
+from .output_paths import cannot_write, temp_path_for
 from .source import MAX_INPUT_PIXELS, MAX_OUTPUT_PIXELS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -56,12 +57,17 @@ def write_png(path: Path, arr: np.ndarray, info: dict) -> None:
     else:
         data = np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)
         im = Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data)
-    tmp = path.with_name(f".{path.stem}.vidsr-partial-{os.getpid()}.png")
+    tmp = temp_path_for(path)
     try:
         im.save(tmp, format="PNG", icc_profile=info.get("icc_profile"))
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a folder we could not write to holds no partial file
+        if isinstance(e, OSError):
+            raise cannot_write(path, e) from None
         raise
 
 
