@@ -244,3 +244,27 @@ def make_icc_video(path: Path, frames: int = 3, width: int = 64, height: int = 3
         for p in v.encode():
             out.mux(p)
     return path
+
+
+def make_damaged_frame(path: Path, display_index: int, frames: int = 20) -> Path:
+    """An H.264 MP4 with B-frames (decode order differs from display order) in which the packet of
+    one frame, named by its display index, holds garbage: the container is sound, the picture not."""
+    clean = path.with_name(f"{path.stem}.clean.mp4")
+    make_video(clean, Spec(frames=frames, options={"bf": "2", "b-pyramid": "none", "g": "50",
+                                                    "x264-params": "scenecut=0:b-adapt=0"}))
+    rng = np.random.default_rng(display_index)
+    with av.open(str(clean)) as src, av.open(str(path), "w") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for p in src.demux(stream):
+            if not p.size:
+                continue
+            if round(float(p.pts * p.time_base) * 25) == display_index:
+                data = bytes(p)
+                bad = av.Packet(data[:4] + rng.integers(0, 256, len(data) - 4, dtype=np.uint8).tobytes())
+                bad.pts, bad.dts, bad.time_base = p.pts, p.dts, p.time_base
+                p = bad
+            p.stream = copy
+            out.mux(p)
+    clean.unlink()
+    return path

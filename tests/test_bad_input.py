@@ -31,6 +31,12 @@ def assert_refused(r, dst: Path | None, *needles: str, code: int = 2):
         assert no_partial_files(dst.parent)
 
 
+def frames_reported(err: str) -> int:
+    """How many frames the "skipped damaged" warnings name ("frame 7", "3 frames (17-19)")."""
+    lines = [line for line in err.splitlines() if "skipped damaged" in line]
+    return sum(int(line.split("damaged ")[1].split(" frame")[0]) if " frames (" in line else 1 for line in lines)
+
+
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory):
     """A clean faststart clip, the same cut at 60% (truncated) and with a chunk overwritten."""
@@ -117,10 +123,7 @@ def test_skip_damaged_reports_every_lost_frame(cli, damaged, tmp_path, name):
     assert r.code == 0, r.err
     with av.open(str(dst)) as c:
         written = sum(1 for _ in c.decode(video=0))
-    reported = 0
-    for line in r.err.splitlines():
-        if "skipped damaged" in line:
-            reported += int(line.split("damaged ")[1].split(" frame")[0]) if " frames (" in line else 1
+    reported = frames_reported(r.err)
     assert reported > 0
     assert written + reported == 30  # every frame is either in the output or named in a warning
 
@@ -291,3 +294,22 @@ def test_partial_file_of_a_killed_run_is_removed_by_the_next_run(media, tmp_path
     finally:
         alive.kill()
         alive.wait()
+
+
+@pytest.mark.parametrize("display_index", [6, 9])
+def test_damaged_frame_is_named_by_its_display_index(cli, tmp_path, display_index):
+    """With B-frames, decode order is not display order (frame 9 is decoded before 7 and 8), and a
+    frame-threaded decoder gives frames back late: the report must still name the frame a player
+    shows as number ``display_index``."""
+    from .media import make_damaged_frame
+
+    src = make_damaged_frame(tmp_path / "b.mp4", display_index)
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(src, "-o", dst, "--model", "lanczos"), dst, f"damaged video at frame {display_index}:")
+    r = cli(src, "-o", dst, "--model", "lanczos", "--skip-damaged", "--quiet")
+    assert r.code == 0, r.err
+    skipped = [line for line in r.err.splitlines() if "skipped damaged" in line]
+    assert skipped and skipped[0].startswith(f"vidsr: warning: skipped damaged frame {display_index}:")
+    with av.open(str(dst)) as c:
+        written = [round(float(f.pts * f.time_base) * 25) for f in c.decode(video=0)]
+    assert display_index not in written and len(written) + frames_reported(r.err) == 20

@@ -6,8 +6,8 @@ what the output's setup needs from the file's start (cover pictures, HDR10 metad
 yields, in demux order, decoded video frames (converted to the planar working format) and hands on
 every packet of every other stream (for the writer to carry). A frame the decoder flags as corrupt,
 a decode error, or fewer frames out than packets in (frames dropped inside the decoder) fails the
-run with the frame number, unless ``skip_damaged`` is set, in which case each skipped frame is
-reported.
+run naming the frame by its display index, unless ``skip_damaged`` is set, in which case each
+skipped frame is reported.
 """
 
 from __future__ import annotations
@@ -178,15 +178,72 @@ def _reason(e: Exception) -> str:
     return str(msg).split(":")[0].strip() if msg else type(e).__name__
 
 
+# H.264 and HEVC allow at most 16 pictures between decode and display order: this many packets
+# past a damaged one are enough to know its place in display order.
+REORDER_LOOKAHEAD = 32
+
+
 @dataclass
 class Damage:
-    frame: int  # number of the first affected frame (frames delivered or skipped before it)
+    frame: int  # display index (presentation order, from 0) of the first affected frame
     count: int  # how many frames are lost
     reason: str
 
     def describe(self) -> str:
         which = f"frame {self.frame}" if self.count == 1 else f"{self.count} frames ({self.frame}-{self.frame + self.count - 1})"
         return f"{which}: {self.reason}"
+
+
+class _Ledger:
+    """Every video packet sent to the decoder and every frame that came back, by timestamp, so that
+    a lost frame is named by its display index (what a player or editor calls it), not by how many
+    frames happened to come out before it in decode order."""
+
+    def __init__(self):
+        self.sent: list[int | None] = []  # pts of each packet, in decode order
+        self.out: set[int | None] = set()  # pts of the frames the decoder gave back (good or flagged)
+        self.produced = 0  # frames the decoder gave back
+        self.not_decoded = 0  # packets never given to the decoder (flagged corrupt by the demuxer)
+        self.lost: dict[int, str] = {}  # decode position -> reason, for frames known to be lost
+        self.rejected: str | None = None  # the decoder's first error; which frame it cost shows later
+        self.cut: str | None = None  # why reading stopped early, when it did
+
+    def lose(self, pts: int | None, reason: str) -> None:
+        position = self.sent.index(pts) if pts is not None and pts in self.sent else len(self.sent) - 1
+        self.lost.setdefault(position, reason)
+
+    def unaccounted(self) -> None:
+        """Mark the packets that never gave a frame (the decoder rejected or silently dropped them):
+        those whose timestamp never came out, as many as the counts say are missing."""
+        missing = len(self.sent) - self.produced - self.not_decoded
+        if missing <= 0:
+            return
+        reason = (f"the decoder rejected the data ({self.rejected})" if self.rejected
+                  else "the decoder produced no picture (damaged or missing references)")
+        open_positions = [pos for pos in range(len(self.sent)) if pos not in self.lost]
+        by_pts = [pos for pos in open_positions if self.sent[pos] is None or self.sent[pos] not in self.out]
+        rest = [pos for pos in reversed(open_positions) if pos not in by_pts]  # fallback: the latest ones
+        for pos in (by_pts + rest)[:missing]:
+            self.lost[pos] = reason
+
+    def damage(self, header_frames: int = 0) -> list[Damage]:
+        """The losses as runs of consecutive display indices with one reason each."""
+        if all(p is not None for p in self.sent):
+            rank = {pos: index for index, pos in enumerate(sorted(range(len(self.sent)), key=self.sent.__getitem__))}
+        else:  # no timestamps to order by: decode order is all there is
+            rank = {pos: pos for pos in range(len(self.sent))}
+        runs: list[Damage] = []
+        for index, reason in sorted((rank[pos], reason) for pos, reason in self.lost.items()):
+            last = runs[-1] if runs else None
+            if last and last.reason == reason and last.frame + last.count == index:
+                last.count += 1
+            else:
+                runs.append(Damage(index, 1, reason))
+        missing_tail = header_frames - len(self.sent)
+        if missing_tail > 0 or self.cut:
+            reason = self.cut or f"the file is truncated (its header lists {header_frames} frames)"
+            runs.append(Damage(len(self.sent), max(missing_tail, 1), reason))
+        return runs
 
 
 def decode(
@@ -202,59 +259,77 @@ def decode(
 
     Accounting: every video packet should give one frame. A packet the demuxer flags as corrupt or
     the decoder rejects, a frame flagged corrupt, a packet that never gives a frame, and frames the
-    header lists but the file does not hold are all damage: an ``InputError`` naming the frame, or
-    with ``skip_damaged`` a ``Damage`` record for each and the run goes on.
+    header lists but the file does not hold are all damage, named by display index: an
+    ``InputError`` for the first, or with ``skip_damaged`` a ``Damage`` record for each once the
+    stream is read, and the run goes on.
     """
     video = container.streams[info.index]
     video.thread_type = "AUTO"  # frame + slice threads inside FFmpeg
-    wanted = [video] + list(info.other_streams)
-    counts = {"sent": 0, "produced": 0, "lost": 0, "index": 0}
+    packets = container.demux([video] + list(info.other_streams))
+    ledger = _Ledger()
 
-    def damaged(reason: str, count: int = 1) -> None:
-        d = Damage(counts["index"], count, reason)
-        if not skip_damaged:
-            raise InputError(f"{container.name}: damaged video at {d.describe()} (--skip-damaged drops such frames)")
-        counts["index"] += count
-        if on_damage:
-            on_damage(d)
+    def fail_fast() -> None:
+        """Without --skip-damaged, stop at the first damage, naming it by display index: drain the
+        decoder to see which frames never come out, and read a little further to place them."""
+        if skip_damaged:
+            return
+        try:
+            for frame in video.codec_context.decode(None):
+                ledger.out.add(frame.pts)
+                ledger.produced += 1
+        except av.error.FFmpegError:
+            pass
+        ledger.unaccounted()
+        try:
+            for _, packet in zip(range(REORDER_LOOKAHEAD), (p for p in packets if p.stream.index == video.index)):
+                if packet.size:
+                    ledger.sent.append(packet.pts)
+        except av.error.FFmpegError:
+            pass
+        first = ledger.damage()[0]
+        raise InputError(f"{container.name}: damaged video at {first.describe()} (--skip-damaged drops such frames)")
 
     def good_frames(packet):
         try:
             frames = video.codec_context.decode(packet)
         except av.error.FFmpegError as e:
-            counts["lost"] += 1
-            damaged(f"the decoder rejected it ({_reason(e)})")
+            ledger.rejected = ledger.rejected or _reason(e)
+            fail_fast()
             return
         for frame in frames:
-            counts["produced"] += 1
+            ledger.out.add(frame.pts)
+            ledger.produced += 1
             if frame.is_corrupt:
-                damaged("the decoder flagged it corrupt")
+                ledger.lose(frame.pts, "the decoder flagged it corrupt")
+                fail_fast()
                 continue
-            counts["index"] += 1
             yield _to_work(frame, info)
 
     try:
-        for packet in container.demux(wanted):
+        for packet in packets:
             if packet.size == 0 and packet.pts is None and packet.dts is None:
                 continue  # the demuxer's end-of-stream marker, not data
             if packet.stream.index != video.index:
                 if on_packet:
                     on_packet(packet)
                 continue
-            counts["sent"] += 1
+            ledger.sent.append(packet.pts)
             if packet.is_corrupt:
-                counts["lost"] += 1
-                damaged("its data is incomplete or flagged corrupt by the demuxer")
+                ledger.not_decoded += 1
+                ledger.lose(packet.pts, "its data is incomplete or flagged corrupt by the demuxer")
+                fail_fast()
                 continue
             yield from good_frames(packet)
     except av.error.FFmpegError as e:
-        damaged(f"reading the file failed ({_reason(e)})")
+        ledger.cut = f"reading the file failed ({_reason(e)})"
     yield from good_frames(None)
-    silent = counts["sent"] - counts["produced"] - counts["lost"]
-    if silent > 0:
-        damaged("the decoder produced no picture for them (damaged or missing references)", silent)
-    if info.frames and counts["sent"] < info.frames:
-        damaged(f"the file is truncated (its header lists {info.frames} frames)", info.frames - counts["sent"])
+    ledger.unaccounted()
+    found = ledger.damage(info.frames)
+    if found and not skip_damaged:
+        raise InputError(f"{container.name}: damaged video at {found[0].describe()} (--skip-damaged drops such frames)")
+    for d in found:
+        if on_damage:
+            on_damage(d)
 
 
 def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:
