@@ -276,12 +276,22 @@ def test_partial_file_of_a_killed_run_is_removed_by_the_next_run(media, tmp_path
     src = make_video(tmp_path / "long.mp4", Spec(width=320, height=240, frames=400))
     proc = subprocess.Popen(vidsr_command() + [str(src), "-o", str(tmp_path / "killed.mp4"), "--model", "lanczos",
                                                 "--encoder-opt", "preset=veryslow"], stderr=subprocess.DEVNULL)
+    def partial_with_data():
+        found = []
+        for p in tmp_path.iterdir():
+            try:
+                if ".vidsr-partial-" in p.name and p.stat().st_size > 0:
+                    found.append(p)
+            except FileNotFoundError:
+                pass  # the empty probe a run makes and removes at its start
+        return found
+
     deadline = time.time() + 120
-    while time.time() < deadline and no_partial_files(tmp_path):
+    while time.time() < deadline and not partial_with_data():
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    stale = [p for p in tmp_path.iterdir() if ".vidsr-partial-" in p.name]
+    stale = partial_with_data()
     assert stale, "run never started writing"
     alive = subprocess.Popen(["sleep", "60"])
     try:
