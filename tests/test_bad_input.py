@@ -323,3 +323,24 @@ def test_damaged_frame_is_named_by_its_display_index(cli, tmp_path, display_inde
     with av.open(str(dst)) as c:
         written = [round(float(f.pts * f.time_base) * 25) for f in c.decode(video=0)]
     assert display_index not in written and len(written) + frames_reported(r.err) == 20
+
+
+@pytest.mark.parametrize("flag,value", [("--fps-target", "nan"), ("--fps-target", "inf"), ("--fps-target", "-inf"),
+                                        ("--budget", "nan"), ("--pcsr-k", "inf")])
+def test_non_finite_numbers_are_refused(cli, media, tmp_path, flag, value):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", f"{flag}={value}"), dst, flag, "finite number")
+
+
+@pytest.mark.parametrize("line", ["budget = nan", "fps_target = inf", "pcsr_k = -inf"])
+def test_non_finite_numbers_in_a_preset_are_refused(cli, media, tmp_path, line):
+    preset = tmp_path / "mine.toml"
+    preset.write_text(line + "\n")
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--preset", preset, "--model", "lanczos"), dst,
+                   f"{line.split()[0]} must be a finite number")
+
+
+def test_non_finite_numbers_in_bench_flags_are_refused(cli):
+    r = cli("bench", "fps", "--seconds", "nan")
+    assert r.code == 2 and "finite number" in r.error_lines[0], r.err

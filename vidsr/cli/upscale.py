@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, SettingsError
+from .numbers import finite_float
 
 INTERPOLATION = ("lanczos", "bicubic")
 
@@ -32,11 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name or .safetensors path (default: the best shipped model for the scale)")
     p.add_argument("--router", choices=("auto", "none", "arm", "pcsr"),
                    help="adaptive routing: auto (the model's own), none (full network everywhere), arm, pcsr")
-    p.add_argument("--budget", type=float,
+    p.add_argument("--budget", type=finite_float,
                    help="fraction of the full network's cost per frame, 0 (interpolation) .. 1 (full network, default)")
-    p.add_argument("--fps-target", type=float, help="keep this frame rate: each frame gets the network time that fits")
+    p.add_argument("--fps-target", type=finite_float, help="keep this frame rate: each frame gets the network time that fits")
     p.add_argument("--pcsr-mode", choices=("budget", "k", "adm"), help="PCSR rule: budget (default), k, or adm (automatic)")
-    p.add_argument("--pcsr-k", type=float, help="k for --pcsr-mode k (0: plain argmax; larger: more light pixels)")
+    p.add_argument("--pcsr-k", type=finite_float, help="k for --pcsr-mode k (0: plain argmax; larger: more light pixels)")
     p.add_argument("--stats", type=Path, help="write one JSON line per frame (budget, ms per stage, route shares)")
     p.add_argument("--codec", help="any FFmpeg video encoder: libx264 (default, or the container's own where it "
                    "cannot hold H.264, e.g. .webm), libx265, libsvtav1, ffv1, ...")
