@@ -221,6 +221,30 @@ def make_data_carrier(path: Path, frames: int = 6, width: int = 64, height: int 
     return path
 
 
+def make_damaged_frame(path: Path, display_index: int, frames: int = 20) -> Path:
+    """An H.264 MP4 with B-frames (decode order differs from display order) in which the packet of
+    one frame, named by its display index, holds garbage: the container is sound, the picture not."""
+    clean = path.with_name(f"{path.stem}.clean.mp4")
+    make_video(clean, Spec(frames=frames, options={"bf": "2", "b-pyramid": "none", "g": "50",
+                                                    "x264-params": "scenecut=0:b-adapt=0"}))
+    rng = np.random.default_rng(display_index)
+    with av.open(str(clean)) as src, av.open(str(path), "w") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for p in src.demux(stream):
+            if not p.size:
+                continue
+            if round(float(p.pts * p.time_base) * 25) == display_index:
+                data = bytes(p)
+                bad = av.Packet(data[:4] + rng.integers(0, 256, len(data) - 4, dtype=np.uint8).tobytes())
+                bad.pts, bad.dts, bad.time_base = p.pts, p.dts, p.time_base
+                p = bad
+            p.stream = copy
+            out.mux(p)
+    clean.unlink()
+    return path
+
+
 def make_icc_video(path: Path, frames: int = 3, width: int = 64, height: int = 32) -> Path:
     """PNG-coded video (MOV) whose frames carry an ICC profile: the PNG decoder gives the profile's
     side data a name in its metadata, which PyAV mishandles (``vidsr.io.hdr.side_data``)."""
@@ -246,25 +270,36 @@ def make_icc_video(path: Path, frames: int = 3, width: int = 64, height: int = 3
     return path
 
 
-def make_damaged_frame(path: Path, display_index: int, frames: int = 20) -> Path:
-    """An H.264 MP4 with B-frames (decode order differs from display order) in which the packet of
-    one frame, named by its display index, holds garbage: the container is sound, the picture not."""
-    clean = path.with_name(f"{path.stem}.clean.mp4")
-    make_video(clean, Spec(frames=frames, options={"bf": "2", "b-pyramid": "none", "g": "50",
-                                                    "x264-params": "scenecut=0:b-adapt=0"}))
-    rng = np.random.default_rng(display_index)
-    with av.open(str(clean)) as src, av.open(str(path), "w") as out:
-        stream = src.streams.video[0]
-        copy = out.add_stream_from_template(stream)
-        for p in src.demux(stream):
-            if not p.size:
-                continue
-            if round(float(p.pts * p.time_base) * 25) == display_index:
-                data = bytes(p)
-                bad = av.Packet(data[:4] + rng.integers(0, 256, len(data) - 4, dtype=np.uint8).tobytes())
-                bad.pts, bad.dts, bad.time_base = p.pts, p.dts, p.time_base
-                p = bad
-            p.stream = copy
-            out.mux(p)
-    clean.unlink()
-    return path
+def png16(array: np.ndarray) -> bytes:
+    """A 16-bit PNG from an (H, W, C) uint16 array, C = 2 (grey+alpha), 3 or 4, by FFmpeg's encoder
+    (Pillow cannot write 16-bit colour)."""
+    channels = array.shape[-1]
+    fmt = {2: "ya16be", 3: "rgb48be", 4: "rgba64be"}[channels]
+    rgb = array if channels != 2 else np.concatenate([array[..., :1].repeat(3, -1), array[..., 1:]], -1)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if channels == 3 else "rgba64le")
+    frame = frame.reformat(format=fmt)
+    if channels == 2:  # swscale's RGB -> grey is not exact: write the samples in directly
+        h, w = array.shape[:2]
+        np.frombuffer(frame.planes[0], np.uint8).reshape(h, -1)[:, : w * 4] = array.astype(">u2").view(np.uint8).reshape(h, w * 4)
+    cc = av.CodecContext.create("png", "w")
+    cc.width, cc.height, cc.pix_fmt, cc.time_base = array.shape[1], array.shape[0], fmt, Fraction(1, 1)
+    return b"".join(bytes(p) for p in cc.encode(frame) + cc.encode(None))
+
+
+def with_png_chunk(png: bytes, kind: bytes, payload: bytes) -> bytes:
+    """``png`` with one more chunk (iCCP, eXIf) right after its header chunk."""
+    import struct
+    import zlib
+
+    chunk = struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    end_of_header = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
+def read_png16(path: Path) -> np.ndarray:
+    """The samples of a 16-bit PNG, exactly, as FFmpeg decodes them: (H, W, C) uint16."""
+    with av.open(str(path)) as c:
+        frame = list(c.decode(video=0))[0]
+    channels = {"rgb48be": 3, "rgba64be": 4, "ya16be": 2, "gray16be": 1}[frame.format.name]
+    rows = np.ascontiguousarray(np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, -1)[:, : frame.width * channels * 2])
+    return rows.view(">u2").reshape(frame.height, frame.width, channels).astype(np.uint16)
