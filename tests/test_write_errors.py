@@ -29,6 +29,7 @@ SETUP = {
     "read-only": 'mount -o remount,ro "$M"',
     "no-permission": 'chmod 0555 "$M"',
     "disk-full": 'dd if=/dev/zero of="$M/filler" bs=4k 2>/dev/null; true',
+    "fills-up": "true",  # room at the start: the run itself fills the disk
 }
 
 
@@ -122,3 +123,15 @@ def test_stats_never_overwrites_the_input(cli, inputs, tmp_path):
     r = cli(inputs["video"], "-o", tmp_path / "out.mkv", "--stats", inputs["video"], "-y", "--model", "lanczos")
     _assert_refused(r.code, r.err)
     assert "--stats would overwrite the input" in r.err and inputs["video"].read_bytes() == before
+
+
+@pytest.mark.skipif(UNSHARE is None, reason="needs unshare and setpriv, and leave to mount a tmpfs in a private namespace")
+def test_disk_filling_up_midway_is_one_line_and_leaves_nothing(inputs, tmp_path):
+    """The disk has room at the start and runs out with frames already written (lossless 4x output
+    is several times the 256 KiB tmpfs)."""
+    place = tmp_path / "mnt"
+    place.mkdir()
+    r, left = _run_on_small_tmpfs(place, "fills-up", [inputs["video"], "-o", place / "out.mkv", "--scale", "4",
+                                                      "--codec", "ffv1", "--model", "lanczos", "--quiet"])
+    _assert_refused(r.returncode, r.stderr)
+    assert "out.mkv: cannot write (No space left on device)" in r.stderr and left == []

@@ -185,7 +185,13 @@ class MediaSink:
     def _mux_video(self, packets) -> None:
         for p in packets:
             self.packets_out += 1
-            self.container.mux(p)
+            self._mux(p)
+
+    def _mux(self, packet: av.Packet) -> None:
+        try:
+            self.container.mux(packet)
+        except OSError as e:  # PyAV's errno errors (disk full, I/O error) are OSErrors too
+            raise cannot_write(self.final, e) from None
 
     def write_packet(self, packet: av.Packet) -> None:
         """Mux a packet of another stream by its plan. Packets without a decode timestamp are muxed
@@ -193,10 +199,10 @@ class MediaSink:
         kind, target = self.routes.get(packet.stream.index, ("dropped", None))
         if kind == "copy":
             packet.stream = target
-            self.container.mux(packet)
+            self._mux(packet)
         elif kind == "convert":
             for p in target.feed(packet):
-                self.container.mux(p)
+                self._mux(p)
 
     def close(self) -> None:
         """Flush encoders, check that every frame came out, and move the file into place."""
@@ -205,7 +211,7 @@ class MediaSink:
             for kind, target in self.routes.values():
                 if kind == "convert":
                     for p in target.feed(None):
-                        self.container.mux(p)
+                        self._mux(p)
             if self.packets_out != self.frames_in:
                 raise OutputError(f"encoder returned {self.packets_out} frames for {self.frames_in} given; output not written")
             self.container.close()
