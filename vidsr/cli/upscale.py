@@ -285,13 +285,13 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         progress=not args.quiet,
         dearer=list(dearer),
     )
-    stats_file = None
-    if args.stats is not None:
-        from ..io.output_paths import StatsFile
+    from ..io.output_paths import StatsFile
 
-        stats_file = StatsFile(args.stats)
-        job.stats = stats_file.write
+    stats_file = None
     try:
+        if args.stats is not None:
+            stats_file = StatsFile(args.stats)
+            job.stats = stats_file.write
         summary = upscale_video(job, _warn)
     except BaseException:
         if stats_file is not None:

@@ -62,11 +62,12 @@ def check_writable(target: Path) -> None:
     write permission fails here, before any work, rather than at the first frame."""
     probe = temp_path_for(target)
     try:
-        with open(probe, "xb"):
-            pass
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        finally:  # also when Ctrl-C lands right after the file was made
+            probe.unlink(missing_ok=True)
     except OSError as e:
         raise OutputError(f"{target.parent}: cannot write here ({e.strerror or e})") from None
-    probe.unlink(missing_ok=True)
 
 
 def check_target(path: Path, overwrite: bool, what: str = "output") -> None:

@@ -115,10 +115,9 @@ class MediaSink:
         try:
             self._add_video(enc, codec, width, height, source)
             self._carry_streams()
-            self.container.start_encoding()  # writes the header: a folder we cannot write fails here
         except av.error.FFmpegError as e:
             self.abort()
-            raise cannot_write(final, e) from None
+            raise OutputError(f"{final}: {fmt} refused the output's streams ({e})") from None
         except BaseException:
             self.abort()
             raise
@@ -188,9 +187,11 @@ class MediaSink:
             self._mux(p)
 
     def _mux(self, packet: av.Packet) -> None:
+        """Mux one packet. The first one creates the file and writes the header (so the file only
+        exists once the pipeline that removes it on failure is running)."""
         try:
             self.container.mux(packet)
-        except OSError as e:  # PyAV's errno errors (disk full, I/O error) are OSErrors too
+        except OSError as e:  # PyAV's errno errors (disk full, read-only, I/O error) are OSErrors too
             raise cannot_write(self.final, e) from None
 
     def write_packet(self, packet: av.Packet) -> None:
