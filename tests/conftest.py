@@ -36,11 +36,15 @@ def cli(capsys):
     return run
 
 
+def vidsr_command() -> list[str]:
+    """The real ``vidsr`` console command (or its module, where the script is not installed)."""
+    exe = Path(sys.executable).with_name("vidsr")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "vidsr"]
+
+
 def run_vidsr(*args, timeout=300, **kw) -> subprocess.CompletedProcess:
     """Run the real ``vidsr`` console command in a subprocess."""
-    exe = Path(sys.executable).with_name("vidsr")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vidsr"]
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(vidsr_command() + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ class Spec:
     pix_fmt: str = "yuv420p"
     vfr: bool = False  # irregular frame durations
     audio: str | None = None  # "aac", "libopus", ...
+    audio_rate: int = 48000
     subtitles: str | None = None  # "mov_text", "subrip", "ass"
     rotation: int = 0
     colour: tuple[int, int, int, int] | None = None  # (space, primaries, transfer, range)
@@ -55,6 +56,47 @@ def vfr_pts(n: int, time_base: Fraction) -> list[int]:
     return out
 
 
+def _encode_video(out, stream, frames: int, pts: list[int], tb: Fraction, colour=None, seed: int = 0):
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(pattern(i + seed, stream.height, stream.width), format="rgb24")
+        if colour:
+            frame.colorspace, frame.color_range = colour[0], colour[3]
+        frame = frame.reformat(format=stream.pix_fmt)
+        frame.pts, frame.time_base = pts[i], tb
+        for p in stream.encode(frame):
+            out.mux(p)
+    for p in stream.encode():
+        out.mux(p)
+
+
+def _encode_tone(out, stream, seconds: float):
+    """A 440 Hz stereo tone of ``seconds``, in the encoder's own sample format."""
+    n, rate = stream.codec_context.frame_size or 960, stream.codec_context.sample_rate
+    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="stereo", rate=rate)
+    t = 0
+    while t < seconds * rate:
+        tone = (0.2 * np.sin(2 * np.pi * 440 * (np.arange(n) + t) / rate)).astype(np.float32)
+        af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+        af.sample_rate, af.pts = rate, t
+        for r in resampler.resample(af):
+            for p in stream.encode(r):
+                out.mux(p)
+        t += n
+    for p in stream.encode():
+        out.mux(p)
+
+
+def _write_subtitles(out, stream, texts: list[bytes], every: float):
+    """One event per text, each ``every`` seconds long, the first at ``every``."""
+    tb = stream.time_base
+    for k, text in enumerate(texts):
+        start = int(every * (k + 1) / tb)
+        sub = SubtitleSet.create(b"0,0,Default,,0,0,0,," + text, 0, int(every / tb), pts=start)
+        pk = stream.codec_context.encode_subtitle(sub)
+        pk.stream, pk.pts, pk.dts, pk.duration = stream, start, start, int(every / tb)
+        out.mux(pk)
+
+
 def make_video(path: Path, spec: Spec = Spec()) -> Path:
     out = av.open(str(path), "w")
     v = out.add_stream(spec.codec, rate=spec.rate, options=dict(spec.options))
@@ -67,44 +109,17 @@ def make_video(path: Path, spec: Spec = Spec()) -> Path:
     if spec.colour:
         cc = v.codec_context
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = spec.colour
-    a = out.add_stream(spec.audio, rate=48000, layout="stereo") if spec.audio else None
+    a = out.add_stream(spec.audio, rate=spec.audio_rate, layout="stereo") if spec.audio else None
     s = out.add_stream(spec.subtitles) if spec.subtitles else None
     if s is not None:
         s.codec_context.subtitle_header = ASS_HEADER
     out.start_encoding()
     pts = vfr_pts(spec.frames, tb) if spec.vfr else list(range(spec.frames))
-    for i in range(spec.frames):
-        frame = av.VideoFrame.from_ndarray(pattern(i, spec.height, spec.width), format="rgb24")
-        if spec.colour:
-            frame.colorspace, frame.color_range = spec.colour[0], spec.colour[3]
-        frame = frame.reformat(format=spec.pix_fmt)
-        frame.pts, frame.time_base = pts[i], tb
-        for p in v.encode(frame):
-            out.mux(p)
-    for p in v.encode():
-        out.mux(p)
+    _encode_video(out, v, spec.frames, pts, tb, spec.colour)
     if a is not None:
-        n = a.codec_context.frame_size or 1024
-        seconds = float(pts[-1] * tb) + 0.1
-        t = 0
-        while t < seconds * 48000:
-            tt = (np.arange(n) + t) / 48000
-            tone = (0.2 * np.sin(2 * np.pi * 440 * tt)).astype(np.float32)
-            af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-            af.sample_rate, af.pts = 48000, t
-            for p in a.encode(af):
-                out.mux(p)
-            t += n
-        for p in a.encode():
-            out.mux(p)
+        _encode_tone(out, a, float(pts[-1] * tb) + 0.1)
     if s is not None:
-        stb = s.time_base
-        for k, text in enumerate([b"Hello", b"World"]):
-            start = int(0.1 * (k + 1) / stb)
-            sub = SubtitleSet.create(b"0,0,Default,,0,0,0,," + text, 0, int(0.1 / stb), pts=start)
-            pk = s.codec_context.encode_subtitle(sub)
-            pk.stream, pk.pts, pk.dts, pk.duration = s, start, start, int(0.1 / stb)
-            out.mux(pk)
+        _write_subtitles(out, s, [b"Hello", b"World"], every=0.1)
     out.close()
     return path
 
@@ -123,3 +138,168 @@ def packets(path: Path, kind: str) -> list[tuple[int | None, bytes]]:
             if p.size:
                 out.append((None if p.pts is None else round(float(p.pts * p.time_base) * 1e6), bytes(p)))
         return out
+
+
+# -- a file carrying every kind of stream, for the "nothing lost" matrix ---------------------------
+
+MASTER_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"  # BT.2020, 1000 nits
+MAX_CLL = (1000, 400)
+# The main video of each source kind: (encoder, pixel format, colour tags, encoder options, VFR)
+SOURCES = {
+    "8bit": ("libx264", "yuv420p", (1, 1, 1, 1), {}, False),
+    "10bit": ("libx265", "yuv420p10le", (9, 9, 14, 1), {"x265-params": "log-level=error"}, False),
+    "hdr10": ("libx265", "yuv420p10le", (9, 9, 16, 1),
+              {"x265-params": f"log-level=error:master-display={MASTER_DISPLAY}:max-cll={MAX_CLL[0]},{MAX_CLL[1]}"}, False),
+    "intra": ("ffv1", "yuv420p", (1, 1, 1, 1), {}, False),
+    "vfr": ("libx264", "yuv420p", (1, 1, 1, 1), {}, True),
+}
+FONT = b"\x00\x01\x00\x00" + bytes(range(256)) * 2  # the bytes only need to survive, not render
+
+
+def jpeg(width: int = 16, height: int = 16, level: int = 120) -> bytes:
+    """A tiny JPEG picture (cover art)."""
+    cc = av.CodecContext.create("mjpeg", "w")
+    cc.width, cc.height, cc.pix_fmt, cc.time_base = width, height, "yuvj420p", Fraction(1, 25)
+    f = av.VideoFrame.from_ndarray(np.full((height, width, 3), level, np.uint8), format="rgb24").reformat(format="yuvj420p")
+    return b"".join(bytes(p) for p in cc.encode(f) + cc.encode(None))
+
+
+def make_carrier(path: Path, source: str, frames: int = 6, width: int = 64, height: int = 32) -> Path:
+    """A Matroska file with the main video of a ``SOURCES`` kind and, after it: a second video
+    (H.264 with B-frames, so Matroska gives its first packets, keyframe included, no dts), AAC and
+    Opus audio, SubRip and ASS subtitles, a font attachment and cover art. Each carried stream has
+    its own language tag. (At least 64 wide: x265 given master-display corrupts its heap on
+    narrower frames.)"""
+    codec, pix_fmt, colour, options, vfr = SOURCES[source]
+    out = av.open(str(path), "w")
+    v = out.add_stream(codec, rate=25, options=dict(options))
+    v.width, v.height, v.pix_fmt = width, height, pix_fmt
+    tb = Fraction(1, 1000) if vfr else Fraction(1, 25)
+    v.codec_context.time_base = v.time_base = tb
+    cc = v.codec_context
+    cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = colour
+    angle = out.add_stream("libx264", rate=25, options={"bf": "2"})
+    angle.width, angle.height, angle.pix_fmt = 32, 16, "yuv420p"
+    angle.metadata["language"] = "ita"
+    aac = out.add_stream("aac", rate=48000, layout="stereo")
+    aac.metadata["language"] = "jpn"
+    opus = out.add_stream("libopus", rate=48000, layout="stereo")
+    opus.metadata["language"] = "eng"
+    srt, ass = out.add_stream("subrip"), out.add_stream("ass")
+    srt.metadata["language"], ass.metadata["language"] = "ger", "spa"
+    for s in (srt, ass):
+        s.codec_context.subtitle_header = ASS_HEADER
+    out.add_attachment("font.ttf", "font/ttf", FONT)
+    out.add_attachment("cover.jpg", "image/jpeg", jpeg())
+    pts = vfr_pts(frames, tb) if vfr else list(range(frames))
+    _encode_video(out, v, frames, pts, tb, colour)
+    _encode_video(out, angle, frames, list(range(frames)), Fraction(1, 25), seed=7)
+    for audio in (aac, opus):
+        _encode_tone(out, audio, float(pts[-1] * tb) + 0.1)
+    _write_subtitles(out, srt, [b"Hallo", b"Welt"], every=0.04)
+    _write_subtitles(out, ass, [b"Hola", b"Mundo"], every=0.04)
+    out.close()
+    return path
+
+
+def make_data_carrier(path: Path, frames: int = 6, width: int = 64, height: int = 32) -> Path:
+    """An MPEG-TS file with H.264, AAC and a data stream (opaque timed metadata, one packet a frame):
+    the containers that can hold data streams are few, so it has its own carrier."""
+    out = av.open(str(path), "w")
+    v = out.add_stream("libx264", rate=25)
+    v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+    tb = Fraction(1, 25)
+    aac = out.add_stream("aac", rate=48000, layout="stereo")
+    data = out.add_data_stream()
+    for i in range(frames):
+        pk = av.Packet(b"KLV" + bytes([i]) * 13)
+        pk.stream, pk.time_base, pk.pts, pk.dts = data, tb, i, i
+        out.mux(pk)
+    _encode_video(out, v, frames, list(range(frames)), tb)
+    _encode_tone(out, aac, frames / 25 + 0.1)
+    out.close()
+    return path
+
+
+def make_damaged_frame(path: Path, display_index: int, frames: int = 20) -> Path:
+    """An H.264 MP4 with B-frames (decode order differs from display order) in which the packet of
+    one frame, named by its display index, holds garbage: the container is sound, the picture not."""
+    clean = path.with_name(f"{path.stem}.clean.mp4")
+    make_video(clean, Spec(frames=frames, options={"bf": "2", "b-pyramid": "none", "g": "50",
+                                                    "x264-params": "scenecut=0:b-adapt=0"}))
+    rng = np.random.default_rng(display_index)
+    with av.open(str(clean)) as src, av.open(str(path), "w") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for p in src.demux(stream):
+            if not p.size:
+                continue
+            if round(float(p.pts * p.time_base) * 25) == display_index:
+                data = bytes(p)
+                bad = av.Packet(data[:4] + rng.integers(0, 256, len(data) - 4, dtype=np.uint8).tobytes())
+                bad.pts, bad.dts, bad.time_base = p.pts, p.dts, p.time_base
+                p = bad
+            p.stream = copy
+            out.mux(p)
+    clean.unlink()
+    return path
+
+
+def make_icc_video(path: Path, frames: int = 3, width: int = 64, height: int = 32) -> Path:
+    """PNG-coded video (MOV) whose frames carry an ICC profile: the PNG decoder gives the profile's
+    side data a name in its metadata, which PyAV mishandles (``vidsr.io.hdr.side_data``)."""
+    import io
+
+    from PIL import Image, ImageCms
+
+    still = io.BytesIO()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pattern(0, height, width)).save(still, format="PNG", icc_profile=icc)
+    with av.open(io.BytesIO(still.getvalue())) as c:
+        picture = list(c.decode(video=0))[0]
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("png", rate=25)
+        v.width, v.height, v.pix_fmt = width, height, "rgb24"
+        for i in range(frames):
+            f = picture.reformat(format="rgb24")  # keeps the profile: reformat copies side data
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    return path
+
+
+def png16(array: np.ndarray) -> bytes:
+    """A 16-bit PNG from an (H, W, C) uint16 array, C = 2 (grey+alpha), 3 or 4, by FFmpeg's encoder
+    (Pillow cannot write 16-bit colour)."""
+    channels = array.shape[-1]
+    fmt = {2: "ya16be", 3: "rgb48be", 4: "rgba64be"}[channels]
+    rgb = array if channels != 2 else np.concatenate([array[..., :1].repeat(3, -1), array[..., 1:]], -1)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if channels == 3 else "rgba64le")
+    frame = frame.reformat(format=fmt)
+    if channels == 2:  # swscale's RGB -> grey is not exact: write the samples in directly
+        h, w = array.shape[:2]
+        np.frombuffer(frame.planes[0], np.uint8).reshape(h, -1)[:, : w * 4] = array.astype(">u2").view(np.uint8).reshape(h, w * 4)
+    cc = av.CodecContext.create("png", "w")
+    cc.width, cc.height, cc.pix_fmt, cc.time_base = array.shape[1], array.shape[0], fmt, Fraction(1, 1)
+    return b"".join(bytes(p) for p in cc.encode(frame) + cc.encode(None))
+
+
+def with_png_chunk(png: bytes, kind: bytes, payload: bytes) -> bytes:
+    """``png`` with one more chunk (iCCP, eXIf) right after its header chunk."""
+    import struct
+    import zlib
+
+    chunk = struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    end_of_header = 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
+def read_png16(path: Path) -> np.ndarray:
+    """The samples of a 16-bit PNG, exactly, as FFmpeg decodes them: (H, W, C) uint16."""
+    with av.open(str(path)) as c:
+        frame = list(c.decode(video=0))[0]
+    channels = {"rgb48be": 3, "rgba64be": 4, "ya16be": 2, "gray16be": 1}[frame.format.name]
+    rows = np.ascontiguousarray(np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, -1)[:, : frame.width * channels * 2])
+    return rows.view(">u2").reshape(frame.height, frame.width, channels).astype(np.uint16)

@@ -15,7 +15,7 @@ import pytest
 
 from vidsr.io import source
 
-from .conftest import no_partial_files, run_vidsr
+from .conftest import no_partial_files, run_vidsr, vidsr_command
 from .media import Spec, make_video
 
 
@@ -29,6 +29,12 @@ def assert_refused(r, dst: Path | None, *needles: str, code: int = 2):
     if dst is not None:
         assert not dst.exists()
         assert no_partial_files(dst.parent)
+
+
+def frames_reported(err: str) -> int:
+    """How many frames the "skipped damaged" warnings name ("frame 7", "3 frames (17-19)")."""
+    lines = [line for line in err.splitlines() if "skipped damaged" in line]
+    return sum(int(line.split("damaged ")[1].split(" frame")[0]) if " frames (" in line else 1 for line in lines)
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +123,7 @@ def test_skip_damaged_reports_every_lost_frame(cli, damaged, tmp_path, name):
     assert r.code == 0, r.err
     with av.open(str(dst)) as c:
         written = sum(1 for _ in c.decode(video=0))
-    reported = 0
-    for line in r.err.splitlines():
-        if "skipped damaged" in line:
-            reported += int(line.split("damaged ")[1].split(" frame")[0]) if " frames (" in line else 1
+    reported = frames_reported(r.err)
     assert reported > 0
     assert written + reported == 30  # every frame is either in the output or named in a warning
 
@@ -228,3 +231,116 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     assert proc.returncode == 130, err
     assert not dst.exists()
     assert no_partial_files(tmp_path)
+
+
+@pytest.mark.parametrize("codec,crf,scale", [("libx264", 52, "0..51"), ("libx265", 60, "0..51"), ("libvpx-vp9", 64, "0..63")])
+def test_crf_outside_the_encoder_scale_is_refused(cli, media, tmp_path, codec, crf, scale):
+    """x264/x265 would clamp it to 51 without a word; VP9's option would fail with FFmpeg's message."""
+    dst = tmp_path / "out.mkv"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--codec", codec, "--crf", crf)
+    assert_refused(r, dst, f"--crf {crf} is outside {codec}'s scale {scale}")
+
+
+@pytest.mark.parametrize("option,needle", [("nosuchoption=1", "libx264 has no option nosuchoption"),
+                                           ("x264-params=nosuchparam=3", "libx264 rejected x264-params"),
+                                           ("preset=warpspeed", "libx264 refused its settings")])
+def test_encoder_options_it_does_not_take_are_refused(cli, media, tmp_path, option, needle):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--encoder-opt", option), dst, needle)
+
+
+def test_known_encoder_options_still_work(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--encoder-opt", "preset=ultrafast",
+            "--encoder-opt", "x264-params=keyint=5", "--encoder-opt", "g=5", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        assert sum(f.key_frame for f in c.decode(video=0)) == 3  # 12 frames, a keyframe every 5
+
+
+def test_odd_size_in_420_says_why(cli, media, tmp_path):
+    dst = tmp_path / "out.mp4"
+    r = cli(media["odd.mkv"], "-o", dst, "--scale", 3, "--model", "bicubic", "--pix-fmt", "yuv420p")
+    assert_refused(r, dst, "cannot encode 135x93 in yuv420p", "even width and height", "--pix-fmt yuv444p")
+
+
+def test_container_that_cannot_hold_the_named_codec_says_which_can(cli, media, tmp_path):
+    dst = tmp_path / "out.webm"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--codec", "libx264")
+    assert_refused(r, dst, "webm cannot hold libx264", "libvpx-vp9")
+
+
+def test_partial_file_of_a_killed_run_is_removed_by_the_next_run(media, tmp_path):
+    """SIGKILL leaves no chance to clean up: the next run into the folder removes partial files of
+    ours whose process is gone, and keeps those of a run still going."""
+    src = make_video(tmp_path / "long.mp4", Spec(width=320, height=240, frames=400))
+    proc = subprocess.Popen(vidsr_command() + [str(src), "-o", str(tmp_path / "killed.mp4"), "--model", "lanczos",
+                                                "--encoder-opt", "preset=veryslow"], stderr=subprocess.DEVNULL)
+    def partial_with_data():
+        found = []
+        for p in tmp_path.iterdir():
+            try:
+                if ".vidsr-partial-" in p.name and p.stat().st_size > 0:
+                    found.append(p)
+            except FileNotFoundError:
+                pass  # the empty probe a run makes and removes at its start
+        return found
+
+    deadline = time.time() + 120
+    while time.time() < deadline and not partial_with_data():
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    stale = partial_with_data()
+    assert stale, "run never started writing"
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        running = tmp_path / f".other.vidsr-partial-{alive.pid}.mp4"  # as a run still going would have it
+        running.write_bytes(b"in progress")
+        r = run_vidsr(media["cfr.mp4"], "-o", tmp_path / "next.mp4", "--model", "lanczos", "--quiet")
+        assert r.returncode == 0, r.stderr
+        assert not any(p.exists() for p in stale)
+        assert running.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+@pytest.mark.parametrize("display_index", [6, 9])
+def test_damaged_frame_is_named_by_its_display_index(cli, tmp_path, display_index):
+    """With B-frames, decode order is not display order (frame 9 is decoded before 7 and 8), and a
+    frame-threaded decoder gives frames back late: the report must still name the frame a player
+    shows as number ``display_index``."""
+    from .media import make_damaged_frame
+
+    src = make_damaged_frame(tmp_path / "b.mp4", display_index)
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(src, "-o", dst, "--model", "lanczos"), dst, f"damaged video at frame {display_index}:")
+    r = cli(src, "-o", dst, "--model", "lanczos", "--skip-damaged", "--quiet")
+    assert r.code == 0, r.err
+    skipped = [line for line in r.err.splitlines() if "skipped damaged" in line]
+    assert skipped and skipped[0].startswith(f"vidsr: warning: skipped damaged frame {display_index}:")
+    with av.open(str(dst)) as c:
+        written = [round(float(f.pts * f.time_base) * 25) for f in c.decode(video=0)]
+    assert display_index not in written and len(written) + frames_reported(r.err) == 20
+
+
+@pytest.mark.parametrize("flag,value", [("--fps-target", "nan"), ("--fps-target", "inf"), ("--fps-target", "-inf"),
+                                        ("--budget", "nan"), ("--pcsr-k", "inf")])
+def test_non_finite_numbers_are_refused(cli, media, tmp_path, flag, value):
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", f"{flag}={value}"), dst, flag, "finite number")
+
+
+@pytest.mark.parametrize("line", ["budget = nan", "fps_target = inf", "pcsr_k = -inf"])
+def test_non_finite_numbers_in_a_preset_are_refused(cli, media, tmp_path, line):
+    preset = tmp_path / "mine.toml"
+    preset.write_text(line + "\n")
+    dst = tmp_path / "out.mp4"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--preset", preset, "--model", "lanczos"), dst,
+                   f"{line.split()[0]} must be a finite number")
+
+
+def test_non_finite_numbers_in_bench_flags_are_refused(cli):
+    r = cli("bench", "fps", "--seconds", "nan")
+    assert r.code == 2 and "finite number" in r.error_lines[0], r.err

@@ -79,3 +79,51 @@ def test_default_image_and_video_runs_use_the_shipped_network(cli, tmp_path, med
 
     record = json.loads(stats.read_text().splitlines()[0])
     assert record["macs_per_pixel"] == pytest.approx(registry.load(name, 2).descriptor.macs_per_pixel, rel=1e-3)
+
+
+@pytest.mark.parametrize("channels,rawmode", [(3, "RGB;16B"), (4, "RGBA;16B"), (2, "LA;16B")])
+def test_sixteen_bit_colour_png_stays_sixteen_bit(cli, tmp_path, channels, rawmode):
+    """Pillow loads 16-bit colour and grey+alpha PNG as 8-bit; the output must keep all 16 bits."""
+    from .media import png16, read_png16
+
+    yy, xx = np.mgrid[0:24, 0:32]
+    ramp = (xx * 2000 + yy * 37).astype(np.uint16)  # smooth, and most values not multiples of 257
+    alpha = np.full_like(ramp, 50000)
+    src_array = np.stack({2: [ramp, alpha], 3: [ramp, ramp[::-1], ramp[:, ::-1]], 4: [ramp, ramp[::-1], ramp[:, ::-1], alpha]}[channels], -1)
+    src = tmp_path / "deep.png"
+    src.write_bytes(png16(src_array))
+    dst = tmp_path / "deep_x2.png"
+    r = cli(src, "-o", dst, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    assert Image.open(dst).tile[0].args == rawmode  # 16 bits per sample in the file
+    out = read_png16(dst)
+    assert out.shape == (48, 64, channels)
+    assert (out % 257 != 0).mean() > 0.5  # real 16-bit values, not 8-bit ones widened
+    # each 2x2 block of the output averages to its source pixel (Lanczos x2 reproduces smooth ramps)
+    blocks = out.reshape(24, 2, 32, 2, channels).mean(axis=(1, 3))
+    assert np.abs(blocks - src_array)[4:-4, 4:-4].mean() < 150
+
+
+def test_sixteen_bit_png_keeps_icc_profile_and_exif_orientation(cli, tmp_path):
+    from PIL import ImageCms
+
+    from .media import png16, read_png16, with_png_chunk
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown turned 90 degrees clockwise
+    data = np.zeros((16, 40, 3), np.uint16)
+    data[:, :20] = 60000  # the left half bright
+    import zlib
+
+    png = with_png_chunk(png16(data), b"iCCP", b"sRGB\0\0" + zlib.compress(icc))
+    png = with_png_chunk(png, b"eXIf", exif.tobytes()[6:])  # the TIFF data, without JPEG's "Exif\0\0"
+    src = tmp_path / "turned.png"
+    src.write_bytes(png)
+    assert Image.open(src).info.get("icc_profile") == icc
+    dst = tmp_path / "turned_x2.png"
+    assert cli(src, "-o", dst, "--model", "lanczos", "--quiet").code == 0
+    out = read_png16(dst)
+    assert out.shape == (80, 32, 3)  # turned upright
+    assert out[:30].mean() > 50000 and out[50:].mean() < 5000  # the bright half is now on top
+    assert Image.open(dst).info.get("icc_profile") == icc

@@ -162,3 +162,24 @@ def test_a_second_video_stream_is_carried_untouched(cli, tmp_path):
     assert sizes == [(32, 32), (128, 96)]
     assert len(video_frames(dst)) == 6
     assert mjpeg_packets(dst) == mjpeg_packets(src) and len(mjpeg_packets(src)) == 6
+
+
+def test_webm_without_a_codec_gets_one_that_fits(cli, media, tmp_path):
+    dst = tmp_path / "out.webm"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    assert "webm cannot hold libx264; encoding with libvpx-vp9" in r.err
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+    assert len(video_frames(dst)) == 12
+
+
+def test_archive_preset_default_name_is_mkv(cli, media, tmp_path):
+    import shutil
+
+    src = shutil.copy(media["full.mp4"], tmp_path / "clip.mp4")
+    r = cli(src, "--preset", "archive", "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    assert (tmp_path / "clip_x2.mkv").exists() and not (tmp_path / "clip_x2.mp4").exists()
+    with av.open(str(tmp_path / "clip_x2.mkv")) as c:
+        assert c.streams.video[0].codec_context.name == "ffv1"

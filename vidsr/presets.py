@@ -6,6 +6,7 @@ types and out-of-range values are errors that name the preset, the key and what 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,8 @@ def _number(lo=None, hi=None, integer=False, lo_open=False):
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             return "an integer" if integer else "a number"
+        if not math.isfinite(v):  # TOML has nan and inf, and nan passes every comparison below
+            return "a finite number"
         if lo is not None and (v <= lo if lo_open else v < lo):
             return f"{'>' if lo_open else '>='} {lo}"
         if hi is not None and v > hi:
@@ -48,6 +51,7 @@ TOP_KEYS = {
     "overlap": _number(0, 256, integer=True),
     "pcsr_mode": _choice(PCSR_MODES),
     "pcsr_k": _number(0.0, 100.0),
+    "container": _choice(("mkv", "mp4", "mov", "webm", "ts", "avi", "nut")),  # output suffix when no -o is given
 }
 ENCODER_KEYS = {
     "codec": _string,

@@ -9,7 +9,7 @@ import json
 import platform
 from pathlib import Path
 
-from ..cli.options import Parser
+from ..cli.options import Parser, finite_float
 from ..errors import SettingsError
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     sub = p.add_subparsers(dest="which", required=True)
     pp = sub.add_parser("overhead", help="vidsr --model lanczos vs a plain PyAV loop at 1080p; peak RSS vs length")
     pp.add_argument("--repeats", type=int, default=3)
-    pp.add_argument("--seconds", type=float, default=4.0)
+    pp.add_argument("--seconds", type=finite_float, default=4.0)
     pp.add_argument("--network", help="also measure peak RSS with this model")
     for name, helptext in (("quality", "PSNR-Y/SSIM of every shipped model and route on validation images vs bicubic"),
                            ("routing", "quality against measured cost for the ARM and PCSR routers"),
@@ -53,8 +53,8 @@ def main(argv: list[str]) -> int:
                            help="timed passes per row, the best kept (default 2); time ratios on a busy "
                            "or drifting machine settle with more")
         if name == "fps":
-            q.add_argument("--targets", type=float, nargs="+", help="fps targets (default: spread between the measured ends)")
-            q.add_argument("--seconds", type=float, default=6.0)
+            q.add_argument("--targets", type=finite_float, nargs="+", help="fps targets (default: spread between the measured ends)")
+            q.add_argument("--seconds", type=finite_float, default=6.0)
             q.add_argument("--model", help="the routed model (default: the best shipped for x2)")
             q.add_argument("--repeats", type=int, default=1,
                            help="runs per target; the table shows means and the PSNR-Y spread (default 1)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..errors import SettingsError
 
@@ -13,3 +14,16 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise SettingsError(message)
+
+
+def finite_float(text: str) -> float:
+    """argparse type for a float flag: a finite number, or the flag is refused. ``float("nan")``
+    and ``float("inf")`` parse, but no setting means them, and NaN slips through every range check
+    (each comparison with it is false)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value

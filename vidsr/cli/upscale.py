@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..budget import MacBudget
-from ..errors import InputError, OutputError, SettingsError
-from .options import Parser
+from ..errors import InputError, SettingsError
 from ..routing import PCSR_MODES, ROUTER_CHOICES
+from .options import Parser, finite_float
 
 INTERPOLATION = ("lanczos", "bicubic")
 
@@ -31,13 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name or .safetensors path (default: the best shipped model for the scale)")
     p.add_argument("--router", choices=ROUTER_CHOICES,
                    help="adaptive routing: auto (the model's own), none (full network everywhere), arm, pcsr")
-    p.add_argument("--budget", type=float,
+    p.add_argument("--budget", type=finite_float,
                    help="fraction of the full network's cost per frame, 0 (interpolation) .. 1 (full network, default)")
-    p.add_argument("--fps-target", type=float, help="keep this frame rate: each frame gets the network time that fits")
+    p.add_argument("--fps-target", type=finite_float, help="keep this frame rate: each frame gets the network time that fits")
     p.add_argument("--pcsr-mode", choices=PCSR_MODES, help="PCSR rule: budget (default), k, or adm (automatic)")
-    p.add_argument("--pcsr-k", type=float, help="k for --pcsr-mode k (0: plain argmax; larger: more light pixels)")
+    p.add_argument("--pcsr-k", type=finite_float, help="k for --pcsr-mode k (0: plain argmax; larger: more light pixels)")
     p.add_argument("--stats", type=Path, help="write one JSON line per frame (budget, ms per stage, route shares)")
-    p.add_argument("--codec", help="any FFmpeg video encoder: libx264 (default), libx265, libsvtav1, ffv1, ...")
+    p.add_argument("--codec", help="any FFmpeg video encoder: libx264 (default, or the container's own where it "
+                   "cannot hold H.264, e.g. .webm), libx265, libsvtav1, ffv1, ...")
     p.add_argument("--crf", type=int, help="constant rate factor for x264/x265/SVT-AV1/VPx (default: encoder's)")
     p.add_argument("--encoder-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="encoder option, repeatable (e.g. preset=veryfast)")
@@ -68,7 +67,8 @@ class Settings:
     pcsr_k: float = 0.0
     tile: int | None = None
     overlap: int | None = None
-    codec: str = "libx264"
+    codec: str | None = None  # None: libx264, or the container's own encoder where it cannot hold H.264
+    container: str | None = None  # the preset's output container (a suffix) when no -o is given
     crf: int | None = None
     pix_fmt: str | None = None
     encoder_options: dict = field(default_factory=dict)
@@ -84,6 +84,7 @@ def resolve_settings(args) -> Settings:
         value = flag if flag is not None else preset.get(key)
         if value is not None:
             setattr(s, key, value)
+    s.container = preset.get("container")
     # budget and fps target are two ways of saying one thing: a flag for either beats the preset's
     if args.budget is not None and args.fps_target is not None:
         raise SettingsError("give --budget or --fps-target, not both")
@@ -170,8 +171,6 @@ def list_presets() -> int:
     return 0
 
 
-def default_output(src: Path, scale: int, image: bool, container_ext: str) -> Path:
-    return src.with_name(f"{src.stem}_x{scale}{'.png' if image else container_ext}")
 
 
 def main(argv: list[str]) -> int:
@@ -189,24 +188,14 @@ def main(argv: list[str]) -> int:
     src: Path = args.input
     if not src.exists():
         raise InputError(f"{src}: no such file")
+    from ..io.output_paths import default_output, prepare_outputs, video_output
+
     image = is_image(src)
     if image:
-        dst = args.output or default_output(src, s.scale, True, ".png")
+        dst = args.output or default_output(src, s.scale, ".png")
     else:
-        from ..io.sink import can_hold, container_format_for
-        from ..io.source import open_source
-
-        dst = args.output
-        if dst is None:
-            container, info = open_source(src)  # early, clear errors for bad input; closed at once
-            container.close()
-            fits_mp4 = can_hold("mp4", info, s.codec) if _known_encoder(s.codec) else True
-            dst = default_output(src, s.scale, False, ".mp4" if fits_mp4 else (src.suffix or ".mkv"))
-        else:
-            container_format_for(dst)  # unknown extension -> clear error before any work
-    _check_paths(src, dst, args.overwrite)
-    if args.stats is not None and args.stats.exists() and not args.overwrite:
-        raise OutputError(f"{args.stats}: already exists (use -y to overwrite)")
+        dst = video_output(src, args.output, s.scale, s.codec, s.container)
+    prepare_outputs(src, dst, args.stats, args.overwrite)
 
     if not image and s.model in INTERPOLATION:  # swscale does it all: no torch, no engine
         if s.fps_target is not None:
@@ -267,19 +256,20 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         progress=not args.quiet,
         dearer=list(dearer),
     )
+    from ..io.output_paths import StatsFile
+
     stats_file = None
-    if args.stats is not None:
-        stats_file = open(args.stats, "w", buffering=1)
-        job.stats = lambda record: stats_file.write(json.dumps(record) + "\n")
     try:
+        if args.stats is not None:
+            stats_file = StatsFile(args.stats)
+            job.stats = stats_file.write
         summary = upscale_video(job, _warn)
     except BaseException:
         if stats_file is not None:
-            stats_file.close()
-            args.stats.unlink(missing_ok=True)
+            stats_file.discard()
         raise
     if stats_file is not None:
-        stats_file.close()
+        stats_file.commit()
     if not args.quiet:
         print(_summary_line(dst, summary, s), file=sys.stderr)
     return 0
@@ -301,24 +291,3 @@ def _summary_line(dst, summary, s: Settings) -> str:
         line += "; mean budget {:.0%} of full network; routes ".format(summary.budget_sum / max(summary.frames, 1))
         line += ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
     return line
-
-
-def _known_encoder(name: str) -> bool:
-    import av
-
-    try:
-        av.Codec(name, "w")
-        return True
-    except Exception:
-        return False
-
-
-def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
-        raise OutputError(f"{dst}: output is the input file; choose another -o")
-    if dst.is_dir():
-        raise OutputError(f"{dst}: is a directory")
-    if not dst.parent.is_dir():
-        raise OutputError(f"{dst.parent}: output folder does not exist")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst}: already exists (use -y to overwrite)")

@@ -2,7 +2,8 @@
 
 RGB is split into BT.601 studio-range Y'CbCr (the luma the networks were trained on); Y goes
 through the engine, Cb/Cr and any alpha through Lanczos, then back to RGB. EXIF orientation is
-applied on the way in and the ICC profile is kept.
+applied on the way in and the ICC profile is kept. 16-bit PNG stays 16-bit: grey through Pillow,
+colour and grey+alpha (which Pillow narrows to 8 bits) through FFmpeg's PNG decoder and encoder.
 """
 
 from __future__ import annotations
@@ -10,13 +11,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fractions import Fraction
+
+import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError, OutputError
+from .output_paths import cannot_write, temp_path_for
 from .source import MAX_INPUT_PIXELS, MAX_OUTPUT_PIXELS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+# PNG sample layouts Pillow loads as 8-bit (its raw mode says what the file holds), and the FFmpeg
+# pixel format of each: channels interleaved, big-endian, as PNG stores them.
+WIDE_PNG = {"RGB;16B": "rgb48be", "RGBA;16B": "rgba64be", "LA;16B": "ya16be"}
+WIDE_CHANNELS = {"rgb48be": 3, "rgba64be": 4, "ya16be": 2}
 
 
 def is_image(path: Path) -> bool:
@@ -30,7 +39,10 @@ def read_image(path: Path) -> tuple[np.ndarray, dict]:
     Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
     try:
         with Image.open(path) as im:
+            wide = WIDE_PNG.get(im.tile[0].args) if im.format == "PNG" and im.tile else None  # before load clears it
             im.load()
+            if wide:
+                return _read_wide_png(path, im)
             im = ImageOps.exif_transpose(im)
             info = {"icc_profile": im.info.get("icc_profile")}
             if im.width * im.height > MAX_INPUT_PIXELS:
@@ -49,19 +61,65 @@ def read_image(path: Path) -> tuple[np.ndarray, dict]:
     return arr, info
 
 
+def _read_wide_png(path: Path, im: Image.Image) -> tuple[np.ndarray, dict]:
+    """A 16-bit colour or grey+alpha PNG, decoded by FFmpeg; the decoded frame is kept to write the
+    output from (it carries the ICC profile and colour tags)."""
+    if im.width * im.height > MAX_INPUT_PIXELS:
+        raise InputError(f"{path}: image size {im.width}x{im.height} is over the limit")
+    try:
+        with av.open(str(path)) as c:
+            frame = list(c.decode(video=0))[0]
+    except (av.error.FFmpegError, IndexError) as e:
+        raise InputError(f"{path}: not a readable image ({e})") from None
+    channels = WIDE_CHANNELS[frame.format.name]
+    rows = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, -1)  # lines may be padded
+    arr = np.ascontiguousarray(rows[:, : frame.width * channels * 2]).view(">u2").reshape(frame.height, frame.width, channels).astype(np.float32) / 65535.0
+    return _exif_oriented(arr, im), {"bits": 16, "frame": frame}
+
+
+def _exif_oriented(arr: np.ndarray, im: Image.Image) -> np.ndarray:
+    """``arr`` turned as Pillow's exif_transpose turns ``im``: applied to a map of pixel indices."""
+    h, w = arr.shape[:2]
+    index = Image.fromarray(np.arange(h * w, dtype=np.int32).reshape(h, w))
+    index.info["exif"] = im.getexif().tobytes()
+    return arr.reshape(h * w, -1)[np.asarray(ImageOps.exif_transpose(index))]
+
+
+def _encode_wide_png(arr: np.ndarray, frame: av.VideoFrame) -> bytes:
+    """16-bit PNG bytes from FFmpeg's encoder. The frame to encode is the source's own, reformatted
+    (which copies its properties: the ICC profile, colour tags), with our samples written in."""
+    h, w, channels = arr.shape
+    fmt = next(f for f, n in WIDE_CHANNELS.items() if n == channels)
+    samples = np.ascontiguousarray(np.round(np.clip(arr, 0, 1) * 65535), dtype=">u2").view(np.uint8).reshape(h, w * channels * 2)
+    out = frame.reformat(width=w, height=h, format=fmt, interpolation="POINT")
+    np.frombuffer(out.planes[0], np.uint8).reshape(h, -1)[:, : w * channels * 2] = samples
+    encoder = av.CodecContext.create("png", "w")
+    encoder.width, encoder.height, encoder.pix_fmt, encoder.time_base = w, h, fmt, Fraction(1, 1)
+    return b"".join(bytes(p) for p in encoder.encode(out) + encoder.encode(None))
+
+
 def write_png(path: Path, arr: np.ndarray, info: dict) -> None:
     """Write atomically: a temporary file beside ``path``, renamed when complete."""
+    wide = info.get("bits") == 16 and arr.shape[-1] != 1
     if info.get("bits") == 16 and arr.shape[-1] == 1:
         im = Image.fromarray(np.round(arr[..., 0] * 65535).astype(np.uint16))
-    else:
+    elif not wide:
         data = np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)
         im = Image.fromarray(data[..., 0] if data.shape[-1] == 1 else data)
-    tmp = path.with_name(f".{path.stem}.vidsr-partial-{os.getpid()}.png")
+    tmp = temp_path_for(path)
     try:
-        im.save(tmp, format="PNG", icc_profile=info.get("icc_profile"))
+        if wide:
+            tmp.write_bytes(_encode_wide_png(arr, info["frame"]))
+        else:
+            im.save(tmp, format="PNG", icc_profile=info.get("icc_profile"))
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a folder we could not write to holds no partial file
+        if isinstance(e, OSError):
+            raise cannot_write(path, e) from None
         raise
 
 

@@ -1,17 +1,15 @@
 """Writing the output with PyAV: the upscaled video, every other stream carried over, and the
 metadata that must survive, into a temporary file that only becomes the output when complete.
 
-Other streams are copied packet for packet when the output container can hold their codec;
-otherwise audio is transcoded to the container's audio codec and text subtitles to its subtitle
-codec, each with a warning; what can be neither (bitmap subtitles in MP4, say) is left out with a
-warning. The encoder must give back one packet per frame it was given, or the run fails.
+What happens to each other stream (copied, attached, converted or left out, never silently) is
+``streams``'s plan; the encoder's options and checks are ``encoder``'s. The encoder must give back
+one packet per frame it was given, or the run fails.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,23 +17,23 @@ import av
 import av.error
 
 from ..errors import OutputError, SettingsError
+from .encoder import EncodeOptions, build_options, open_encoder
 from .formats import output_format
+from .output_paths import cannot_write, temp_path_for
 from .source import VideoInfo
+from .streams import AudioTranscoder, SubtitleTranscoder, attachment_of, describe_output, label, muxer, plan
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told to log errors only
 
-TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
-SUBTITLE_FOR = {"mp4": "mov_text", "mov": "mov_text", "matroska": "ass", "webm": "webvtt"}
-CRF_CODECS = {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "libvpx", "libaom-av1", "librav1e"}
-QUIET_OPTIONS = {"libx265": {"x265-params": "log-level=error"}}
+__all__ = ["EncodeOptions", "MediaSink", "container_format_for", "video_encoder_for"]
 
-
-@dataclass
-class EncodeOptions:
-    codec: str = "libx264"
-    crf: int | None = None  # None: the encoder's default quality (18 for the x26x family here)
-    pix_fmt: str | None = None
-    options: dict = field(default_factory=dict)  # --encoder-opt KEY=VALUE
+DEFAULT_ENCODER = "libx264"
+# Encoders offered when the container cannot hold the one asked for, in order of preference.
+COMMON_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "prores_ks", "mpeg4")
+# MPEG-TS timestamps are 33-bit and wrap by design, so a stream that starts with a negative decode
+# time (B-frames) is stored exactly and readers unwrap it; FFmpeg's default instead shifts every
+# stream later by the encoder delay.
+MUXER_OPTIONS = {"mpegts": {"avoid_negative_ts": "disabled"}}
 
 
 def container_format_for(path: Path) -> str:
@@ -53,28 +51,45 @@ _FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "
                      ".nut": "nut", ".ts": "mpegts"}
 
 
-def supported_codecs(container_format: str) -> set[str]:
-    out = av.open(io.BytesIO(), "w", format=container_format)
+def encoder_named(name: str) -> av.Codec:
     try:
-        return set(out.supported_codecs)
-    finally:
-        out.close()
+        codec = av.Codec(name, "w")
+    except (ValueError, av.error.FFmpegError):
+        raise SettingsError(f"unknown encoder {name!r} (any FFmpeg video encoder, e.g. libx264, libx265, libsvtav1, ffv1)") from None
+    if codec.type != "video":
+        raise SettingsError(f"{name} is not a video encoder")
+    return codec
 
 
-def can_hold(container_format: str, info: VideoInfo, video_codec: str) -> bool:
-    """Whether a container can take the video codec and copy every other stream as is."""
-    codecs = supported_codecs(container_format)
-    return video_codec_name(video_codec) in codecs and all(s.codec_context.name in codecs for s in info.other_streams)
+def video_encoder_for(container_format: str, asked: str | None, pix_fmt: str | None = None) -> tuple[av.Codec, str | None]:
+    """The encoder to use in a container, and a note when it is not the default one.
+
+    A codec the user named (flag or preset) is used or refused, naming encoders that fit. With none
+    named: libx264 where the container holds H.264, else the container's own default encoder, or
+    another it holds that keeps ``pix_fmt`` (10-bit, say) when the default cannot."""
+    mux = muxer(container_format)
+    codec = encoder_named(asked or DEFAULT_ENCODER)
+    if mux.holds(codec.name):
+        return codec, None
+    with av.open(io.BytesIO(), "w", format=container_format) as probe:
+        default = probe.default_video_codec
+    fits = [av.Codec(name, "w") for name in (default, *COMMON_ENCODERS)
+            if name and name != "none" and _available(name) and mux.holds(name)]
+    fits = list({c.name: c for c in fits}.values())  # the default may also be a common one
+    if asked is None and fits:
+        keeps = [c for c in fits if pix_fmt is None or not c.video_formats or pix_fmt in {f.name for f in c.video_formats}]
+        chosen = (keeps or fits)[0]
+        return chosen, f"{mux.name} cannot hold {codec.name}; encoding with {chosen.name} (--codec to choose)"
+    offer = f"choose --codec {' or '.join(c.name for c in fits)}" if fits else "choose another output container"
+    raise SettingsError(f"{mux.name} cannot hold {codec.name} ({codec.long_name}); {offer}")
 
 
-def video_codec_name(encoder: str) -> str:
-    return av.Codec(encoder, "w").name if encoder else encoder
-
-
-def temp_path_for(final: Path) -> Path:
-    """A hidden file beside the output (same folder, so the final rename is atomic), keeping the
-    extension FFmpeg uses to pick the muxer."""
-    return final.with_name(f".{final.stem}.vidsr-partial-{os.getpid()}{final.suffix}")
+def _available(name: str) -> bool:
+    try:
+        av.Codec(name, "w")
+        return True
+    except (ValueError, av.error.FFmpegError):
+        return False
 
 
 class MediaSink:
@@ -86,38 +101,32 @@ class MediaSink:
         self.warn = warn
         self.frames_in = 0
         self.packets_out = 0
-        try:
-            codec = av.Codec(enc.codec, "w")
-        except (ValueError, av.error.FFmpegError):
-            raise SettingsError(f"unknown encoder {enc.codec!r} (any FFmpeg video encoder, e.g. libx264, libx265, libsvtav1, ffv1)") from None
-        if codec.type != "video":
-            raise SettingsError(f"{enc.codec} is not a video encoder")
+        fmt = container_format_for(final)
+        codec, note = video_encoder_for(fmt, enc.codec, info.work_format)
+        if note:
+            warn(note)
         try:
             self.pix_fmt, notes = output_format(info.work_format, codec, width, height, enc.pix_fmt)
         except ValueError as e:
             raise SettingsError(str(e)) from None
         for n in notes:
             warn(n)
-        self.container = av.open(str(self.tmp), "w", format=container_format_for(final))
+        self.container = av.open(str(self.tmp), "w", format=fmt, options=MUXER_OPTIONS.get(fmt, {}))
         try:
             self._add_video(enc, codec, width, height, source)
-            self._carry_streams(source)
+            self._carry_streams()
+        except av.error.FFmpegError as e:
+            self.abort()
+            raise OutputError(f"{final}: {fmt} refused the output's streams ({e})") from None
         except BaseException:
             self.abort()
             raise
-        self._started = False
 
     # -- setup --------------------------------------------------------------------------------
 
     def _add_video(self, enc: EncodeOptions, codec: av.Codec, width: int, height: int, source) -> None:
         info = self.info
-        options = dict(QUIET_OPTIONS.get(codec.name, {}))
-        if enc.crf is not None:
-            if codec.name not in CRF_CODECS:
-                self.warn(f"--crf does not apply to {codec.name}; ignored")
-            else:
-                options["crf"] = str(enc.crf)
-        options.update(enc.options)
+        options = build_options(codec, enc, info.hdr, self.warn)
         rate = info.average_rate if info.average_rate else None
         self.video = self.container.add_stream(codec.name, rate=rate, options=options)
         cc = self.video.codec_context
@@ -132,139 +141,97 @@ class MediaSink:
             import numpy as np
 
             self.video.set_display_matrix([int(v) for v in np.frombuffer(info.display_matrix, dtype="<i4")])
-        src_video = next(s for s in source.streams.video if not (s.disposition & av.stream.Disposition.attached_pic))
+        src_video = source.streams[info.index]
         self.video.metadata.update({k: v for k, v in src_video.metadata.items() if k.lower() in ("language", "title", "handler_name")})
         self.container.metadata.update(source.metadata)
+        open_encoder(self.video)
 
-    def _carry_streams(self, source) -> None:
-        """Map every other input stream to a copy, a transcode, or nothing (with a warning)."""
-        held = set(self.container.supported_codecs)
+    def _carry_streams(self) -> None:
+        """Map every other input stream to a copy, an attachment, a conversion, or nothing (with a
+        warning naming it); see ``streams``."""
         fmt = self.container.format.name.split(",")[0]
         self.routes: dict[int, tuple[str, object]] = {}
-        for s in self.info.other_streams:
-            name = s.codec_context.name
-            label = f"stream #{s.index} ({s.type}, {name})"
-            if name in held or s.type == "attachment" and fmt == "matroska":
-                try:
-                    out = self.container.add_stream_from_template(s)
-                    out.metadata.update(s.metadata)
-                    out.disposition = s.disposition
-                    self.routes[s.index] = ("copy", out)
+        for carry in plan(self.info.other_streams, fmt):
+            s = carry.stream
+            note = carry.warning(fmt)
+            if note:
+                self.warn(note)
+            if carry.action == "copy":
+                out = self.container.add_stream_from_template(s)
+                describe_output(out, s)
+                self.routes[s.index] = ("copy", out)
+            elif carry.action == "attach":
+                attachment = attachment_of(s, self.info.cover_pictures)
+                if attachment is None:
+                    self.warn(f"{label(s)}: the file holds no picture for it; it is left out")
                     continue
-                except (ValueError, av.error.FFmpegError) as e:
-                    self.warn(f"{label}: cannot be copied ({e}); trying to convert it")
-            if s.type == "audio":
-                target = self.container.default_audio_codec
-                if target and target != "none":
-                    self.routes[s.index] = ("audio", _AudioTranscoder(self.container, s, target))
-                    self.warn(f"{label}: {fmt} cannot hold {name}; transcoding to {target}")
-                    continue
-            if s.type == "subtitle" and name in TEXT_SUBTITLES and fmt in SUBTITLE_FOR:
-                target = SUBTITLE_FOR[fmt]
-                self.routes[s.index] = ("subtitle", _SubtitleTranscoder(self.container, s, target))
-                self.warn(f"{label}: {fmt} cannot hold {name}; converting to {target}")
-                continue
-            self.warn(f"{label}: {fmt} cannot hold it and it cannot be converted; it is left out "
-                      f"(write to .mkv to keep it)")
+                self.container.add_attachment(*attachment)
+                self.routes[s.index] = ("attached", None)  # written with the header; its packets are not muxed
+            elif carry.action == "audio":
+                self.routes[s.index] = ("convert", AudioTranscoder(self.container, s, carry.target))
+            elif carry.action == "subtitle":
+                self.routes[s.index] = ("convert", SubtitleTranscoder(self.container, s, carry.target))
 
     # -- writing ------------------------------------------------------------------------------
 
     def write_frame(self, frame: av.VideoFrame) -> None:
         self.frames_in += 1
+        # A decoded frame keeps its picture type, and encoders obey a forced one: from an intra-only
+        # source (FFV1, ProRes, MJPEG) every frame would be a keyframe. The encoder picks its own GOP.
+        frame.pict_type = av.video.frame.PictureType.NONE
         self._mux_video(self.video.encode(frame))
 
     def _mux_video(self, packets) -> None:
         for p in packets:
             self.packets_out += 1
-            self.container.mux(p)
+            self._mux(p)
+
+    def _mux(self, packet: av.Packet) -> None:
+        """Mux one packet. The first one creates the file and writes the header (so the file only
+        exists once the pipeline that removes it on failure is running)."""
+        try:
+            self.container.mux(packet)
+        except OSError as e:  # PyAV's errno errors (disk full, read-only, I/O error) are OSErrors too
+            raise cannot_write(self.final, e) from None
 
     def write_packet(self, packet: av.Packet) -> None:
-        route = self.routes.get(packet.stream.index)
-        if route is None:
-            return
-        kind, target = route
+        """Mux a packet of another stream by its plan. Packets without a decode timestamp are muxed
+        as they are: FFmpeg's muxer derives one where the container needs it."""
+        kind, target = self.routes.get(packet.stream.index, ("dropped", None))
         if kind == "copy":
             packet.stream = target
-            self.container.mux(packet)
-        else:
+            self._mux(packet)
+        elif kind == "convert":
             for p in target.feed(packet):
-                self.container.mux(p)
+                self._mux(p)
 
     def close(self) -> None:
         """Flush encoders, check that every frame came out, and move the file into place."""
         try:
             self._mux_video(self.video.encode(None))
             for kind, target in self.routes.values():
-                if kind in ("audio", "subtitle"):
+                if kind == "convert":
                     for p in target.feed(None):
-                        self.container.mux(p)
+                        self._mux(p)
             if self.packets_out != self.frames_in:
                 raise OutputError(f"encoder returned {self.packets_out} frames for {self.frames_in} given; output not written")
             self.container.close()
-        except av.error.FFmpegError as e:
+            os.replace(self.tmp, self.final)
+        except (av.error.FFmpegError, OSError) as e:
             self.abort()
-            raise OutputError(f"{self.final}: writing failed ({e})") from None
+            raise cannot_write(self.final, e) from None
         except BaseException:
             self.abort()
             raise
-        os.replace(self.tmp, self.final)
 
     def abort(self) -> None:
-        """Drop the partial output."""
+        """Drop the partial output. Never raises: it runs while another error is on its way out."""
         try:
             self.container.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a half-written file may not close cleanly; it is removed next
             pass
         try:
-            self.tmp.unlink()
-        except FileNotFoundError:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:  # a folder we could not write to has no partial file to remove
             pass
 
-
-class _AudioTranscoder:
-    def __init__(self, container, stream, codec: str):
-        self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
-        self.decoder.extradata = stream.codec_context.extradata
-        layout = stream.codec_context.layout
-        rate = stream.codec_context.sample_rate
-        self.out = container.add_stream(codec, rate=rate, layout=layout.name if layout else "stereo")
-        self.stream_tb = stream.time_base
-        self.resampler = av.AudioResampler(format=self.out.codec_context.format, layout=self.out.codec_context.layout, rate=rate)
-
-    def feed(self, packet):
-        frames = self.decoder.decode(packet) if packet is not None else self.decoder.decode(None)
-        out = []
-        for f in frames:
-            for r in self.resampler.resample(f):
-                out += self.out.encode(r)
-        if packet is None:
-            for r in self.resampler.resample(None):
-                out += self.out.encode(r)
-            out += self.out.encode(None)
-        return out
-
-
-class _SubtitleTranscoder:
-    def __init__(self, container, stream, codec: str):
-        self.decoder = stream.codec_context
-        if not self.decoder.is_open:
-            self.decoder.open()  # text decoders make their ASS header when opened
-        self.out = container.add_stream(codec)
-        header = self.decoder.subtitle_header
-        if header:
-            self.out.codec_context.subtitle_header = header
-        self.src_tb = stream.time_base
-
-    def feed(self, packet):
-        if packet is None:
-            return []
-        out = []
-        sub = self.decoder.decode2(packet)
-        if sub is not None:
-            pk = self.out.codec_context.encode_subtitle(sub)
-            pk.stream = self.out
-            pk.time_base = self.src_tb
-            pk.pts = pk.dts = packet.pts
-            pk.duration = packet.duration
-            out.append(pk)
-        return out

@@ -1,11 +1,13 @@
 """Opening and decoding an input video with PyAV: validation, what must be carried to the output,
 and a decode loop that never loses a frame silently.
 
-``open_source`` turns every way a file can be unusable into one ``InputError`` line. ``decode``
-yields, in demux order, decoded video frames (converted to the planar working format) and the
-packets of every other stream (for the writer to copy). A frame the decoder flags as corrupt, a
-decode error, or fewer frames out than packets in (frames dropped inside the decoder) fails the run
-with the frame number, unless ``skip_damaged`` is set, in which case each skipped frame is reported.
+``open_source`` turns every way a file can be unusable into one ``InputError`` line, and reads
+what the output's setup needs from the file's start (cover pictures, HDR10 metadata). ``decode``
+yields, in demux order, decoded video frames (converted to the planar working format) and hands on
+every packet of every other stream (for the writer to carry). A frame the decoder flags as corrupt,
+a decode error, or fewer frames out than packets in (frames dropped inside the decoder) fails the
+run naming the frame by its display index, unless ``skip_damaged`` is set, in which case each
+skipped frame is reported.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import av.error
 
 from ..errors import InputError
 from .formats import describe, working_format
+from .hdr import HdrMetadata
+from .streams import is_cover_art
 
 # A frame this large would not fit in memory once upscaled and converted to float.
 MAX_INPUT_PIXELS = 8192 * 8192
@@ -57,7 +61,10 @@ class VideoInfo:
     display_matrix: bytes | None  # rotation / flips, copied verbatim
     sample_aspect_ratio: Fraction | None
     container: str
+    index: int = 0  # the upscaled stream's index in the file
     other_streams: list = field(default_factory=list)  # av streams to carry over
+    cover_pictures: dict[int, bytes] = field(default_factory=dict)  # stream index -> picture file bytes
+    hdr: HdrMetadata | None = None  # HDR10 static metadata of the first frame
 
     @property
     def rotation(self) -> int:
@@ -86,17 +93,22 @@ def open_source(path: str | os.PathLike) -> tuple[av.container.InputContainer, V
         raise InputError(f"{path}: cannot open ({e})") from None
     try:
         info = _probe(container, path)
+        info.cover_pictures, info.hdr = _preview(path, info)
     except Exception:
         container.close()
         raise
     return container, info
 
 
+def main_video(container):
+    """The stream that is upscaled: the first video stream that is not cover art."""
+    return next((s for s in container.streams.video if not is_cover_art(s)), None)
+
+
 def _probe(container, path: Path) -> VideoInfo:
-    videos = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
-    if not videos:
+    st = main_video(container)
+    if st is None:
         raise InputError(f"{path}: has no video stream")
-    st = videos[0]
     cc = st.codec_context
     if not cc.width or not cc.height or cc.format is None:
         raise InputError(f"{path}: video stream has no usable size or pixel format (damaged header?)")
@@ -126,8 +138,39 @@ def _probe(container, path: Path) -> VideoInfo:
         display_matrix=(cc.coded_side_data or {}).get("display_matrix"),
         sample_aspect_ratio=st.sample_aspect_ratio,
         container=container.format.name,
+        index=st.index,
         other_streams=others,
     )
+
+
+# The first frame is looked for among this many packets, no further (a damaged start would
+# otherwise have the preview read the whole file).
+PREVIEW_PACKETS = 64
+
+
+def _preview(path: Path, info: VideoInfo) -> tuple[dict[int, bytes], HdrMetadata | None]:
+    """What the output's setup needs before the real pass, from a second look at the file's start:
+    each cover picture (FFmpeg hands them out before any other packet) and the first frame's HDR10
+    side data (the encoder takes it as parameters, fixed when it opens)."""
+    covers, hdr = {}, None
+    with av.open(str(path)) as c:
+        video = c.streams[info.index]
+        cover_streams = [c.streams[s.index] for s in info.other_streams if is_cover_art(s)]
+        try:
+            seen = 0
+            for packet in c.demux([video, *cover_streams]):
+                if packet.stream.index != info.index:
+                    if packet.size:
+                        covers.setdefault(packet.stream.index, bytes(packet))
+                    continue
+                frames = packet.decode()
+                seen += 1
+                if frames or seen >= PREVIEW_PACKETS:
+                    hdr = HdrMetadata.from_frame(frames[0]) if frames else None
+                    break
+        except av.error.FFmpegError:
+            pass  # damage is the real pass's to find and report
+    return covers, hdr
 
 
 def _reason(e: Exception) -> str:
@@ -135,15 +178,72 @@ def _reason(e: Exception) -> str:
     return str(msg).split(":")[0].strip() if msg else type(e).__name__
 
 
+# H.264 and HEVC allow at most 16 pictures between decode and display order: this many packets
+# past a damaged one are enough to know its place in display order.
+REORDER_LOOKAHEAD = 32
+
+
 @dataclass
 class Damage:
-    frame: int  # number of the first affected frame (frames delivered or skipped before it)
+    frame: int  # display index (presentation order, from 0) of the first affected frame
     count: int  # how many frames are lost
     reason: str
 
     def describe(self) -> str:
         which = f"frame {self.frame}" if self.count == 1 else f"{self.count} frames ({self.frame}-{self.frame + self.count - 1})"
         return f"{which}: {self.reason}"
+
+
+class _Ledger:
+    """Every video packet sent to the decoder and every frame that came back, by timestamp, so that
+    a lost frame is named by its display index (what a player or editor calls it), not by how many
+    frames happened to come out before it in decode order."""
+
+    def __init__(self):
+        self.sent: list[int | None] = []  # pts of each packet, in decode order
+        self.out: set[int | None] = set()  # pts of the frames the decoder gave back (good or flagged)
+        self.produced = 0  # frames the decoder gave back
+        self.not_decoded = 0  # packets never given to the decoder (flagged corrupt by the demuxer)
+        self.lost: dict[int, str] = {}  # decode position -> reason, for frames known to be lost
+        self.rejected: str | None = None  # the decoder's first error; which frame it cost shows later
+        self.cut: str | None = None  # why reading stopped early, when it did
+
+    def lose(self, pts: int | None, reason: str) -> None:
+        position = self.sent.index(pts) if pts is not None and pts in self.sent else len(self.sent) - 1
+        self.lost.setdefault(position, reason)
+
+    def unaccounted(self) -> None:
+        """Mark the packets that never gave a frame (the decoder rejected or silently dropped them):
+        those whose timestamp never came out, as many as the counts say are missing."""
+        missing = len(self.sent) - self.produced - self.not_decoded
+        if missing <= 0:
+            return
+        reason = (f"the decoder rejected the data ({self.rejected})" if self.rejected
+                  else "the decoder produced no picture (damaged or missing references)")
+        open_positions = [pos for pos in range(len(self.sent)) if pos not in self.lost]
+        by_pts = [pos for pos in open_positions if self.sent[pos] is None or self.sent[pos] not in self.out]
+        rest = [pos for pos in reversed(open_positions) if pos not in by_pts]  # fallback: the latest ones
+        for pos in (by_pts + rest)[:missing]:
+            self.lost[pos] = reason
+
+    def damage(self, header_frames: int = 0) -> list[Damage]:
+        """The losses as runs of consecutive display indices with one reason each."""
+        if all(p is not None for p in self.sent):
+            rank = {pos: index for index, pos in enumerate(sorted(range(len(self.sent)), key=self.sent.__getitem__))}
+        else:  # no timestamps to order by: decode order is all there is
+            rank = {pos: pos for pos in range(len(self.sent))}
+        runs: list[Damage] = []
+        for index, reason in sorted((rank[pos], reason) for pos, reason in self.lost.items()):
+            last = runs[-1] if runs else None
+            if last and last.reason == reason and last.frame + last.count == index:
+                last.count += 1
+            else:
+                runs.append(Damage(index, 1, reason))
+        missing_tail = header_frames - len(self.sent)
+        if missing_tail > 0 or self.cut:
+            reason = self.cut or f"the file is truncated (its header lists {header_frames} frames)"
+            runs.append(Damage(len(self.sent), max(missing_tail, 1), reason))
+        return runs
 
 
 def decode(
@@ -153,64 +253,83 @@ def decode(
     on_damage: Callable[[Damage], None] | None = None,
     on_packet: Callable[[av.Packet], None] | None = None,
 ) -> Iterator[av.VideoFrame]:
-    """Decoded frames of the first video stream, in presentation order, as planar frames in
-    ``info.work_format`` with their original pts. Packets of the other streams go to ``on_packet``.
+    """Decoded frames of the upscaled stream, in presentation order, as planar frames in
+    ``info.work_format`` with their original pts. Every packet of the other streams goes to
+    ``on_packet``, including those without a decode timestamp.
 
     Accounting: every video packet should give one frame. A packet the demuxer flags as corrupt or
     the decoder rejects, a frame flagged corrupt, a packet that never gives a frame, and frames the
-    header lists but the file does not hold are all damage: an ``InputError`` naming the frame, or
-    with ``skip_damaged`` a ``Damage`` record for each and the run goes on.
+    header lists but the file does not hold are all damage, named by display index: an
+    ``InputError`` for the first, or with ``skip_damaged`` a ``Damage`` record for each once the
+    stream is read, and the run goes on.
     """
-    video = next(s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic))
+    video = container.streams[info.index]
     video.thread_type = "AUTO"  # frame + slice threads inside FFmpeg
-    wanted = [video] + list(info.other_streams)
-    counts = {"sent": 0, "produced": 0, "lost": 0, "index": 0}
+    packets = container.demux([video] + list(info.other_streams))
+    ledger = _Ledger()
 
-    def damaged(reason: str, count: int = 1) -> None:
-        d = Damage(counts["index"], count, reason)
-        if not skip_damaged:
-            raise InputError(f"{container.name}: damaged video at {d.describe()} (--skip-damaged drops such frames)")
-        counts["index"] += count
-        if on_damage:
-            on_damage(d)
+    def fail_fast() -> None:
+        """Without --skip-damaged, stop at the first damage, naming it by display index: drain the
+        decoder to see which frames never come out, and read a little further to place them."""
+        if skip_damaged:
+            return
+        try:
+            for frame in video.codec_context.decode(None):
+                ledger.out.add(frame.pts)
+                ledger.produced += 1
+        except av.error.FFmpegError:
+            pass
+        ledger.unaccounted()
+        try:
+            for _, packet in zip(range(REORDER_LOOKAHEAD), (p for p in packets if p.stream.index == video.index)):
+                if packet.size:
+                    ledger.sent.append(packet.pts)
+        except av.error.FFmpegError:
+            pass
+        first = ledger.damage()[0]
+        raise InputError(f"{container.name}: damaged video at {first.describe()} (--skip-damaged drops such frames)")
 
     def good_frames(packet):
         try:
             frames = video.codec_context.decode(packet)
         except av.error.FFmpegError as e:
-            counts["lost"] += 1
-            damaged(f"the decoder rejected it ({_reason(e)})")
+            ledger.rejected = ledger.rejected or _reason(e)
+            fail_fast()
             return
         for frame in frames:
-            counts["produced"] += 1
+            ledger.out.add(frame.pts)
+            ledger.produced += 1
             if frame.is_corrupt:
-                damaged("the decoder flagged it corrupt")
+                ledger.lose(frame.pts, "the decoder flagged it corrupt")
+                fail_fast()
                 continue
-            counts["index"] += 1
             yield _to_work(frame, info)
 
     try:
-        for packet in container.demux(wanted):
+        for packet in packets:
+            if packet.size == 0 and packet.pts is None and packet.dts is None:
+                continue  # the demuxer's end-of-stream marker, not data
             if packet.stream.index != video.index:
-                if packet.dts is not None and on_packet:
+                if on_packet:
                     on_packet(packet)
                 continue
-            if packet.size == 0:  # demuxer flush marker
-                continue
-            counts["sent"] += 1
+            ledger.sent.append(packet.pts)
             if packet.is_corrupt:
-                counts["lost"] += 1
-                damaged("its data is incomplete or flagged corrupt by the demuxer")
+                ledger.not_decoded += 1
+                ledger.lose(packet.pts, "its data is incomplete or flagged corrupt by the demuxer")
+                fail_fast()
                 continue
             yield from good_frames(packet)
     except av.error.FFmpegError as e:
-        damaged(f"reading the file failed ({_reason(e)})")
+        ledger.cut = f"reading the file failed ({_reason(e)})"
     yield from good_frames(None)
-    silent = counts["sent"] - counts["produced"] - counts["lost"]
-    if silent > 0:
-        damaged("the decoder produced no picture for them (damaged or missing references)", silent)
-    if info.frames and counts["sent"] < info.frames:
-        damaged(f"the file is truncated (its header lists {info.frames} frames)", info.frames - counts["sent"])
+    ledger.unaccounted()
+    found = ledger.damage(info.frames)
+    if found and not skip_damaged:
+        raise InputError(f"{container.name}: damaged video at {found[0].describe()} (--skip-damaged drops such frames)")
+    for d in found:
+        if on_damage:
+            on_damage(d)
 
 
 def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli.options import Parser
+from ..cli.options import Parser, finite_float
 from ..errors import SettingsError
 from ..models import registry
 from .trainer import CLIP_GRAD_NORM
@@ -31,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, choices=registry.SCALES, default=2)
     p.add_argument("--out", type=Path, help="run folder (default: runs/<arch>-x<scale>)")
     p.add_argument("--iterations", type=int, default=10000)
-    p.add_argument("--time-limit", type=float, help="stop after this many seconds (checkpointed; rerun resumes)")
+    p.add_argument("--time-limit", type=finite_float, help="stop after this many seconds (checkpointed; rerun resumes)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48, help="LR patch side")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=finite_float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-dir", type=Path, help="training images (default: ../shared/data/train or $VIDSR_DATA/train)")
     p.add_argument("--val-dir", type=Path, help="validation images (default: ../shared/data/val or $VIDSR_DATA/val)")
@@ -46,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=json.loads, default={}, help='architecture options as JSON, e.g. \'{"blocks": 4}\'')
     p.add_argument("--extend", action="store_true",
                    help="continue a run (finished or not) to --iterations, restarting the cosine schedule at --lr")
-    p.add_argument("--clip", type=float, default=CLIP_GRAD_NORM,
+    p.add_argument("--clip", type=finite_float, default=CLIP_GRAD_NORM,
                    help=f"max global gradient norm, 0 for none (default {CLIP_GRAD_NORM})")
-    p.add_argument("--width-power", type=float,
+    p.add_argument("--width-power", type=finite_float,
                    help="ARM only: sample each width with probability ~ cost^P (default 2, as published; "
                    "1 trains the narrow widths more)")
     p.add_argument("--select", choices=("widths", "full"),
@@ -61,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a new run from a .safetensors file (listed in a manifest beside it; any scale, so "
                    "an x2 net can start an x4 run): tensors of matching name and shape are copied, the rest "
                    "start fresh; at the same scale a supernet widens a narrower one, its old widths kept)")
-    p.add_argument("--stage1-fraction", type=float,
+    p.add_argument("--stage1-fraction", type=finite_float,
                    help="PCSR only: share of --iterations for the light upsampler + classifier stage "
                    "(default 0.35; 1 with --init retrains only those over a trained backbone and heavy head)")
-    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+    p.add_argument("--ema", type=finite_float, default=0.0, metavar="DECAY",
                    help="keep a moving average of the weights with this decay (e.g. 0.999) and validate, "
                    "choose and export it instead of the raw weights (default: off; may be added on a resume)")
     p.add_argument("--loss", choices=("l1", "l2"), default="l1",

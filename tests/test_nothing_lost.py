@@ -1,0 +1,269 @@
+"""The "nothing lost" matrix: every output container x every source kind, each run on one file that
+carries every kind of stream (second video, two audio codecs, two subtitle formats, a font
+attachment, cover art; data streams in their own MPEG-TS carrier). Each run must exit 0 and account
+for every input stream: carried byte for byte (up to the framing the container requires), converted
+with a warning, or left out with a warning that names it; the upscaled video keeps its frame count,
+timestamps, colour tags, bit depth and HDR10 metadata, and the encoder picks its own keyframes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import av.bitstream
+import pytest
+
+from vidsr.io.hdr import HdrMetadata
+
+from .media import MAX_CLL, SOURCES, make_carrier, make_data_carrier
+
+CONTAINERS = ["mp4", "mkv", "mov", "ts", "webm"]
+KINDS = [*SOURCES, "data"]
+ATTACHED_PIC = av.stream.Disposition.attached_pic
+# What some containers require of a stream's framing, undone before comparing payloads: MPEG-TS
+# carries H.264/HEVC as Annex B with access unit delimiters, and AAC with ADTS headers.
+ANNEX_B = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
+FRAMING_NALS = {"h264": {7, 8, 9}, "hevc": {32, 33, 34, 35}}  # parameter sets and delimiters
+
+
+@dataclass
+class StreamFacts:
+    index: int
+    type: str
+    codec: str
+    language: str  # "und" when untagged
+    cover: bool
+    name: str | None = None  # attachment file name
+    payloads: list = field(default_factory=list)  # normalised packet payloads, in order
+    times: list = field(default_factory=list)  # packet pts in seconds (3 decimals), None when unset
+
+
+def _nal_units(data: bytes, codec: str) -> list[bytes]:
+    """The NAL units of an H.264/HEVC packet (length-prefixed or Annex B), without the ones a
+    container adds or moves (parameter sets, delimiters)."""
+    units = []
+    if data[:3] == b"\0\0\1" or data[:4] == b"\0\0\0\1":
+        units = [u.lstrip(b"\0") for u in data.split(b"\0\0\1") if u.strip(b"\0")]
+    else:
+        i = 0
+        while i + 4 <= len(data):
+            n = int.from_bytes(data[i:i + 4], "big")
+            units.append(data[i + 4:i + 4 + n])
+            i += 4 + n
+    kind = (lambda u: u[0] & 0x1F) if codec == "h264" else (lambda u: (u[0] >> 1) & 0x3F)
+    return [u.rstrip(b"\0") for u in units if kind(u) not in FRAMING_NALS[codec]]
+
+
+def _normalise(data: bytes, codec: str) -> object:
+    if codec in FRAMING_NALS:
+        return _nal_units(data, codec)
+    if codec == "aac" and data[:2] in (b"\xff\xf1", b"\xff\xf9"):
+        return data[7 if data[1] & 1 else 9:]  # the ADTS header MPEG-TS needs
+    return data
+
+
+def streams_of(path) -> list[StreamFacts]:
+    with av.open(str(path)) as c:
+        facts = []
+        for s in c.streams:
+            codec = s.codec_context.codec.canonical_name if s.codec_context else (s.name if s.type == "data" else "attachment")
+            language = s.metadata.get("language", "und")  # containers differ in how they say "none"
+            f = StreamFacts(s.index, s.type, codec, language, s.type == "video" and bool(s.disposition & ATTACHED_PIC))
+            if s.type == "attachment":
+                f.name, f.payloads = s.name, [bytes(s.data)]
+            facts.append(f)
+        for p in c.demux():
+            f = facts[p.stream.index]
+            if p.size and f.type != "attachment":
+                f.payloads.append(_normalise(bytes(p), f.codec))
+                f.times.append(None if p.pts is None else round(float(p.pts * p.time_base), 3))
+    return facts
+
+
+def video_frames(path, index: int = 0) -> list[av.VideoFrame]:
+    with av.open(str(path)) as c:
+        return list(c.decode(c.streams[index]))
+
+
+@pytest.fixture(scope="module")
+def carriers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("carriers")
+    made = {}
+
+    def get(kind: str):
+        if kind not in made:
+            made[kind] = (make_data_carrier(root / "data.ts") if kind == "data" else make_carrier(root / f"{kind}.mkv", kind))
+        return made[kind]
+
+    return get
+
+
+def _warning_for(warnings: list[str], index: int) -> str | None:
+    named = [w for w in warnings if f"stream #{index} (" in w]
+    assert len(named) <= 1, named
+    return named[0] if named else None
+
+
+def _same_payloads(a: StreamFacts, b: StreamFacts) -> bool:
+    times_match = a.cover or a.type == "attachment" or a.times == b.times
+    return a.type == b.type and a.codec == b.codec and a.payloads == b.payloads and times_match
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_stream_is_accounted_for(cli, carriers, tmp_path, kind, container):
+    src = carriers(kind)
+    dst = tmp_path / f"out.{container}"
+    r = cli(src, "-o", dst, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    assert "Traceback" not in r.err
+    warnings = [line for line in r.err.splitlines() if line.startswith("vidsr: warning:")]
+    before, after = streams_of(src), streams_of(dst)
+    unused = [s for s in after if s.index != 0]
+    for s in before[1:]:
+        said = _warning_for(warnings, s.index)
+        if said is None:  # carried: an output stream with the same payloads (and timestamps)
+            match = next((o for o in unused if _same_payloads(s, o) and o.cover == s.cover and o.name == s.name), None)
+            assert match is not None, f"stream #{s.index} ({s.type}, {s.codec}) was neither carried nor named in a warning"
+            if s.type in ("audio", "subtitle") or container in ("mkv", "mp4"):
+                assert match.language == s.language, f"stream #{s.index} lost its language tag"
+            if s.type == "video" and not s.cover:  # the second video, whose first packets have no dts
+                assert len(video_frames(dst, match.index)) == len(video_frames(src, s.index))
+            unused.remove(match)
+        elif "left out" in said:
+            if s.type == "attachment" or s.cover:
+                assert repr(s.name or "cover.jpg") in said, said  # named by its file name
+        else:  # converted: a new stream of the same type, in the codec the warning names, same language
+            target = said.rsplit(" ", 1)[-1]
+            match = next((o for o in unused if o.type == s.type and o.codec == av.Codec(target, "w").canonical_name
+                          and o.language == s.language and o.payloads), None)
+            assert match is not None, f"{said!r}, but no such stream in the output"
+            unused.remove(match)
+    assert not unused, f"output streams from nowhere: {unused}"
+    _check_main_video(src, dst, warnings)
+
+
+def same_hdr(got: HdrMetadata | None, want: HdrMetadata) -> bool:
+    """Equal up to each format's precision (AV1 stores chromaticities in 1/65536)."""
+    if got is None or (got.max_cll, got.max_fall) != (want.max_cll, want.max_fall):
+        return False
+    points = zip(got.primaries + (got.white_point,), want.primaries + (want.white_point,))
+    close = all(abs(gx - wx) < Fraction(1, 10000) and abs(gy - wy) < Fraction(1, 10000) for (gx, gy), (wx, wy) in points)
+    return close and abs(got.luminance[1] - want.luminance[1]) < 1 and abs(got.luminance[0] - want.luminance[0]) < Fraction(1, 1000)
+
+
+def _bits(frame) -> int:
+    return max(c.bits for c in frame.format.components)
+
+
+def _check_main_video(src, dst, warnings):
+    a, b = video_frames(src), video_frames(dst)
+    assert len(b) == len(a)
+    assert [round(float(f.pts * f.time_base), 3) for f in b] == [round(float(f.pts * f.time_base), 3) for f in a]
+    # the encoder chose its own GOP: not every frame a keyframe, even from an intra-only source
+    assert sum(f.key_frame for f in b) == 1
+    assert (b[0].colorspace, b[0].color_primaries, b[0].color_trc) == (a[0].colorspace, a[0].color_primaries, a[0].color_trc)
+    # an unspecified range may come out as limited, what players assume for it
+    assert b[0].color_range == a[0].color_range or (a[0].color_range, b[0].color_range) == (0, 1)
+    assert _bits(b[0]) == _bits(a[0]) or any("cannot encode" in w for w in warnings)
+    hdr = HdrMetadata.from_frame(a[0])
+    if hdr is not None:
+        assert same_hdr(HdrMetadata.from_frame(b[0]), hdr) or any("HDR10" in w for w in warnings)
+
+
+def test_second_video_without_dts_keeps_its_keyframe(carriers, tmp_path):
+    """The matrix's second video is H.264 with B-frames in Matroska: the demuxer gives its first
+    packets, keyframe included, no decode timestamp. They must all be carried."""
+    src = carriers("8bit")
+    with av.open(str(src)) as c:
+        first = [p for p in c.demux(c.streams[1]) if p.size][:2]
+    assert first[0].is_keyframe and all(p.dts is None for p in first)  # the case the matrix covers
+
+
+def test_aac_in_ts_is_copied_and_timestamps_stay(cli, carriers, tmp_path):
+    dst = tmp_path / "o.ts"
+    r = cli(carriers("8bit"), "-o", dst, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    assert "transcoding" not in r.err
+    with av.open(str(dst)) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac", "opus"]
+        assert c.streams.video[0].start_time * c.streams.video[0].time_base == 0  # not shifted by the encoder delay
+
+
+def test_converted_subtitles_keep_language(cli, carriers, tmp_path):
+    dst = tmp_path / "o.mp4"
+    assert cli(carriers("8bit"), "-o", dst, "--model", "lanczos", "--quiet").code == 0
+    with av.open(str(dst)) as c:
+        subs = [(s.codec_context.name, s.metadata.get("language")) for s in c.streams.subtitles]
+    assert subs == [("mov_text", "ger"), ("mov_text", "spa")]
+
+
+def test_cover_art_from_mp4_becomes_a_matroska_attachment(cli, carriers, tmp_path):
+    """MP4 keeps cover art as a picture stream, Matroska as an attachment: the picture's bytes
+    survive both ways."""
+    mp4, mkv = tmp_path / "a.mp4", tmp_path / "b.mkv"
+    assert cli(carriers("8bit"), "-o", mp4, "--model", "lanczos", "--quiet").code == 0
+    r = cli(mp4, "-o", mkv, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    covers = [[s.payloads for s in streams_of(p) if s.cover] for p in (carriers("8bit"), mp4, mkv)]
+    assert covers[0] == covers[1] == covers[2] and len(covers[0]) == 1
+    with av.open(str(mkv)) as c:
+        cover = next(s for s in c.streams.video if s.disposition & ATTACHED_PIC)
+        assert cover.metadata.get("mimetype") == "image/jpeg"
+
+
+def test_hlg_and_pq_signalling_survive_x264_and_x265(cli, tmp_path):
+    from .media import Spec, make_video
+
+    for transfer in (16, 18):  # PQ, HLG
+        src = make_video(tmp_path / f"t{transfer}.mkv", Spec(codec="libx265", pix_fmt="yuv420p10le", frames=3,
+                                                            colour=(9, 9, transfer, 1),
+                                                            options={"x265-params": "log-level=error"}))
+        for codec in ("libx264", "libx265"):
+            dst = tmp_path / f"o{transfer}{codec}.mkv"
+            assert cli(src, "-o", dst, "--model", "lanczos", "--codec", codec, "--quiet").code == 0
+            f = video_frames(dst)[0]
+            assert (f.colorspace, f.color_primaries, f.color_trc) == (9, 9, transfer)
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265", "libsvtav1"])
+def test_hdr10_metadata_reaches_each_encoder(cli, carriers, tmp_path, codec):
+    src = carriers("hdr10")
+    dst = tmp_path / f"hdr_{codec}.mkv"
+    r = cli(src, "-o", dst, "--model", "lanczos", "--codec", codec, "--quiet")
+    assert r.code == 0, r.err
+    want = HdrMetadata.from_frame(video_frames(src)[0])
+    # the source's values, as media.MASTER_DISPLAY gives them to x265 (xy in 1/50000, cd/m2 in 1/10000)
+    assert want.primaries == ((Fraction(34000, 50000), Fraction(16000, 50000)), (Fraction(13250, 50000), Fraction(34500, 50000)),
+                              (Fraction(7500, 50000), Fraction(3000, 50000)))
+    assert want.white_point == (Fraction(15635, 50000), Fraction(16450, 50000))
+    assert want.luminance == (Fraction(50, 10000), Fraction(1000)) and (want.max_cll, want.max_fall) == MAX_CLL
+    assert same_hdr(HdrMetadata.from_frame(video_frames(dst)[0]), want)
+
+
+def test_frames_with_a_named_icc_profile_do_not_crash_the_run(tmp_path):
+    """Reading the first frame's side data (for HDR10 metadata) must not touch an ICC profile entry
+    with metadata: PyAV frees that metadata twice and the process dies (run apart, so it cannot take
+    the test session with it)."""
+    from .conftest import run_vidsr
+    from .media import make_icc_video
+
+    src = make_icc_video(tmp_path / "icc.mov")
+    r = run_vidsr(src, "-o", tmp_path / "out.mkv", "--model", "lanczos", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert len(video_frames(tmp_path / "out.mkv")) == 3
+
+
+def test_audio_converted_to_a_codec_with_fixed_rates_is_resampled(cli, tmp_path):
+    """AAC at 44.1 kHz into WebM: Opus takes 48 kHz but not 44.1."""
+    from .media import Spec, make_video
+
+    src = make_video(tmp_path / "cd.mp4", Spec(audio="aac", audio_rate=44100))
+    dst = tmp_path / "out.webm"
+    r = cli(src, "-o", dst, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        audio = c.streams.audio[0]
+        assert (audio.codec_context.name, audio.codec_context.sample_rate) == ("opus", 48000)
+        assert sum(f.samples for f in c.decode(audio)) / 48000 > 0.5  # the whole tone, not a stub

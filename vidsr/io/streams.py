@@ -1,0 +1,231 @@
+"""Every input stream other than the upscaled video, and what the output does with it.
+
+Nothing is lost silently. A stream is carried byte for byte when the output container holds it;
+otherwise it is converted with a warning (audio to the container's audio codec, text subtitles to
+its subtitle format), and what can be neither is left out with a warning that names it. Cover art
+(an ``attached_pic`` stream) goes into MP4 as its cover picture and into Matroska as the
+attachment Matroska stores it as; fonts and other attachments exist only in Matroska.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+from dataclasses import dataclass
+from functools import cache
+
+import av
+import av.error
+
+TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
+SUBTITLE_FOR = {"mp4": "mov_text", "mov": "mov_text", "matroska": "ass", "webm": "webvtt"}
+# Matroska is the one container with attachment streams; WebM, its subset, leaves them out.
+ATTACHMENT_FORMATS = {"matroska"}
+# Muxers that store an attached picture as the file's cover: MP4's 'covr' atom. (FFmpeg's MOV mode
+# takes such a stream without complaint and writes nothing of it.)
+COVER_ART_FORMATS = {"mp4"}
+# FFmpeg's MPEG-TS muxer answers "unknown" when asked about any codec but its defaults, and writes
+# what it has no stream type for as private data that readers cannot identify. These are the codecs
+# it writes with a stream type or descriptor readers know (and opaque data, which stays opaque).
+TS_CODECS = {"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "dirac", "vc1",
+             "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m",
+             "dvb_subtitle", "dvb_teletext", "klv", "timed_id3", "bin_data"}
+# Suffixes to suggest when a stream has to be left out, in the order they are offered.
+SUGGESTED = {"matroska": ".mkv", "mp4": ".mp4", "mov": ".mov", "mpegts": ".ts"}
+
+
+@dataclass
+class Muxer:
+    """What an FFmpeg muxer takes, asked of FFmpeg itself."""
+
+    name: str
+    codecs: frozenset[str]  # FFmpeg's answer: codec, decoder and encoder names
+    audio_codec: str | None  # its default audio encoder, for audio it cannot hold
+
+    def holds(self, codec: str) -> bool:
+        """Whether the container can hold a codec (by codec or coder name: h264, libx264)."""
+        if self.name == "mpegts":
+            return canonical(codec) in TS_CODECS
+        return codec in self.codecs
+
+    def accepts(self, stream) -> bool:
+        """Whether the muxer takes a copy of this very stream. Writing a header is where a muxer
+        refuses one, and FFmpeg's codec list says yes to some it then refuses (Opus in MOV)."""
+        try:
+            with av.open(io.BytesIO(), "w", format=self.name) as out:
+                copy = out.add_stream_from_template(stream)
+                copy.disposition = stream.disposition
+                out.start_encoding()
+        except (ValueError, av.error.FFmpegError):
+            return False
+        return True
+
+
+@cache
+def muxer(container_format: str) -> Muxer:
+    out = av.open(io.BytesIO(), "w", format=container_format)
+    try:
+        audio = out.default_audio_codec
+        return Muxer(out.format.name.split(",")[0], frozenset(out.supported_codecs),
+                     audio if audio and audio != "none" else None)
+    finally:
+        out.close()
+
+
+@cache
+def canonical(codec: str) -> str:
+    """The codec a decoder or encoder name stands for (libx264 -> h264, srt -> subrip)."""
+    for mode in ("r", "w"):
+        try:
+            return av.Codec(codec, mode).canonical_name
+        except (ValueError, av.error.FFmpegError):
+            continue
+    return codec
+
+
+def is_cover_art(stream) -> bool:
+    return stream.type == "video" and bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def codec_of(stream) -> str:
+    """The codec name of any stream; attachments and data streams have no codec context."""
+    if stream.codec_context is not None:
+        return stream.codec_context.name
+    return stream.name if stream.type == "data" else stream.metadata.get("mimetype", "attachment")
+
+
+def label(stream) -> str:
+    """How a warning names a stream: its index, kind, codec, language and file name."""
+    kind = "cover art" if is_cover_art(stream) else stream.type
+    parts = [kind] if stream.type == "attachment" else [kind, codec_of(stream)]
+    language = stream.metadata.get("language")
+    if language and language != "und":
+        parts.append(f"language {language}")
+    name = stream.name if stream.type == "attachment" else stream.metadata.get("filename")
+    if name:
+        parts.append(repr(name))
+    return f"stream #{stream.index} ({', '.join(parts)})"
+
+
+@dataclass
+class Carry:
+    """The plan for one input stream.
+
+    action: "copy" (packets muxed as they are), "attach" (written once, as a Matroska attachment),
+    "audio" / "subtitle" (decoded and re-encoded to ``target``) or "drop".
+    """
+
+    stream: object
+    action: str
+    target: str | None = None
+
+    def warning(self, fmt: str) -> str | None:
+        codec = codec_of(self.stream)
+        if self.action == "audio":
+            return f"{label(self.stream)}: {fmt} cannot hold {codec}; transcoding to {self.target}"
+        if self.action == "subtitle":
+            return f"{label(self.stream)}: {fmt} cannot hold {codec}; converting to {self.target}"
+        if self.action == "drop":
+            keep = [suffix for name, suffix in SUGGESTED.items() if name != fmt and plan_one(self.stream, muxer(name)).action != "drop"]
+            hint = f" (write to {' or '.join(keep)} to keep it)" if keep else ""
+            return f"{label(self.stream)}: {fmt} cannot hold it and it cannot be converted; it is left out{hint}"
+        return None
+
+
+def plan_one(stream, mux: Muxer) -> Carry:
+    if stream.type == "attachment":
+        return Carry(stream, "attach" if mux.name in ATTACHMENT_FORMATS else "drop")
+    codec = codec_of(stream)
+    if is_cover_art(stream):
+        if mux.name in COVER_ART_FORMATS and mux.holds(codec) and mux.accepts(stream):
+            return Carry(stream, "copy")
+        return Carry(stream, "attach" if mux.name in ATTACHMENT_FORMATS else "drop")
+    if mux.holds(codec) and mux.accepts(stream):
+        return Carry(stream, "copy")
+    if stream.type == "audio" and mux.audio_codec:
+        return Carry(stream, "audio", mux.audio_codec)
+    if stream.type == "subtitle" and codec in TEXT_SUBTITLES and mux.name in SUBTITLE_FOR:
+        return Carry(stream, "subtitle", SUBTITLE_FOR[mux.name])
+    return Carry(stream, "drop")
+
+
+def plan(streams, container_format: str) -> list[Carry]:
+    mux = muxer(container_format)
+    return [plan_one(s, mux) for s in streams]
+
+
+def holds_all(container_format: str, streams) -> bool:
+    """Whether a container carries every stream as it is (copied or attached, nothing converted)."""
+    return all(c.action in ("copy", "attach") for c in plan(streams, container_format))
+
+
+def attachment_of(stream, cover_pictures: dict[int, bytes]) -> tuple[str, str, bytes] | None:
+    """(file name, MIME type, bytes) of an attachment or of a cover picture to store as one; None
+    for a cover whose picture the file did not give."""
+    if stream.type == "attachment":
+        return stream.name, stream.mimetype, bytes(stream.data)
+    if stream.index not in cover_pictures:
+        return None
+    mime = stream.metadata.get("mimetype") or {"mjpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}.get(
+        codec_of(stream), "application/octet-stream")
+    name = stream.metadata.get("filename") or f"cover{mimetypes.guess_extension(mime) or '.bin'}"
+    return name, mime, cover_pictures[stream.index]
+
+
+def describe_output(out, stream) -> None:
+    """Give an output stream the input's tags (language, title, ...) and disposition."""
+    out.metadata.update({k: v for k, v in stream.metadata.items() if k.lower() not in ("duration", "encoder")})
+    out.disposition = stream.disposition
+
+
+class AudioTranscoder:
+    def __init__(self, container, stream, codec: str):
+        self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
+        self.decoder.extradata = stream.codec_context.extradata
+        layout = stream.codec_context.layout
+        rate = stream.codec_context.sample_rate
+        rates = av.Codec(codec, "w").audio_rates  # Opus, say, takes 48 kHz but not 44.1 kHz
+        if rates and rate not in rates:
+            rate = max(rates)
+        self.out = container.add_stream(codec, rate=rate, layout=layout.name if layout else "stereo")
+        describe_output(self.out, stream)
+        self.resampler = av.AudioResampler(format=self.out.codec_context.format, layout=self.out.codec_context.layout, rate=rate)
+
+    def feed(self, packet):
+        frames = self.decoder.decode(packet) if packet is not None else self.decoder.decode(None)
+        out = []
+        for f in frames:
+            for r in self.resampler.resample(f):
+                out += self.out.encode(r)
+        if packet is None:
+            for r in self.resampler.resample(None):
+                out += self.out.encode(r)
+            out += self.out.encode(None)
+        return out
+
+
+class SubtitleTranscoder:
+    def __init__(self, container, stream, codec: str):
+        self.decoder = stream.codec_context
+        if not self.decoder.is_open:
+            self.decoder.open()  # text decoders make their ASS header when opened
+        self.out = container.add_stream(codec)
+        describe_output(self.out, stream)
+        header = self.decoder.subtitle_header
+        if header:
+            self.out.codec_context.subtitle_header = header
+        self.src_tb = stream.time_base
+
+    def feed(self, packet):
+        if packet is None:
+            return []
+        out = []
+        sub = self.decoder.decode2(packet)
+        if sub is not None:
+            pk = self.out.codec_context.encode_subtitle(sub)
+            pk.stream = self.out
+            pk.time_base = self.src_tb
+            pk.pts = pk.dts = packet.pts
+            pk.duration = packet.duration
+            out.append(pk)
+        return out
