@@ -32,7 +32,7 @@ from ..models import registry, weights
 from ..routing import build_router
 from ..routing.solver import solve
 from ..tiling import TileGrid
-from ..train.data import default_folder, load_pairs, quantize8
+from ..train.data import default_folder, load_pairs, quantize8, shown
 
 SWEEP = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 FINE_STEPS = 8  # the bracket around the first sweep budget within 0.05 dB is scanned in this many steps
@@ -101,7 +101,7 @@ def run(val_dir: Path | None, scales: list[int], repeats: int = 2, models: list[
         tile: int | None = None) -> dict:
     """``tile``: the routers' tile side (None: the engine's default per router family)."""
     val_dir = Path(val_dir or default_folder("val"))
-    res = {"val_dir": str(val_dir), "repeats": repeats, "models": []}
+    res = {"val_dir": shown(val_dir), "repeats": repeats, "models": []}
     picked = {scale: _routed_models(scale, models) for scale in scales}
     missing = sorted(set(models or ()) - {name for names in picked.values() for name in names})
     if missing:

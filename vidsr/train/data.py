@@ -29,6 +29,15 @@ def default_folder(kind: str) -> Path:
     return SHARED_DATA / kind
 
 
+def shown(folder: Path) -> str:
+    """How a report names an image folder: the default one as ``../shared/data/KIND`` (wherever
+    the checkout is), any other as given."""
+    for kind in ("train", "val"):
+        if Path(folder).resolve() == default_folder(kind).resolve() and "VIDSR_DATA" not in os.environ:
+            return f"../shared/data/{kind}"
+    return str(folder)
+
+
 def list_images(folder: Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
