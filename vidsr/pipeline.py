@@ -12,6 +12,7 @@ interpolation model the swscale result is the output (FFmpeg's own Lanczos/bicub
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import signal
 import threading
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from .errors import InputError, OutputError
 from .io.formats import bit_depth, plane_view
 from .io.sink import EncodeOptions, MediaSink
-from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, open_source
+from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, decode_range, open_source
 from .rate_control import FixedBudget, FrameRateTarget
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class VideoJob:
     # builders of dearer models' engines that a frame-rate target leaving time over may switch to,
     # once, on the second frame (``vidsr.policy``); empty when the user chose the model
     dearer: list[Callable[[], object]] = field(default_factory=list)
+    # a segment of the video (``vidsr batch``): the frames with timestamps in [start, end), video only
+    segment: tuple[int, int | None] | None = None
 
 
 @dataclass
@@ -157,6 +160,9 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         summary.warnings.append(msg)
         warn(msg)
 
+    if job.segment is not None:  # the segment's file holds its video alone; the join carries the rest
+        total = None
+        info = dataclasses.replace(info, other_streams=[], cover_pictures={})
     try:
         sink = MediaSink(job.output, info, container, job.encode, out_w, out_h, note)
     except BaseException:
@@ -179,7 +185,9 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
 
     def read():
         t = time.perf_counter()
-        for frame in decode(container, info, job.skip_damaged, on_damage, lambda p: _put(decoded, p, stop)):
+        frames = (decode(container, info, job.skip_damaged, on_damage, lambda p: _put(decoded, p, stop))
+                  if job.segment is None else decode_range(container, info, *job.segment))
+        for frame in frames:
             now = time.perf_counter()
             _put(decoded, _Decoded(frame, (now - t) * 1000), stop)
             t = time.perf_counter()

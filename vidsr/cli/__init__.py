@@ -8,7 +8,7 @@ import sys
 from ..errors import VidsrError
 from ..runtime import tune_allocator
 
-SUBCOMMANDS = ("train", "bench")
+SUBCOMMANDS = ("train", "bench", "batch")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
             from ..bench.cli import main as bench_main
 
             return bench_main(argv[1:])
+        if argv and argv[0] == "batch":
+            from .batch import main as batch_main
+
+            return batch_main(argv[1:])
         from .upscale import main as upscale_main
 
         return upscale_main(argv)

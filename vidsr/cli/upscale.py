@@ -179,11 +179,21 @@ def main(argv: list[str]) -> int:
         return list_models()
     if args.list_presets:
         return list_presets()
+    run(args)
+    return 0
+
+
+def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None = None):
+    """Upscale ``args.input`` as the flags say; returns the run's ``Summary`` (an image: one frame).
+    ``engines``: a cache of loaded engines by settings, kept by a caller that runs many files
+    (``vidsr batch``); ``on_frame``: called with each frame's stats record once it is encoded;
+    ``segment``: only the video frames with timestamps in [start, end), into a video-only file."""
     s = resolve_settings(args)
     if args.input is None:
         raise SettingsError("an INPUT file is required (vidsr --help for usage)")
 
     from ..io.images import is_image
+    from ..pipeline import Summary
 
     src: Path = args.input
     if not src.exists():
@@ -200,7 +210,7 @@ def main(argv: list[str]) -> int:
     if not image and s.model in INTERPOLATION:  # swscale does it all: no torch, no engine
         if s.fps_target is not None:
             _warn(f"--fps-target has nothing to adapt with --model {s.model}; running as fast as it can")
-        return _run_video(args, s, src, dst, engine=None, interpolation=s.model)
+        return _run_video(args, s, src, dst, engine=None, interpolation=s.model, on_frame=on_frame, segment=segment)
 
     from .. import policy
     from ..engine import resolve_device
@@ -210,7 +220,16 @@ def main(argv: list[str]) -> int:
     routed = s.fps_target is not None or s.budget < 1
 
     def load(name):
-        return policy.load_engine(name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap)
+        key = (name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap)
+        if engines is not None and key in engines:
+            engine = engines[key]
+            if engine.router is not None:
+                engine.router.reset()  # a new stream: no memory of the last file's frames
+            return engine
+        engine = policy.load_engine(name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap)
+        if engines is not None:
+            engines[key] = engine
+        return engine
 
     engine = load(policy.choose_model(s.scale, s.model, s.router, routed, _warn))
     name = engine.descriptor.name
@@ -231,15 +250,18 @@ def main(argv: list[str]) -> int:
         upscale_image(engine, src, dst, budget=MacBudget(s.budget))
         if not args.quiet:
             print(f"wrote {dst}", file=sys.stderr)
-        return 0
+        return Summary(frames=1)
 
     dearer = []
     if s.fps_target is not None and engine_or_none is not None and not s.model and s.router == "auto":
         dearer = policy.dearer_candidates(engine, load)  # the model was ours to choose
-    return _run_video(args, s, src, dst, engine_or_none, name if engine_or_none is None else "lanczos", dearer)
+    return _run_video(args, s, src, dst, engine_or_none, name if engine_or_none is None else "lanczos", dearer,
+                      on_frame, segment)
 
 
-def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=()) -> int:
+def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=(), on_frame=None,
+               segment=None):
+    from ..io.output_paths import StatsFile
     from ..io.sink import EncodeOptions
     from ..pipeline import VideoJob, upscale_video
 
@@ -255,14 +277,15 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         skip_damaged=args.skip_damaged,
         progress=not args.quiet,
         dearer=list(dearer),
+        segment=segment,
     )
-    from ..io.output_paths import StatsFile
-
     stats_file = None
     try:
         if args.stats is not None:
             stats_file = StatsFile(args.stats)
-            job.stats = stats_file.write
+        listeners = [f for f in (stats_file.write if stats_file else None, on_frame) if f is not None]
+        if listeners:
+            job.stats = lambda record: [f(record) for f in listeners]
         summary = upscale_video(job, _warn)
     except BaseException:
         if stats_file is not None:
@@ -272,7 +295,7 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         stats_file.commit()
     if not args.quiet:
         print(_summary_line(dst, summary, s), file=sys.stderr)
-    return 0
+    return summary
 
 
 def _summary_line(dst, summary, s: Settings) -> str:

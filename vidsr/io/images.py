@@ -28,8 +28,19 @@ WIDE_PNG = {"RGB;16B": "rgb48be", "RGBA;16B": "rgba64be", "LA;16B": "ya16be"}
 WIDE_CHANNELS = {"rgb48be": 3, "rgba64be": 4, "ya16be": 2}
 
 
+IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "TIFF"}  # what Pillow calls the formats above
+
+
 def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    """A still image vidsr writes as PNG: by its name where that says so, else by its content (a
+    file named otherwise, as a batch finds them). Animated formats (GIF) are videos to FFmpeg."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with Image.open(path) as im:
+            return im.format in IMAGE_FORMATS
+    except (UnidentifiedImageError, OSError, ValueError):
+        return False
 
 
 def read_image(path: Path) -> tuple[np.ndarray, dict]:

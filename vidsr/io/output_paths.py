@@ -136,11 +136,12 @@ def default_output(src: Path, scale: int, suffix: str) -> Path:
     return src.with_name(f"{src.stem}_x{scale}{suffix}")
 
 
-def video_output(src: Path, asked: Path | None, scale: int, codec: str | None, container: str | None) -> Path:
+def video_output(src: Path, asked: Path | None, scale: int, codec: str | None, container: str | None,
+                 prefer_own: bool = False) -> Path:
     """The video output path. One asked for must be a container that holds the codec (a named codec
     that does not fit is refused, naming those that do). Otherwise INPUT_x<scale> in the preset's
     container, or else the first of .mp4, the input's own and .mkv that holds the codec and carries
-    every stream as it is."""
+    every stream as it is (``prefer_own``: the input's own first, as a mirrored tree wants it)."""
     from .sink import DEFAULT_ENCODER, container_format_for, encoder_named, video_encoder_for
     from .source import open_source
     from .streams import holds_all, muxer
@@ -163,5 +164,6 @@ def video_output(src: Path, asked: Path | None, scale: int, codec: str | None, c
 
     source, info = open_source(src)  # early, clear errors for bad input
     with source:
-        suffix = next((s for s in (".mp4", src.suffix, ".mkv") if s and fits(s, info.other_streams)), ".mkv")
+        order = (src.suffix, ".mp4", ".mkv") if prefer_own else (".mp4", src.suffix, ".mkv")
+        suffix = next((s for s in order if s and fits(s, info.other_streams)), ".mkv")
     return default_output(src, scale, suffix)

@@ -93,27 +93,35 @@ def _available(name: str) -> bool:
 
 
 class MediaSink:
+    """The output file: an encoder for the video (or, with ``video_template``, a stream that takes
+    already encoded packets, for joining segments) and every other stream of ``source`` carried."""
+
     def __init__(self, final: Path, info: VideoInfo, source, enc: EncodeOptions, width: int, height: int,
-                 warn: Callable[[str], None]):
+                 warn: Callable[[str], None], video_template=None):
         self.final = final
         self.tmp = temp_path_for(final)
         self.info = info
         self.warn = warn
         self.frames_in = 0
         self.packets_out = 0
+        self.encoded = video_template is not None
         fmt = container_format_for(final)
-        codec, note = video_encoder_for(fmt, enc.codec, info.work_format)
-        if note:
-            warn(note)
-        try:
-            self.pix_fmt, notes = output_format(info.work_format, codec, width, height, enc.pix_fmt)
-        except ValueError as e:
-            raise SettingsError(str(e)) from None
-        for n in notes:
-            warn(n)
+        if not self.encoded:
+            codec, note = video_encoder_for(fmt, enc.codec, info.work_format)
+            if note:
+                warn(note)
+            try:
+                self.pix_fmt, notes = output_format(info.work_format, codec, width, height, enc.pix_fmt)
+            except ValueError as e:
+                raise SettingsError(str(e)) from None
+            for n in notes:
+                warn(n)
         self.container = av.open(str(self.tmp), "w", format=fmt, options=MUXER_OPTIONS.get(fmt, {}))
         try:
-            self._add_video(enc, codec, width, height, source)
+            if self.encoded:
+                self._add_encoded_video(video_template, source)
+            else:
+                self._add_video(enc, codec, width, height, source)
             self._carry_streams()
         except av.error.FFmpegError as e:
             self.abort()
@@ -141,10 +149,20 @@ class MediaSink:
             import numpy as np
 
             self.video.set_display_matrix([int(v) for v in np.frombuffer(info.display_matrix, dtype="<i4")])
-        src_video = source.streams[info.index]
+        self._describe_video(source)
+        open_encoder(self.video)
+
+    def _add_encoded_video(self, template, source) -> None:
+        """A video stream for packets encoded elsewhere (segments of this output), with the
+        encoded stream's parameters (codec, size, colour, side data) and the source's time base."""
+        self.video = self.container.add_stream_from_template(template)
+        self.video.time_base = self.info.time_base
+        self._describe_video(source)
+
+    def _describe_video(self, source) -> None:
+        src_video = source.streams[self.info.index]
         self.video.metadata.update({k: v for k, v in src_video.metadata.items() if k.lower() in ("language", "title", "handler_name")})
         self.container.metadata.update(source.metadata)
-        open_encoder(self.video)
 
     def _carry_streams(self) -> None:
         """Map every other input stream to a copy, an attachment, a conversion, or nothing (with a
@@ -181,6 +199,12 @@ class MediaSink:
         frame.pict_type = av.video.frame.PictureType.NONE
         self._mux_video(self.video.encode(frame))
 
+    def write_encoded(self, packet: av.Packet) -> None:
+        """Mux an already encoded video packet (``video_template``), in decode order."""
+        self.frames_in += 1
+        packet.stream = self.video
+        self._mux_video([packet])
+
     def _mux_video(self, packets) -> None:
         for p in packets:
             self.packets_out += 1
@@ -208,7 +232,8 @@ class MediaSink:
     def close(self) -> None:
         """Flush encoders, check that every frame came out, and move the file into place."""
         try:
-            self._mux_video(self.video.encode(None))
+            if not self.encoded:
+                self._mux_video(self.video.encode(None))
             for kind, target in self.routes.values():
                 if kind == "convert":
                     for p in target.feed(None):

@@ -341,3 +341,50 @@ def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:
                          src_color_range=rng, dst_color_range=rng)
     out.pts, out.time_base = frame.pts, frame.time_base
     return out
+
+
+def decode_range(container, info: VideoInfo, start: int, end: int | None) -> Iterator[av.VideoFrame]:
+    """The frames of the upscaled stream whose timestamps lie in [``start``, ``end``) (``end``
+    None: to the end), in presentation order, as ``decode`` gives them: a segment of a long video
+    run on its own (``vidsr batch``). ``start`` and ``end`` are keyframes' timestamps.
+
+    Reading starts at the keyframe at or before ``start``. It goes on past the keyframe at ``end``
+    until a packet presented after it, so that pictures of the next group that are presented
+    before ``end`` (an open group's leading pictures) are in too. Every packet in the range must
+    give an undamaged frame, or the segment fails naming the frame's timestamp."""
+    video = container.streams[info.index]
+    video.thread_type = "AUTO"
+    container.seek(start, stream=video, backward=True, any_frame=False)
+    inside = (lambda pts: pts is not None and start <= pts) if end is None else \
+        (lambda pts: pts is not None and start <= pts < end)
+    wanted, got = set(), set()
+
+    def frames_of(packet):
+        try:
+            frames = video.codec_context.decode(packet)
+        except av.error.FFmpegError as e:
+            raise InputError(f"{container.name}: damaged video in the segment from pts {start} ({_reason(e)})") from None
+        for frame in frames:
+            if not inside(frame.pts):
+                continue
+            if frame.is_corrupt:
+                raise InputError(f"{container.name}: damaged video at pts {frame.pts} (the decoder flagged it corrupt)")
+            got.add(frame.pts)
+            yield _to_work(frame, info)
+
+    past_end = False
+    for packet in container.demux(video):
+        if packet.size == 0 and packet.pts is None and packet.dts is None:
+            continue
+        if end is not None and packet.pts is not None:
+            if packet.is_keyframe and packet.pts >= end:
+                past_end = True
+            elif past_end and packet.pts > end:
+                break  # presented after the next group's keyframe: every picture before it is in
+        if inside(packet.pts):
+            wanted.add(packet.pts)
+        yield from frames_of(packet)
+    yield from frames_of(None)
+    lost = sorted(wanted - got)
+    if lost:
+        raise InputError(f"{container.name}: {len(lost)} frames from pts {lost[0]} gave no picture in the segment from pts {start}")

@@ -1,0 +1,264 @@
+"""``vidsr batch``: media found by probing, a manifest that resumes, long files in segments joined
+without a second encode, failures recorded, workers and the driver killed; against a real local Ray
+instance (2 CPUs) started here and shut down after."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidsr.batch import segments as seg
+from vidsr.batch.discover import discover
+from vidsr.batch.driver import Options, run_batch
+from vidsr.batch.jobs import job_args
+from vidsr.batch.manifest import JOURNAL, Manifest, Record
+from vidsr.cli.upscale import run
+
+from .media import Spec, make_video, packets
+from .test_bad_input import damaged  # noqa: F401  (the fixture)
+
+ray = pytest.importorskip("ray")
+
+FLAGS = ["--model", "espcn"]  # a real network, cheap enough for tiny clips
+
+
+def output_of(dst: Path, rel: str) -> Path:
+    """Where the batch wrote ``rel`` (the container is the job's choice), from the manifest."""
+    return dst / Manifest(dst).get(rel).output
+
+
+def frames_of(path: Path) -> list[tuple[int, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(f.pts, f.to_ndarray()) for f in c.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local instance for these tests alone
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """SRC with videos in two folders, an image under a name that is not an image's, a text file,
+    and a damaged video."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    make_video(src / "a.mp4", Spec(frames=10, audio="aac"))
+    make_video(src / "sub" / "b.mkv", Spec(frames=6, codec="ffv1"))
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((20, 30, 3)) * 255).astype(np.uint8)).save(src / "sub" / "pic.dat", format="PNG")
+    (src / "notes.txt").write_text("not media")
+    (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
+    return src
+
+
+def test_media_are_found_by_what_they_are_not_what_they_are_called(tree):
+    kinds = {f.rel: f.kind for f in discover(tree)}
+    assert kinds == {"a.mp4": "video", "sub/b.mkv": "video", "sub/pic.dat": "image", "notes.txt": "other",
+                     "broken.mp4": "other"}
+
+
+def test_the_manifest_keeps_the_latest_record_and_ignores_a_torn_line(tmp_path):
+    m = Manifest(tmp_path)
+    m.record(Record("a.mp4", 1, 2, "h", "upscale", "s", "failed", error="x"))
+    m.record(Record("a.mp4", 1, 2, "h", "upscale", "s", "done", output="a.mp4", output_sha256="o"))
+    with open(tmp_path / JOURNAL, "a") as f:
+        f.write('{"input": "b.mp4", "size": 3, "mti')  # a kill in the middle of a write
+    again = Manifest(tmp_path)
+    assert again.get("a.mp4").status == "done" and again.get("b.mp4") is None
+    again.record(Record("c.mp4", 1, 2, "h", "upscale", "s", "done"))  # compacts, then appends
+    lines = (tmp_path / JOURNAL).read_text().splitlines()
+    assert [json.loads(line)["input"] for line in lines] == ["a.mp4", "c.mp4"]
+
+
+def long_clip(path: Path, codec: str = "libx264", **kw) -> Path:
+    return make_video(path, Spec(frames=150, rate=25, codec=codec, audio="aac", subtitles="mov_text",
+                                 options={"g": "25", **kw.pop("options", {})}, **kw))
+
+
+def test_segments_start_at_keyframes_and_cover_the_video(tmp_path):
+    src = long_clip(tmp_path / "long.mp4")
+    keyframes, _, _ = seg.keyframes(src)
+    parts = seg.plan(src, 1.5)
+    assert len(parts) >= 2
+    assert [p.start for p in parts] == sorted(p.start for p in parts) and all(p.start in keyframes for p in parts)
+    assert [p.end for p in parts[:-1]] == [p.start for p in parts[1:]] and parts[-1].end is None
+    assert seg.plan(src, 10.0) == [seg.Segment(0, keyframes[0], None)]  # short against the segment length: one
+
+
+@pytest.mark.parametrize("codec", ["ffv1", "libx264"])
+def test_joined_segments_equal_a_single_run(tmp_path, codec):
+    """Lossless: every frame bit-identical; lossy (x264 with B-frames): the same frames at the same
+    timestamps. Audio and subtitle packets byte-identical either way."""
+    src = long_clip(tmp_path / "long.mp4", options={"bf": "3"} if codec == "libx264" else {})
+    flags = FLAGS + ["--codec", codec]
+    parts = seg.plan(src, 1.5)
+    files = []
+    for p in parts:
+        files.append(tmp_path / f"seg{p.index}.mp4")
+        run(job_args("upscale", flags, src, files[-1]), {}, segment=(p.start, p.end))
+    joined, single = tmp_path / "joined.mkv", tmp_path / "single.mkv"
+    assert seg.join(src, parts, files, joined, print) == 150
+    run(job_args("upscale", flags, src, single), {})
+    a, b = frames_of(joined), frames_of(single)
+    assert [pts for pts, _ in a] == [pts for pts, _ in b] and len(a) == 150
+    if codec == "ffv1":
+        assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
+    for kind in ("audio", "subtitles"):
+        assert packets(joined, kind) == packets(single, kind)
+
+
+def test_a_batch_mirrors_the_tree_records_failures_and_resumes(tree, tmp_path, local_ray):
+    dst = tmp_path / "dst"
+    report = run_batch(Options(tree, dst, flags=FLAGS, progress=False))
+    assert (report.done, report.failed, report.not_media) == (3, 0, 2)
+    assert (dst / "a.mp4").exists() and (dst / "sub" / "b.mkv").exists() and (dst / "sub" / "pic.png").exists()
+    assert len(frames_of(dst / "a.mp4")) == 10
+    records = Manifest(dst).records
+    assert set(records) == {"a.mp4", "sub/b.mkv", "sub/pic.dat"} and all(r.status == "done" for r in records.values())
+    # the same command again: nothing to do
+    before = {p: p.stat().st_mtime_ns for p in dst.rglob("*") if p.is_file() and p.name != JOURNAL}
+    again = run_batch(Options(tree, dst, flags=FLAGS, progress=False))
+    assert (again.done, again.skipped) == (0, 3)
+    assert before == {p: p.stat().st_mtime_ns for p in dst.rglob("*") if p.is_file() and p.name != JOURNAL}
+    # a changed input is redone; new flags redo everything
+    make_video(tree / "a.mp4", Spec(frames=14, audio="aac"))
+    changed = run_batch(Options(tree, dst, flags=FLAGS, progress=False))
+    assert (changed.done, changed.skipped) == (1, 2) and len(frames_of(dst / "a.mp4")) == 14
+
+
+def test_a_corrupt_file_fails_alone_and_is_retried_only_when_asked(tree, tmp_path, local_ray, damaged):  # noqa: F811
+    shutil.copyfile(damaged / "truncated.mp4", tree / "cut.mkv")  # readable, but frames are lost (named .mkv all the same)
+    dst = tmp_path / "dst"
+    report = run_batch(Options(tree, dst, flags=FLAGS, progress=False))
+    assert report.failed == 1 and report.done == 3
+    record = Manifest(dst).get("cut.mkv")
+    assert record.status == "failed" and "damaged video at frame" in record.error
+    assert not [p for p in dst.iterdir() if p.name.startswith("cut")]
+    assert run_batch(Options(tree, dst, flags=FLAGS, progress=False)).failed == 1  # still failed, not retried:
+    assert Manifest(dst).get("cut.mkv") == record  # the same record, not a new run's
+    retried = run_batch(Options(tree, dst, flags=FLAGS, progress=False, retry_failed=True))
+    assert retried.failed == 1 and retried.done == 0 and retried.skipped == 3  # retried, and failed again
+
+
+def test_a_dry_run_writes_nothing(tree, tmp_path, local_ray):
+    dst = tmp_path / "dst"
+    report = run_batch(Options(tree, dst, flags=FLAGS, dry_run=True, progress=False))
+    assert report.done == 3 and not dst.exists()
+
+
+def test_bad_job_flags_fail_before_anything_runs(tree, tmp_path):
+    from vidsr.errors import SettingsError
+
+    for flags, needle in ((["--scale", "7"], "invalid choice"), (["-o", "x.mp4"], "-o is the batch's"),
+                          (["--preset", "nosuch"], "unknown preset")):
+        with pytest.raises(SettingsError, match=needle):
+            run_batch(Options(tree, tmp_path / "dst", flags=flags, progress=False))
+    assert not (tmp_path / "dst").exists()
+
+
+def test_a_worker_killed_mid_task_is_retried(tmp_path, local_ray):
+    """The worker process dies while it writes a file (kill -9): Ray restarts it and runs the task
+    again; the file is done, complete, and nothing partial is left."""
+    src = tmp_path / "src"
+    src.mkdir()
+    make_video(src / "slow.mp4", Spec(width=192, height=128, frames=60))
+    dst = tmp_path / "dst"
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(r=run_batch(
+        Options(src, dst, flags=["--model", "plain", "--tile", "16"], workers=1, progress=False))))
+    runner.start()
+    killed = None
+    deadline = time.time() + 120
+    while killed is None and time.time() < deadline and runner.is_alive():
+        partial = [p for p in dst.glob(".slow.vidsr-partial-*") if p.stat().st_size > 0] if dst.exists() else []
+        if partial:
+            killed = int(partial[0].name.split("-partial-")[1].split(".")[0])
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    runner.join(timeout=300)
+    assert killed is not None, "the worker never started writing"
+    assert result["r"].done == 1 and result["r"].failed == 0
+    assert len(frames_of(dst / "slow.mp4")) == 60
+    assert not list(dst.glob(".*partial*"))
+
+
+def test_killing_the_driver_loses_only_the_work_in_flight(tmp_path, local_ray):
+    """kill -9 of the driver half-way: the files recorded are kept, the rerun does the rest, and the
+    outputs are those of an uninterrupted run (lossless, so bit for bit)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        make_video(src / f"c{i}.mkv", Spec(frames=16, codec="ffv1"))
+    flags = FLAGS + ["--codec", "ffv1"]
+    cmd = [sys.executable, "-m", "vidsr", "batch", str(src), str(tmp_path / "dst"), "--address", local_ray,
+           "--workers", "1", "--quiet", *flags]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    journal = tmp_path / "dst" / JOURNAL
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    done_before = len(Manifest(tmp_path / "dst").records)
+    assert 2 <= done_before < 6, "the driver was not killed half-way"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    records = Manifest(tmp_path / "dst").records
+    assert len(records) == 6 and all(r.status == "done" for r in records.values())
+    whole = tmp_path / "whole"
+    assert run_batch(Options(src, whole, flags=flags, progress=False)).done == 6
+    for i in range(6):
+        a, b = frames_of(output_of(tmp_path / "dst", f"c{i}.mkv")), frames_of(output_of(whole, f"c{i}.mkv"))
+        assert [p for p, _ in a] == [p for p, _ in b] and all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
+    assert not list((tmp_path / "dst").glob(".*partial*"))
+
+
+def test_a_long_file_runs_in_segments_and_resumes_per_segment(tmp_path, local_ray):
+    """A long video becomes segment tasks; a segment finished before a kill is not run again; the
+    joined output is the single run's, frame for frame (lossless)."""
+    from vidsr.batch import driver
+    from vidsr.batch.jobs import run_task
+    from vidsr.batch.manifest import settings_digest
+
+    src = tmp_path / "src"
+    src.mkdir()
+    long_clip(src / "long.mp4", codec="ffv1")
+    dst = tmp_path / "dst"
+    flags = FLAGS + ["--codec", "ffv1"]
+    opts = Options(src, dst, flags=flags, segment_seconds=1.5, progress=False)
+    item = driver.Item("long.mp4", src / "long.mp4", False, output=driver.output_for(opts, "long.mp4", src / "long.mp4", False))
+    st = item.path.stat()
+    item.size, item.mtime_ns = st.st_size, st.st_mtime_ns
+    digest = settings_digest(opts.job, flags)
+    tasks = driver._tasks_for(opts, item, digest)
+    assert len(tasks) >= 2 and all(t.segment is not None for t in tasks)
+    assert run_task(tasks[0], {})["status"] == "done"  # one segment done, then the run is "killed"
+    assert len(driver._tasks_for(opts, item, digest)) == len(tasks) - 1
+    report = run_batch(opts)
+    assert report.done == 1 and report.frames == 150
+    assert not any((dst / driver.SEGMENTS_DIR).iterdir())  # joined: the segments are gone
+    joined = output_of(dst, "long.mp4")
+    single = tmp_path / f"single{joined.suffix}"  # the same container: the same time base
+    run(job_args("upscale", flags, src / "long.mp4", single), {})
+    a, b = frames_of(joined), frames_of(single)
+    assert [p for p, _ in a] == [p for p, _ in b] and all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
+    for kind in ("audio", "subtitles"):
+        assert packets(joined, kind) == packets(single, kind)

@@ -1,0 +1,274 @@
+"""A batch from start to end: find the media, decide what is left to do, run it on Ray, record
+each file as it finishes, join the segments of long files, and report.
+
+Resume is "run the same command again": the manifest in DST says what is done. A file is skipped
+when its record is done with the same job and flags, its size and modification time (or, if
+those moved, its hash) are unchanged, and its output is there with the checksum recorded. A failed
+file is retried only with ``retry_failed``. A long file's finished segments survive a kill too
+(each is renamed into place when complete), so only the segments in flight are redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import SettingsError, VidsrError
+from ..models.weights import sha256_of
+from . import segments as seg
+from .discover import discover
+from .jobs import job_args
+from .manifest import Manifest, Record, settings_digest
+from .runner import Task, make_worker_class, plan_workers, start_ray, task_result
+
+SEGMENTS_DIR = ".vidsr-segments"  # in DST: the encoded segments of long files, until they are joined
+SEGMENT_CONTAINER = ".mp4"  # keeps every timestamp exactly, negative decode timestamps included
+
+
+@dataclass
+class Options:
+    src: Path
+    dst: Path
+    job: str = "upscale"
+    flags: list[str] = field(default_factory=list)
+    workers: int | None = None
+    address: str | None = None
+    dry_run: bool = False
+    retry_failed: bool = False
+    segment_seconds: float = 60.0  # a video twice this long or more runs in segments of about this
+    progress: bool = True
+
+
+@dataclass
+class Item:
+    """One media file and what to do with it."""
+
+    rel: str
+    path: Path
+    image: bool
+    output: Path | None = None
+    state: str = "todo"  # "todo", "skip" (done and unchanged), "failed" (recorded, not retried)
+    size: int = 0
+    mtime_ns: int = 0
+    error: str | None = None
+    segments: list = field(default_factory=list)  # [Segment] for a long video
+
+
+@dataclass
+class Report:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    not_media: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+
+
+def _write(msg: str) -> None:
+    tqdm.write(msg, file=sys.stderr)
+
+
+def output_for(opts: Options, rel: str, path: Path, image: bool) -> Path:
+    """DST/<the input's folder>/<its name> with the suffix the job writes: PNG for images; for
+    videos the input's own container where it holds the output's codec and streams, else the one
+    the upscaler would choose."""
+    from ..cli.upscale import resolve_settings
+    from ..io.output_paths import video_output
+
+    target = (opts.dst / rel).with_suffix(".png")
+    if image:
+        return target
+    args = job_args(opts.job, opts.flags, path, target)
+    s = resolve_settings(args)
+    return target.with_suffix(video_output(path, None, s.scale, s.codec, s.container, prefer_own=True).suffix)
+
+
+def _unchanged(item: Item, record: Record) -> bool:
+    if (record.size, record.mtime_ns) == (item.size, item.mtime_ns):
+        return True
+    return record.size == item.size and sha256_of(item.path) == record.sha256
+
+
+def classify(opts: Options, manifest: Manifest, digest: str) -> tuple[list[Item], list]:
+    """(media items with their state, the files that are not media)."""
+    found = discover(opts.src, skip=opts.dst)
+    items, others = [], []
+    for f in found:
+        if f.kind == "other":
+            others.append(f)
+            continue
+        st = f.path.stat()
+        item = Item(f.rel, f.path, f.kind == "image", size=st.st_size, mtime_ns=st.st_mtime_ns)
+        try:
+            item.output = output_for(opts, f.rel, f.path, item.image)
+        except VidsrError as e:
+            item.state, item.error = "todo", str(e)  # it fails again in its task, and is recorded there
+            item.output = (opts.dst / f.rel).with_suffix(".mp4")
+        record = manifest.get(f.rel)
+        if record is not None and record.settings == digest and record.job == opts.job and _unchanged(item, record):
+            out = opts.dst / record.output if record.output else None
+            if record.status == "done" and out is not None and out.exists() and sha256_of(out) == record.output_sha256:
+                item.state = "skip"
+            elif record.status == "failed" and not opts.retry_failed:
+                item.state, item.error = "failed", record.error
+        items.append(item)
+    return items, others
+
+
+def _segment_folder(opts: Options, item: Item, digest: str) -> Path:
+    key = hashlib.sha256(f"{item.rel}|{digest}|{item.size}|{item.mtime_ns}".encode()).hexdigest()[:16]
+    return opts.dst / SEGMENTS_DIR / key
+
+
+def _tasks_for(opts: Options, item: Item, digest: str) -> list[Task]:
+    """A whole file, or the segments of a long video that are not done yet."""
+    whole = Task(opts.job, tuple(opts.flags), str(item.path), str(item.output), item.rel, None, item.image)
+    item.output.parent.mkdir(parents=True, exist_ok=True)  # the tree mirrored as it is needed
+    if item.image or item.error or opts.segment_seconds <= 0:
+        return [whole]
+    try:
+        item.segments = seg.plan(item.path, opts.segment_seconds)
+    except Exception:  # unreadable: the whole-file task finds and records the error
+        return [whole]
+    if len(item.segments) < 2:
+        return [whole]
+    folder = _segment_folder(opts, item, digest)
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for s in item.segments:
+        out = folder / f"seg-{s.index:05d}{SEGMENT_CONTAINER}"
+        if not out.exists():  # a segment file exists only once complete
+            tasks.append(Task(opts.job, tuple(opts.flags), str(item.path), str(out), item.rel,
+                              (s.index, s.start, s.end), False))
+    return tasks
+
+
+def validate_flags(job: str, flags: list[str]) -> None:
+    """The job's flags, checked before anything starts: unknown flags, bad values, unknown presets
+    fail here, once, not in every file's task. The batch chooses inputs and outputs itself."""
+    for reserved in ("-o", "--output", "-y", "--overwrite", "--stats", "--list-models", "--list-presets"):
+        if reserved in flags or any(f.startswith(reserved + "=") for f in flags):
+            raise SettingsError(f"{reserved} is the batch's to set, not a flag for its files")
+    args = job_args(job, flags, Path("input"), Path("output.mp4"))
+    from ..cli.upscale import resolve_settings
+
+    resolve_settings(args)
+
+
+def run_batch(opts: Options) -> Report:
+    started = time.perf_counter()
+    if not opts.src.is_dir():
+        raise SettingsError(f"{opts.src}: not a folder")
+    if opts.dst.resolve() == opts.src.resolve():
+        raise SettingsError("DST must not be SRC: outputs would mix with the inputs")
+    validate_flags(opts.job, opts.flags)
+    digest = settings_digest(opts.job, opts.flags)
+    manifest = Manifest(opts.dst)  # reading it writes nothing (a dry run leaves DST as it was)
+    items, others = classify(opts, manifest, digest)
+    report = Report(not_media=len(others))
+    for f in others:
+        _write(f"vidsr batch: skipping {f.rel}: {f.reason}")
+    todo = [i for i in items if i.state == "todo"]
+    report.skipped = sum(i.state == "skip" for i in items)
+    report.failed = sum(i.state == "failed" for i in items)
+    for i in items:
+        if i.state == "failed":
+            _write(f"vidsr batch: {i.rel}: failed before ({i.error}); --retry-failed runs it again")
+    if opts.dry_run:
+        report.done = len(todo)
+        for i in items:
+            what = {"todo": "would run", "skip": "done, unchanged", "failed": "failed before"}[i.state]
+            _write(f"{what}: {i.rel} -> {i.output.relative_to(opts.dst) if i.output else '-'}")
+        report.seconds = time.perf_counter() - started
+        return report
+    if not todo:
+        report.seconds = time.perf_counter() - started
+        return report
+    opts.dst.mkdir(parents=True, exist_ok=True)
+    tasks = {i.rel: _tasks_for(opts, i, digest) for i in todo}
+    _run_on_ray(opts, todo, tasks, manifest, digest, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run_on_ray(opts: Options, todo: list[Item], tasks: dict, manifest: Manifest, digest: str, report: Report) -> None:
+    ray, started = start_ray(opts.address)
+    actors = []
+    try:
+        from ray.util.queue import Queue
+
+        all_tasks = [t for i in todo for t in tasks[i.rel]]
+        resources = ray.cluster_resources()
+        workers, threads, gpus = plan_workers(opts.workers, len(all_tasks), resources.get("CPU", 1), resources.get("GPU", 0))
+        Worker = make_worker_class(ray)
+        actors += [Worker.options(num_cpus=threads, num_gpus=gpus).remote(threads) for _ in range(workers)]
+        queue = Queue()
+        bar = tqdm(total=len(todo), unit="file", desc="vidsr batch", disable=None if opts.progress else True,
+                   dynamic_ncols=True)
+        frames = [0]
+        left = {i.rel: len(tasks[i.rel]) for i in todo}
+        by_rel = {i.rel: i for i in todo}
+        results: dict[str, list] = {i.rel: [] for i in todo}
+        for item in todo:  # a long file whose segments are all done from an earlier run: join it now
+            if not tasks[item.rel]:
+                _finish(opts, item, [], manifest, digest, report, bar)
+        pending = list(all_tasks)
+        in_flight: dict = {}  # object ref -> (task, the actor running it)
+        idle = list(actors)
+        while pending or in_flight:
+            while idle and pending:  # every worker busy while there is work
+                actor, task = idle.pop(), pending.pop(0)
+                in_flight[actor.run.remote(task, queue)] = (task, actor)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
+            while not queue.empty():
+                frames[0] += queue.get_nowait()
+                bar.set_postfix(frames=frames[0])
+            for ref in ready:
+                task, actor = in_flight.pop(ref)
+                idle.append(actor)
+                results[task.rel].append((task, task_result(ray, ref)))
+                left[task.rel] -= 1
+                if left[task.rel] == 0:
+                    _finish(opts, by_rel[task.rel], results[task.rel], manifest, digest, report, bar)
+        bar.close()
+    finally:
+        for actor in actors:  # their CPU shares go back to the cluster
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
+
+
+def _finish(opts: Options, item: Item, results: list, manifest: Manifest, digest: str, report: Report, bar) -> None:
+    """Record a file whose tasks are all back: join a long file's segments, checksum the output."""
+    failed = [r for _, r in results if r["status"] != "done"]
+    frames = sum(r.get("frames", 0) for _, r in results)
+    seconds = sum(r.get("seconds", 0.0) for _, r in results)
+    record = Record(item.rel, item.size, item.mtime_ns, sha256_of(item.path), opts.job, digest, "failed",
+                    frames=frames, seconds=round(seconds, 3))
+    if not failed and item.segments and len(item.segments) > 1:
+        folder = _segment_folder(opts, item, digest)
+        files = [folder / f"seg-{s.index:05d}{SEGMENT_CONTAINER}" for s in item.segments]
+        try:
+            frames = seg.join(item.path, item.segments, files, item.output, _write)
+            record.frames = frames
+            shutil.rmtree(folder, ignore_errors=True)
+        except VidsrError as e:
+            failed = [{"error": str(e)}]
+    if failed:
+        record.error = failed[0]["error"]
+        report.failed += 1
+        _write(f"failed {item.rel}: {record.error}")
+    else:
+        record.status, record.output = "done", item.output.relative_to(opts.dst).as_posix()
+        record.output_sha256 = sha256_of(item.output)
+        report.done += 1
+        report.frames += record.frames
+        _write(f"done {item.rel} -> {record.output} ({record.frames} frames, {record.seconds:.1f} s)")
+    manifest.record(record)
+    bar.update(1)

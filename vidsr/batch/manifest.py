@@ -1,0 +1,85 @@
+"""The batch manifest: one record per input file, in DST, so that running the same batch again
+skips what is done, redoes what changed and says what failed.
+
+It is a journal (``.vidsr-batch.jsonl``): every finished file appends one JSON line, written with
+a single ``write`` and flushed to disk before the next file is recorded. A run killed at any moment
+leaves at most a torn last line, which loading ignores; the latest record of a file wins. The first
+record of a run rewrites the journal compacted (to a temporary file, then renamed), so it does not
+grow without end over many runs; reading it (a dry run) writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+JOURNAL = ".vidsr-batch.jsonl"
+
+
+@dataclass
+class Record:
+    input: str  # path relative to SRC
+    size: int
+    mtime_ns: int
+    sha256: str
+    job: str  # "upscale" or "downscale"
+    settings: str  # digest of the job's flags: a change redoes the file
+    status: str  # "done" or "failed"
+    output: str | None = None  # path relative to DST
+    output_sha256: str | None = None
+    error: str | None = None
+    frames: int = 0
+    seconds: float = 0.0
+    segments: list = field(default_factory=list)  # for a split file: its segments' records
+
+
+def settings_digest(job: str, flags: list[str]) -> str:
+    """A short digest of what decides a file's output: the job and its flags, in order."""
+    return hashlib.sha256(json.dumps([job, flags]).encode()).hexdigest()[:16]
+
+
+class Manifest:
+    def __init__(self, dst: Path):
+        self.path = Path(dst) / JOURNAL
+        self.records: dict[str, Record] = {}
+        self._compacted = False
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        known = {f for f in Record.__dataclass_fields__}
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    data = json.loads(line)
+                except ValueError:  # a line torn by a kill: the file it describes is redone
+                    continue
+                if isinstance(data, dict) and "input" in data:
+                    self.records[data["input"]] = Record(**{k: v for k, v in data.items() if k in known})
+
+    def _compact(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in self.records.values():
+                f.write(json.dumps(asdict(r)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def record(self, r: Record) -> None:
+        """Append one file's record and make it durable before returning."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._compacted:
+            self._compact()
+            self._compacted = True
+        self.records[r.input] = r
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(r)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def get(self, rel: str) -> Record | None:
+        return self.records.get(rel)
