@@ -3,7 +3,7 @@
 # table to benchmarks/results/NAME.md and its raw numbers to benchmarks/results/NAME.json.
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
 # running moves them.
-# Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn]   (default: all)
+# Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [batch]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
@@ -15,8 +15,9 @@ declare -A ARGS=(
   [routing-tile32]="--scales 2 --models arm-espcn arm-plain --tile 32"
   [fps]="--seconds 4 --targets 1 2 5 10 30 60 --repeats 3"
   [fps-espcn]="--seconds 4 --targets 10 30 60 --model arm-espcn --repeats 3"
+  [batch]="--clips 8 --seconds 4 --long-seconds 24 --segment-seconds 6"
 )
-for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn}"; do
+for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch}"; do
   for name in $result; do
     which=${name%%-*}  # fps-espcn is the fps bench with other arguments
     echo "== vidsr bench $which ${ARGS[$name]}"

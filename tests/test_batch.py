@@ -248,10 +248,10 @@ def test_a_long_file_runs_in_segments_and_resumes_per_segment(tmp_path, local_ra
     st = item.path.stat()
     item.size, item.mtime_ns = st.st_size, st.st_mtime_ns
     digest = settings_digest(opts.job, flags)
-    tasks = driver._tasks_for(opts, item, digest)
+    tasks = driver.tasks_for(opts, item, digest)
     assert len(tasks) >= 2 and all(t.segment is not None for t in tasks)
     assert run_task(tasks[0], {})["status"] == "done"  # one segment done, then the run is "killed"
-    assert len(driver._tasks_for(opts, item, digest)) == len(tasks) - 1
+    assert len(driver.tasks_for(opts, item, digest)) == len(tasks) - 1
     report = run_batch(opts)
     assert report.done == 1 and report.frames == 150
     assert not any((dst / driver.SEGMENTS_DIR).iterdir())  # joined: the segments are gone

@@ -104,7 +104,7 @@ def test_a_passing_spike_is_not_reported_as_an_unreachable_target():
 
 def test_unmeasured_units_are_guessed_from_their_macs_at_measured_speed():
     c = FpsController(30.0, {"a": 1e9, "b": 2e9})
-    c._smooth_unit("a", 10.0)  # 1 GMAC took 10 ms
+    c.seed({"a": 10.0})  # 1 GMAC measured at 10 ms; "b" never measured
     costs = c.prices()
     assert costs["a"] == pytest.approx(10.0) and costs["b"] == pytest.approx(20.0)
 

@@ -30,7 +30,12 @@ def test_a_frame_rate_target_measures_the_first_frame_then_prices_every_unit_und
     engine = named_arm_engine("cheap", 0.0)
     calibrated = []
     real = engine.calibrate
-    engine.calibrate = lambda x: (calibrated.append(engine.threads._network), real(x))[1]
+    def spy(x):
+        with engine.threads.network():  # the thread count this frame's networks would get
+            calibrated.append(torch.get_num_threads())
+        return real(x)
+
+    engine.calibrate = spy
     notes = []
     rate = FrameRateTarget(engine, 25.0, 8, False, notes.append)
     plane = (np.random.default_rng(0).random((48, 64)) * 255).astype(np.uint8)

@@ -324,20 +324,20 @@ def test_supernet_runs_keep_the_state_best_over_all_widths(image_dirs, tmp_path)
             {"val_psnr_y": 29.9, "val_gain_db": 2.9, "val_gain_db_by_width": {"w4": 1.5}}]
     for step, row in zip((10, 20), rows):
         t.step = step
-        t._keep_best_or_roll_back(t._selection_score(row), 0.0)
+        t.keep_best_or_roll_back(t.selection_score(row), 0.0)
     assert t.best["step"] == 20 and t.best["metric"] == "mean_gain_db_over_widths"
     # --select full: a supernet shipped mainly as a full network keeps the state best at full width
     f = Trainer(config(image_dirs, tmp_path / "f", arch="arm-plain", model_config={"widths": [4, 8], "convs": 2},
                        select="full"), progress=False)
     for step, row in zip((10, 20), rows):
         f.step = step
-        f._keep_best_or_roll_back(f._selection_score(row), 0.0)
+        f.keep_best_or_roll_back(f.selection_score(row), 0.0)
     assert f.best["step"] == 10 and f.best["metric"] == "psnr_y"
     with pytest.raises(ValueError, match="--select must be"):
         Trainer(config(image_dirs, tmp_path / "g", select="best"), progress=False)
     # a plain net is chosen by its PSNR alone
     p = Trainer(config(image_dirs, tmp_path / "p"), progress=False)
-    assert p._selection_score({"val_psnr_y": 31.0, "val_gain_db": 4.0}) == 31.0
+    assert p.selection_score({"val_psnr_y": 31.0, "val_gain_db": 4.0}) == 31.0
 
 
 def test_init_refuses_weights_without_a_matching_manifest(image_dirs, tmp_path):
@@ -354,8 +354,8 @@ def test_extend_continues_a_finished_run_with_a_warm_restart(image_dirs, tmp_pat
     with pytest.raises(ValueError, match="--extend"):
         Trainer(config(image_dirs, tmp_path / "r", iterations=10), progress=False)
     more = Trainer(config(image_dirs, tmp_path / "r", iterations=10, lr=5e-4, extend=True), progress=False)
-    assert more.step == 6 and more._lr_at(6) == pytest.approx(5e-4)
-    assert more._lr_at(10) == pytest.approx(5e-6)
+    assert more.step == 6 and more.lr_at(6) == pytest.approx(5e-4)
+    assert more.lr_at(10) == pytest.approx(5e-6)
     entry = more.run()
     assert more.step == 10
     # the export holds the better validated of steps 6 and 10; the run itself went on to 10
@@ -406,22 +406,22 @@ def test_gradients_are_clipped_and_their_largest_norm_is_logged(image_dirs, tmp_
     t.run()
     row = next(json.loads(line) for line in (tmp_path / "clip" / "log.jsonl").read_text().splitlines())
     assert row["grad_norm_max"] > 1e-3  # the norm before clipping
-    clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in t._params if p.grad is not None]))
+    clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in t.model.parameters() if p.grad is not None]))
     assert clipped <= 1e-3 * 1.001
 
 
 def test_divergence_rolls_back_to_the_best_state_with_half_the_peak_lr(image_dirs, tmp_path):
     t = Trainer(config(image_dirs, tmp_path / "div", iterations=5), progress=False)
     t.run()
-    t._keep_best_or_roll_back(30.0, spent=1.0)  # best so far: saved with the whole state
+    t.keep_best_or_roll_back(30.0, spent=1.0)  # best so far: saved with the whole state
     best = {k: v.clone() for k, v in t.model.state_dict().items()}
     t.cfg.iterations, t.step = 20, 9  # pretend it trained on and the weights blew up
     with torch.no_grad():
         for p in t.model.parameters():
             p.add_(1.0)
-    t._keep_best_or_roll_back(29.5, spent=2.0)  # within DIVERGED_DB: nothing happens
+    t.keep_best_or_roll_back(29.5, spent=2.0)  # within DIVERGED_DB: nothing happens
     assert t.step == 9
-    t._keep_best_or_roll_back(28.5, spent=3.0)
+    t.keep_best_or_roll_back(28.5, spent=3.0)
     assert t.step == 5
     assert all(torch.equal(best[k], v) for k, v in t.model.state_dict().items())
     assert t.schedule[-1] == (5, 20, pytest.approx(5e-4))  # the run's peak was 1e-3

@@ -364,7 +364,12 @@ def test_engines_are_shared():
     a = vsvidsr.upscale(make_clip(core, vs.RGBS, length=2), model="bicubic", device="cpu")
     b = vsvidsr.upscale(make_clip(core, vs.GRAYS, length=2, width=17, height=9), model="bicubic", device="cpu")
     c = vsvidsr.upscale(make_clip(core, vs.RGBS, length=2), model="bicubic", device="cpu", tile=16)
-    assert len(_filter._engines) == 2 and len(_filter._upscalers) == 1
+    settings = ("bicubic", 2, "cpu", torch.float32, "auto", None, None, 8)
+    shared = _filter.shared_engine(*settings)
+    assert _filter.shared_engine(*settings) is shared  # what a and b got: one engine
+    tiled = _filter.shared_engine(*settings[:5], 16, None, 8)
+    assert tiled is not shared and tiled.engine.upscaler is shared.engine.upscaler  # c: its own engine, the same model
+    assert tiled.lock is shared.lock
     for clip in (a, b, c, a):
         assert clip.get_frame(1).props["VidsrModel"] == "bicubic"
 

@@ -126,7 +126,7 @@ def _segment_folder(opts: Options, item: Item, digest: str) -> Path:
     return opts.dst / SEGMENTS_DIR / key
 
 
-def _tasks_for(opts: Options, item: Item, digest: str) -> list[Task]:
+def tasks_for(opts: Options, item: Item, digest: str) -> list[Task]:
     """A whole file, or the segments of a long video that are not done yet."""
     whole = Task(opts.job, tuple(opts.flags), str(item.path), str(item.output), item.rel, None, item.image)
     item.output.parent.mkdir(parents=True, exist_ok=True)  # the tree mirrored as it is needed
@@ -191,7 +191,7 @@ def run_batch(opts: Options) -> Report:
         report.seconds = time.perf_counter() - started
         return report
     opts.dst.mkdir(parents=True, exist_ok=True)
-    tasks = {i.rel: _tasks_for(opts, i, digest) for i in todo}
+    tasks = {i.rel: tasks_for(opts, i, digest) for i in todo}
     _run_on_ray(opts, todo, tasks, manifest, digest, report)
     report.seconds = time.perf_counter() - started
     return report
@@ -208,7 +208,7 @@ def _run_on_ray(opts: Options, todo: list[Item], tasks: dict, manifest: Manifest
         workers, threads, gpus = plan_workers(opts.workers, len(all_tasks), resources.get("CPU", 1), resources.get("GPU", 0))
         Worker = make_worker_class(ray)
         actors += [Worker.options(num_cpus=threads, num_gpus=gpus).remote(threads) for _ in range(workers)]
-        queue = Queue()
+        queue = Queue(actor_options={"num_cpus": 0})  # frame counts from the workers; it needs no CPU of theirs
         bar = tqdm(total=len(todo), unit="file", desc="vidsr batch", disable=None if opts.progress else True,
                    dynamic_ncols=True)
         frames = [0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 JOURNAL = ".vidsr-batch.jsonl"
@@ -33,7 +33,6 @@ class Record:
     error: str | None = None
     frames: int = 0
     seconds: float = 0.0
-    segments: list = field(default_factory=list)  # for a split file: its segments' records
 
 
 def settings_digest(job: str, flags: list[str]) -> str:

@@ -37,6 +37,11 @@ def main(argv: list[str]) -> int:
     pp.add_argument("--repeats", type=int, default=3)
     pp.add_argument("--seconds", type=finite_float, default=4.0)
     pp.add_argument("--network", help="also measure peak RSS with this model")
+    pb = sub.add_parser("batch", help="vidsr batch against one process, 1 vs 2 workers, segments, resume after a kill")
+    pb.add_argument("--clips", type=int, default=8)
+    pb.add_argument("--seconds", type=finite_float, default=4.0, help="length of each clip")
+    pb.add_argument("--long-seconds", type=finite_float, default=24.0, help="length of the clip split into segments")
+    pb.add_argument("--segment-seconds", type=finite_float, default=6.0)
     for name, helptext in (("quality", "PSNR-Y/SSIM of every shipped model and route on validation images vs bicubic"),
                            ("routing", "quality against measured cost for the ARM and PCSR routers"),
                            ("fps", "fps tracking and PSNR at fps targets on a 360p -> 720p clip")):
@@ -66,6 +71,12 @@ def main(argv: list[str]) -> int:
         from .overhead import report, run
 
         res = run(args.repeats, args.seconds, network=args.network)
+    elif args.which == "batch":
+        from .batch import report, run
+
+        if args.clips < 2:
+            p.error("--clips must be at least 2")
+        res = run(args.clips, args.seconds, args.long_seconds, args.segment_seconds)
     elif args.which == "quality":
         from .quality import report, run
 

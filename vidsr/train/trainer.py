@@ -267,7 +267,7 @@ class Trainer:
                 first, end, peak = start, stop, segment_peak
         return first, end, peak
 
-    def _lr_at(self, step: int) -> float:
+    def lr_at(self, step: int) -> float:
         """Cosine decay to 1% of the peak over the segment ``step`` is in."""
         first, end, peak = self._segment(step)
         t = (step - first) / max(1, end - first)
@@ -316,7 +316,7 @@ class Trainer:
                         self.ema = self._new_average()
                     self._make_optimizer()
                 for g in self.opt.param_groups:
-                    g["lr"] = self._lr_at(self.step)
+                    g["lr"] = self.lr_at(self.step)
                 lr, hr = (t.to(self.device) for t in self.sampler.batch(cfg.batch))
                 if self.channels_last:
                     lr = lr.contiguous(memory_format=torch.channels_last)
@@ -336,7 +336,7 @@ class Trainer:
                            "grad_norm_max": round(self.grad_max, 4), **self.validate()}
                     self.grad_max = 0.0
                     self._log(row)
-                    self._keep_best_or_roll_back(self._selection_score(row), time.monotonic() - started)
+                    self.keep_best_or_roll_back(self.selection_score(row), time.monotonic() - started)
                     self.model.train()
                 spent = time.monotonic() - started
                 out_of_time = cfg.time_limit is not None and spent >= cfg.time_limit
@@ -395,13 +395,13 @@ class Trainer:
         by_widths = self.arch.router == "arm" and len(self.width_names) > 1 and self.cfg.select == "widths"
         return "mean_gain_db_over_widths" if by_widths else "psnr_y"
 
-    def _selection_score(self, row: dict) -> float:
+    def selection_score(self, row: dict) -> float:
         if self._selection_metric() == "psnr_y":
             return row["val_psnr_y"]
         gains = [row["val_gain_db"], *row["val_gain_db_by_width"].values()]
         return round(sum(gains) / len(gains), 4)
 
-    def _keep_best_or_roll_back(self, val: float, spent: float) -> None:
+    def keep_best_or_roll_back(self, val: float, spent: float) -> None:
         """Keep the best state of the stage in best.pt; on a validation ``DIVERGED_DB`` below it,
         go back to that state and halve the peak learning rate for the rest of the run."""
         best = self.best
