@@ -529,7 +529,9 @@ def test_routed_frames_do_not_depend_on_request_order(routed_net):
         fresh = vsvidsr.upscale(clip, scale=2, model=routed_net, device="cpu", tile=16)
         alone[n] = planes_of(fresh.get_frame(n))
     for n in [0, 1, 2, 3, 4, 5, 3, 0]:  # in sequence and out of order on one clip
-        np.testing.assert_array_equal(planes_of(out.get_frame(n)), alone[n], err_msg=f"frame {n}")
+        # frames asked for in sequence keep the tiles whose input did not change (vidsr.temporal):
+        # on a static clip those are the same values, up to the float rounding of another window
+        np.testing.assert_allclose(planes_of(out.get_frame(n)), alone[n], rtol=0, atol=1e-6, err_msg=f"frame {n}")
     assert not np.array_equal(alone[0], alone[1])  # the jitter does change the routing
 
 

@@ -66,8 +66,9 @@ class TimeBudget:
 
     def price(self, macs, unit: str | None, amount=1.0):
         """What ``amount`` units of ``unit`` cost in milliseconds (``unit`` None: work the budget
-        does not buy per piece, such as interpolated tiles under one whole-frame pass)."""
-        per_unit = 0.0 if unit is None else self.unit_ms[unit]
+        does not buy per piece, such as interpolated tiles under one whole-frame pass; a unit with
+        no price is never bought)."""
+        per_unit = 0.0 if unit is None else self.unit_ms.get(unit, np.inf)
         return np.zeros(np.shape(macs)) + per_unit * np.asarray(amount, dtype=np.float64)
 
     def allowance(self, floor: float, full: float, fixed_units=()) -> float:

@@ -19,6 +19,7 @@ from .errors import SettingsError
 from .executor import Executor, FrameStats
 from .models.descriptor import Upscaler
 from .routing.protocol import TilePlan
+from .temporal import StreamState
 from .threads import TorchThreads
 from .tiling import TileGrid
 
@@ -91,27 +92,48 @@ class Engine:
     @torch.inference_mode()
     def upscale_plane(self, plane: np.ndarray, bits: int = 8, full_range: bool = False,
                       budget=FULL_NETWORK, out_bits: int | None = None,
-                      base: np.ndarray | None = None) -> tuple[np.ndarray, FrameStats]:
+                      base: np.ndarray | None = None, stream: StreamState | None = None) -> tuple[np.ndarray, FrameStats]:
         """(H, W) uint8/uint16 luma of ``bits`` -> (H*s, W*s) at ``out_bits`` (default: the same).
 
         ``base``: the plane already interpolated to the output size (at ``out_bits``), e.g. by
         swscale for the chroma anyway; interpolated tiles take it instead of paying for their own
         pass. With a router that allows it, those tiles are never converted to float at all: the
         network tiles are written into a copy of ``base`` (at low budgets the full-frame float
-        conversions were most of a frame's time)."""
+        conversions were most of a frame's time). ``stream``: the stream's state, so that tiles
+        whose input did not change keep their output (``vidsr.temporal``)."""
         _require_budget(budget)
         with self.threads.light():  # the network passes set their own threads
             out_bits = out_bits or bits
             x = self.to_unit(plane, bits, full_range)
+            key = ("integer", out_bits, full_range)
             if (base is not None and self.router is not None and self.router.fills_from_base
                     and not budget.full_network and min(plane.shape) >= self.descriptor.tile.min_size):
-                y, stats = self._upscale(x, budget, None, caller_fills_base=True)
-                out = np.array(base, dtype=_int_dtype(out_bits))
-                self._write_cores(y, self.grid(*plane.shape), stats.network_tiles, out, out_bits, full_range)
-                return out, stats
+                y, stats, plan, grid = self._run(x, budget, None, True, stream, key)
+                if stats.network_tiles is None:  # one route everywhere: the network wrote every pixel
+                    out = self.from_unit(y[0, 0].clamp_(0, 1), out_bits, full_range)
+                else:
+                    out = np.array(base, dtype=_int_dtype(out_bits))
+                    self._write_cores(y, grid, stats.network_tiles, out, out_bits, full_range)
+                return self._kept(out, x, plan, grid, stream, key), stats
             base_t = None if base is None else self.to_unit(base, out_bits, full_range)
-            y, stats = self.upscale(x, budget, base_t)
-            return self.from_unit(y[0, 0], out_bits, full_range), stats
+            y, stats, plan, grid = self._run(x, budget, base_t, False, stream, key)
+            out = self.from_unit(y[0, 0], out_bits, full_range)
+            return self._kept(out, x, plan, grid, stream, key), stats
+
+    def _kept(self, out, x, plan, grid, stream: StreamState | None, key):
+        """``out`` with the tiles the plan kept filled from the stream's last output, and the stream
+        told what this frame computed. Only routed tile plans on the router's grid can keep tiles;
+        anything else starts the stream afresh."""
+        if stream is None:
+            return out
+        if (not isinstance(plan, TilePlan) or len(plan.routes) != len(grid) or grid.tile != self.tile
+                or tuple(x.shape[-2:]) != (grid.height, grid.width)):
+            stream.clear()
+            return out
+        if plan.reuse is not None:
+            stream.fill(out, grid, plan.reuse, self.scale)
+        stream.remember(x, grid, key + (self.descriptor.name, grid.tile), plan.routes, plan.reuse, out)
+        return out
 
     def to_unit(self, plane: np.ndarray, bits: int, full_range: bool) -> torch.Tensor:
         """An integer plane as (1, 1, H, W) on the model's device, in the networks' luma range."""
@@ -139,11 +161,14 @@ class Engine:
 
     # -- float tensors -------------------------------------------------------------------------
 
-    def upscale(self, x: torch.Tensor, budget=FULL_NETWORK, base: torch.Tensor | None = None) -> tuple[torch.Tensor, FrameStats]:
+    def upscale(self, x: torch.Tensor, budget=FULL_NETWORK, base: torch.Tensor | None = None,
+                stream: StreamState | None = None) -> tuple[torch.Tensor, FrameStats]:
         """(1, 1, H, W) float in [0, 1] on the model's device -> (1, 1, H*s, W*s), with stats.
         ``budget``: a ``MacBudget`` or ``TimeBudget``. ``base``: an interpolated (1, 1, H*s, W*s)
-        that interpolated tiles may take."""
-        return self._upscale(x, budget, base)
+        that interpolated tiles may take. ``stream``: as for ``upscale_plane``."""
+        with torch.inference_mode():
+            y, stats, plan, grid = self._run(x, budget, base, False, stream, ("float",))
+            return self._kept(y, x, plan, grid, stream, ("float",)), stats
 
     def upscale_uniform(self, x: torch.Tensor, route: str) -> tuple[torch.Tensor, FrameStats]:
         """One route (a width, an upsampler, the full network) on every tile, in the unrouted
@@ -154,7 +179,8 @@ class Engine:
             y, stats = self.executor.run(TilePlan.uniform(index, len(grid)), x, grid)
             return y.clamp_(0, 1), stats
 
-    def _upscale(self, x, budget, base, caller_fills_base: bool = False):
+    def _run(self, x, budget, base, caller_fills_base: bool, stream: StreamState | None, key):
+        """(output, stats, the plan, the grid it ran on) for one frame."""
         _require_budget(budget)
         with torch.inference_mode(), self.threads.light(), self.threads.frame(budget.threads):
             h, w = x.shape[-2:]
@@ -169,16 +195,29 @@ class Engine:
             else:
                 grid = self.grid(*x.shape[-2:])
                 t0 = time.perf_counter()
-                plan = self.router.plan(x, grid, budget, has_base=base is not None or caller_fills_base)
+                reuse = None
+                if stream is not None and self.router.reuses and not (pad_h or pad_w):
+                    reuse = stream.reusable(x, grid, key + (self.descriptor.name, grid.tile))
+                has_base = base is not None or caller_fills_base
+                plan = self.router.plan(x, grid, budget, has_base, reuse=reuse if stream is not None and stream.reallocate else None)
+                if reuse is not None and not stream.reallocate and not plan.unrouted:
+                    kept = reuse[0] & (plan.routes == reuse[1])  # planned as alone; same route as before: kept
+                    plan.reuse = kept if kept.any() else None
                 planning = (time.perf_counter() - t0) * 1000
+                if plan.unrouted:  # a uniform configuration: the large windows
+                    predicted = plan.predicted_psnr(grid.core_pixels)
+                    grid = self.grid(*x.shape[-2:], self.unrouted_tile)
+            routed_grid = grid if planning is None or not plan.unrouted else self.grid(*x.shape[-2:])
             out, stats = self.executor.run(plan, x, grid, base, caller_fills_base)
             if planning is not None:  # the planning time first, as the work that follows it
                 stats.ms = {"route": planning, **stats.ms}
+                if plan.unrouted:
+                    stats.predicted_psnr = predicted
             if pad_h or pad_w:
                 out = out[..., : h * self.scale, : w * self.scale]
-            if caller_fills_base:  # only the network tiles hold values; _write_cores clamps them
-                return out, stats
-            return out.clamp_(0, 1), stats
+            if not caller_fills_base:  # else only the network tiles hold values; _write_cores clamps them
+                out = out.clamp_(0, 1)
+            return out, stats, plan, routed_grid
 
     # -- what the fps controller needs --------------------------------------------------------------
 
@@ -186,7 +225,8 @@ class Engine:
         """Milliseconds of one unit of each kind of work the router buys, measured on ``x`` under
         the current thread setting (``threads.frame``)."""
         with torch.inference_mode(), self.threads.light():
-            return self.executor.calibrate(x, self.grid(*x.shape[-2:]), self.router.calibration_plan())
+            return self.executor.calibrate(x, self.grid(*x.shape[-2:]), self.router.calibration_plan(),
+                                           unrouted=self.grid(*x.shape[-2:], self.unrouted_tile))
 
     def unit_macs(self, height: int, width: int) -> dict[str, float]:
         """MACs of one unit of each kind of work the router buys on a frame of this size."""

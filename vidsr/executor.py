@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .models.interpolation import interpolation_ms, upscale
-from .routing.protocol import INTERPOLATION_UNIT, PixelPlan, TilePlan
+from .routing.protocol import INTERPOLATION_UNIT, PixelPlan, TilePlan, uniform_unit
 from .tiling import TileGrid
 
 # Neighbouring tiles merge into regions of at most this many LR pixels a side, which bounds
@@ -77,8 +77,11 @@ class Executor:
             out = grid.new_output(x, self.scale)
             route = int(plan.routes[0])
             ms = self.run_tiles(x, grid, range(len(grid)), names[route], out, UNROUTED_REGION_SIDE)
-            return out, FrameStats(budget=self._fraction(self.macs[route]), route_shares={names[route]: 1.0},
-                                   macs_per_pixel=float(self.macs[route]), ms={names[route]: ms})
+            stats = FrameStats(budget=self._fraction(self.macs[route]), route_shares={names[route]: 1.0},
+                               macs_per_pixel=float(self.macs[route]), ms={plan.unit or names[route]: ms})
+            if plan.unit:  # bought under a budget: its time prices the next frames
+                stats.work = {plan.unit: 1}
+            return out, stats
         ms, work = {}, {}
         if caller_fills_base:
             out = grid.new_output(x, self.scale)
@@ -91,19 +94,22 @@ class Executor:
                 self._executed += self.macs[0] * out.numel()
         else:
             out = grid.new_output(x, self.scale)
+        kept = plan.reuse if plan.reuse is not None else np.zeros(len(plan.routes), dtype=bool)
         for r in range(1, len(names)):
-            ids = np.nonzero(plan.routes == r)[0]
+            ids = np.nonzero((plan.routes == r) & ~kept)[0]
             if len(ids):
                 ms[names[r]] = self.run_tiles(x, grid, ids, names[r], out)
                 work[names[r]] = len(ids)
         px = grid.core_pixels
         total = px.sum()
-        macs = float((self.macs[plan.routes] * px).sum() / total)
+        macs = float((self.macs[plan.routes] * px)[~kept].sum() / total)  # a kept output costs nothing
+        counts = {n: int((plan.routes == r).sum()) for r, n in enumerate(names)}
+        if kept.any():
+            counts["reused"] = int(kept.sum())
         stats = FrameStats(budget=float(self._fraction(macs)),
                            route_shares={n: float(px[plan.routes == r].sum() / total) for r, n in enumerate(names)},
                            macs_per_pixel=macs, ms=ms, predicted_psnr=plan.predicted_psnr(px),
-                           counts={n: int((plan.routes == r).sum()) for r, n in enumerate(names)}, work=work,
-                           network_tiles=np.nonzero(plan.routes)[0].tolist())
+                           counts=counts, work=work, network_tiles=np.nonzero((plan.routes > 0) & ~kept)[0].tolist())
         return out, stats
 
     def _fraction(self, macs: float) -> float:
@@ -252,14 +258,21 @@ class Executor:
 
     @torch.inference_mode()
     def calibrate(self, x: torch.Tensor, grid: TileGrid, pixel_plan: PixelPlan | None = None,
-                  samples: int = 8) -> dict[str, float]:
+                  samples: int = 8, unrouted: TileGrid | None = None) -> dict[str, float]:
         """Measured milliseconds of one unit of each kind of work a router buys on ``x``'s size,
         on a few tiles spread over the frame. Tile routes: per tile of each route (isolated tiles:
         the dearest case). Pixel plans (``pixel_plan`` gives the scoring and choice unit): the
         backbone and the scoring per tile, each upsampler per thousand pixels. Both: one
-        interpolation pass."""
+        interpolation pass. Tile routes also: each route over the whole frame in the windows of a pass
+        with no routing (``unrouted``: that pass's grid), timed on a block of it and scaled to the
+        frame's pixels."""
         ids = np.unique(np.linspace(0, len(grid) - 1, min(samples, len(grid))).round().astype(int))
-        units = self._calibrate_pixels(x, grid, ids, pixel_plan) if pixel_plan else self._calibrate_tiles(x, grid, ids)
+        if pixel_plan:
+            units = self._calibrate_pixels(x, grid, ids, pixel_plan)
+        else:
+            units = self._calibrate_tiles(x, grid, ids)
+            if unrouted is not None:
+                units.update(self._calibrate_uniform(x, unrouted))
         units[INTERPOLATION_UNIT] = interpolation_ms(x, self.scale)
         return units
 
@@ -270,6 +283,20 @@ class Executor:
             for k in range(1, 4):  # warm-up: builds the subnet, and the batch shapes a tight budget buys
                 self.run_tiles(x, grid, ids[:k], route.name, out)
             units[route.name] = self.run_tiles(x, grid, ids, route.name, out) / len(ids)
+        return units
+
+    def _calibrate_uniform(self, x, grid) -> dict[str, float]:
+        """Per route, the milliseconds of a pass over the whole frame in large windows: a block of
+        up to 2x2 unrouted tiles timed (after a warm-up pass), scaled by the frame's pixels."""
+        rows, cols = grid.shape
+        block = [r * cols + c for r in range(min(2, rows)) for c in range(min(2, cols))]
+        share = grid.core_pixels.sum() / grid.core_pixels[block].sum()
+        out = grid.new_output(x, self.scale)
+        units = {}
+        for route in self.descriptor.routes[1:]:
+            self.run_tiles(x, grid, block, route.name, out, UNROUTED_REGION_SIDE)  # warm-up: this window shape
+            ms = self.run_tiles(x, grid, block, route.name, out, UNROUTED_REGION_SIDE)
+            units[uniform_unit(route.name)] = ms * share
         return units
 
     def _calibrate_pixels(self, x, grid, ids, plan: PixelPlan) -> dict[str, float]:

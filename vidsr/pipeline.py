@@ -29,6 +29,7 @@ from .io.formats import bit_depth, plane_view
 from .io.sink import EncodeOptions, MediaSink
 from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, decode_range, open_source
 from .rate_control import FixedBudget, FrameRateTarget
+from .temporal import StreamState
 
 if TYPE_CHECKING:
     from .executor import FrameStats
@@ -49,6 +50,7 @@ class VideoJob:
     budget: float = 1.0
     fps_target: float | None = None  # a FrameRateTarget then sets each frame's budget
     skip_damaged: bool = False
+    reuse: bool = True  # keep the output of tiles whose input has not changed (vidsr.temporal)
     progress: bool = True
     stats: Callable[[dict], None] | None = None  # receives one record per frame, in order, once encoded
     # builders of dearer models' engines that a frame-rate target leaving time over may switch to,
@@ -219,6 +221,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         reader.start()
         writer.start()
         out_bits = bit_depth(sink.pix_fmt)
+        stream, last_engine = StreamState(), None  # what the last frames leave for the next (vidsr.temporal)
         try:
             while True:
                 item = _get(decoded, stop)
@@ -227,8 +230,11 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 if isinstance(item, _Decoded):
                     budget = rate.before(plane_view(item.frame, 0)) if rate is not None else None
                     engine = rate.engine if rate is not None else None
+                    if engine is not last_engine:  # another model: nothing of the last one's output is kept
+                        stream.clear()
+                        last_engine = engine
                     out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.pix_fmt, out_bits,
-                                                out_w, out_h, summary)
+                                                out_w, out_h, summary, stream if job.reuse else None)
                     done = time.perf_counter() - started
                     out.record["t"] = round(done, 4)
                     summary.last_done = done
@@ -272,7 +278,7 @@ def _raise_interrupt(signum, frame):
 
 
 def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, budget, pix_fmt: str, out_bits: int,
-                   out_w: int, out_h: int, summary: Summary) -> tuple[_Processed, FrameStats | None]:
+                   out_w: int, out_h: int, summary: Summary, stream=None) -> tuple[_Processed, FrameStats | None]:
     """swscale makes the whole output frame (chroma, and luma as the fallback); the engine, if any,
     then replaces its luma plane."""
     frame = item.frame
@@ -285,7 +291,7 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, 
     stats = None
     if engine is not None:
         luma, stats = engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
-                                           budget, out_bits, base=plane_view(base, 0))
+                                           budget, out_bits, base=plane_view(base, 0), stream=stream)
         plane_view(base, 0)[:] = luma
         model = engine.descriptor.name
         for name, share in stats.route_shares.items():

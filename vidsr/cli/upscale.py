@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="network precision (default: fp16 on CUDA, fp32 on the CPU)")
     p.add_argument("--skip-damaged", action="store_true", help="drop damaged frames (each reported) instead of failing")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="compute every tile of every frame (by default a routed run keeps the output of tiles "
+                   "whose input has not changed, and spends the time on the others)")
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--list-models", action="store_true", help="list models with scale, size and cost, and exit")
@@ -275,6 +278,7 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         budget=s.budget,
         fps_target=s.fps_target if engine is not None else None,
         skip_damaged=args.skip_damaged,
+        reuse=not args.no_reuse,
         progress=not args.quiet,
         dearer=list(dearer),
         segment=segment,

@@ -19,12 +19,15 @@ import numpy as np
 import torch
 
 from .edge import EdgePSNRTable, tile_edge_scores
-from .protocol import INTERPOLATION_UNIT, TilePlan
+from .protocol import INTERPOLATION_UNIT, TilePlan, uniform_unit
 from .solver import solve
 
 STATIC_DIFF = 1.0 / 255  # mean absolute change of a tile below which it counts as static
 HYSTERESIS = 0.08  # on a re-plan, static tiles value their previous route's MSE this much lower
 DEADBAND = 0.10  # relative budget change within which static tiles keep their routes
+# the frame's configuration (routed, or one route everywhere) changes only for a predicted error
+# this much lower: two that predict nearly the same must not alternate frame to frame (flicker)
+SWITCH_MARGIN = 0.03
 # A tile's MAC price includes the context its window computes beyond its core, which depends on
 # its neighbours' routes (a side facing the same route is shared in one merged window): the plan is
 # re-solved this many times with the halos of the previous solution.
@@ -33,6 +36,7 @@ CONTEXT_ROUNDS = 3
 
 class ARMRouter:
     fills_from_base = True  # interpolated tiles can be left to the caller's integer base plane
+    reuses = True  # a tile may keep its previous output (its plan's ``reuse``)
 
     def __init__(self, upscaler, price_context: bool = True):
         d = upscaler.descriptor
@@ -45,16 +49,20 @@ class ARMRouter:
             raise ValueError(f"{d.name} has no Edge-to-PSNR table in its weights") from None
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
         self._previous: tuple | None = None  # (frame, routes, budget planned with) of the last frame
+        self._uniform: int | None = None  # the last frame's route everywhere, if it ran one
 
     def reset(self) -> None:
         self._previous = None
+        self._uniform = None
 
-    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False) -> TilePlan:
+    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None) -> TilePlan:
         """A route per tile: the most predicted quality the budget pays for. Under a MAC budget each
         tile costs its route's MACs over its pixels (and, priced, its window's context); under a
         time budget a tile costs its route's measured milliseconds (every tile runs in a same-size
         window, so a tile costs the same whatever its core) and the interpolation pass is paid once
-        unless the caller ``has_base``. All tiles on the full network cost exactly its MACs."""
+        unless the caller ``has_base``. All tiles on the full network cost exactly its MACs.
+        ``reuse``: (tiles whose previous output may be kept, the routes it came from): keeping that
+        route costs such a tile nothing (``vidsr.temporal``)."""
         scores = tile_edge_scores(x, grid).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
         pixels = grid.core_pixels * self.descriptor.scale**2
@@ -62,14 +70,40 @@ class ARMRouter:
         units = (None,) + self.names[1:]  # interpolated tiles are not bought one by one
         costs = np.stack([budget.price(self.macs[r] * pixels, units[r]) for r in range(len(self.names))])
         total = budget.allowance(costs[0].sum(), costs[-1].sum(), () if has_base else (INTERPOLATION_UNIT,))
-        routes, anchor = self._solve_with_memory(x, grid, costs, values, mse, pixels, total)
+        free = (reuse[1][reuse[0]], np.nonzero(reuse[0])[0]) if reuse is not None else None
+        routes, anchor = self._solve_with_memory(x, grid, _kept_free(costs, free), values, mse, pixels, total)
         if budget.charges_context and self.price_context and grid.context:
             lr_to_hr = self.descriptor.scale**2
             for _ in range(CONTEXT_ROUNDS):
                 costs = self.macs[:, None] * (pixels[None, :] + halo_pixels(grid, routes, len(self.names)) * lr_to_hr)
-                routes, anchor = self._solve_with_memory(x, grid, costs, values, mse, pixels, total)
+                routes, anchor = self._solve_with_memory(x, grid, _kept_free(costs, free), values, mse, pixels, total)
+        # one route everywhere needs no interpolation pass; floor and top as the budget counts them
+        allowance = budget.allowance(self.macs[0] * pixels.sum(), self.macs[-1] * pixels.sum())
+        uniform = self._configuration(budget, mse, pixels, allowance, float((mse[routes, np.arange(len(routes))] * pixels).sum()))
+        self._uniform = uniform
+        if uniform is not None:
+            routes = np.full(len(routes), uniform, dtype=np.int64)
         self._previous = (x.clone(), routes, anchor)
-        return TilePlan(routes, mse)
+        if uniform is not None:
+            return TilePlan.uniform(uniform, len(routes), mse, uniform_unit(self.names[uniform]))
+        reused = reuse[0] & (routes == reuse[1]) if reuse is not None else None
+        return TilePlan(routes, mse, reuse=reused if reused is not None and reused.any() else None)
+
+    def _configuration(self, budget, mse, pixels, allowance: float, routed_error: float) -> int | None:
+        """The route to run on every tile, in the large windows of a pass with no routing (no tile
+        pays context of its own), when the budget affords it and the table predicts it better than
+        the routed plan; None to route. So a frame never gets less than the best fixed
+        configuration its budget buys. The last frame's choice stays unless another predicts
+        ``SWITCH_MARGIN`` less error."""
+        errors = {None: routed_error}
+        for r in range(1, len(self.names)):
+            price = float(budget.price(self.macs[r] * pixels.sum(), uniform_unit(self.names[r])))
+            if price <= allowance * (1 + 1e-9):
+                errors[r] = float((mse[r] * pixels).sum())
+        best = min(errors, key=lambda r: (errors[r], r is not None))
+        if self._uniform in errors and errors[best] > errors[self._uniform] * (1 - SWITCH_MARGIN):
+            return self._uniform
+        return best
 
     def _solve_with_memory(self, x, grid, costs, values, mse, pixels, total):
         """(routes, the budget they were planned with), keeping static tiles stable."""
@@ -99,8 +133,10 @@ class ARMRouter:
         """MACs of one unit of each kind of work (a tile window per route, one interpolation pass),
         so the controller can guess costs it has not measured yet."""
         s2 = self.descriptor.scale ** 2
+        frame = grid.height * grid.width * s2
         units = {n: self.macs[r] * grid.window_pixels() * s2 for r, n in enumerate(self.names) if r}
-        units[INTERPOLATION_UNIT] = self.macs[0] * grid.height * grid.width * s2
+        units.update({uniform_unit(n): self.macs[r] * frame for r, n in enumerate(self.names) if r})
+        units[INTERPOLATION_UNIT] = self.macs[0] * frame
         return units
 
 
@@ -122,6 +158,15 @@ def halo_pixels(grid, routes: np.ndarray, n_routes: int) -> np.ndarray:
         halo += ((nb[None] >= 0) & (nb[None] != route_ids)) * side[None]
     halo[0] = 0
     return (grid.context * halo).reshape(n_routes, -1)
+
+
+def _kept_free(costs: np.ndarray, free) -> np.ndarray:
+    """``costs`` with each reusable tile's previous route at no cost (``free``: (routes, tiles))."""
+    if free is None or not len(free[1]):
+        return costs
+    costs = costs.copy()
+    costs[free[0], free[1]] = 0.0
+    return costs
 
 
 def _tile_change(x: torch.Tensor, prev: torch.Tensor, grid) -> torch.Tensor:

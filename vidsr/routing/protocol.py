@@ -20,6 +20,12 @@ from typing import Callable, Protocol
 import numpy as np
 
 INTERPOLATION_UNIT = "interpolation"  # the calibration unit of one whole-frame interpolation pass
+
+
+def uniform_unit(route: str) -> str:
+    """The calibration unit of one pass of ``route`` over a whole frame in the large windows of a
+    pass with no routing (a uniform configuration: no tile pays context of its own)."""
+    return f"uniform {route}"
 SCORES = ("lr_score", "heavy_probability", "probabilities")  # what a PixelPlan may ask the classifier for
 
 
@@ -32,10 +38,14 @@ class TilePlan:
     routes: np.ndarray
     predicted_mse: np.ndarray | None = None  # (routes, tiles), per pixel: what the router expected
     unrouted: bool = False
+    unit: str | None = None  # an unrouted plan a budget bought: its calibration unit (``uniform_unit``)
+    reuse: np.ndarray | None = None  # tiles that keep their previous output instead of running (``vidsr.temporal``)
 
     @classmethod
-    def uniform(cls, route: int, tiles: int) -> "TilePlan":
-        return cls(np.full(tiles, route, dtype=np.int64), unrouted=True)
+    def uniform(cls, route: int, tiles: int, predicted_mse=None, unit: str | None = None) -> "TilePlan":
+        """One route everywhere; ``unit``: the calibration unit it was priced by, when it was bought
+        under a budget (the full network at budget 1 is not bought: it is the budget)."""
+        return cls(np.full(tiles, route, dtype=np.int64), predicted_mse, unrouted=True, unit=unit)
 
     def predicted_psnr(self, pixels: np.ndarray) -> float | None:
         """The frame's predicted PSNR: the chosen routes' predicted MSE over tiles of ``pixels``."""
@@ -62,18 +72,22 @@ class PixelPlan:
     choose: Callable[[list | None, list], list]
     whole_lr: bool
     refine: bool = False
+    unrouted = False  # never one route everywhere: that is a TilePlan
 
 
 class Router(Protocol):
     """What the engine asks of a router."""
 
     names: tuple[str, ...]  # the model's route names, cheapest first
+    reuses: bool  # whether its plans can keep tiles' previous outputs (``vidsr.temporal``)
     # whether the tiles it leaves to interpolation may take the caller's own interpolated plane
     fills_from_base: bool
 
-    def plan(self, x, grid, budget, has_base: bool) -> TilePlan | PixelPlan:
+    def plan(self, x, grid, budget, has_base: bool, reuse=None) -> TilePlan | PixelPlan:
         """The plan for frame ``x`` (1, 1, H, W) on ``grid`` under ``budget``. ``has_base``: the
-        caller brings the interpolated frame, so interpolation costs this frame nothing."""
+        caller brings the interpolated frame, so interpolation costs this frame nothing. ``reuse``:
+        (tiles whose previous output may be kept, their routes), for routers that can use it
+        (``reuses``)."""
 
     def reset(self) -> None:
         """Forget the previous frame (a new stream, or frames asked for out of order)."""

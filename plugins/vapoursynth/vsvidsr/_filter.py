@@ -23,6 +23,7 @@ from vidsr.engine import Engine
 from vidsr.models import registry
 from vidsr.models.descriptor import Upscaler
 from vidsr.policy import engine_for
+from vidsr.temporal import StreamState
 
 from . import BUDGET_PROP  # per-frame budget on input frames; echoed on output frames
 
@@ -94,6 +95,10 @@ class FrameFunction:
         self.budget = budget
         self.max_ms = max_ms
         self.unit_ms = self._calibrate(*size) if max_ms is not None else None
+        # what the last frame computed, used only for the frame right after it (vidsr.temporal): a
+        # frame asked for out of order is computed in full, so frame n depends on frame n alone
+        # except where the tiles of n-1 were within the reuse bound of n's
+        self.stream, self.last_n = StreamState(reallocate=False), None
         d = self.engine.descriptor
         self.model_name = d.name
         self.route_names = [r.name for r in d.routes]
@@ -115,19 +120,22 @@ class FrameFunction:
             return TimeBudget(ms=self.max_ms, unit_ms=self.unit_ms)
         return MacBudget(_frame_budget(n, props, self.budget))
 
-    def _upscale_luma(self, luma: torch.Tensor, budget):
+    def _upscale_luma(self, luma: torch.Tensor, budget, n: int):
         with self.shared.lock:
             if self.engine.router is not None:
-                self.engine.router.reset()  # no memory of other frames: frame n is the same in any order
-            return self.engine.upscale(luma.contiguous(), budget)
+                self.engine.router.reset()  # no routing memory of other frames: frame n plans the same in any order
+            if self.last_n is None or n != self.last_n + 1:
+                self.stream.clear()
+            self.last_n = n
+            return self.engine.upscale(luma.contiguous(), budget, stream=self.stream)
 
     @torch.inference_mode()
-    def planes(self, planes: np.ndarray, budget):
-        """(C, H, W) float planes of one frame -> (C, H*s, W*s) float32 planes and the engine's stats."""
+    def planes(self, planes: np.ndarray, budget, n: int = -2):
+        """(C, H, W) float planes of frame ``n`` -> (C, H*s, W*s) float32 planes and the engine's stats."""
         up = self.engine.upscaler
         x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)).to(device=up.device, dtype=up.dtype)[None]
         # float luma (GRAY, YUV) is nominal 0..1, black to white
-        out, stats = upscale_colour(lambda y: self._upscale_luma(y, budget), x, self.engine.scale,
+        out, stats = upscale_colour(lambda y: self._upscale_luma(y, budget, n), x, self.engine.scale,
                                     rgb=self.family == "rgb", full_range_luma=True)
         return out[0].to("cpu", torch.float32).numpy(), stats
 
@@ -136,7 +144,7 @@ class FrameFunction:
         template, src = f
         budget = self.frame_budget(n, src.props)
         planes = np.stack([np.asarray(src[p]) for p in range(src.format.num_planes)])
-        result, stats = self.planes(planes, budget)
+        result, stats = self.planes(planes, budget, n)
         out = template.copy()
         for p in range(out.format.num_planes):
             np.asarray(out[p])[...] = result[p]  # cast to the clip's sample type (float32 / float16)

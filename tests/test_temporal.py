@@ -1,0 +1,144 @@
+"""Video-aware compute (``vidsr.temporal``, ``ARMRouter``): unchanged tiles keep their output and
+their time goes to the tiles that changed; reuse is bounded (by input change and by age); a frame
+never gets less than the best fixed configuration its budget buys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vidsr.budget import MacBudget, TimeBudget
+from vidsr.engine import Engine
+from vidsr.routing import build_router
+from vidsr.routing.protocol import uniform_unit
+from vidsr.temporal import MAX_AGE, REUSE_DIFF, StreamState
+
+from .synthetic import synthetic_arm, textured_frame
+
+
+def arm_engine():
+    up = synthetic_arm(randomized=True)
+    return up, Engine(up, tile=16, router=build_router(up))
+
+
+def moved(x: torch.Tensor, rows=slice(0, 32), cols=slice(64, 128)) -> torch.Tensor:
+    """``x`` with one block of tiles changed (its texture shifted by a pixel)."""
+    y = x.clone()
+    y[..., rows, cols] = torch.roll(x[..., rows, cols], 1, dims=-1)
+    return y
+
+
+def test_unchanged_tiles_keep_their_output_and_the_changed_ones_get_the_time():
+    up, engine = arm_engine()
+    x = textured_frame(seed=1)
+    stream = StreamState()
+    budget = MacBudget(0.3)
+    first, s1 = engine.upscale(x, budget, stream=stream)
+    second, s2 = engine.upscale(moved(x), budget, stream=stream)
+    assert "reused" not in s1.counts and s2.counts["reused"] > 0
+    grid = engine.grid(*x.shape[-2:])
+    changed = np.array([t.y0 < 32 and t.x0 + t.w > 64 for t in grid.tiles])
+    kept = stream.age == 1  # the tiles this frame reused
+    assert kept.sum() == s2.counts["reused"] and not (kept & changed).any()  # never a changed tile
+    kept_px = torch.from_numpy(grid.core_mask(kept, 2))
+    assert torch.equal(second[0, 0][kept_px], first[0, 0][kept_px])  # exactly the last frame's output
+    # the same budget, spent on fewer tiles: the changed tiles get more than without reuse
+    fresh, s3 = Engine(up, tile=16, router=build_router(up)).upscale(moved(x), budget)
+    assert s2.macs_per_pixel <= s3.macs_per_pixel * (1 + 1e-6)
+    assert s2.predicted_psnr >= s3.predicted_psnr - 1e-6
+
+
+def test_a_static_clip_comes_out_identical_frame_after_frame():
+    _, engine = arm_engine()
+    x = textured_frame(seed=2)
+    stream = StreamState()
+    outs = [engine.upscale(x, MacBudget(0.4), stream=stream)[0] for _ in range(4)]
+    assert all(torch.equal(o, outs[0]) for o in outs[1:])
+
+
+def test_a_tile_drifting_slowly_is_computed_again_once_it_has_moved_past_the_bound():
+    """The bound is on the change since a tile was last computed, not since the frame before: many
+    small steps cannot pile up."""
+    _, engine = arm_engine()
+    x = textured_frame(seed=3)
+    stream = StreamState()
+    engine.upscale(x, MacBudget(0.5), stream=stream)
+    step = REUSE_DIFF * 0.4
+    reused = []
+    for k in range(1, 6):
+        _, stats = engine.upscale((x + k * step).clamp(0, 1), MacBudget(0.5), stream=stream)
+        reused.append(stats.counts.get("reused", 0))
+    assert reused[0] > 0 and reused[1] > 0  # 0.4 and 0.8 of the bound: kept
+    assert reused[2] == 0  # 1.2 of the bound since they were computed: every tile runs again
+
+
+def test_no_tile_is_kept_for_more_than_max_age_frames():
+    _, engine = arm_engine()
+    x = textured_frame(seed=4)
+    stream = StreamState()
+    reused = [engine.upscale(x, MacBudget(0.5), stream=stream)[1].counts.get("reused", 0) for _ in range(MAX_AGE + 3)]
+    assert reused[0] == 0 and all(r > 0 for r in reused[1:MAX_AGE + 1]) and reused[MAX_AGE + 1] == 0
+
+
+def test_a_tile_kept_from_a_poorer_frame_is_upgraded_when_the_budget_allows():
+    _, engine = arm_engine()
+    x = textured_frame(seed=5)
+    stream = StreamState()
+    _, cheap = engine.upscale(x, MacBudget(0.05), stream=stream)
+    _, rich = engine.upscale(x, MacBudget(0.8), stream=stream)
+    assert rich.predicted_psnr > cheap.predicted_psnr + 0.1  # bought better routes, not stuck with the old ones
+
+
+def test_the_integer_path_keeps_tiles_as_the_float_path_does():
+    _, engine = arm_engine()
+    x = textured_frame(seed=6)
+    plane = np.round(x[0, 0].numpy() * 255).astype(np.uint8)
+    base = np.full((plane.shape[0] * 2, plane.shape[1] * 2), 128, np.uint8)
+    stream = StreamState()
+    first, _ = engine.upscale_plane(plane, budget=MacBudget(0.3), base=base, stream=stream)
+    second, stats = engine.upscale_plane(plane, budget=MacBudget(0.3), base=base, stream=stream)
+    assert stats.counts.get("reused", 0) > 0 and np.array_equal(first, second)
+
+
+def test_the_plan_is_never_worse_than_the_best_fixed_configuration_the_budget_buys():
+    """With a table that gains the same on every tile, routing buys nothing but context: at a time
+    that affords one width everywhere, that is what runs, in the large windows."""
+    up = synthetic_arm()
+    names = [r.name for r in up.descriptor.routes]
+    from vidsr.models.descriptor import Upscaler
+    from vidsr.routing.edge import EdgePSNRTable
+
+    flat = EdgePSNRTable(torch.tensor([0.0, float("inf")]), torch.tensor([[30.0], [33.0], [35.0]]), tuple(names))
+    up = Upscaler(up.descriptor, up.module, flat.to_tensors())
+    engine = Engine(up, tile=16, router=build_router(up))
+    x = textured_frame()
+    units = {"interpolation": 1.0, "w8": 1.0, "w16": 2.0, uniform_unit("w8"): 20.0, uniform_unit("w16"): 40.0}
+    _, stats = engine.upscale(x, TimeBudget(ms=45.0, unit_ms=units))
+    assert stats.route_shares == {"w16": 1.0} and stats.work == {uniform_unit("w16"): 1}
+    _, stats = engine.upscale(x, TimeBudget(ms=25.0, unit_ms=units))  # w16 everywhere no longer fits
+    assert stats.route_shares == {"w8": 1.0}
+
+
+@pytest.mark.parametrize("order", ["sequential", "reversed"])
+def test_the_vapoursynth_filter_keeps_tiles_only_for_the_frame_after_the_last_computed(order):
+    """Frames asked for in order reuse; in any other order every frame is computed alone. For a
+    clip whose frames differ by less than the reuse bound, the two orders' outputs differ by at
+    most the network's answer to that difference (here under 2 levels of 255 on any pixel)."""
+    vs = pytest.importorskip("vapoursynth")
+    import vsvidsr
+
+    from .test_vapoursynth import make_clip, planes_of
+
+    core = vs.core
+    base = make_clip(core, vs.GRAYS, length=1, width=96, height=64)
+    noise = [core.std.Expr(base, f"x {k * REUSE_DIFF * 0.3} +") for k in range(4)]
+    clip = core.std.Splice(noise)
+    out = vsvidsr.upscale(clip, scale=2, model="arm-plain", device="cpu", tile=16, budget=0.5)
+    frames = range(4) if order == "sequential" else reversed(range(4))
+    got = {n: planes_of(out.get_frame(n)) for n in frames}
+    alone = vsvidsr.upscale(clip, scale=2, model="arm-plain", device="cpu", tile=16, budget=0.5)
+    for n in (3, 1):  # asked for out of order: computed alone
+        ref = planes_of(alone.get_frame(n))
+        diff = np.abs(got[n] - ref).max()
+        assert diff <= (0 if order == "reversed" else 2 / 255), (n, diff)

@@ -1,0 +1,72 @@
+"""What a stream's earlier frames leave for the next: tiles whose input has not changed keep their
+output instead of running again, and the time goes to the tiles that changed.
+
+Per tile it keeps the input it was last computed from, the route it took and how many frames in a
+row it has been reused, and it keeps the last output. A tile may take its previous output again
+while its input stays within ``REUSE_DIFF`` of the input it was computed from (so drift cannot
+build up, however slowly the content moves) and for at most ``MAX_AGE`` frames in a row. The
+router decides: keeping a tile's previous route costs nothing, any other route costs as usual
+(``ARMRouter.plan(reuse=...)``), so a tile computed cheaply when the budget was short is upgraded
+when there is time. On static content the output is then the same from frame to frame, which also
+removes flicker there.
+
+The state belongs to the stream, not the engine: the CLI keeps one per run; the VapourSynth filter,
+asked for frames in any order, keeps one and uses it only when the frame before is the last one it
+computed. There it does not move the budget (``reallocate=False``): a frame is planned as it would
+be alone, and only tiles that take the same route as before keep their output, so a frame's output
+depends on the order frames are asked for by no more than the reuse bound lets the input differ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Mean absolute change of a tile's LR luma (0..1) since it was computed, below which its previous
+# output is kept: about a third of an 8-bit level, the size of a codec's noise on a static
+# background, where reusing cost no measurable PSNR (BENCHMARKS.md, video-aware compute).
+REUSE_DIFF = 0.35 / 255
+MAX_AGE = 30  # frames a tile's output may be reused in a row before it is computed again
+
+
+class StreamState:
+    def __init__(self, reallocate: bool = True):
+        self.reallocate = reallocate  # whether a kept tile's time goes to the others (planned with reuse)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything (a new stream, a seek, another model)."""
+        self.key = None
+        self.reference: torch.Tensor | None = None  # (1, 1, H, W) input each tile was computed from
+        self.routes: np.ndarray | None = None  # per tile, the route its output came from
+        self.age: np.ndarray | None = None  # per tile, frames in a row its output was reused
+        self.output = None  # the last output plane (integer numpy or float tensor)
+
+    def reusable(self, x: torch.Tensor, grid, key) -> tuple[np.ndarray, np.ndarray] | None:
+        """(tiles that may keep their previous output, the routes those outputs came from), or None
+        when nothing may be reused (no previous frame of this shape, model and output kind)."""
+        if self.key != key or self.reference is None:
+            return None
+        change = grid.tile_means((x - self.reference).abs()).flatten().cpu().numpy()
+        return (change < REUSE_DIFF) & (self.age < MAX_AGE) & (self.routes > 0), self.routes
+
+    def remember(self, x: torch.Tensor, grid, key, routes: np.ndarray, reused: np.ndarray | None, output) -> None:
+        """After a frame: tiles that ran take this frame's input as their reference; reused ones
+        keep theirs and age by one."""
+        if self.key != key or self.reference is None or reused is None or not reused.any():
+            self.reference = x.clone()
+            self.age = np.zeros(len(routes), dtype=np.int64)
+        else:
+            keep = torch.from_numpy(grid.core_mask(reused)).to(x.device)
+            self.reference = torch.where(keep, self.reference, x)
+            self.age = np.where(reused, self.age + 1, 0)
+        self.key = key
+        self.routes = np.asarray(routes).copy()
+        self.output = output.copy() if isinstance(output, np.ndarray) else output.clone()
+
+    def fill(self, out, grid, reused: np.ndarray, scale: int) -> None:
+        """Write the previous output's cores of the ``reused`` tiles into ``out`` (same kind)."""
+        s = scale
+        for g in grid.regions(np.nonzero(reused)[0], max_side=max(grid.rows, grid.cols)):
+            rows, cols = slice(g.y0 * s, (g.y0 + g.h) * s), slice(g.x0 * s, (g.x0 + g.w) * s)
+            out[..., rows, cols] = self.output[..., rows, cols]
