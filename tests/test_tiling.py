@@ -94,3 +94,13 @@ def test_regions_cover_each_requested_tile_once_and_stay_bounded():
         assert g.h <= 3 * longest and g.w <= 3 * longest
         assert g.wy0 == max(0, g.y0 - 4) and g.wy1 == min(100, g.y0 + g.h + 4)
     assert len(grid.regions(range(len(grid)), max_side=100)) == 1  # everything wanted: one window
+
+
+def test_tile_max_is_the_largest_value_over_each_core():
+    grid = TileGrid(37, 53, 16, 3)  # unequal cores
+    x = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(3))
+    got = grid.tile_max(x)
+    for n in range(2):
+        for i, t in enumerate(grid.tiles):
+            r, c = divmod(i, grid.cols)
+            assert got[n, r, c] == x[n, 0, t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w].max()

@@ -59,15 +59,21 @@ def resolve_device(name: str) -> str:
 
 class Engine:
     def __init__(self, upscaler: Upscaler, tile: int | None = None, context: int | None = None,
-                 batch: int = 64, router=None, batch_pixels: int = 1 << 17, region_tiles: int | None = None):
+                 batch: int = 64, router=None, batch_pixels: int = 1 << 17, region_tiles: int | None = None,
+                 route: str | None = None):
         """``tile``: the LR tile side (default per router family); ``context``: LR pixels of context
         around each tile (default: the model's); ``batch``, ``batch_pixels``: most windows and LR
         pixels per network call; ``region_tiles``: most tiles a side that merge into one window
-        (default: as many as make the executor's region side; 1: every tile its own window)."""
+        (default: as many as make the executor's region side; 1: every tile its own window);
+        ``route``: with no router, the route that runs on every tile (default: the full network)."""
         self.upscaler = upscaler
         d = upscaler.descriptor
         self.scale = d.scale
         self.router = router
+        names = [r.name for r in d.routes]
+        if route is not None and route not in names:
+            raise SettingsError(f"{d.name} has no route {route!r}; its routes: {', '.join(names)}")
+        self.route = names.index(route) if route is not None else len(names) - 1  # the route of an unrouted pass
         self.tile = tile or DEFAULT_TILE[d.router if router is not None else None]
         # a pass with no routing takes the unrouted default's larger tiles unless the user chose one
         self.unrouted_tile = tile or DEFAULT_TILE[None]
@@ -190,7 +196,7 @@ class Engine:
                 base = None
             if self.router is None or budget.full_network:
                 grid = self.grid(*x.shape[-2:], self.unrouted_tile)
-                plan = TilePlan.uniform(len(self.descriptor.routes) - 1, len(grid))
+                plan = TilePlan.uniform(self.route if self.router is None else len(self.descriptor.routes) - 1, len(grid))
                 planning = None
             else:
                 grid = self.grid(*x.shape[-2:])

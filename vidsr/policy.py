@@ -45,21 +45,23 @@ def choose_model(scale: int, model: str | None = None, router: str | None = "aut
 
 def load_engine(name: str, scale: int, device: str = "cpu", dtype=None, router: str | None = "auto",
                 pcsr_mode: str = "budget", pcsr_k: float = 0.0, tile: int | None = None,
-                overlap: int | None = None, batch: int = 64):
-    """The engine for a model name (or weights path), with its router built complete."""
+                overlap: int | None = None, batch: int = 64, route: str | None = None):
+    """The engine for a model name (or weights path), with its router built complete; ``route``:
+    instead, that one route of the model on every tile."""
     import torch
 
     upscaler = registry.load(name, scale, device=device, dtype=dtype or torch.float32)
-    return engine_for(upscaler, router, pcsr_mode, pcsr_k, tile, overlap, batch)
+    return engine_for(upscaler, router, pcsr_mode, pcsr_k, tile, overlap, batch, route)
 
 
 def engine_for(upscaler, router: str | None = "auto", pcsr_mode: str = "budget", pcsr_k: float = 0.0,
-               tile: int | None = None, overlap: int | None = None, batch: int = 64):
-    """An engine over a loaded model, with its router (None for a single-route model)."""
+               tile: int | None = None, overlap: int | None = None, batch: int = 64, route: str | None = None):
+    """An engine over a loaded model, with its router (None for a single-route model, or when one
+    ``route`` runs everywhere)."""
     from .engine import Engine
 
-    return Engine(upscaler, tile=tile, context=overlap, batch=batch,
-                  router=build_router(upscaler, router, pcsr_mode, pcsr_k))
+    return Engine(upscaler, tile=tile, context=overlap, batch=batch, route=route,
+                  router=None if route is not None else build_router(upscaler, router, pcsr_mode, pcsr_k))
 
 
 def dearer_candidates(engine, build: Callable[[str], object]) -> list[Callable[[], object]]:

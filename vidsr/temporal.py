@@ -3,8 +3,11 @@ output instead of running again, and the time goes to the tiles that changed.
 
 Per tile it keeps the input it was last computed from, the route it took and how many frames in a
 row it has been reused, and it keeps the last output. A tile may take its previous output again
-while its input stays within ``REUSE_DIFF`` of the input it was computed from (so drift cannot
-build up, however slowly the content moves) and for at most ``MAX_AGE`` frames in a row. The
+while no pixel of its input is further than ``REUSE_DIFF`` from the input it was computed from
+(the largest change, not the mean: a subject entering a corner of a tile changes few pixels by
+much; and against the input it was computed from, not the frame before, so drift cannot build up
+however slowly the content moves) and for at most ``MAX_AGE`` frames in a row. Decoded video keeps
+static areas exact (a codec's skipped blocks copy the reference) or within a level. The
 router decides: keeping a tile's previous route costs nothing, any other route costs as usual
 (``ARMRouter.plan(reuse=...)``), so a tile computed cheaply when the budget was short is upgraded
 when there is time. On static content the output is then the same from frame to frame, which also
@@ -22,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Mean absolute change of a tile's LR luma (0..1) since it was computed, below which its previous
-# output is kept: about a third of an 8-bit level, the size of a codec's noise on a static
-# background, where reusing cost no measurable PSNR (BENCHMARKS.md, video-aware compute).
-REUSE_DIFF = 0.35 / 255
+# Largest change of any pixel of a tile's LR luma (0..1) since it was computed up to which its
+# previous output is kept: within an 8-bit level, where keeping costs under 0.05 dB
+# (BENCHMARKS.md, video-aware compute, reuse bound).
+REUSE_DIFF = 1.0 / 255
 MAX_AGE = 30  # frames a tile's output may be reused in a row before it is computed again
 
 
@@ -47,8 +50,8 @@ class StreamState:
         when nothing may be reused (no previous frame of this shape, model and output kind)."""
         if self.key != key or self.reference is None:
             return None
-        change = grid.tile_means((x - self.reference).abs()).flatten().cpu().numpy()
-        return (change < REUSE_DIFF) & (self.age < MAX_AGE) & (self.routes > 0), self.routes
+        change = grid.tile_max((x - self.reference).abs()).flatten().cpu().numpy()
+        return (change <= REUSE_DIFF * (1 + 1e-6)) & (self.age < MAX_AGE) & (self.routes > 0), self.routes
 
     def remember(self, x: torch.Tensor, grid, key, routes: np.ndarray, reused: np.ndarray | None, output) -> None:
         """After a frame: tiles that ran take this frame's input as their reference; reused ones

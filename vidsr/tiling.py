@@ -109,6 +109,19 @@ class TileGrid:
         rows, cols = self._pooling[key]
         return rows @ plane[:, 0] @ cols
 
+    def tile_max(self, plane: torch.Tensor) -> torch.Tensor:
+        """The largest value of a (N, 1, H, W) plane over each core: (N, rows, cols), as two
+        segment maxima (along each row, then each column of cores) on the plane's device."""
+        n, _, h, w = plane.shape
+        key = ("max", plane.device)
+        if key not in self._pooling:
+            self._pooling[key] = (torch.from_numpy(self._row_of).to(plane.device), torch.from_numpy(self._col_of).to(plane.device))
+        row_of, col_of = self._pooling[key]
+        v = plane[:, 0]
+        by_col = v.new_full((n, h, self.cols), -torch.inf).scatter_reduce_(2, col_of.expand(n, h, w), v, "amax")
+        return v.new_full((n, self.rows, self.cols), -torch.inf).scatter_reduce_(
+            1, row_of[None, :, None].expand(n, h, self.cols), by_col, "amax")
+
     def window_pixels(self) -> int:
         return self.win_h * self.win_w
 

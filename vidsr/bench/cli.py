@@ -42,6 +42,11 @@ def main(argv: list[str]) -> int:
     pb.add_argument("--seconds", type=finite_float, default=4.0, help="length of each clip")
     pb.add_argument("--long-seconds", type=finite_float, default=24.0, help="length of the clip split into segments")
     pb.add_argument("--segment-seconds", type=finite_float, default=6.0)
+    pv = sub.add_parser("video", help="--fps-target against every fixed configuration at the same fps, on real clips")
+    pv.add_argument("--val-dir", type=Path, help="validation images (default ../shared/data/val or $VIDSR_DATA/val)")
+    pv.add_argument("--clips", nargs="+", default=None, help="clips to run (default: all)")
+    pv.add_argument("--seconds", type=finite_float, default=2.0)
+    pv.add_argument("--models", nargs="+", help="routed models whose routes are the fixed configurations (default: all)")
     for name, helptext in (("quality", "PSNR-Y/SSIM of every shipped model and route on validation images vs bicubic"),
                            ("routing", "quality against measured cost for the ARM and PCSR routers"),
                            ("fps", "fps tracking and PSNR at fps targets on a 360p -> 720p clip")):
@@ -77,6 +82,14 @@ def main(argv: list[str]) -> int:
         if args.clips < 2:
             p.error("--clips must be at least 2")
         res = run(args.clips, args.seconds, args.long_seconds, args.segment_seconds)
+    elif args.which == "video":
+        from .video import CLIPS, report, run
+
+        clips = args.clips or list(CLIPS)
+        unknown = set(clips) - set(CLIPS)
+        if unknown:
+            p.error(f"unknown clip(s) {', '.join(sorted(unknown))}; choose from {', '.join(CLIPS)}")
+        res = run(args.val_dir, clips, args.seconds, args.models)
     elif args.which == "quality":
         from .quality import report, run
 

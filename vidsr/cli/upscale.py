@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=finite_float,
                    help="fraction of the full network's cost per frame, 0 (interpolation) .. 1 (full network, default)")
     p.add_argument("--fps-target", type=finite_float, help="keep this frame rate: each frame gets the network time that fits")
+    p.add_argument("--route", help="one route of the model on every tile, no routing (a width such as w24, "
+                   "PCSR's light or heavy; vidsr --list-models lists them)")
     p.add_argument("--pcsr-mode", choices=PCSR_MODES, help="PCSR rule: budget (default), k, or adm (automatic)")
     p.add_argument("--pcsr-k", type=finite_float, help="k for --pcsr-mode k (0: plain argmax; larger: more light pixels)")
     p.add_argument("--stats", type=Path, help="write one JSON line per frame (budget, ms per stage, route shares)")
@@ -221,15 +223,18 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
     device = resolve_device(args.device)
     dtype = _pick_dtype(args.precision, device)
     routed = s.fps_target is not None or s.budget < 1
+    if args.route is not None and (routed or s.router not in ("auto", "none")):
+        raise SettingsError("--route runs one route everywhere: it goes with no --budget, --fps-target or --router")
 
     def load(name):
-        key = (name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap)
+        key = (name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap, args.route)
         if engines is not None and key in engines:
             engine = engines[key]
             if engine.router is not None:
                 engine.router.reset()  # a new stream: no memory of the last file's frames
             return engine
-        engine = policy.load_engine(name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap)
+        engine = policy.load_engine(name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap,
+                                    route=args.route)
         if engines is not None:
             engines[key] = engine
         return engine

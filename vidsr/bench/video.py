@@ -1,0 +1,260 @@
+"""``vidsr bench video``: does an fps target buy more than any fixed choice at the same speed?
+
+Clips that were not trained on (but ``sample``, whose photograph is a training image), 720p ground truth rendered as 2 s at 30 fps and downscaled x2
+(antialiased bicubic, studio-range luma as training makes it) to a 360p input encoded with x264
+at CRF 16, as footage arrives:
+- ``sample``: the bundled sample's slow pan and zoom, rendered at 720p;
+- ``val-pan``: a slow pan over each validation image;
+- ``static``: a static validation image with a subject (a patch of another) moving across it;
+- ``fast-pan``: a pan across a validation image at about a screen width a second;
+- ``animation``: flat colours and hard edges (a posterised validation illustration) with flat
+  shapes moving over it.
+For each clip: Lanczos, then every uniform configuration (each routed model's widths or heads on
+every tile, ``vidsr --route``), with its steady fps (frames after the first quarter) and PSNR-Y
+against the truth; then ``vidsr --fps-target F`` as users run it (the routed default model) at each
+of those fps, with and without keeping unchanged tiles (``--no-reuse``). Flicker is the mean
+absolute frame-to-frame change of the output minus that of the truth, over the pixels the truth
+keeps unchanged (8-bit levels).
+A second table measures the reuse bound: at a fixed budget, each clip's frames planned as alone,
+with and without keeping the tiles whose input changed less than a bound (same routes either way),
+and the PSNR-Y of the kept tiles both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, ImageOps
+
+from ..io.formats import plane_view
+from ..metrics import psnr, rgb_to_luma
+from ..models import registry
+from ..models.interpolation import downscale
+from ..train.data import default_folder, list_images
+
+HR = (1280, 720)
+FPS = 30
+CLIPS = ("sample", "val-pan", "static", "fast-pan", "animation")
+ENCODE = ["--codec", "libx264", "--crf", "12", "--encoder-opt", "preset=veryfast"]
+WARMUP = 0.25
+REUSE_BOUNDS = (0, 1, 2, 3, 4)  # 8-bit levels: the largest change of any pixel of a tile
+
+
+def _pan(im: Image.Image, n: int, speed: float):
+    """Frames moving a 720p window across ``im`` (``speed``: image widths over the clip)."""
+    w = im.width * 0.6
+    h = w * HR[1] / HR[0]
+    for i in range(n):
+        t = i / max(1, n - 1)
+        x0 = (im.width - w) * min(1.0, t * speed)
+        y0 = (im.height - h) * (0.3 + 0.4 * t)
+        yield np.asarray(im.resize(HR, Image.Resampling.LANCZOS, box=(x0, y0, x0 + w, y0 + h)))
+
+
+def render(name: str, val_dir: Path, seconds: float):
+    """The clip's 720p RGB frames."""
+    n = int(round(seconds * FPS))
+    images = [Image.open(p).convert("RGB") for p in list_images(val_dir)]
+    if name == "sample":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "samples"))
+        from make_sample import DEFAULT_PHOTO, render as render_sample
+
+        yield from render_sample(Image.open(DEFAULT_PHOTO).convert("RGB"), HR, seconds, FPS)
+    elif name == "val-pan":
+        from .fps import hr_frames
+
+        yield from hr_frames(val_dir, seconds)
+    elif name == "fast-pan":
+        yield from _pan(images[0], n, 1.0)
+    else:
+        back = images[1].resize(HR, Image.Resampling.LANCZOS)
+        if name == "animation":  # flat colours and hard edges, as cel animation has them
+            back = ImageOps.posterize(back.filter(ImageFilter.ModeFilter(9)), 3)
+        subject = images[2].resize((320, 240), Image.Resampling.LANCZOS)
+        if name == "animation":
+            subject = ImageOps.posterize(subject.filter(ImageFilter.ModeFilter(9)), 2)
+        for i in range(n):
+            frame = back.copy()
+            x = int(40 + (HR[0] - 400) * i / max(1, n - 1))
+            frame.paste(subject, (x, 240 + int(60 * np.sin(i / 8))))
+            yield np.asarray(frame)
+
+
+def make_input(name: str, val_dir: Path, seconds: float, path: Path) -> np.ndarray:
+    """Write the 360p input; returns the truth's 8-bit luma frames (N, 720, 1280)."""
+    out = av.open(str(path), "w")
+    st = out.add_stream("libx264", rate=FPS, options={"crf": "16", "preset": "medium"})
+    st.width, st.height, st.pix_fmt = HR[0] // 2, HR[1] // 2, "yuv420p"
+    st.codec_context.colorspace, st.codec_context.color_range = 6, 1
+    truth = []
+    for i, rgb in enumerate(render(name, val_dir, seconds)):
+        truth.append(np.round(rgb_to_luma(rgb) * 255).astype(np.uint8))
+        t = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+        lr = downscale(t, 2)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+        frame = av.VideoFrame.from_ndarray((lr * 255).round().astype(np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
+        plane_view(frame, 0)[:] = np.round(rgb_to_luma(lr) * 255).astype(np.uint8)
+        frame.pts, frame.time_base = i, Fraction(1, FPS)
+        for p in st.encode(frame):
+            out.mux(p)
+    for p in st.encode():
+        out.mux(p)
+    out.close()
+    return np.stack(truth)
+
+
+def score(path: Path, truth: np.ndarray) -> tuple[float, float | None]:
+    """(mean PSNR-Y against the truth over every frame, flicker on the truth's unchanged pixels
+    after the first quarter of the frames (start-up, when an fps target measures what a frame
+    costs), or None when the truth keeps too few pixels)."""
+    ys = []
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            ys.append(frame.to_ndarray()[: frame.height].astype(np.float32))
+    ps = [psnr(y / 255, t.astype(np.float32) / 255, 2) for y, t in zip(ys, truth)]
+    flick, count = 0.0, 0
+    for k in range(max(1, int(len(ys) * WARMUP)), min(len(ys), len(truth))):
+        still = truth[k] == truth[k - 1]
+        if still.mean() < 0.05:
+            continue
+        change = np.abs((ys[k] - ys[k - 1]) - (truth[k].astype(np.float32) - truth[k - 1]))
+        flick += float(change[still].mean())
+        count += 1
+    return float(np.mean(ps)), (flick / count if count else None)
+
+
+def _vidsr(lr: Path, out: Path, stats: Path, *flags: str) -> float:
+    cmd = [sys.executable, "-m", "vidsr", str(lr), "-o", str(out), "-y", "--quiet", "--stats", str(stats), *ENCODE, *flags]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"vidsr {' '.join(flags)} failed: {proc.stderr.strip()[-400:]}")
+    times = [json.loads(line)["t"] for line in stats.read_text().splitlines()]
+    start = int(len(times) * WARMUP)
+    return (len(times) - 1 - start) / (times[-1] - times[start])
+
+
+def uniform_configs(models: list[str] | None) -> list[tuple[str, str]]:
+    """(model, route) for each network route of each shipped routed x2 model."""
+    out = []
+    for e in sorted(registry.shipped_models(), key=lambda e: e["name"]):
+        if e["scale"] != 2 or registry.architecture(e["architecture"]).router is None:
+            continue
+        if models and e["name"] not in models:
+            continue
+        d = registry.describe(e["name"], e["architecture"], 2, e.get("config"), e)
+        out += [(d.name, r.name) for r in d.routes if r.name != "bicubic"]
+    return out
+
+
+def reuse_bound(lr: Path, truth: np.ndarray, model: str = "arm-plain", budget: float = 0.5) -> dict:
+    """Per bound: the share of tiles kept and the PSNR-Y of the kept tiles' pixels when kept and
+    when computed again (frames planned alone, so the routes are the same both ways)."""
+    from .. import temporal
+    from ..budget import MacBudget
+    from ..policy import load_engine
+
+    engine = load_engine(model, 2)
+    with av.open(str(lr)) as c:
+        planes = [plane_view(f, 0).copy() for f in c.decode(video=0)]
+    res = {}
+    before = temporal.REUSE_DIFF
+    try:
+        for bound in REUSE_BOUNDS:
+            temporal.REUSE_DIFF = bound / 255
+            stream = temporal.StreamState(reallocate=False)
+            kept_err = fresh_err = 0.0
+            kept_px = tiles = kept_tiles = 0
+            for k, plane in enumerate(planes):
+                engine.router.reset()
+                out, stats = engine.upscale_plane(plane, budget=MacBudget(budget), stream=stream)
+                engine.router.reset()
+                alone, _ = engine.upscale_plane(plane, budget=MacBudget(budget))
+                grid = engine.grid(*plane.shape)
+                tiles += len(grid)
+                kept = stream.age > 0 if stream.age is not None else np.zeros(len(grid), bool)  # kept this frame
+                if kept.any():
+                    mask = grid.core_mask(kept, 2)
+                    t = truth[k].astype(np.float64)
+                    kept_err += float(((out[mask] - t[mask]) ** 2).sum())
+                    fresh_err += float(((alone[mask] - t[mask]) ** 2).sum())
+                    kept_px += int(mask.sum())
+                    kept_tiles += int(kept.sum())
+            res[bound] = {"kept_share": kept_tiles / tiles,
+                          "kept_psnr": 10 * np.log10(255**2 / (kept_err / kept_px)) if kept_px else None,
+                          "fresh_psnr": 10 * np.log10(255**2 / (fresh_err / kept_px)) if kept_px else None}
+    finally:
+        temporal.REUSE_DIFF = before
+    return res
+
+
+@torch.no_grad()
+def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: list[str] | None = None) -> dict:
+    val_dir = Path(val_dir or default_folder("val"))
+    res = {"seconds": seconds, "clips": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name in clips:
+            lr = tmp / f"{name}.mp4"
+            truth = make_input(name, val_dir, seconds, lr)
+            rows = []
+
+            def measure(label, *flags):
+                out, stats = tmp / "out.mp4", tmp / "stats.jsonl"
+                fps = _vidsr(lr, out, stats, *flags)
+                p, flicker = score(out, truth)
+                rows.append({"run": label, "fps": fps, "psnr_y": p, "flicker": flicker})
+                return rows[-1]
+
+            lanczos = measure("Lanczos", "--model", "lanczos")
+            uniform = [measure(f"{m} {r} everywhere", "--model", m, "--route", r) for m, r in uniform_configs(models)]
+            targets = []
+            for f in sorted(round(u["fps"], 1) for u in uniform if u["fps"] > 0.5):
+                if not targets or f > targets[-1] * 1.1:  # one target per 10% of speed
+                    targets.append(f)
+            for f in targets:
+                best = max((u for u in uniform if u["fps"] >= f * 0.98), key=lambda u: u["psnr_y"], default=None)
+                for reuse in (True, False):
+                    row = measure(f"--fps-target {f:g}" + ("" if reuse else " --no-reuse"), "--fps-target", str(f),
+                                  *(() if reuse else ("--no-reuse",)))
+                    row["target"] = f
+                    row["best_uniform"] = best and {"run": best["run"], "psnr_y": best["psnr_y"], "fps": best["fps"]}
+            res["clips"][name] = {"lanczos_psnr_y": lanczos["psnr_y"], "rows": rows,
+                                  "reuse_bound": reuse_bound(lr, truth)}
+    return res
+
+
+def report(res: dict) -> str:
+    out = [f"Clips of {res['seconds']:g} s, 640x360 (x264 CRF 16) -> 1280x720, PSNR-Y against the 720p truth; "
+           "flicker in 8-bit levels on the pixels the truth keeps unchanged.\n"]
+    for name, c in res["clips"].items():
+        base = c["lanczos_psnr_y"]
+        out.append(f"**{name}**\n")
+        out.append("| run | steady fps | PSNR-Y (dB) | vs Lanczos (dB) | flicker | best uniform at this fps | vs it (dB) |")
+        out.append("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+        for r in c["rows"]:
+            flick = "-" if r["flicker"] is None else f"{r['flicker']:.3f}"
+            best = r.get("best_uniform")
+            vs = f"{best['run']} ({best['fps']:.1f} fps) | {r['psnr_y'] - best['psnr_y']:+.3f}" if best else "- | -"
+            if "target" not in r:
+                vs = "- | -"
+            out.append(f"| {r['run']} | {r['fps']:.2f} | {r['psnr_y']:.3f} | {r['psnr_y'] - base:+.3f} | {flick} | {vs} |")
+        out.append("\nReuse bound (arm-plain, budget 0.5, frames planned alone): the largest change of a tile's pixels "
+                   "up to which it is kept; its pixels' PSNR-Y kept against computed again\n")
+        out.append("| bound (levels) | tiles kept | kept (dB) | computed (dB) | cost (dB) |")
+        out.append("| ---: | ---: | ---: | ---: | ---: |")
+        for bound, b in c["reuse_bound"].items():
+            if b["kept_psnr"] is None:
+                out.append(f"| {float(bound):g} | 0% | - | - | - |")
+            else:
+                out.append(f"| {float(bound):g} | {b['kept_share']:.0%} | {b['kept_psnr']:.3f} | {b['fresh_psnr']:.3f} | "
+                           f"{b['kept_psnr'] - b['fresh_psnr']:+.3f} |")
+        out.append("")
+    return "\n".join(out)
