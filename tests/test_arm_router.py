@@ -107,15 +107,24 @@ def test_arm_prices_tile_context_and_runs_less_of_it_at_the_same_budget():
     assert sum(executed[True]) < sum(executed[False])
 
 
-def test_arm_time_budget_uses_calibrated_costs():
+def test_arm_time_budget_uses_calibrated_costs_and_prices_shared_context():
+    """A tile's measured price is for a tile alone in its window; beside neighbours on its route it
+    computes less of that window, and the plan counts only what it computes: it fits the budget so
+    counted, and buys more tiles than pricing every tile alone would."""
     up = synthetic_arm()
-    router = build_router(up)
-    grid = Engine(up, tile=16, router=router).grid(96, 128)
+    grid = Engine(up, tile=16, router=build_router(up)).grid(96, 128)
     x = textured_frame()
     unit = {"w8": 2.0, "w16": 5.0, INTERPOLATION_UNIT: 1.0}
-    plan = router.plan(x, grid, TimeBudget(ms=21.0, unit_ms=unit))
-    spent = sum(unit[router.names[r]] for r in plan.routes if r > 0)
-    assert 0 < spent <= 20.0
+    bought = {}
+    for priced in (True, False):
+        router = arm_module.ARMRouter(up, price_context=priced)
+        plan = router.plan(x, grid, TimeBudget(ms=21.0, unit_ms=unit))
+        alone = np.array([unit[router.names[r]] if r else 0.0 for r in plan.routes])
+        computed = (grid.core_pixels + arm_module.halo_pixels(grid, plan.routes, 3)[plan.routes, np.arange(len(grid))])
+        spent = (alone * (computed / grid.window_pixels() if priced else 1.0)).sum()
+        assert 0 < spent <= 20.0
+        bought[priced] = int((plan.routes > 0).sum())
+    assert bought[True] > bought[False]
 
 
 def test_arm_time_budget_charges_interpolation_only_when_it_runs():

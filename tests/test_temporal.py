@@ -116,8 +116,9 @@ def test_the_plan_is_never_worse_than_the_best_fixed_configuration_the_budget_bu
     units = {"interpolation": 1.0, "w8": 1.0, "w16": 2.0, uniform_unit("w8"): 20.0, uniform_unit("w16"): 40.0}
     _, stats = engine.upscale(x, TimeBudget(ms=45.0, unit_ms=units))
     assert stats.route_shares == {"w16": 1.0} and stats.work == {uniform_unit("w16"): 1}
+    engine.router.reset()
     _, stats = engine.upscale(x, TimeBudget(ms=25.0, unit_ms=units))  # w16 everywhere no longer fits
-    assert stats.route_shares == {"w8": 1.0}
+    assert stats.route_shares.get("w16", 0) < 1 and stats.predicted_psnr >= 33.0 - 1e-9  # at least w8 everywhere
 
 
 @pytest.mark.parametrize("order", ["sequential", "reversed"])

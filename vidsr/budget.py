@@ -31,13 +31,14 @@ class MacBudget:
     def full_network(self) -> bool:
         return self.share >= 1
 
-    # a tile's window computes context beyond its core; MACs count it, so a router that can
-    # should price it (a measured time per tile already includes it)
-    charges_context = True
-
     def price(self, macs, unit: str | None, amount=1.0):
         """What work of ``macs`` MACs costs: its MACs."""
         return macs
+
+    def with_context(self, costs, macs_per_pixel, computed_pixels, window_pixels: int, scale: int):
+        """Per-tile costs (routes, tiles) for tiles that compute ``computed_pixels`` LR pixels each
+        (core and the context its window adds given its neighbours' routes): their MACs."""
+        return macs_per_pixel[:, None] * computed_pixels * scale**2
 
     def allowance(self, floor: float, full: float, fixed_units=()) -> float:
         """What a frame may spend, between ``floor`` (everything on the cheapest route) and
@@ -62,7 +63,6 @@ class TimeBudget:
     threads: int | None = None
 
     full_network = False  # a time is never "the full network regardless": what fits is bought
-    charges_context = False
 
     def price(self, macs, unit: str | None, amount=1.0):
         """What ``amount`` units of ``unit`` cost in milliseconds (``unit`` None: work the budget
@@ -70,6 +70,12 @@ class TimeBudget:
         no price is never bought)."""
         per_unit = 0.0 if unit is None else self.unit_ms.get(unit, np.inf)
         return np.zeros(np.shape(macs)) + per_unit * np.asarray(amount, dtype=np.float64)
+
+    def with_context(self, costs, macs_per_pixel, computed_pixels, window_pixels: int, scale: int):
+        """Per-tile costs (routes, tiles) for tiles that compute ``computed_pixels`` LR pixels each:
+        the price of a tile alone in its window (what a tile unit is measured as), scaled by the
+        share of that window it really computes beside neighbours on its route."""
+        return costs * (computed_pixels / window_pixels)
 
     def allowance(self, floor: float, full: float, fixed_units=()) -> float:
         """The milliseconds left once the work every frame pays (``fixed_units``, e.g. the

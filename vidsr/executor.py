@@ -99,7 +99,9 @@ class Executor:
             ids = np.nonzero((plan.routes == r) & ~kept)[0]
             if len(ids):
                 ms[names[r]] = self.run_tiles(x, grid, ids, names[r], out)
-                work[names[r]] = len(ids)
+                # in tiles alone in their windows (the unit a tile's price is measured in): merged
+                # neighbours share their context, so a tile in a region is less than one
+                work[names[r]] = self._last_window_pixels / grid.window_pixels()
         px = grid.core_pixels
         total = px.sum()
         macs = float((self.macs[plan.routes] * px)[~kept].sum() / total)  # a kept output costs nothing
@@ -126,7 +128,8 @@ class Executor:
         context; rectangles of the same window shape run as one batch."""
         t0 = time.perf_counter()
         batches = self.region_batches(grid, ids, region_side)
-        self._executed += self.descriptor.route(route).macs_per_pixel * self.batched_pixels(batches) * self.scale**2
+        self._last_window_pixels = self.batched_pixels(batches)
+        self._executed += self.descriptor.route(route).macs_per_pixel * self._last_window_pixels * self.scale**2
         with self.threads.network():
             for chunk in batches:
                 grid.place_regions(out, chunk, self.upscaler(grid.extract_regions(x, chunk), route), self.scale)

@@ -28,8 +28,8 @@ DEADBAND = 0.10  # relative budget change within which static tiles keep their r
 # the frame's configuration (routed, or one route everywhere) changes only for a predicted error
 # this much lower: two that predict nearly the same must not alternate frame to frame (flicker)
 SWITCH_MARGIN = 0.03
-# A tile's MAC price includes the context its window computes beyond its core, which depends on
-# its neighbours' routes (a side facing the same route is shared in one merged window): the plan is
+# A tile's price includes the context its window computes beyond its core, which depends on its
+# neighbours' routes (a side facing the same route is shared in one merged window): the plan is
 # re-solved this many times with the halos of the previous solution.
 CONTEXT_ROUNDS = 3
 
@@ -49,11 +49,11 @@ class ARMRouter:
             raise ValueError(f"{d.name} has no Edge-to-PSNR table in its weights") from None
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
         self._previous: tuple | None = None  # (frame, routes, budget planned with) of the last frame
-        self._uniform: int | None = None  # the last frame's route everywhere, if it ran one
+        self._choice = _NO_CHOICE  # the last frame's configuration: a route everywhere, or None (routed)
 
     def reset(self) -> None:
         self._previous = None
-        self._uniform = None
+        self._choice = _NO_CHOICE
 
     def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None) -> TilePlan:
         """A route per tile: the most predicted quality the budget pays for. Under a MAC budget each
@@ -72,15 +72,26 @@ class ARMRouter:
         total = budget.allowance(costs[0].sum(), costs[-1].sum(), () if has_base else (INTERPOLATION_UNIT,))
         free = (reuse[1][reuse[0]], np.nonzero(reuse[0])[0]) if reuse is not None else None
         routes, anchor = self._solve_with_memory(x, grid, _kept_free(costs, free), values, mse, pixels, total)
-        if budget.charges_context and self.price_context and grid.context:
-            lr_to_hr = self.descriptor.scale**2
+        if self.price_context and grid.context:
+            alone = costs
+
+            def priced(routes):
+                computed = grid.core_pixels[None, :] + halo_pixels(grid, routes, len(self.names))
+                return _kept_free(budget.with_context(alone, self.macs, computed, grid.window_pixels(), self.descriptor.scale), free)
+
             for _ in range(CONTEXT_ROUNDS):
-                costs = self.macs[:, None] * (pixels[None, :] + halo_pixels(grid, routes, len(self.names)) * lr_to_hr)
-                routes, anchor = self._solve_with_memory(x, grid, _kept_free(costs, free), values, mse, pixels, total)
+                routes, anchor = self._solve_with_memory(x, grid, priced(routes), values, mse, pixels, total)
+            # the last round's halos are the round before's: if the plan's own context overspends, ask
+            # for that much less
+            for _ in range(CONTEXT_ROUNDS):
+                spent = float(priced(routes)[routes, np.arange(len(routes))].sum())
+                if spent <= total * (1 + 1e-9) or spent <= 0:
+                    break
+                routes, anchor = self._solve_with_memory(x, grid, priced(routes), values, mse, pixels, total * total / spent)
         # one route everywhere needs no interpolation pass; floor and top as the budget counts them
         allowance = budget.allowance(self.macs[0] * pixels.sum(), self.macs[-1] * pixels.sum())
         uniform = self._configuration(budget, mse, pixels, allowance, float((mse[routes, np.arange(len(routes))] * pixels).sum()))
-        self._uniform = uniform
+        self._choice = uniform
         if uniform is not None:
             routes = np.full(len(routes), uniform, dtype=np.int64)
         self._previous = (x.clone(), routes, anchor)
@@ -100,9 +111,9 @@ class ARMRouter:
             price = float(budget.price(self.macs[r] * pixels.sum(), uniform_unit(self.names[r])))
             if price <= allowance * (1 + 1e-9):
                 errors[r] = float((mse[r] * pixels).sum())
-        best = min(errors, key=lambda r: (errors[r], r is not None))
-        if self._uniform in errors and errors[best] > errors[self._uniform] * (1 - SWITCH_MARGIN):
-            return self._uniform
+        best = min(errors, key=lambda r: (errors[r], r is None))  # a tie: one route everywhere (no seams, larger windows)
+        if self._choice in errors and errors[best] > errors[self._choice] * (1 - SWITCH_MARGIN):
+            return self._choice
         return best
 
     def _solve_with_memory(self, x, grid, costs, values, mse, pixels, total):
@@ -158,6 +169,9 @@ def halo_pixels(grid, routes: np.ndarray, n_routes: int) -> np.ndarray:
         halo += ((nb[None] >= 0) & (nb[None] != route_ids)) * side[None]
     halo[0] = 0
     return (grid.context * halo).reshape(n_routes, -1)
+
+
+_NO_CHOICE = object()  # no frame before: nothing to keep
 
 
 def _kept_free(costs: np.ndarray, free) -> np.ndarray:
