@@ -3,7 +3,8 @@
 # table to benchmarks/results/NAME.md and its raw numbers to benchmarks/results/NAME.json.
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
 # running moves them.
-# Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [batch]   (default: all)
+# Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [batch]
+#        [video] [delivery]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
@@ -16,8 +17,10 @@ declare -A ARGS=(
   [fps]="--seconds 4 --targets 1 2 5 10 30 60 --repeats 3"
   [fps-espcn]="--seconds 4 --targets 10 30 60 --model arm-espcn --repeats 3"
   [batch]="--clips 8 --seconds 4 --long-seconds 24 --segment-seconds 6"
+  [video]="--seconds 2"
+  [delivery]="--frames 12 --plot benchmarks/results/delivery.png"
 )
-for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch}"; do
+for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video delivery}"; do
   for name in $result; do
     which=${name%%-*}  # fps-espcn is the fps bench with other arguments
     echo "== vidsr bench $which ${ARGS[$name]}"

@@ -262,3 +262,26 @@ def test_a_long_file_runs_in_segments_and_resumes_per_segment(tmp_path, local_ra
     assert [p for p, _ in a] == [p for p, _ in b] and all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
     for kind in ("audio", "subtitles"):
         assert packets(joined, kind) == packets(single, kind)
+
+
+def test_a_downscale_batch_tags_every_output_and_segments_keep_the_tag(tmp_path, local_ray):
+    """--job downscale: the tree downscaled for delivery, each output tagged (a segmented long file
+    too, whose joined output has the whole run's frames), and the same command again skips all."""
+    from vidsr.delivery import tags
+
+    src = tmp_path / "src"
+    src.mkdir()
+    make_video(src / "a.mp4", Spec(width=64, height=48, frames=6, audio="aac"))
+    long_clip(src / "long.mp4")
+    dst = tmp_path / "dst"
+    opts = Options(src, dst, job="downscale", flags=[], segment_seconds=1.5, progress=False)
+    report = run_batch(opts)
+    assert (report.done, report.failed) == (2, 0)
+    for rel, frames in (("a.mp4", 6), ("long.mp4", 150)):
+        out = output_of(dst, rel)
+        got = frames_of(out)
+        assert len(got) == frames and tags.read(out) is not None and tags.read(out).scale == 2
+    with av.open(str(output_of(dst, "a.mp4"))) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (32, 24)
+    again = run_batch(opts)
+    assert (again.done, again.skipped) == (0, 2)

@@ -19,14 +19,20 @@ def test_every_shipped_model_has_a_recipe_that_builds_it():
     """Name, scale, architecture and configuration of each recipe's export match the shipped
     entry, and each init chain leads to recipes that exist."""
     shipped = {(e["name"], e["scale"]): e for e in registry.shipped_models()}
-    by_model = {}
+    by_model, downscalers = {}, {}
     for path in sorted(recipes.recipes_dir().glob("*.toml")):
         r = recipes.load(path)
         if r.get("init") and not r["init"].endswith(".safetensors"):
             recipes.find(r["init"])
-        if r.get("ships", True):
+        if r["arch"] == recipes.DOWNSCALER:
+            downscalers[r["upscaler"], r["scale"]] = r
+        elif r.get("ships", True):
             by_model[r["name"], r["scale"]] = r
     assert set(by_model) == set(shipped)
+    shipped_down = {(e["upscaler"], e["scale"]): e for e in registry.shipped_downscalers()}
+    assert set(downscalers) == set(shipped_down)
+    for key, r in downscalers.items():
+        assert r["config"] == shipped_down[key]["config"], key
     for key, r in by_model.items():
         e = shipped[key]
         assert r["arch"] == e["architecture"], key

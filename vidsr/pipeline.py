@@ -149,9 +149,47 @@ def _get(q: queue.Queue, stop: threading.Event):
 
 
 def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
+    def output_size(info: VideoInfo) -> tuple[int, int]:
+        return info.width * job.scale, info.height * job.scale
+
+    def upscaler(info: VideoInfo, sink: MediaSink, note: Callable[[str], None], summary: Summary):
+        rate = None
+        if job.engine is not None:
+            if job.fps_target is not None and job.engine.router is not None:
+                rate = FrameRateTarget(job.engine, job.fps_target, info.bit_depth, info.colour.full_range, note,
+                                       job.dearer)
+                summary.fps_target = job.fps_target
+            else:
+                rate = FixedBudget(job.engine, job.budget)
+        out_bits = bit_depth(sink.pix_fmt)
+        stream, last = StreamState(), [None]  # what the last frames leave for the next (vidsr.temporal)
+
+        def process(item: _Decoded) -> _Processed:
+            budget = rate.before(plane_view(item.frame, 0)) if rate is not None else None
+            engine = rate.engine if rate is not None else None
+            if engine is not last[0]:  # another model: nothing of the last one's output is kept
+                stream.clear()
+                last[0] = engine
+            out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.pix_fmt, out_bits,
+                                        sink.width, sink.height, summary, stream if job.reuse else None)
+            if rate is not None:
+                rate.after(stats)
+            return out
+
+        return process
+
+    return transcode(job, output_size, upscaler, warn)
+
+
+def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processor, warn: Callable[[str], None]) -> Summary:
+    """Run a video job: decode -> ``process`` each frame -> encode, every other stream carried.
+
+    ``job``: its input, output, encode options, skip_damaged, progress, stats and segment are read
+    (a ``VideoJob`` or a delivery job, whose ``tag`` goes into the container). ``processor(info, sink, note, summary)`` is called once the
+    output is open and returns the per-frame function, ``_Decoded -> _Processed``."""
     summary = Summary()
     container, info = open_source(job.input)
-    out_w, out_h = info.width * job.scale, info.height * job.scale
+    out_w, out_h = output_size(info)
     if out_w * out_h > MAX_OUTPUT_PIXELS:
         container.close()
         raise InputError(f"{job.input}: output would be {out_w}x{out_h}, over the limit of "
@@ -166,17 +204,10 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         total = None
         info = dataclasses.replace(info, other_streams=[], cover_pictures={})
     try:
-        sink = MediaSink(job.output, info, container, job.encode, out_w, out_h, note)
+        sink = MediaSink(job.output, info, container, job.encode, out_w, out_h, note, tag=getattr(job, "tag", None))
     except BaseException:
         container.close()
         raise
-    rate = None
-    if job.engine is not None:
-        if job.fps_target is not None and job.engine.router is not None:
-            rate = FrameRateTarget(job.engine, job.fps_target, info.bit_depth, info.colour.full_range, note, job.dearer)
-            summary.fps_target = job.fps_target
-        else:
-            rate = FixedBudget(job.engine, job.budget)
     stop = threading.Event()
     decoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
     encoded: queue.Queue = queue.Queue(QUEUE_DEPTH)
@@ -218,31 +249,22 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.perf_counter()
     try:
+        process = processor(info, sink, note, summary)
         reader.start()
         writer.start()
-        out_bits = bit_depth(sink.pix_fmt)
-        stream, last_engine = StreamState(), None  # what the last frames leave for the next (vidsr.temporal)
         try:
             while True:
                 item = _get(decoded, stop)
                 if item is _DONE:
                     break
                 if isinstance(item, _Decoded):
-                    budget = rate.before(plane_view(item.frame, 0)) if rate is not None else None
-                    engine = rate.engine if rate is not None else None
-                    if engine is not last_engine:  # another model: nothing of the last one's output is kept
-                        stream.clear()
-                        last_engine = engine
-                    out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.pix_fmt, out_bits,
-                                                out_w, out_h, summary, stream if job.reuse else None)
+                    out = process(item)
                     done = time.perf_counter() - started
                     out.record["t"] = round(done, 4)
                     summary.last_done = done
                     if summary.first_done is None:
                         summary.first_done = done
                     _put(encoded, out, stop)
-                    if rate is not None:
-                        rate.after(stats)
                     bar.update(1)
                 else:
                     _put(encoded, item, stop)

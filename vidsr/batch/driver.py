@@ -78,15 +78,14 @@ def output_for(opts: Options, rel: str, path: Path, image: bool) -> Path:
     """DST/<the input's folder>/<its name> with the suffix the job writes: PNG for images; for
     videos the input's own container where it holds the output's codec and streams, else the one
     the upscaler would choose."""
-    from ..cli.upscale import resolve_settings
     from ..io.output_paths import video_output
+    from .jobs import settings
 
     target = (opts.dst / rel).with_suffix(".png")
     if image:
         return target
-    args = job_args(opts.job, opts.flags, path, target)
-    s = resolve_settings(args)
-    return target.with_suffix(video_output(path, None, s.scale, s.codec, s.container, prefer_own=True).suffix)
+    scale, codec, container = settings(opts.job, job_args(opts.job, opts.flags, path, target))
+    return target.with_suffix(video_output(path, None, scale, codec, container, prefer_own=True).suffix)
 
 
 def _unchanged(item: Item, record: Record) -> bool:
@@ -155,10 +154,9 @@ def validate_flags(job: str, flags: list[str]) -> None:
     for reserved in ("-o", "--output", "-y", "--overwrite", "--stats", "--list-models", "--list-presets"):
         if reserved in flags or any(f.startswith(reserved + "=") for f in flags):
             raise SettingsError(f"{reserved} is the batch's to set, not a flag for its files")
-    args = job_args(job, flags, Path("input"), Path("output.mp4"))
-    from ..cli.upscale import resolve_settings
+    from .jobs import settings
 
-    resolve_settings(args)
+    settings(job, job_args(job, flags, Path("input"), Path("output.mp4")))
 
 
 def run_batch(opts: Options) -> Report:

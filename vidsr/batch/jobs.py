@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import VidsrError
 from ..models.weights import sha256_of
 
-JOBS = ("upscale",)
+JOBS = ("upscale", "downscale")
 PROGRESS_EVERY = 8  # frames a worker reports to the driver's progress bar at once
 
 
@@ -18,16 +18,40 @@ def job_args(job: str, flags: list[str], src: Path, dst: Path):
     (a changed input is redone into the same place), no bar or summary of its own."""
     if job not in JOBS:
         raise VidsrError(f"unknown job {job!r}; choose from {', '.join(JOBS)}")
-    from ..cli.upscale import build_parser
+    if job == "downscale":
+        from ..cli.downscale import build_parser
+    else:
+        from ..cli.upscale import build_parser
 
     return build_parser().parse_args([str(src), "-o", str(dst), "-y", "--quiet", *flags])
+
+
+def run_job(job: str, args, engines: dict, on_frame=None, segment=None):
+    """Run one file (or a segment of it) through the job's front end; returns its ``Summary``."""
+    if job == "downscale":
+        from ..cli.downscale import run
+
+        return run(args, on_frame, segment)
+    from ..cli.upscale import run
+
+    return run(args, engines, on_frame, segment)
+
+
+def settings(job: str, args):
+    """(scale, codec, container) the job's flags and preset choose: what names its output."""
+    if job == "downscale":
+        from ..cli.downscale import encoder_settings
+
+        return encoder_settings(args)[:3]
+    from ..cli.upscale import resolve_settings
+
+    s = resolve_settings(args)
+    return s.scale, s.codec, s.container
 
 
 def run_task(task, engines: dict, progress=None) -> dict:
     """The task's result record: status, frames, seconds, the output's checksum or the one-line
     error. Input and settings errors are results, not exceptions (they would fail again on a retry)."""
-    from ..cli.upscale import run
-
     started = time.perf_counter()
     pending = [0]
 
@@ -42,9 +66,9 @@ def run_task(task, engines: dict, progress=None) -> dict:
         if task.segment is not None:
             from .segments import Segment, run_segment
 
-            summary = run_segment(args, Segment(*task.segment), engines, on_frame)
+            summary = run_segment(task.job, args, Segment(*task.segment), engines, on_frame)
         else:
-            summary = run(args, engines, on_frame)
+            summary = run_job(task.job, args, engines, on_frame)
     except VidsrError as e:
         return {"status": "failed", "error": str(e), "frames": 0, "seconds": time.perf_counter() - started}
     if progress is not None and pending[0]:

@@ -58,12 +58,12 @@ def plan(path: Path, seconds: float) -> list[Segment]:
     return [Segment(i, s, starts[i + 1] if i + 1 < len(starts) else None) for i, s in enumerate(starts)]
 
 
-def run_segment(args, segment: Segment, engines: dict, on_frame=None):
-    """Upscale one segment of ``args.input`` into ``args.output`` (a video-only file), as the
-    upscale front end runs a whole file."""
-    from ..cli.upscale import run
+def run_segment(job: str, args, segment: Segment, engines: dict, on_frame=None):
+    """Run one segment of ``args.input`` into ``args.output`` (a video-only file), as the job's
+    front end runs a whole file."""
+    from .jobs import run_job
 
-    return run(args, engines, on_frame, segment=(segment.start, segment.end))
+    return run_job(job, args, engines, on_frame, segment=(segment.start, segment.end))
 
 
 def _video_packets(path: Path, start: int, time_base: Fraction):
@@ -96,14 +96,16 @@ def join(src: Path, segments: list[Segment], files: list[Path], final: Path, war
     written under a partial name and renamed when complete; returns the video frames written."""
     import heapq
 
+    from ..delivery import tags
     from ..io.sink import EncodeOptions, MediaSink
     from ..io.source import open_source
 
     container, info = open_source(src)
     try:
         with av.open(str(files[0])) as first:
+            tag = tags.from_metadata(dict(first.metadata))  # a downscaled file's tag, as each segment has it
             sink = MediaSink(final, info, container, EncodeOptions(), 0, 0, warn,
-                             video_template=first.streams.video[0])
+                             video_template=first.streams.video[0], tag=tag.text() if tag else None)
         try:
             video = (p for seg, f in zip(segments, files) for p in _video_packets(f, seg.start, info.time_base))
             others = (p for p in container.demux(list(info.other_streams))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import platform
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def main(argv: list[str]) -> int:
     pv.add_argument("--clips", nargs="+", default=None, help="clips to run (default: all)")
     pv.add_argument("--seconds", type=finite_float, default=2.0)
     pv.add_argument("--models", nargs="+", help="routed models whose routes are the fixed configurations (default: all)")
+    pd = sub.add_parser("delivery", help="downscale -> encode -> upscale against full resolution and Lanczos, BD-rates")
+    pd.add_argument("--val-dir", type=Path, help="validation images (default ../shared/data/val or $VIDSR_DATA/val)")
+    pd.add_argument("--clips", nargs="+", default=None, help="clips to run (default: all)")
+    pd.add_argument("--frames", type=int, default=16)
+    pd.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    pd.add_argument("--codecs", nargs="+", default=["libx264", "libx265"])
+    pd.add_argument("--model", default="arm-plain", help="the upscaler (a downscaler must ship for it)")
+    pd.add_argument("--plot", type=Path, help="write the RD curves here (PNG; needs matplotlib, the bench extra)")
     for name, helptext in (("quality", "PSNR-Y/SSIM of every shipped model and route on validation images vs bicubic"),
                            ("routing", "quality against measured cost for the ARM and PCSR routers"),
                            ("fps", "fps tracking and PSNR at fps targets on a 360p -> 720p clip")):
@@ -82,6 +91,18 @@ def main(argv: list[str]) -> int:
         if args.clips < 2:
             p.error("--clips must be at least 2")
         res = run(args.clips, args.seconds, args.long_seconds, args.segment_seconds)
+    elif args.which == "delivery":
+        from .delivery import CLIPS, CODECS, report, run
+
+        clips = args.clips or list(CLIPS)
+        unknown = set(clips) - set(CLIPS)
+        if unknown:
+            p.error(f"unknown clip(s) {', '.join(sorted(unknown))}; choose from {', '.join(CLIPS)}")
+        bad = set(args.codecs) - set(CODECS)
+        if bad:
+            p.error(f"unknown codec(s) {', '.join(sorted(bad))}; choose from {', '.join(CODECS)}")
+        res = run(args.val_dir, clips, args.frames, args.scales, args.codecs, args.model,
+                  progress=lambda m: print(m, file=sys.stderr), plot=args.plot)
     elif args.which == "video":
         from .video import CLIPS, report, run
 

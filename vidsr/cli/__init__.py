@@ -1,4 +1,4 @@
-"""The ``vidsr`` command: upscale a video or image, or run a subcommand (train, bench)."""
+"""The ``vidsr`` command: upscale a video or image, or run a subcommand (downscale, batch, train, bench)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from ..errors import VidsrError
 from ..runtime import tune_allocator
 
-SUBCOMMANDS = ("train", "bench", "batch")
+SUBCOMMANDS = ("train", "bench", "batch", "downscale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
             from ..bench.cli import main as bench_main
 
             return bench_main(argv[1:])
+        if argv and argv[0] == "downscale":
+            from .downscale import main as downscale_main
+
+            return downscale_main(argv[1:])
         if argv and argv[0] == "batch":
             from .batch import main as batch_main
 

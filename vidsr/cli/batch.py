@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SettingsError
+from ..batch.jobs import JOBS
 from .options import Parser, finite_float
 
 
@@ -17,12 +18,13 @@ def build_parser() -> Parser:
         "same tree under DST, on a local Ray instance or a cluster. DST keeps a manifest: running the same "
         "command again skips what is done and unchanged and redoes what changed. Flags not listed here "
         "go to the job (e.g. --scale 4 --fps-target 30 --codec libx265).",
-        usage="vidsr batch SRC DST [--job upscale] [--workers N] [--address auto|HOST:PORT] [--dry-run] "
+        usage="vidsr batch SRC DST [--job upscale|downscale] [--workers N] [--address auto|HOST:PORT] [--dry-run] "
         "[--retry-failed] [--segment-seconds S] [--quiet] [JOB FLAGS ...]",
     )
     p.add_argument("src", type=Path, help="folder to read")
     p.add_argument("dst", type=Path, help="folder to write (made if missing)")
-    p.add_argument("--job", default="upscale", choices=("upscale",), help="what to do with each file (default upscale)")
+    p.add_argument("--job", default="upscale", choices=JOBS,
+                   help="what to do with each file: upscale (vidsr INPUT, default) or downscale (vidsr downscale INPUT)")
     p.add_argument("--workers", type=int, help="parallel workers (default: one per CPU of this machine or cluster, "
                    "at most one per file or segment)")
     p.add_argument("--address", help="join a running Ray cluster (auto, or HOST:PORT) instead of starting one here")

@@ -77,6 +77,7 @@ class Settings:
     crf: int | None = None
     pix_fmt: str | None = None
     encoder_options: dict = field(default_factory=dict)
+    scale_given: bool = False  # by a flag or the preset (else a delivery tag may set it)
 
 
 def resolve_settings(args) -> Settings:
@@ -90,6 +91,7 @@ def resolve_settings(args) -> Settings:
         if value is not None:
             setattr(s, key, value)
     s.container = preset.get("container")
+    s.scale_given = args.scale is not None or preset.get("scale") is not None
     # budget and fps target are two ways of saying one thing: a flag for either beats the preset's
     if args.budget is not None and args.fps_target is not None:
         raise SettingsError("give --budget or --fps-target, not both")
@@ -203,6 +205,7 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
     src: Path = args.input
     if not src.exists():
         raise InputError(f"{src}: no such file")
+    _follow_delivery_tag(src, s, args.quiet)
     from ..io.output_paths import default_output, prepare_outputs, video_output
 
     image = is_image(src)
@@ -265,6 +268,22 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
         dearer = policy.dearer_candidates(engine, load)  # the model was ours to choose
     return _run_video(args, s, src, dst, engine_or_none, name if engine_or_none is None else "lanczos", dearer,
                       on_frame, segment)
+
+
+def _follow_delivery_tag(src: Path, s: Settings, quiet: bool) -> None:
+    """A file ``vidsr downscale`` made names the upscaler and scale it was made for: with neither
+    a model nor a scale asked for, use them (and say so)."""
+    from ..delivery import tags
+
+    if s.model is not None or s.scale_given:
+        return
+    tag = tags.read(src)
+    if tag is None:
+        return
+    s.model, s.scale = tag.upscaler, tag.scale
+    if not quiet:
+        print(f"vidsr: {src.name} was downscaled for {tag.upscaler} x{tag.scale} (--mode {tag.mode}); "
+              "upscaling with it", file=sys.stderr)
 
 
 def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=(), on_frame=None,

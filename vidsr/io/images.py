@@ -109,8 +109,22 @@ def _encode_wide_png(arr: np.ndarray, frame: av.VideoFrame) -> bytes:
     return b"".join(bytes(p) for p in encoder.encode(out) + encoder.encode(None))
 
 
-def write_png(path: Path, arr: np.ndarray, info: dict) -> None:
-    """Write atomically: a temporary file beside ``path``, renamed when complete."""
+def _with_text(png: bytes, text: dict[str, str]) -> bytes:
+    """PNG bytes with tEXt chunks added after the header chunk (FFmpeg's encoder writes none)."""
+    import struct
+    import zlib
+
+    chunks = b""
+    for k, v in text.items():
+        body = b"tEXt" + k.encode("latin-1") + b"\0" + v.encode("latin-1")
+        chunks += struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length + type, IHDR data, CRC
+    return png[:ihdr_end] + chunks + png[ihdr_end:]
+
+
+def write_png(path: Path, arr: np.ndarray, info: dict, text: dict[str, str] | None = None) -> None:
+    """Write atomically: a temporary file beside ``path``, renamed when complete. ``text``: PNG
+    text chunks (the delivery tag)."""
     wide = info.get("bits") == 16 and arr.shape[-1] != 1
     if info.get("bits") == 16 and arr.shape[-1] == 1:
         im = Image.fromarray(np.round(arr[..., 0] * 65535).astype(np.uint16))
@@ -120,9 +134,17 @@ def write_png(path: Path, arr: np.ndarray, info: dict) -> None:
     tmp = temp_path_for(path)
     try:
         if wide:
-            tmp.write_bytes(_encode_wide_png(arr, info["frame"]))
+            data = _encode_wide_png(arr, info["frame"])
+            tmp.write_bytes(_with_text(data, text) if text else data)
         else:
-            im.save(tmp, format="PNG", icc_profile=info.get("icc_profile"))
+            chunks = None
+            if text:
+                from PIL.PngImagePlugin import PngInfo
+
+                chunks = PngInfo()
+                for k, v in text.items():
+                    chunks.add_text(k, v)
+            im.save(tmp, format="PNG", icc_profile=info.get("icc_profile"), pnginfo=chunks)
         os.replace(tmp, path)
     except BaseException as e:
         try:

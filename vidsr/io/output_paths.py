@@ -131,13 +131,13 @@ class StatsFile:
             pass
 
 
-def default_output(src: Path, scale: int, suffix: str) -> Path:
-    """INPUT_x<scale><suffix>, beside the input."""
-    return src.with_name(f"{src.stem}_x{scale}{suffix}")
+def default_output(src: Path, scale: int, suffix: str, label: str = "x") -> Path:
+    """INPUT_x<scale><suffix> (``label`` "down": INPUT_down<scale>), beside the input."""
+    return src.with_name(f"{src.stem}_{label}{scale}{suffix}")
 
 
 def video_output(src: Path, asked: Path | None, scale: int, codec: str | None, container: str | None,
-                 prefer_own: bool = False) -> Path:
+                 prefer_own: bool = False, label: str = "x") -> Path:
     """The video output path. One asked for must be a container that holds the codec (a named codec
     that does not fit is refused, naming those that do). Otherwise INPUT_x<scale> in the preset's
     container, or else the first of .mp4, the input's own and .mkv that holds the codec and carries
@@ -150,7 +150,7 @@ def video_output(src: Path, asked: Path | None, scale: int, codec: str | None, c
         video_encoder_for(container_format_for(asked), codec)
         return asked
     if container:
-        dst = default_output(src, scale, f".{container}")
+        dst = default_output(src, scale, f".{container}", label)
         video_encoder_for(container_format_for(dst), codec)
         return dst
     encoder = encoder_named(codec or DEFAULT_ENCODER).name
@@ -166,4 +166,4 @@ def video_output(src: Path, asked: Path | None, scale: int, codec: str | None, c
     with source:
         order = (src.suffix, ".mp4", ".mkv") if prefer_own else (".mp4", src.suffix, ".mkv")
         suffix = next((s for s in order if s and fits(s, info.other_streams)), ".mkv")
-    return default_output(src, scale, suffix)
+    return default_output(src, scale, suffix, label)

@@ -16,6 +16,7 @@ from typing import Callable
 import av
 import av.error
 
+from ..delivery import tags
 from ..errors import OutputError, SettingsError
 from .encoder import EncodeOptions, build_options, open_encoder
 from .formats import output_format
@@ -97,11 +98,12 @@ class MediaSink:
     already encoded packets, for joining segments) and every other stream of ``source`` carried."""
 
     def __init__(self, final: Path, info: VideoInfo, source, enc: EncodeOptions, width: int, height: int,
-                 warn: Callable[[str], None], video_template=None):
+                 warn: Callable[[str], None], video_template=None, tag: str | None = None):
         self.final = final
         self.tmp = temp_path_for(final)
         self.info = info
         self.warn = warn
+        self.width, self.height = width, height
         self.frames_in = 0
         self.packets_out = 0
         self.encoded = video_template is not None
@@ -116,7 +118,16 @@ class MediaSink:
                 raise SettingsError(str(e)) from None
             for n in notes:
                 warn(n)
-        self.container = av.open(str(self.tmp), "w", format=fmt, options=MUXER_OPTIONS.get(fmt, {}))
+        self.tag = tag
+        options = dict(MUXER_OPTIONS.get(fmt, {}))
+        if tag is not None:
+            if fmt in tags.TAGGING_MUXERS:
+                options.update(tags.TAGGING_MUXERS[fmt])
+            else:
+                warn(f"{final.suffix or fmt} cannot store the delivery tag; upscale it with --model and --scale "
+                     "(or write .mp4, .mkv, .mov or .webm)")
+                self.tag = None
+        self.container = av.open(str(self.tmp), "w", format=fmt, options=options)
         try:
             if self.encoded:
                 self._add_encoded_video(video_template, source)
@@ -162,7 +173,10 @@ class MediaSink:
     def _describe_video(self, source) -> None:
         src_video = source.streams[self.info.index]
         self.video.metadata.update({k: v for k, v in src_video.metadata.items() if k.lower() in ("language", "title", "handler_name")})
-        self.container.metadata.update(source.metadata)
+        # the source's tags, but not a delivery tag: only the downscaler writes one (its own)
+        self.container.metadata.update({k: v for k, v in source.metadata.items() if not tags.is_key(k)})
+        if self.tag is not None:
+            self.container.metadata[tags.KEY] = self.tag
 
     def _carry_streams(self) -> None:
         """Map every other input stream to a copy, an attachment, a conversion, or nothing (with a

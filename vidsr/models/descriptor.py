@@ -101,6 +101,11 @@ class Upscaler:
             self._subnets[route] = m
         return self._subnets[route]
 
+    def differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """The full network on whole frames (N, 1, h, w) with autograd on: the path delivery trains
+        and refines downscalers against (tiling and routing are for inference)."""
+        return self.module(x)
+
     @torch.inference_mode()
     def __call__(self, tiles: torch.Tensor, route: str | None = None) -> torch.Tensor:
         if tiles.device.type == "cpu":

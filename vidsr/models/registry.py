@@ -21,6 +21,7 @@ from ..errors import SettingsError, WeightsError
 from . import weights
 from .descriptor import ModelDescriptor, Route, TileSpec, Upscaler
 from .bsrn import BSRN
+from .downscaler import LearnedDownscaler
 from .espcn import ESPCN
 from .interpolation import kernel_radius, upscale
 from .blocks import WidthSupernet
@@ -250,3 +251,35 @@ def list_models() -> list[ModelDescriptor]:
     for e in shipped_models():
         out.append(describe(e["name"], e["architecture"], e["scale"], e.get("config"), e))
     return out
+
+
+# Delivery downscalers: one per (upscaler model, scale), in the manifest's "downscalers" section,
+# each tied to the exact upscaler weights it was trained against (their sha256).
+DOWNSCALER_ARCHITECTURES = {"learned-downscaler": LearnedDownscaler}
+
+
+def shipped_downscalers() -> list[dict]:
+    return weights.read_manifest(SHIPPED_DIR, "downscalers")
+
+
+def downscaler_entry(upscaler: str, scale: int, folder: Path | None = None) -> dict | None:
+    entries = weights.read_manifest(folder, "downscalers") if folder is not None else shipped_downscalers()
+    return next((e for e in entries if e["upscaler"] == upscaler and e["scale"] == scale), None)
+
+
+def build_downscaler(arch: str, scale: int, config: dict | None = None) -> nn.Module:
+    if arch not in DOWNSCALER_ARCHITECTURES:
+        raise WeightsError(f"unknown downscaler architecture {arch!r}")
+    return DOWNSCALER_ARCHITECTURES[arch](scale, **(config or {}))
+
+
+def load_downscaler(entry: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The downscaler of a manifest entry, its checksum verified, ready to run."""
+    module = build_downscaler(entry["architecture"], entry["scale"], entry.get("config"))
+    state, _ = weights.load_checked(entry)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise WeightsError(f"weights {entry['file']} do not fit {entry['architecture']}: {first}") from None
+    return module.to(device).eval()

@@ -32,26 +32,42 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_manifest(folder: Path) -> list[dict]:
+# A manifest's sections: the upscalers ("models"), and the delivery downscalers, each made for one
+# upscaler at one scale ("downscalers"); each section sorted by what names an entry in it
+SECTIONS = {"models": ("name", "scale"), "downscalers": ("upscaler", "scale")}
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data.get("models"), list):
+            raise KeyError("models")
+        return data
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise WeightsError(f"weights manifest {path} is not valid: {e}") from None
+
+
+def read_manifest(folder: Path, section: str = "models") -> list[dict]:
     path = Path(folder) / MANIFEST
     if not path.exists():
         return []
-    try:
-        data = json.loads(path.read_text())
-        models = data["models"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise WeightsError(f"weights manifest {path} is not valid: {e}") from None
-    for m in models:
+    entries = _read(path).get(section, [])
+    if not isinstance(entries, list):
+        raise WeightsError(f"weights manifest {path} is not valid: {section!r} is not a list")
+    for m in entries:
         m["folder"] = str(Path(folder))
-    return models
+    return entries
 
 
-def write_manifest(folder: Path, models: list[dict]) -> None:
-    clean = [{k: v for k, v in m.items() if k != "folder"} for m in models]
-    clean.sort(key=lambda m: (m["name"], m["scale"]))
+def write_manifest(folder: Path, entries: list[dict], section: str = "models") -> None:
+    """Replace one section of the manifest in ``folder`` (the others are kept), atomically."""
     path = Path(folder) / MANIFEST
+    data = _read(path) if path.exists() else {"models": []}
+    clean = [{k: v for k, v in m.items() if k != "folder"} for m in entries]
+    clean.sort(key=lambda m: tuple(m[k] for k in SECTIONS[section]))
+    data = {"format": FORMAT_VERSION, **{k: v for k, v in data.items() if k != "format"}, section: clean}
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"format": FORMAT_VERSION, "models": clean}, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
 
 

@@ -148,8 +148,13 @@ def _run_recipe(args) -> int:
         print("stopped; rerun the same command to resume")
         return 0
     v = entry["validation"]
-    print(f"done: {entry['file']}  PSNR-Y {v['psnr_y']:.2f} dB (bicubic {v['bicubic_psnr_y']:.2f})")
+    if "upscaler" in entry:  # a delivery downscaler: its figures per QP
+        print(f"done: {entry['file']}  " + ", ".join(
+            f"{qp}: PSNR-Y {r['psnr_y']:.2f} dB (bicubic {r['bicubic_psnr_y']:.2f})" for qp, r in v.items() if qp != "data"))
+    else:
+        print(f"done: {entry['file']}  PSNR-Y {v['psnr_y']:.2f} dB (bicubic {v['bicubic_psnr_y']:.2f})")
     if args.publish is True:
         shipped = recipes.publish(args.recipe, args.runs)
-        print(f"published {shipped['name']} x{shipped['scale']} as {shipped['file']}")
+        print(f"published {shipped.get('name') or 'downscaler for ' + shipped['upscaler']} x{shipped['scale']} "
+              f"as {shipped['file']}")
     return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import SettingsError
 
+DOWNSCALER = "learned-downscaler"  # a delivery downscaler's recipe (vidsr.delivery.training)
 PROGRESS = "recipe-progress.json"  # in the run folder: how many segments are done
 # TrainConfig fields a recipe may not set: the runner sets them (or the user, per invocation)
 RUNNER_FIELDS = {"arch", "scale", "out", "init", "model_config", "extend", "time_limit", "threads", "device",
@@ -55,13 +56,15 @@ def load(path: Path) -> dict:
         recipe = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SettingsError(f"recipe {path.name}: not valid TOML ({e})") from None
-    top = {"name", "arch", "scale", "config", "init", "as_run", "ships", "note", "train", "segments"}
+    top = {"name", "arch", "scale", "config", "init", "as_run", "ships", "note", "train", "segments", "upscaler"}
     unknown = set(recipe) - top
     if unknown:
         raise SettingsError(f"recipe {path.name}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(top))})")
     for key in ("arch", "scale", "segments"):
         if key not in recipe:
             raise SettingsError(f"recipe {path.name}: missing {key!r}")
+    if recipe["arch"] == DOWNSCALER:
+        return _check_downscaler(path, recipe)
     settable = {f.name for f in fields(TrainConfig)} - RUNNER_FIELDS
     for where, table in [("[train]", recipe.get("train", {}))] + [(f"segment {i + 1}", s) for i, s in enumerate(recipe["segments"])]:
         bad = set(table) - settable
@@ -71,6 +74,34 @@ def load(path: Path) -> dict:
         if "iterations" not in seg:
             raise SettingsError(f"recipe {path.name}: segment {i + 1} needs iterations")
     return recipe
+
+
+def _check_downscaler(path: Path, recipe: dict) -> dict:
+    """A delivery downscaler's recipe: the upscaler it is for, one segment, DownscalerConfig fields."""
+    from ..delivery.training import RESUME_FREE, config_fields
+
+    if "upscaler" not in recipe:
+        raise SettingsError(f"recipe {path.name}: a downscaler recipe names the upscaler it is for")
+    if len(recipe["segments"]) != 1 or "init" in recipe:
+        raise SettingsError(f"recipe {path.name}: a downscaler trains in one segment, from scratch")
+    settable = config_fields() - RESUME_FREE - {"upscaler", "scale", "channels", "convs"}
+    for where, table in (("[train]", recipe.get("train", {})), ("segment 1", recipe["segments"][0])):
+        bad = set(table) - settable
+        if bad:
+            raise SettingsError(f"recipe {path.name}: {where} sets {', '.join(sorted(bad))}, which a recipe cannot set")
+    if "iterations" not in recipe["segments"][0]:
+        raise SettingsError(f"recipe {path.name}: segment 1 needs iterations")
+    return recipe
+
+
+def _train_downscaler(path: Path, recipe: dict, out: Path, threads, time_limit, progress, data) -> dict | None:
+    from ..delivery.training import DownscalerConfig, DownscalerTrainer
+
+    cfg = DownscalerConfig(upscaler=recipe["upscaler"], scale=recipe["scale"], out=out, threads=threads,
+                           time_limit=time_limit, train_dir=None if data is None else data / "train",
+                           val_dir=None if data is None else data / "val", **recipe.get("config", {}),
+                           **recipe.get("train", {}), **recipe["segments"][0])
+    return DownscalerTrainer(cfg, progress=progress).run()
 
 
 def run_folder(path: Path, runs: Path) -> Path:
@@ -87,6 +118,8 @@ def train(name_or_path, runs: Path = Path("runs"), threads: int | None = None, t
     path = find(name_or_path)
     recipe = load(path)
     out = run_folder(path, runs)
+    if recipe["arch"] == DOWNSCALER:
+        return _train_downscaler(path, recipe, out, threads, time_limit, progress, data)
     init = recipe.get("init")
     if init is not None:
         init_path = Path(init)
@@ -135,5 +168,9 @@ def publish(name_or_path, runs: Path = Path("runs")) -> dict:
     recipe = load(path)
     if not recipe.get("ships", True):
         raise SettingsError(f"recipe {path.name} is a stage of another model's training, not a shipped model")
+    if recipe["arch"] == DOWNSCALER:
+        from ..delivery.training import publish as publish_downscaler
+
+        return publish_downscaler(run_folder(path, runs))
     name = recipe.get("name")
     return publish_run(run_folder(path, runs), name=name if name != recipe["arch"] else None)

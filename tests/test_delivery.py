@@ -1,0 +1,250 @@
+"""Delivery: the codec stand-in, the learned downscaler and HCD against the shipped upscalers, the
+tag that makes `vidsr OUTPUT` pick the model, and the `vidsr downscale` front end's refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from vidsr.delivery import codec_proxy, tags
+from vidsr.delivery.downscale import FrameDownscaler, default_upscaler
+from vidsr.delivery.hcd import HCDRefiner, HCDSettings
+from vidsr.errors import WeightsError
+from vidsr.models import registry, weights
+from vidsr.models.downscaler import LearnedDownscaler, bicubic_downscale, lr_size
+
+from .conftest import run_vidsr
+from .media import Spec, make_video, video_frames
+
+SHIPPED = registry.shipped_downscalers()
+
+
+def textured(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """(1, 1, h, w) luma with edges and texture, in the studio range."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    base = 0.5 + 0.25 * torch.sin(x / 3.0) * torch.cos(y / 5.0) + 0.1 * (x > w // 2)
+    return (base + 0.05 * torch.rand(h, w, generator=g)).clamp(16 / 255, 235 / 255)[None, None]
+
+
+# -- codec stand-in ---------------------------------------------------------------------------
+
+def test_codec_rounds_alone_at_qstep_zero_and_loses_more_with_larger_steps():
+    x = textured(40, 56)
+    assert (codec_proxy.codec(x, 0.0) * 255 - torch.round(x * 255)).abs().max() < 1e-3
+    errors = [float((codec_proxy.codec(x, q) - x).square().mean()) for q in (2.0, 8.0, 32.0)]
+    assert errors[0] < errors[1] < errors[2]
+
+
+def test_codec_passes_gradients_straight_through():
+    x = textured(24, 24).requires_grad_(True)
+    codec_proxy.codec(x, torch.tensor([12.0])).sum().backward()
+    assert torch.allclose(x.grad, torch.ones_like(x), atol=1e-4)
+
+
+def test_rate_grows_with_detail_and_falls_with_the_step():
+    flat, busy = torch.full((1, 1, 32, 32), 0.5), textured(32, 32)
+    assert float(codec_proxy.rate(busy, 8.0)) > float(codec_proxy.rate(flat, 8.0))
+    assert float(codec_proxy.rate(busy, 4.0)) > float(codec_proxy.rate(busy, 16.0))
+
+
+# -- the downscaler ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("h,w,s", [(37, 50, 2), (33, 19, 4), (32, 48, 2)])
+def test_downscaled_size_keeps_every_source_pixel(h, w, s):
+    x = torch.rand(1, 1, h, w)
+    out = LearnedDownscaler(s)(x)
+    assert tuple(out.shape[-2:]) == lr_size(h, w, s) == (-(-h // s), -(-w // s))
+    # the last row and column of an odd size are the source's edge, replicated
+    assert torch.allclose(out, bicubic_downscale(x, s))
+
+
+def test_an_untrained_downscaler_is_the_bicubic_one():
+    x = torch.rand(1, 1, 24, 32)
+    assert torch.allclose(LearnedDownscaler(2)(x), bicubic_downscale(x, 2))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: f"{e['upscaler']}-x{e['scale']}")
+def test_gradients_reach_every_downscaler_parameter_through_the_upscaler(entry):
+    net = registry.load_downscaler(entry).train()
+    up = registry.load(entry["upscaler"], entry["scale"])
+    hr = textured(64, 64)
+    loss = (up.differentiable(codec_proxy.codec(net(hr), 10.0)) - hr).square().mean()
+    loss.backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0 and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("entry", registry.shipped_models(), ids=lambda e: f"{e['name']}-x{e['scale']}")
+def test_every_shipped_upscaler_has_a_differentiable_full_path(entry):
+    up = registry.load(entry["name"], entry["scale"])
+    x = (torch.rand(1, 1, 24, 24) * 0.5 + 0.25).requires_grad_(True)
+    up.differentiable(x).square().mean().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    on_path = [p for p in up.module.parameters() if p.grad is not None]
+    assert on_path and all(torch.isfinite(p.grad).all() for p in on_path)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
+def test_a_tampered_downscaler_file_is_refused(tmp_path):
+    entry = dict(SHIPPED[0])
+    shutil.copy(Path(entry["folder"]) / entry["file"], tmp_path / entry["file"])
+    weights.write_manifest(tmp_path, [entry], "downscalers")
+    data = bytearray((tmp_path / entry["file"]).read_bytes())
+    data[-5] ^= 0x40
+    (tmp_path / entry["file"]).write_bytes(bytes(data))
+    loaded = registry.downscaler_entry(entry["upscaler"], entry["scale"], tmp_path)
+    with pytest.raises(WeightsError, match="does not match its manifest"):
+        registry.load_downscaler(loaded)
+
+
+def test_manifest_sections_are_kept_apart(tmp_path):
+    weights.write_manifest(tmp_path, [{"name": "m", "scale": 2, "file": "m.safetensors"}])
+    weights.write_manifest(tmp_path, [{"upscaler": "m", "scale": 2, "file": "d.safetensors"}], "downscalers")
+    weights.write_manifest(tmp_path, [{"name": "n", "scale": 4, "file": "n.safetensors"}])
+    assert [e["name"] for e in weights.read_manifest(tmp_path)] == ["n"]
+    assert [e["file"] for e in weights.read_manifest(tmp_path, "downscalers")] == ["d.safetensors"]
+
+
+# -- HCD --------------------------------------------------------------------------------------
+
+def _small_refiner(settings=HCDSettings()):
+    """HCD against the shipped arm-plain x2 with a fixed untrained (bicubic) downscaler."""
+    up = registry.load("arm-plain", 2)
+    return HCDRefiner(LearnedDownscaler(2).eval(), up.differentiable, settings, qstep=0.0), up
+
+
+def test_hcd_improves_the_upscaled_frame_over_its_start():
+    refiner, up = _small_refiner()
+    hr = textured(64, 64)
+    with torch.no_grad():
+        start = codec_proxy.quantise_levels(refiner.down(hr))
+        before = float((up.differentiable(start) - hr).square().mean())
+    y = refiner.refine(hr)
+    with torch.no_grad():
+        after = float((up.differentiable(y) - hr).square().mean())
+    assert after < before * 0.97  # a clear gain, not rounding noise
+    assert torch.equal(y, torch.round(y * 255) / 255)  # integer levels
+
+
+def test_hcd_keeps_a_static_region_still_from_frame_to_frame():
+    """Two frames: the right half changes, the left half only by sub-level noise (as a real
+    source's static background does). Refined as a stream, the left half's LR changes less than
+    when each frame is refined alone (the warm start and the temporal term), and by one level at most."""
+    a = textured(64, 64, seed=1)
+    b = a.clone()
+    b[..., 32:] = textured(64, 32, seed=2)
+    b[..., :32] += (torch.rand(64, 32, generator=torch.Generator().manual_seed(5)) - 0.5) / 255
+    stream, _ = _small_refiner()
+    ya, yb = stream.refine(a), stream.refine(b)
+    alone_a, alone_b = _small_refiner()[0].refine(a), _small_refiner()[0].refine(b)
+    left = slice(0, 14)  # LR columns whose HR source is in the static half, beyond the upscaler's reach
+    in_stream = (yb - ya)[..., left].abs() * 255
+    alone = (alone_b - alone_a)[..., left].abs() * 255
+    assert float(in_stream.max()) <= 1.0 + 1e-4
+    assert float(in_stream.mean()) < 0.6 * float(alone.mean())
+
+
+# -- the tag and the front end -----------------------------------------------------------------
+
+def test_tag_text_round_trips():
+    tag = tags.DeliveryTag("arm-plain", 4, "ab" * 32, "hcd")
+    assert tags.DeliveryTag.parse(tag.text()) == tag
+    assert tags.from_metadata({"VIDSR_DELIVERY": tag.text()}) == tag
+    assert tags.DeliveryTag.parse("upscaler=x") is None
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_downscale_tags_the_output_and_vidsr_follows_the_tag(tmp_path, suffix):
+    src = make_video(tmp_path / "src.mp4", Spec(width=96, height=64, frames=5, audio="aac"))
+    lr = tmp_path / f"lr{suffix}"
+    r = run_vidsr("downscale", src, "-o", lr, "--quiet")
+    assert r.returncode == 0, r.stderr
+    frames = video_frames(lr)
+    assert len(frames) == 5 and (frames[0].width, frames[0].height) == (48, 32)
+    tag = tags.read(lr)
+    upscaler = default_upscaler(2)
+    entry = registry.downscaler_entry(upscaler, 2)
+    assert tag == tags.DeliveryTag(upscaler, 2, entry["sha256"], "fast")
+    with av.open(str(lr)) as c:
+        assert len(c.streams.audio) == 1
+    up = tmp_path / "up.mp4"
+    r = run_vidsr(lr, "-o", up)
+    assert r.returncode == 0, r.stderr
+    assert f"downscaled for {upscaler} x2" in r.stderr
+    out = video_frames(up)
+    assert (out[0].width, out[0].height) == (96, 64)
+    assert tags.read(up) is None  # an upscaled file is no longer a delivery file
+    # a scale asked for wins over the tag
+    r = run_vidsr(lr, "-o", tmp_path / "up4.mp4", "--scale", "4", "--quiet")
+    assert r.returncode == 0 and video_frames(tmp_path / "up4.mp4")[0].width == 192
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
+def test_downscale_image_is_tagged_and_followed(tmp_path):
+    from PIL import Image
+
+    rgb = (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    r = run_vidsr("downscale", tmp_path / "in.png", "--quiet")
+    assert r.returncode == 0, r.stderr
+    lr = tmp_path / "in_down2.png"
+    with Image.open(lr) as im:
+        assert im.size == (25, 20)
+    assert tags.read(lr) is not None
+    r = run_vidsr(lr, "-o", tmp_path / "up.png")
+    assert r.returncode == 0 and "downscaled for" in r.stderr
+    with Image.open(tmp_path / "up.png") as im:
+        assert im.size == (50, 40)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
+def test_hcd_mode_runs_from_the_command_line(tmp_path):
+    src = make_video(tmp_path / "src.mp4", Spec(width=64, height=48, frames=3))
+    r = run_vidsr("downscale", src, "-o", tmp_path / "lr.mkv", "--mode", "hcd", "--crf", "20", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert tags.read(tmp_path / "lr.mkv").mode == "hcd"
+    assert len(video_frames(tmp_path / "lr.mkv")) == 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["missing.mp4"], "no such file"),
+    (["{src}", "--scale", "3"], "invalid choice"),
+    (["{src}", "--mode", "slow"], "invalid choice"),
+    (["{src}", "--model", "espcn"], "no delivery downscaler ships for espcn x2"),
+    (["{src}", "--crf", "-4"], "crf"),
+    (["{src}", "-o", "{src}"], "output is the input"),
+    (["{src}", "-o", "{tmp}/nowhere/lr.mp4"], "folder does not exist"),
+])
+def test_downscale_refuses_bad_input_in_one_line(tmp_path, args, message):
+    src = make_video(tmp_path / "src.mp4", Spec(width=64, height=48, frames=3))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = run_vidsr("downscale", *[a.format(src=src, tmp=tmp_path) for a in args])
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.strip().splitlines() if l]
+    assert message in lines[-1] and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left behind
+
+
+def test_downscale_refuses_a_non_media_file(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    r = run_vidsr("downscale", bad)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4"]
+
+
+def test_inter_rate_is_small_for_a_frame_its_predecessor_predicts():
+    prev = textured(48, 48)
+    moved = codec_proxy.shift(prev, 0.5, -1.0)
+    right = codec_proxy.inter_rate(moved, prev, [0.5], [-1.0], 8.0)
+    wrong = codec_proxy.inter_rate(moved, prev, [0.0], [0.0], 8.0)
+    assert float(right) < 0.01 < float(wrong)

@@ -1,0 +1,335 @@
+"""``vidsr bench delivery``: downscale, encode, upscale, against shipping full resolution.
+
+Sources: clips not trained on (but ``sample``, whose photograph is a training image), rendered as
+in ``vidsr bench video`` at 720p, of which the central 640x360 window is the source (the images'
+own detail per pixel, as a camera's frames have theirs), yuv420p. For each scale, codec and
+CRF, side by side on the same frames:
+- ``A``: the source encoded at full resolution;
+- ``B``: Lanczos down (swscale, as ffmpeg users do) -> encode -> vidsr up (the full network);
+- ``C``: Lanczos down -> encode -> Lanczos up (what a plain player shows);
+- ``D-bicubic``: the antialiased bicubic downscale the upscaler was trained on, -> vidsr up (how
+  much of D's gain is only the matching kernel);
+- ``D-fast`` / ``D-hcd``: ``vidsr downscale --mode fast|hcd`` -> encode -> vidsr up;
+- ``B@0.5`` / ``D-hcd@0.5``: the same with the client running ``--budget 0.5``.
+Bitrate is the encoded video bitstream's size; PSNR-Y (and SSIM) at the source resolution against
+the source, mean over frames. Chroma goes through swscale in every pipeline.
+
+``--mode hcd`` refines for the QP it will be encoded at; here each clip is refined once, at the
+codec stand-in's ``HCD_QP``, and that LR is encoded at every CRF (so D-hcd is, if anything,
+understated away from the middle CRF).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from ..budget import MacBudget
+from ..io.formats import plane_view
+from ..metrics import rgb_to_luma, ssim
+from ..models.downscaler import bicubic_downscale
+from .rd import bd_rate, crossover
+
+SOURCE = (640, 360)
+FPS = 30
+CLIPS = ("sample", "val-pan", "static", "animation")
+CODECS = {"libx264": ({"preset": "medium"}, (18, 22, 26, 30, 34)),
+          "libx265": ({"preset": "fast", "x265-params": "log-level=error"}, (20, 24, 28, 32, 36))}
+HCD_QP = 26
+PIPELINES = ("A", "B", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-hcd@0.5")
+
+
+def source_frames(name: str, val_dir: Path, frames: int) -> list[av.VideoFrame]:
+    """The clip's central 640x360 window, yuv420p studio range, luma as training computes it."""
+    from .video import HR, render
+
+    x0, y0 = (HR[0] - SOURCE[0]) // 2, (HR[1] - SOURCE[1]) // 2
+    out = []
+    for i, rgb in enumerate(render(name, val_dir, frames / FPS)):
+        if i == frames:
+            break
+        small = rgb[y0 : y0 + SOURCE[1], x0 : x0 + SOURCE[0]].astype(np.float32) / 255
+        f = av.VideoFrame.from_ndarray((small * 255).round().astype(np.uint8), format="rgb24")
+        f = f.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
+        plane_view(f, 0)[:] = np.round(rgb_to_luma(small) * 255).astype(np.uint8)
+        f.pts, f.time_base = i, Fraction(1, FPS)
+        out.append(f)
+    return out
+
+
+def lanczos(frames, width: int, height: int) -> list[av.VideoFrame]:
+    out = []
+    for f in frames:
+        g = f.reformat(width=width, height=height, format="yuv420p", interpolation="LANCZOS",
+                       src_color_range="MPEG", dst_color_range="MPEG")
+        g.pts, g.time_base = f.pts, f.time_base
+        out.append(g)
+    return out
+
+
+def with_luma(frames, lumas) -> list[av.VideoFrame]:
+    """Copies of ``frames`` (chroma) with their luma planes replaced."""
+    out = []
+    for f, y in zip(frames, lumas):
+        g = av.VideoFrame(f.width, f.height, "yuv420p")  # reformat to the same format would not copy
+        plane_view(g, 0)[:] = y
+        for i in (1, 2):
+            plane_view(g, i)[:] = plane_view(f, i)
+        g.colorspace, g.color_range = f.colorspace, f.color_range
+        g.pts, g.time_base = f.pts, f.time_base
+        out.append(g)
+    return out
+
+
+def luma(f: av.VideoFrame) -> np.ndarray:
+    return plane_view(f, 0).copy()
+
+
+def encode(frames, codec: str, crf: int) -> tuple[float, list[av.VideoFrame]]:
+    """(kbps of the video bitstream, the decoded frames)."""
+    options, _ = CODECS[codec]
+    buf = io.BytesIO()
+    out = av.open(buf, "w", format="matroska")
+    st = out.add_stream(codec, rate=FPS, options={**options, "crf": str(crf)})
+    st.width, st.height, st.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+    st.codec_context.colorspace, st.codec_context.color_range = 6, 1
+    size = 0
+    for f in frames + [None]:
+        for p in st.encode(f):
+            size += p.size
+            out.mux(p)
+    out.close()
+    buf.seek(0)
+    with av.open(buf) as c:
+        decoded = [f.reformat(format="yuv420p") for f in c.decode(video=0)]
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"{codec} crf {crf}: {len(decoded)} frames decoded of {len(frames)}")
+    return size * 8 / 1000 / (len(frames) / FPS), decoded
+
+
+def psnr8(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / max(mse, 1e-10)))
+
+
+def score(outs: list[np.ndarray], src: list[np.ndarray]) -> tuple[float, float]:
+    """Mean PSNR-Y and SSIM over frames (SSIM on every 4th frame: it costs more than the rest)."""
+    p = float(np.mean([psnr8(o, s) for o, s in zip(outs, src)]))
+    q = float(np.mean([ssim(torch.from_numpy(o).float() / 255, torch.from_numpy(s).float() / 255)
+                       for o, s in list(zip(outs, src))[::4]]))
+    return p, q
+
+
+def flicker(frames: list[np.ndarray]) -> float:
+    """Mean absolute frame-to-frame difference, 8-bit levels."""
+    return float(np.mean([np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in zip(frames, frames[1:])]))
+
+
+def upscale_all(engine, frames, budget: float) -> tuple[list[np.ndarray], float]:
+    """Luma of each decoded LR frame through vidsr's engine; (planes, seconds per frame)."""
+    if engine.router is not None:
+        engine.router.reset()  # a new stream
+    t0 = time.perf_counter()
+    outs = [engine.upscale_plane(luma(f), 8, False, MacBudget(budget))[0] for f in frames]
+    return outs, (time.perf_counter() - t0) / len(frames)
+
+
+def make_lrs(src, scale: int, upscaler: str) -> tuple[dict, dict]:
+    """The LR frames of each downscaling pipeline, and the seconds per frame of fast and hcd."""
+    from ..delivery.downscale import FrameDownscaler
+
+    w, h = SOURCE[0] // scale, SOURCE[1] // scale
+    lz = lanczos(src, w, h)
+    ys = [torch.from_numpy(luma(f)).float()[None, None] / 255 for f in src]
+
+    def through(fd) -> tuple[list, float]:
+        fd.reset()
+        t0 = time.perf_counter()
+        planes = [np.round(fd.luma(y)[0, 0].detach().numpy() * 255).astype(np.uint8) for y in ys]
+        return with_luma(lz, planes), (time.perf_counter() - t0) / len(ys)
+
+    bic = [np.round(bicubic_downscale(y, scale)[0, 0].clamp(0, 1).numpy() * 255).astype(np.uint8) for y in ys]
+    fast, fast_s = through(FrameDownscaler(upscaler, scale, "fast"))
+    hcd, hcd_s = through(FrameDownscaler(upscaler, scale, "hcd", HCD_QP))
+    return {"lanczos": lz, "bicubic": with_luma(lz, bic), "fast": fast, "hcd": hcd}, {"fast": fast_s, "hcd": hcd_s}
+
+
+def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscaler: str, progress) -> dict:
+    from .. import policy
+
+    src = source_frames(name, val_dir, frames)
+    src_y = [luma(f) for f in src]
+    res = {}
+    for scale in scales:
+        engine = policy.load_engine(upscaler, scale)
+        lrs, seconds = make_lrs(src, scale, upscaler)
+        lz_y = [luma(f) for f in lrs["lanczos"]]
+        entry = {"seconds_per_frame": seconds, "lr": {}}
+        for mode in ("bicubic", "fast", "hcd"):
+            ys = [luma(f) for f in lrs[mode]]
+            entry["lr"][mode] = {"psnr_vs_lanczos": float(np.mean([psnr8(a, b) for a, b in zip(ys, lz_y)])),
+                                 "flicker": flicker(ys)}
+        entry["lr"]["lanczos"] = {"flicker": flicker(lz_y)}
+        curves = {p: [] for p in PIPELINES}
+        for codec in codecs:
+            _, crfs = CODECS[codec]
+            for crf in crfs:
+                progress(f"{name} x{scale} {codec} crf {crf}")
+                kbps, dec = encode(src, codec, crf)
+                curves["A"].append({"codec": codec, "crf": crf, "kbps": kbps, **dict(zip(("psnr", "ssim"), score([luma(f) for f in dec], src_y)))})
+                for pipe, mode in (("B", "lanczos"), ("D-bicubic", "bicubic"), ("D-fast", "fast"), ("D-hcd", "hcd")):
+                    kbps, dec = encode(lrs[mode], codec, crf)
+                    outs, up_s = upscale_all(engine, dec, 1.0)
+                    entry.setdefault("upscale_seconds_per_frame", up_s)
+                    curves[pipe].append({"codec": codec, "crf": crf, "kbps": kbps, **dict(zip(("psnr", "ssim"), score(outs, src_y)))})
+                    if pipe == "B":
+                        up = [luma(f) for f in lanczos(dec, *SOURCE)]
+                        curves["C"].append({"codec": codec, "crf": crf, "kbps": kbps, **dict(zip(("psnr", "ssim"), score(up, src_y)))})
+                    if pipe in ("B", "D-hcd") and codec == codecs[0]:
+                        outs, _ = upscale_all(engine, dec, 0.5)
+                        curves[pipe + "@0.5"].append({"codec": codec, "crf": crf, "kbps": kbps,
+                                                      **dict(zip(("psnr", "ssim"), score(outs, src_y)))})
+        entry["curves"] = curves
+        res[str(scale)] = entry
+    return res
+
+
+def run(val_dir: Path | None, clips, frames: int = 16, scales=(2, 4), codecs=("libx264", "libx265"),
+        upscaler: str = "arm-plain", progress=print, plot: Path | None = None) -> dict:
+    from ..train.data import default_folder, shown
+
+    val_dir = Path(val_dir or default_folder("val"))
+    res = {"data": shown(val_dir), "frames": frames, "source": f"{SOURCE[0]}x{SOURCE[1]}", "upscaler": upscaler,
+           "scales": list(scales), "codecs": list(codecs), "clips": {}}
+    for name in clips:
+        res["clips"][name] = run_clip(name, val_dir, frames, scales, list(codecs), upscaler, progress)
+    res["summary"] = summarise(res)
+    if plot is not None:
+        draw(res, plot)
+        res["plot"] = plot.name
+    return res
+
+
+def _curve(rows, codec) -> list[tuple[float, float]]:
+    return [(r["kbps"], r["psnr"]) for r in rows if r["codec"] == codec]
+
+
+def summarise(res: dict) -> dict:
+    """Per scale and codec, per D pipeline: BD-rates (mean over clips), crossover with A per clip,
+    bitrate change at equal CRF against B, and the LR picture's figures."""
+    out = {}
+    for scale in map(str, res["scales"]):
+        for codec in res["codecs"]:
+            rows = {}
+            for pipe, base in (("D-bicubic", "B"), ("D-fast", "B"), ("D-hcd", "B"), ("C", "B"), ("B", "A"),
+                               ("D-hcd@0.5", "B@0.5")):
+                per_clip = {"vs_B": [], "vs_hull": [], "crossover": {}, "rate_change": []}
+                for clip, r in res["clips"].items():
+                    c = r[scale]["curves"]
+                    test = _curve(c[pipe], codec)
+                    if not test:
+                        continue
+                    per_clip["vs_B"].append(bd_rate(_curve(c[base], codec), test))
+                    per_clip["vs_hull"].append(bd_rate(_curve(c["A"], codec), test, hull_with=_curve(c["B"], codec)))
+                    per_clip["crossover"][clip] = crossover(test, _curve(c["A"], codec))
+                    bits = {x["crf"]: x["kbps"] for x in c[base] if x["codec"] == codec}
+                    per_clip["rate_change"] += [x["kbps"] / bits[x["crf"]] - 1 for x in c[pipe] if x["codec"] == codec]
+                if not per_clip["vs_B"]:
+                    continue
+                mean = lambda v: None if any(x is None for x in v) else float(np.mean(v))  # noqa: E731
+                rows[pipe] = {"against": base, "bd_rate": mean(per_clip["vs_B"]), "bd_rate_vs_hull": mean(per_clip["vs_hull"]),
+                              "per_clip_bd_rate": dict(zip(res["clips"], per_clip["vs_B"])),
+                              "crossover_vs_A": per_clip["crossover"],
+                              "rate_change_at_crf": float(np.mean(per_clip["rate_change"]) * 100)}
+            out[f"x{scale} {codec}"] = rows
+    lr = {}
+    for scale in map(str, res["scales"]):
+        clips = res["clips"].values()
+        lr[f"x{scale}"] = {
+            mode: {"psnr_vs_lanczos": float(np.mean([c[scale]["lr"][mode]["psnr_vs_lanczos"] for c in clips])),
+                   "flicker_ratio": float(np.mean([c[scale]["lr"][mode]["flicker"] / max(c[scale]["lr"]["lanczos"]["flicker"], 1e-9)
+                                                   for c in clips])),
+                   **({"seconds_per_frame": float(np.mean([c[scale]["seconds_per_frame"][mode] for c in clips]))}
+                      if mode != "bicubic" else {})}
+            for mode in ("bicubic", "fast", "hcd")}
+        lr[f"x{scale}"]["upscaler_seconds_per_frame"] = float(np.mean([c[scale]["upscale_seconds_per_frame"] for c in clips]))
+    out["lr"] = lr
+    return out
+
+
+def draw(res: dict, path: Path) -> None:
+    """RD curves, mean over clips per CRF, one panel per scale and codec."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(s, c) for s in map(str, res["scales"]) for c in res["codecs"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    for ax, (scale, codec) in zip(axes[0], panels):
+        for pipe in ("A", "B", "C", "D-fast", "D-hcd", "D-hcd@0.5"):
+            per = [[x for x in r[scale]["curves"][pipe] if x["codec"] == codec] for r in res["clips"].values()]
+            if not per or not per[0]:
+                continue
+            kbps = np.mean([[x["kbps"] for x in p] for p in per], axis=0)
+            psnr = np.mean([[x["psnr"] for x in p] for p in per], axis=0)
+            ax.plot(kbps, psnr, marker="o", ms=3, label=pipe, linestyle="--" if pipe in ("C", "D-hcd@0.5") else "-")
+        ax.set_xscale("log")
+        ax.set_title(f"x{scale} {codec} ({res['source']} source)")
+        ax.set_xlabel("kbit/s (video bitstream)")
+        ax.set_ylabel("PSNR-Y (dB)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(v, suffix="%") -> str:
+    return "-" if v is None else f"{v:+.1f}{suffix}"
+
+
+def _cross(c: dict) -> str:
+    if c.get("everywhere"):
+        return f"all (to {c['up_to_kbps']:.0f})"
+    if c.get("never"):
+        return "none"
+    if "below_kbps" in c:
+        return f"< {c['below_kbps']:.0f}"
+    if "above_kbps" in c:
+        return f"> {c['above_kbps']:.0f}"
+    return "-"
+
+
+def report(res: dict) -> str:
+    lines = [f"Source: {len(res['clips'])} clips ({', '.join(res['clips'])}), {res['frames']} frames each at "
+             f"{res['source']}, {FPS} fps, rendered from {res['data']}; upscaler {res['upscaler']} (full network unless "
+             f"@0.5: --budget 0.5); x264 preset medium, x265 preset fast; D-hcd refined at QP {HCD_QP}.", ""]
+    for key, rows in res["summary"].items():
+        if key == "lr":
+            continue
+        lines += [f"**{key}**", "",
+                  "| pipeline | against | BD-rate | BD-rate vs hull(A, B) | bitrate at equal CRF | crossover with A (kbit/s, per clip) |",
+                  "|---|---|---|---|---|---|"]
+        for pipe, r in rows.items():
+            cross = ", ".join(f"{clip} {_cross(c)}" for clip, c in r["crossover_vs_A"].items())
+            lines.append(f"| {pipe} | {r['against']} | {_fmt(r['bd_rate'])} | {_fmt(r['bd_rate_vs_hull'])} | "
+                         f"{_fmt(r['rate_change_at_crf'])} | {cross} |")
+        lines.append("")
+    lines += ["LR pictures (what a client without vidsr sees) and time per frame:", "",
+              "| scale | downscaler | PSNR-Y vs Lanczos LR (dB) | flicker / Lanczos LR's | s per frame |", "|---|---|---|---|---|"]
+    for scale, modes in res["summary"]["lr"].items():
+        for mode in ("bicubic", "fast", "hcd"):
+            m = modes[mode]
+            sec = f"{m['seconds_per_frame']:.3f}" if "seconds_per_frame" in m else "-"
+            lines.append(f"| {scale} | {mode} | {m['psnr_vs_lanczos']:.2f} | {m['flicker_ratio']:.3f} | {sec} |")
+        lines.append(f"| {scale} | (upscaler, full network) | | | {modes['upscaler_seconds_per_frame']:.3f} |")
+    if res.get("plot"):
+        lines += ["", f"RD curves: {res['plot']}"]
+    return "\n".join(lines)

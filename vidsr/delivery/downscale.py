@@ -1,0 +1,189 @@
+"""Downscaling frames for delivery: the learned luma downscaler (``fast``), refined per frame
+against the full upscaler (``hcd``); chroma by swscale's Lanczos, as the upscaler treats it.
+
+``FrameDownscaler`` works on luma tensors; ``downscale_video`` streams a file through it with the
+upscaler's own decode -> process -> encode loop (every other stream, timestamps and colour metadata
+carried the same way), ``downscale_image`` does one picture.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import InputError, OutputError, SettingsError, WeightsError
+from ..models import registry
+from ..models.downscaler import lr_size
+from .codec_proxy import qstep_of_qp
+from .hcd import HCDRefiner, HCDSettings
+from .tags import DeliveryTag
+
+MODES = ("fast", "hcd")
+# the QP each encoder's CRF scale roughly quantises at, for the codec stand-in of --mode hcd:
+# x264/x265 CRF is on H.264's QP scale; VP9/AV1's 0-63 maps onto 0-51; other encoders are lossless
+# or intra codecs at high quality, where only 8-bit rounding remains
+DEFAULT_CRF = {"libx264": 23, "libx265": 28, "libsvtav1": 35, "libvpx-vp9": 31, "libaom-av1": 32}
+QP_SCALE = {"libx264": 1.0, "libx265": 1.0, "libsvtav1": 51 / 63, "libvpx-vp9": 51 / 63, "libaom-av1": 51 / 63}
+
+
+def qp_for(encoder: str, crf: int | None) -> float:
+    """The QP the codec stand-in quantises at for this encoder and CRF (0: rounding alone)."""
+    if encoder not in QP_SCALE:
+        return 0.0
+    return (DEFAULT_CRF[encoder] if crf is None else crf) * QP_SCALE[encoder]
+
+
+def shipped_pairs() -> list[str]:
+    return [f"{e['upscaler']} x{e['scale']}" for e in registry.shipped_downscalers()]
+
+
+def default_upscaler(scale: int) -> str:
+    """The upscaler a downscaler ships for at ``scale`` (the routed default first)."""
+    entries = [e["upscaler"] for e in registry.shipped_downscalers() if e["scale"] == scale]
+    if not entries:
+        raise SettingsError(f"no delivery downscaler ships for x{scale}; shipped: {', '.join(shipped_pairs()) or 'none'}")
+    routed = registry.best_routed(scale)
+    return routed if routed in entries else entries[0]
+
+
+class FrameDownscaler:
+    """HR luma -> LR luma for one stream. ``hcd`` refines each frame against the full upscaler,
+    through the codec stand-in at ``qp``, starting from the frame before (``HCDRefiner``)."""
+
+    def __init__(self, upscaler: str, scale: int, mode: str = "fast", qp: float = 0.0, device: str = "cpu",
+                 hcd: HCDSettings = HCDSettings()):
+        if mode not in MODES:
+            raise SettingsError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+        entry = registry.downscaler_entry(upscaler, scale)
+        if entry is None:
+            raise SettingsError(f"no delivery downscaler ships for {upscaler} x{scale}; shipped: "
+                                f"{', '.join(shipped_pairs()) or 'none'}")
+        upscaler_entry = registry.manifest_entry(upscaler, scale)
+        if upscaler_entry is None or upscaler_entry["sha256"] != entry["upscaler_sha256"]:
+            raise WeightsError(f"the downscaler for {upscaler} x{scale} was trained against other {upscaler} weights; "
+                               "refusing a pair that does not match")
+        self.entry, self.scale, self.mode, self.qp = entry, scale, mode, qp
+        self.net = registry.load_downscaler(entry, device)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.device = torch.device(device)
+        self.refiner = None
+        if mode == "hcd":
+            up = registry.load(upscaler, scale, device=device)
+            for p in up.module.parameters():
+                p.requires_grad_(False)
+            self.refiner = HCDRefiner(self.net, up.differentiable, hcd, qstep_of_qp(qp) if qp else 0.0)
+        self.tag = DeliveryTag(upscaler, scale, entry["sha256"], mode)
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        return lr_size(height, width, self.scale)
+
+    def reset(self) -> None:
+        """A new stream: nothing of the last one's frames is kept."""
+        if self.refiner is not None:
+            self.refiner.prev = None
+
+    def luma(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) luma in [0, 1] -> (1, 1, h, w) clamped to [0, 1]."""
+        if self.refiner is not None:
+            return self.refiner.refine(x)
+        with torch.inference_mode():
+            return self.net(x).clamp_(0, 1)
+
+
+def _to_unit(plane: np.ndarray, bits: int, full_range: bool, device) -> torch.Tensor:
+    from ..engine import STUDIO_LO, STUDIO_SPAN
+
+    x = torch.from_numpy(np.ascontiguousarray(plane)).to(device, torch.float32).div_(float((1 << bits) - 1))[None, None]
+    return x * STUDIO_SPAN + STUDIO_LO if full_range else x
+
+
+# -- video ---------------------------------------------------------------------------------------
+
+@dataclass
+class DownscaleJob:
+    input: Path
+    output: Path
+    downscaler: FrameDownscaler
+    encode: object  # io.sink.EncodeOptions
+    skip_damaged: bool = False
+    progress: bool = True
+    stats: Callable[[dict], None] | None = None
+    segment: tuple[int, int | None] | None = None
+
+    @property
+    def tag(self) -> str:
+        return self.downscaler.tag.text()
+
+
+def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
+    from ..engine import Engine
+    from ..io.formats import bit_depth, plane_view
+    from ..pipeline import SWSCALE, _Processed, transcode
+
+    fd = job.downscaler
+    fd.reset()
+
+    def output_size(info):
+        h, w = fd.size(info.height, info.width)
+        return w, h
+
+    def downscaler(info, sink, note, summary):
+        out_bits = bit_depth(sink.pix_fmt)
+        rng = "JPEG" if info.colour.full_range else "MPEG"
+
+        def process(item) -> _Processed:
+            frame = item.frame
+            t0 = time.perf_counter()
+            base = frame.reformat(width=sink.width, height=sink.height, format=sink.pix_fmt,
+                                  interpolation=SWSCALE["lanczos"], src_color_range=rng, dst_color_range=rng)
+            t1 = time.perf_counter()
+            y = fd.luma(_to_unit(plane_view(frame, 0), info.bit_depth, info.colour.full_range, fd.device))
+            plane_view(base, 0)[:] = Engine.from_unit(y[0, 0].detach().clone(), out_bits, info.colour.full_range)
+            t2 = time.perf_counter()
+            base.pts, base.time_base = frame.pts, frame.time_base
+            base.colorspace, base.color_range = info.colour.space, info.colour.range
+            record = {"frame": summary.frames,
+                      "pts": None if frame.pts is None else round(float(frame.pts * frame.time_base), 6),
+                      "ms": {"decode": round(item.ms, 3), "swscale": round((t1 - t0) * 1000, 3),
+                             "downscale": round((t2 - t1) * 1000, 3)}}
+            summary.frames += 1
+            return _Processed(base, record)
+
+        return process
+
+    return transcode(job, output_size, downscaler, warn)
+
+
+# -- images --------------------------------------------------------------------------------------
+
+def downscale_image(fd: FrameDownscaler, src: Path, dst: Path) -> None:
+    """One picture: luma through the downscaler, chroma (and alpha) by antialiased bicubic; a PNG
+    with the delivery tag in a text chunk."""
+    from ..colour import rgb_to_ycbcr, ycbcr_to_rgb
+    from ..engine import STUDIO_LO, STUDIO_SPAN
+    from ..io.images import read_image, write_png
+    from ..models.downscaler import bicubic_downscale
+
+    if dst.suffix.lower() != ".png":
+        raise OutputError(f"{dst}: images are written as PNG; name the output .png")
+    arr, info = read_image(src)
+    if min(arr.shape[:2]) < fd.scale:
+        raise InputError(f"{src}: {arr.shape[1]}x{arr.shape[0]} is too small to downscale by {fd.scale}")
+    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(fd.device)
+    if x.shape[1] >= 3:
+        ycc = rgb_to_ycbcr(x[:, :3].clamp(0, 1))
+        y = fd.luma(ycc[:, :1].contiguous()).detach()
+        out = ycbcr_to_rgb(torch.cat([y, bicubic_downscale(ycc[:, 1:], fd.scale)], dim=1)).clamp(0, 1)
+        rest = x[:, 3:]
+    else:  # grey: full-range luma, mapped to the studio range the networks were trained on
+        y = fd.luma((x[:, :1] * STUDIO_SPAN + STUDIO_LO).clamp(0, 1)).detach()
+        out, rest = ((y - STUDIO_LO) / STUDIO_SPAN).clamp(0, 1), x[:, 1:]
+    if rest.shape[1]:
+        out = torch.cat([out, bicubic_downscale(rest, fd.scale).clamp(0, 1)], dim=1)
+    write_png(dst, out[0].permute(1, 2, 0).cpu().numpy(), info, text={"vidsr_delivery": fd.tag.text()})
