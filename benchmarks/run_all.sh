@@ -17,7 +17,7 @@ declare -A ARGS=(
   [fps]="--seconds 4 --targets 1 2 5 10 30 60 --repeats 3"
   [fps-espcn]="--seconds 4 --targets 10 30 60 --model arm-espcn --repeats 3"
   [batch]="--clips 8 --seconds 4 --long-seconds 24 --segment-seconds 6"
-  [video]="--seconds 2"
+  [video]="--seconds 2 --models arm-espcn arm-plain"
   [delivery]="--frames 12 --plot benchmarks/results/delivery.png"
 )
 for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video delivery}"; do

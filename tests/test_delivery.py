@@ -248,3 +248,22 @@ def test_inter_rate_is_small_for_a_frame_its_predecessor_predicts():
     right = codec_proxy.inter_rate(moved, prev, [0.5], [-1.0], 8.0)
     wrong = codec_proxy.inter_rate(moved, prev, [0.0], [0.0], 8.0)
     assert float(right) < 0.01 < float(wrong)
+
+
+# -- the benchmark's arithmetic ----------------------------------------------------------------
+
+def test_bd_rate_of_a_curve_needing_ten_percent_fewer_bits_is_minus_ten():
+    from vidsr.bench.rd import bd_rate, crossover
+
+    a = [(100, 30.0), (200, 33.0), (400, 36.0), (800, 39.0)]
+    b = [(r * 0.9, p) for r, p in a]
+    assert bd_rate(a, b) == pytest.approx(-10.0, abs=1e-6)
+    assert bd_rate(a, a) == pytest.approx(0.0, abs=1e-9)
+    # against the hull of a and a worse curve: a alone counts
+    worse = [(r * 1.5, p) for r, p in a]
+    assert bd_rate(worse, b, hull_with=a) == pytest.approx(-10.0, abs=1e-6)
+    assert bd_rate(a, [(10, 50.0), (20, 52.0)]) is None  # no PSNR in common
+    low_better = [(50, 31.0), (100, 33.0), (200, 35.0), (400, 36.5)]
+    assert crossover(low_better, a)["everywhere"] and crossover(a, low_better) == {"never": True}
+    cross = crossover([(100, 31.0), (800, 38.0)], a)
+    assert 100 < cross["below_kbps"] < 800

@@ -41,7 +41,7 @@ FPS = 30
 CLIPS = ("sample", "val-pan", "static", "animation")
 CODECS = {"libx264": ({"preset": "medium"}, (18, 22, 26, 30, 34)),
           "libx265": ({"preset": "fast", "x265-params": "log-level=error"}, (20, 24, 28, 32, 36))}
-HCD_QP = 26
+HCD_QP = 26  # the codec stand-in's QP D-hcd is refined at (the middle of the x264 CRFs)
 PIPELINES = ("A", "B", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-hcd@0.5")
 
 
@@ -242,8 +242,9 @@ def summarise(res: dict) -> dict:
                     per_clip["rate_change"] += [x["kbps"] / bits[x["crf"]] - 1 for x in c[pipe] if x["codec"] == codec]
                 if not per_clip["vs_B"]:
                     continue
-                mean = lambda v: None if any(x is None for x in v) else float(np.mean(v))  # noqa: E731
-                rows[pipe] = {"against": base, "bd_rate": mean(per_clip["vs_B"]), "bd_rate_vs_hull": mean(per_clip["vs_hull"]),
+                rows[pipe] = {"against": base, "bd_rate": _mean(per_clip["vs_B"]),
+                              "bd_rate_vs_hull": _mean(per_clip["vs_hull"]),
+                              "clips_overlapping": sum(x is not None for x in per_clip["vs_B"]),
                               "per_clip_bd_rate": dict(zip(res["clips"], per_clip["vs_B"])),
                               "crossover_vs_A": per_clip["crossover"],
                               "rate_change_at_crf": float(np.mean(per_clip["rate_change"]) * 100)}
@@ -263,9 +264,16 @@ def summarise(res: dict) -> dict:
     return out
 
 
+def _mean(values) -> float | None:
+    """The mean over the clips where the curves overlap in PSNR (None where none does)."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
 def draw(res: dict, path: Path) -> None:
     """RD curves, mean over clips per CRF, one panel per scale and codec."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -281,6 +289,8 @@ def draw(res: dict, path: Path) -> None:
             psnr = np.mean([[x["psnr"] for x in p] for p in per], axis=0)
             ax.plot(kbps, psnr, marker="o", ms=3, label=pipe, linestyle="--" if pipe in ("C", "D-hcd@0.5") else "-")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(f"x{scale} {codec} ({res['source']} source)")
         ax.set_xlabel("kbit/s (video bitstream)")
         ax.set_ylabel("PSNR-Y (dB)")
@@ -304,10 +314,11 @@ def _cross(c: dict) -> str:
         return f"< {c['below_kbps']:.0f}"
     if "above_kbps" in c:
         return f"> {c['above_kbps']:.0f}"
-    return "-"
+    return "no common rates"
 
 
 def report(res: dict) -> str:
+    res = {**res, "summary": summarise(res)}  # recomputed: a saved JSON reports as the code now does
     lines = [f"Source: {len(res['clips'])} clips ({', '.join(res['clips'])}), {res['frames']} frames each at "
              f"{res['source']}, {FPS} fps, rendered from {res['data']}; upscaler {res['upscaler']} (full network unless "
              f"@0.5: --budget 0.5); x264 preset medium, x265 preset fast; D-hcd refined at QP {HCD_QP}.", ""]
@@ -317,9 +328,14 @@ def report(res: dict) -> str:
         lines += [f"**{key}**", "",
                   "| pipeline | against | BD-rate | BD-rate vs hull(A, B) | bitrate at equal CRF | crossover with A (kbit/s, per clip) |",
                   "|---|---|---|---|---|---|"]
+        clips = len(res["clips"])
         for pipe, r in rows.items():
             cross = ", ".join(f"{clip} {_cross(c)}" for clip, c in r["crossover_vs_A"].items())
-            lines.append(f"| {pipe} | {r['against']} | {_fmt(r['bd_rate'])} | {_fmt(r['bd_rate_vs_hull'])} | "
+            if all(_cross(c) == "no common rates" for c in r["crossover_vs_A"].values()):
+                cross = "no common rates (A's lowest CRF costs more bits)"
+            n = r.get("clips_overlapping", clips)
+            bd = _fmt(r["bd_rate"]) + ("" if n == clips else f" ({n} of {clips} clips overlap)")
+            lines.append(f"| {pipe} | {r['against']} | {bd} | {_fmt(r['bd_rate_vs_hull'])} | "
                          f"{_fmt(r['rate_change_at_crf'])} | {cross} |")
         lines.append("")
     lines += ["LR pictures (what a client without vidsr sees) and time per frame:", "",

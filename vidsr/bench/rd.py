@@ -39,8 +39,12 @@ def bd_rate(reference, test, hull_with=None) -> float | None:
     if hi <= lo:
         return None
     grid = np.linspace(lo, hi, GRID)
-    ref = np.nanmin(np.stack([log_rate_at(c, grid) for c in refs]), axis=0)
-    diff = log_rate_at(test, grid) - ref
+    stacked = np.stack([log_rate_at(c, grid) for c in refs])
+    covered = ~np.isnan(stacked).all(axis=0)  # a PSNR between the two curves' ranges has no reference
+    if not covered.any():
+        return None
+    ref = np.nanmin(stacked[:, covered], axis=0)
+    diff = log_rate_at(test, grid[covered]) - ref
     return float((np.exp(np.nanmean(diff)) - 1) * 100)
 
 

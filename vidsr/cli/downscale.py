@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError, SettingsError
-from .options import Parser
+from .options import Parser, run_with_stats
 
 SCALES = (2, 4)
 
@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vidsr downscale",
         description="Downscale a video (re-encoded, keeping audio, subtitles, timestamps and colour metadata) "
         "or an image (PNG) for delivery: the output is tagged with the upscaler it was made for, so "
-        "`vidsr OUTPUT` upscales it with that model and scale.",
+        "`vidsr OUTPUT` upscales it with that model and scale. `vidsr downscale --list` lists the "
+        "(upscaler, scale) pairs a downscaler ships for.",
     )
     p.add_argument("input", type=Path, help="video or image file")
     p.add_argument("-o", "--output", type=Path, help="output file (default: INPUT_down<scale>.mp4, or .png for images)")
@@ -78,7 +79,7 @@ def run(args, on_frame=None, segment=None):
     from ..delivery.downscale import DownscaleJob, FrameDownscaler, default_upscaler, downscale_image, downscale_video, qp_for
     from ..engine import resolve_device
     from ..io.images import is_image
-    from ..io.output_paths import StatsFile, default_output, prepare_outputs, video_output
+    from ..io.output_paths import default_output, prepare_outputs, video_output
     from ..io.sink import EncodeOptions, container_format_for, video_encoder_for
     from ..pipeline import Summary
     from .upscale import _warn
@@ -103,20 +104,7 @@ def run(args, on_frame=None, segment=None):
         return Summary(frames=1)
     job = DownscaleJob(src, dst, fd, EncodeOptions(codec=codec, crf=crf, pix_fmt=pix_fmt, options=options),
                        skip_damaged=args.skip_damaged, progress=not args.quiet, segment=segment)
-    stats_file = None
-    try:
-        if args.stats is not None:
-            stats_file = StatsFile(args.stats)
-        listeners = [f for f in (stats_file.write if stats_file else None, on_frame) if f is not None]
-        if listeners:
-            job.stats = lambda record: [f(record) for f in listeners]
-        summary = downscale_video(job, _warn)
-    except BaseException:
-        if stats_file is not None:
-            stats_file.discard()
-        raise
-    if stats_file is not None:
-        stats_file.commit()
+    summary = run_with_stats(job, args.stats, on_frame, lambda j: downscale_video(j, _warn))
     if not args.quiet:
         lost = sum(d.count for d in summary.skipped)
         print(f"wrote {dst}: {summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "

@@ -27,3 +27,25 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
+
+
+def run_with_stats(job, stats_path, on_frame, run):
+    """``run(job)`` with each frame's record going to the ``--stats`` file (written under a partial
+    name, kept only if the run succeeds) and to ``on_frame``; returns what ``run`` returns."""
+    from ..io.output_paths import StatsFile
+
+    stats_file = None
+    try:
+        if stats_path is not None:
+            stats_file = StatsFile(stats_path)
+        listeners = [f for f in (stats_file.write if stats_file else None, on_frame) if f is not None]
+        if listeners:
+            job.stats = lambda record: [f(record) for f in listeners]
+        result = run(job)
+    except BaseException:
+        if stats_file is not None:
+            stats_file.discard()
+        raise
+    if stats_file is not None:
+        stats_file.commit()
+    return result

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..budget import MacBudget
 from ..errors import InputError, SettingsError
 from ..routing import PCSR_MODES, ROUTER_CHOICES
-from .options import Parser, finite_float
+from .options import Parser, finite_float, run_with_stats
 
 INTERPOLATION = ("lanczos", "bicubic")
 
@@ -288,7 +288,6 @@ def _follow_delivery_tag(src: Path, s: Settings, quiet: bool) -> None:
 
 def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=(), on_frame=None,
                segment=None):
-    from ..io.output_paths import StatsFile
     from ..io.sink import EncodeOptions
     from ..pipeline import VideoJob, upscale_video
 
@@ -307,20 +306,7 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         dearer=list(dearer),
         segment=segment,
     )
-    stats_file = None
-    try:
-        if args.stats is not None:
-            stats_file = StatsFile(args.stats)
-        listeners = [f for f in (stats_file.write if stats_file else None, on_frame) if f is not None]
-        if listeners:
-            job.stats = lambda record: [f(record) for f in listeners]
-        summary = upscale_video(job, _warn)
-    except BaseException:
-        if stats_file is not None:
-            stats_file.discard()
-        raise
-    if stats_file is not None:
-        stats_file.commit()
+    summary = run_with_stats(job, args.stats, on_frame, lambda j: upscale_video(j, _warn))
     if not args.quiet:
         print(_summary_line(dst, summary, s), file=sys.stderr)
     return summary

@@ -236,11 +236,7 @@ def load(name: str | None, scale: int, device: str | torch.device = "cpu", dtype
     arch_name = entry["architecture"]
     module = build_module(arch_name, scale, entry.get("config"))
     state, extras = weights.load_checked(entry)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise WeightsError(f"weights {entry['file']} do not fit architecture {arch_name}: {first}") from None
+    _load_state(module, state, entry["file"], arch_name)
     desc = describe(entry["name"], arch_name, scale, entry.get("config"), entry)
     return Upscaler(desc, module, extras).to(device, dtype)
 
@@ -277,9 +273,13 @@ def load_downscaler(entry: dict, device: str | torch.device = "cpu") -> nn.Modul
     """The downscaler of a manifest entry, its checksum verified, ready to run."""
     module = build_downscaler(entry["architecture"], entry["scale"], entry.get("config"))
     state, _ = weights.load_checked(entry)
+    _load_state(module, state, entry["file"], entry["architecture"])
+    return module.to(device).eval()
+
+
+def _load_state(module: nn.Module, state: dict, file: str, arch: str) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise WeightsError(f"weights {entry['file']} do not fit {entry['architecture']}: {first}") from None
-    return module.to(device).eval()
+        raise WeightsError(f"weights {file} do not fit architecture {arch}: {first}") from None
