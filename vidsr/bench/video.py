@@ -12,7 +12,7 @@ at CRF 16, as footage arrives:
 For each clip: Lanczos, then every uniform configuration (each routed model's widths or heads on
 every tile, ``vidsr --route``), with its steady fps (frames after the first quarter) and PSNR-Y
 against the truth; then ``vidsr --fps-target F`` as users run it (the routed default model) at each
-of those fps, with and without keeping unchanged tiles (``--no-reuse``). Flicker is the mean
+of those fps and at 30, with and without keeping unchanged tiles (``--no-reuse``). Flicker is the mean
 absolute frame-to-frame change of the output minus that of the truth, over the pixels the truth
 keeps unchanged (8-bit levels).
 A second table measures the reuse bound: at a fixed budget, each clip's frames planned as alone,
