@@ -36,21 +36,30 @@ def upscale_colour(upscale_luma, x: torch.Tensor, scale: int, rgb: bool, full_ra
     ``rgb``: the first three planes are RGB, split into Y'CbCr; else plane 0 is luma (grey, or
     Y' of 4:4:4 YUV), full range 0..1 when ``full_range_luma`` (mapped to the studio range the
     networks are trained on and back). Every other plane (chroma, alpha) goes through Lanczos-3."""
-    from .engine import STUDIO_LO, STUDIO_SPAN
     from .models.interpolation import upscale as interpolate
+
+    return through_luma(upscale_luma, lambda planes: interpolate(planes, scale, "lanczos"), x, rgb, full_range_luma)
+
+
+def through_luma(luma_fn, planes_fn, x: torch.Tensor, rgb: bool, full_range_luma: bool = False):
+    """Resize a picture by sending its luma through ``luma_fn`` ((1, 1, H, W) studio-range luma ->
+    (resized luma, stats)) and every other plane through ``planes_fn``; returns (picture, stats).
+    ``rgb`` and ``full_range_luma`` as in ``upscale_colour``. The delivery downscaler's pictures
+    take this path too."""
+    from .engine import STUDIO_LO, STUDIO_SPAN
 
     if rgb:
         ycc = rgb_to_ycbcr(x[:, :3].clamp(0, 1))
-        y, stats = upscale_luma(ycc[:, :1].contiguous())
-        out = ycbcr_to_rgb(torch.cat([y, interpolate(ycc[:, 1:], scale, "lanczos")], dim=1)).clamp_(0, 1)
+        y, stats = luma_fn(ycc[:, :1].contiguous())
+        out = ycbcr_to_rgb(torch.cat([y, planes_fn(ycc[:, 1:])], dim=1)).clamp_(0, 1)
         rest = x[:, 3:]
     else:
         luma = x[:, :1]
         if full_range_luma:
             luma = (luma * STUDIO_SPAN + STUDIO_LO).clamp_(0, 1)
-        y, stats = upscale_luma(luma.contiguous())
+        y, stats = luma_fn(luma.contiguous())
         out = (y - STUDIO_LO) / STUDIO_SPAN if full_range_luma else y
         rest = x[:, 1:]
     if rest.shape[1]:
-        out = torch.cat([out, interpolate(rest, scale, "lanczos")], dim=1)
+        out = torch.cat([out, planes_fn(rest)], dim=1)
     return out, stats

@@ -40,6 +40,14 @@ def _int_dtype(bits: int):
     return np.uint8 if bits <= 8 else np.uint16
 
 
+def plane_to_unit(plane: np.ndarray, bits: int, full_range: bool, device, dtype) -> torch.Tensor:
+    """An integer luma plane of ``bits`` as (1, 1, H, W) floats in the networks' luma range: the
+    studio range, so full-range video is mapped into it."""
+    x = torch.from_numpy(np.ascontiguousarray(plane)).to(device)
+    x = x.to(dtype).div_(float((1 << bits) - 1))[None, None]
+    return x * STUDIO_SPAN + STUDIO_LO if full_range else x
+
+
 def _require_budget(budget) -> None:
     if not isinstance(budget, (MacBudget, TimeBudget)):
         raise TypeError(f"budget must be a MacBudget or a TimeBudget, not {type(budget).__name__}")
@@ -143,9 +151,7 @@ class Engine:
 
     def to_unit(self, plane: np.ndarray, bits: int, full_range: bool) -> torch.Tensor:
         """An integer plane as (1, 1, H, W) on the model's device, in the networks' luma range."""
-        x = torch.from_numpy(np.ascontiguousarray(plane)).to(self.upscaler.device)
-        x = x.to(self.upscaler.dtype).div_(float((1 << bits) - 1))[None, None]
-        return x * STUDIO_SPAN + STUDIO_LO if full_range else x
+        return plane_to_unit(plane, bits, full_range, self.upscaler.device, self.upscaler.dtype)
 
     @staticmethod
     def from_unit(y: torch.Tensor, bits: int, full_range: bool) -> np.ndarray:

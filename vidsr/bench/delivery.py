@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -32,7 +31,7 @@ import torch
 
 from ..budget import MacBudget
 from ..io.formats import plane_view
-from ..metrics import rgb_to_luma, ssim
+from ..metrics import ssim
 from ..models.downscaler import bicubic_downscale
 from .rd import bd_rate, crossover
 
@@ -47,6 +46,7 @@ PIPELINES = ("A", "B", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-hcd@0.5"
 
 def source_frames(name: str, val_dir: Path, frames: int) -> list[av.VideoFrame]:
     """The clip's central 640x360 window, yuv420p studio range, luma as training computes it."""
+    from .fps import studio_frame
     from .video import HR, render
 
     x0, y0 = (HR[0] - SOURCE[0]) // 2, (HR[1] - SOURCE[1]) // 2
@@ -54,12 +54,7 @@ def source_frames(name: str, val_dir: Path, frames: int) -> list[av.VideoFrame]:
     for i, rgb in enumerate(render(name, val_dir, frames / FPS)):
         if i == frames:
             break
-        small = rgb[y0 : y0 + SOURCE[1], x0 : x0 + SOURCE[0]].astype(np.float32) / 255
-        f = av.VideoFrame.from_ndarray((small * 255).round().astype(np.uint8), format="rgb24")
-        f = f.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
-        plane_view(f, 0)[:] = np.round(rgb_to_luma(small) * 255).astype(np.uint8)
-        f.pts, f.time_base = i, Fraction(1, FPS)
-        out.append(f)
+        out.append(studio_frame(rgb[y0 : y0 + SOURCE[1], x0 : x0 + SOURCE[0]].astype(np.float32) / 255, i))
     return out
 
 

@@ -51,26 +51,36 @@ def hr_frames(val_dir: Path, seconds: float):
         yield np.asarray(im.resize(HR, Image.Resampling.LANCZOS, box=(x0, y0, x0 + w, y0 + h)))
 
 
-def make_lr_clip(val_dir: Path, path: Path, seconds: float) -> Path:
-    """The 360p input: antialiased bicubic /2 of each 720p frame, luma exactly as training makes it
-    (BT.601 studio range), lossless FFV1."""
+def studio_frame(rgb: np.ndarray, index: int) -> av.VideoFrame:
+    """An (H, W, 3) RGB frame in [0, 1] as yuv420p, BT.601 studio range, its luma exactly as
+    training computes it; shown at ``index`` / FPS."""
+    frame = av.VideoFrame.from_ndarray((rgb * 255).round().astype(np.uint8), format="rgb24")
+    frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
+    plane_view(frame, 0)[:] = np.round(rgb_to_luma(rgb) * 255).astype(np.uint8)
+    frame.pts, frame.time_base = index, Fraction(1, FPS)
+    return frame
+
+
+def write_lr_clip(frames, path: Path, codec: str = "ffv1", options: dict | None = None) -> Path:
+    """The 360p input: antialiased bicubic /2 of each 720p RGB frame (uint8), as ``studio_frame``s."""
     out = av.open(str(path), "w")
-    st = out.add_stream("ffv1", rate=FPS)
+    st = out.add_stream(codec, rate=FPS, options=options or {})
     st.width, st.height, st.pix_fmt = HR[0] // 2, HR[1] // 2, "yuv420p"
     st.codec_context.colorspace, st.codec_context.color_range = 6, 1
-    for i, rgb in enumerate(hr_frames(val_dir, seconds)):
+    for i, rgb in enumerate(frames):
         t = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
         lr = downscale(t, 2)[0].permute(1, 2, 0).clamp(0, 1).numpy()
-        frame = av.VideoFrame.from_ndarray((lr * 255).round().astype(np.uint8), format="rgb24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
-        plane_view(frame, 0)[:] = np.round(rgb_to_luma(lr) * 255).astype(np.uint8)
-        frame.pts, frame.time_base = i, Fraction(1, FPS)
-        for p in st.encode(frame):
+        for p in st.encode(studio_frame(lr, i)):
             out.mux(p)
     for p in st.encode():
         out.mux(p)
     out.close()
     return path
+
+
+def make_lr_clip(val_dir: Path, path: Path, seconds: float) -> Path:
+    """The lossless (FFV1) 360p input of the validation images' pan."""
+    return write_lr_clip(hr_frames(val_dir, seconds), path)
 
 
 def clip_psnr(path: Path, val_dir: Path, seconds: float) -> float:

@@ -26,7 +26,6 @@ import json
 import subprocess
 import sys
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -37,7 +36,6 @@ from PIL import Image, ImageFilter, ImageOps
 from ..io.formats import plane_view
 from ..metrics import psnr, rgb_to_luma
 from ..models import registry
-from ..models.interpolation import downscale
 from ..train.data import default_folder, list_images
 
 HR = (1280, 720)
@@ -91,24 +89,16 @@ def render(name: str, val_dir: Path, seconds: float):
 
 def make_input(name: str, val_dir: Path, seconds: float, path: Path) -> np.ndarray:
     """Write the 360p input; returns the truth's 8-bit luma frames (N, 720, 1280)."""
-    out = av.open(str(path), "w")
-    st = out.add_stream("libx264", rate=FPS, options={"crf": "16", "preset": "medium"})
-    st.width, st.height, st.pix_fmt = HR[0] // 2, HR[1] // 2, "yuv420p"
-    st.codec_context.colorspace, st.codec_context.color_range = 6, 1
+    from .fps import write_lr_clip
+
     truth = []
-    for i, rgb in enumerate(render(name, val_dir, seconds)):
-        truth.append(np.round(rgb_to_luma(rgb) * 255).astype(np.uint8))
-        t = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
-        lr = downscale(t, 2)[0].permute(1, 2, 0).clamp(0, 1).numpy()
-        frame = av.VideoFrame.from_ndarray((lr * 255).round().astype(np.uint8), format="rgb24")
-        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
-        plane_view(frame, 0)[:] = np.round(rgb_to_luma(lr) * 255).astype(np.uint8)
-        frame.pts, frame.time_base = i, Fraction(1, FPS)
-        for p in st.encode(frame):
-            out.mux(p)
-    for p in st.encode():
-        out.mux(p)
-    out.close()
+
+    def frames():
+        for rgb in render(name, val_dir, seconds):
+            truth.append(np.round(rgb_to_luma(rgb) * 255).astype(np.uint8))
+            yield rgb
+
+    write_lr_clip(frames(), path, "libx264", {"crf": "16", "preset": "medium"})
     return np.stack(truth)
 
 

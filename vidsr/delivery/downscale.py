@@ -96,13 +96,6 @@ class FrameDownscaler:
             return self.net(x).clamp_(0, 1)
 
 
-def _to_unit(plane: np.ndarray, bits: int, full_range: bool, device) -> torch.Tensor:
-    from ..engine import STUDIO_LO, STUDIO_SPAN
-
-    x = torch.from_numpy(np.ascontiguousarray(plane)).to(device, torch.float32).div_(float((1 << bits) - 1))[None, None]
-    return x * STUDIO_SPAN + STUDIO_LO if full_range else x
-
-
 # -- video ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -122,7 +115,7 @@ class DownscaleJob:
 
 
 def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
-    from ..engine import Engine
+    from ..engine import Engine, plane_to_unit
     from ..io.formats import bit_depth, plane_view
     from ..pipeline import SWSCALE, _Processed, transcode
 
@@ -143,7 +136,8 @@ def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
             base = frame.reformat(width=sink.width, height=sink.height, format=sink.pix_fmt,
                                   interpolation=SWSCALE["lanczos"], src_color_range=rng, dst_color_range=rng)
             t1 = time.perf_counter()
-            y = fd.luma(_to_unit(plane_view(frame, 0), info.bit_depth, info.colour.full_range, fd.device))
+            y = fd.luma(plane_to_unit(plane_view(frame, 0), info.bit_depth, info.colour.full_range, fd.device,
+                                      torch.float32))
             plane_view(base, 0)[:] = Engine.from_unit(y[0, 0].detach().clone(), out_bits, info.colour.full_range)
             t2 = time.perf_counter()
             base.pts, base.time_base = frame.pts, frame.time_base
@@ -163,10 +157,9 @@ def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
 # -- images --------------------------------------------------------------------------------------
 
 def downscale_image(fd: FrameDownscaler, src: Path, dst: Path) -> None:
-    """One picture: luma through the downscaler, chroma (and alpha) by antialiased bicubic; a PNG
-    with the delivery tag in a text chunk."""
-    from ..colour import rgb_to_ycbcr, ycbcr_to_rgb
-    from ..engine import STUDIO_LO, STUDIO_SPAN
+    """One picture as the upscaler treats one (``colour.through_luma``): luma through the
+    downscaler, chroma and alpha by antialiased bicubic; a PNG with the delivery tag in a text chunk."""
+    from ..colour import through_luma
     from ..io.images import read_image, write_png
     from ..models.downscaler import bicubic_downscale
 
@@ -176,14 +169,6 @@ def downscale_image(fd: FrameDownscaler, src: Path, dst: Path) -> None:
     if min(arr.shape[:2]) < fd.scale:
         raise InputError(f"{src}: {arr.shape[1]}x{arr.shape[0]} is too small to downscale by {fd.scale}")
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(fd.device)
-    if x.shape[1] >= 3:
-        ycc = rgb_to_ycbcr(x[:, :3].clamp(0, 1))
-        y = fd.luma(ycc[:, :1].contiguous()).detach()
-        out = ycbcr_to_rgb(torch.cat([y, bicubic_downscale(ycc[:, 1:], fd.scale)], dim=1)).clamp(0, 1)
-        rest = x[:, 3:]
-    else:  # grey: full-range luma, mapped to the studio range the networks were trained on
-        y = fd.luma((x[:, :1] * STUDIO_SPAN + STUDIO_LO).clamp(0, 1)).detach()
-        out, rest = ((y - STUDIO_LO) / STUDIO_SPAN).clamp(0, 1), x[:, 1:]
-    if rest.shape[1]:
-        out = torch.cat([out, bicubic_downscale(rest, fd.scale).clamp(0, 1)], dim=1)
-    write_png(dst, out[0].permute(1, 2, 0).cpu().numpy(), info, text={"vidsr_delivery": fd.tag.text()})
+    out, _ = through_luma(lambda y: (fd.luma(y).detach(), None),
+                          lambda planes: bicubic_downscale(planes, fd.scale).clamp(0, 1), x, rgb=x.shape[1] >= 3)
+    write_png(dst, out[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy(), info, text={"vidsr_delivery": fd.tag.text()})
