@@ -162,6 +162,17 @@ def test_a_dry_run_writes_nothing(tree, tmp_path, local_ray):
     assert report.done == 3 and not dst.exists()
 
 
+def test_the_driver_leaves_torch_to_the_workers(tree, tmp_path):
+    """The driver checks flags, probes and hashes files without torch: importing it would add its
+    start-up (over a second) to every batch, on top of the workers' own."""
+    code = ("import sys\nfrom vidsr.cli import main\n"
+            f"main(['batch', {str(tree)!r}, {str(tmp_path / 'dst')!r}, '--dry-run', *{FLAGS!r}])\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "would run: a.mp4" in proc.stderr and proc.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_bad_job_flags_fail_before_anything_runs(tree, tmp_path):
     from vidsr.errors import SettingsError
 

@@ -13,10 +13,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
 from ..errors import WeightsError
 
 MANIFEST = "manifest.json"
@@ -76,6 +72,8 @@ def save(path: Path, state: dict[str, torch.Tensor], extras: dict[str, torch.Ten
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     for k, v in (extras or {}).items():
         tensors[EXTRA_PREFIX + k] = v.detach().to("cpu").contiguous()
+    from safetensors.torch import save_file  # torch only where tensors are: checksums need none
+
     save_file(tensors, str(path))
     return sha256_of(path)
 
@@ -91,6 +89,9 @@ def load_checked(entry: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.
             f"weights file {path} does not match its manifest (sha256 {actual[:12]}..., expected "
             f"{str(entry.get('sha256'))[:12]}...); refusing to load it"
         )
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
