@@ -244,6 +244,19 @@ def test_tampered_weights_are_refused(saved_model):
         registry.load(str(path), 2)
 
 
+def test_a_listed_file_that_is_not_safetensors_is_refused(saved_model):
+    """A manifest entry whose checksum matches a file that is not safetensors (written by mistake):
+    one clear error, not a parser's traceback."""
+    path, _ = saved_model
+    path.write_bytes(b"not safetensors at all")
+    manifest = path.parent / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["models"][0]["sha256"] = weights.sha256_of(path)
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="not a valid safetensors file"):
+        registry.load(str(path), 2)
+
+
 def test_weights_without_manifest_entry_are_refused(saved_model, tmp_path):
     path, _ = saved_model
     other = tmp_path / "elsewhere"
