@@ -46,6 +46,22 @@ def test_fps_target_runs_every_frame_with_time_budgets(cli, media, tmp_path, arm
     assert shown and float(shown.group(1)) == pytest.approx(steady, rel=0.01, abs=0.06)
 
 
+def test_the_last_frame_predictor_plans_later_frames_from_earlier_ones(cli, media, tmp_path, arm_weights):
+    runs = {}
+    for predictor in ("edge", "last-frame"):
+        dst, stats = tmp_path / f"{predictor}.mp4", tmp_path / f"{predictor}.jsonl"
+        r = cli(media["cfr.mp4"], "-o", dst, "--model", arm_weights, "--budget", 0.4, "--tile", 16,
+                "--no-reuse", "--predictor", predictor, "--stats", stats)
+        assert r.code == 0, r.err
+        assert len(video_frames(dst)) == 12
+        runs[predictor] = [json.loads(line)["predicted_psnr"] for line in stats.read_text().splitlines()]
+    edge, last = runs["edge"], runs["last-frame"]
+    assert edge[0] == pytest.approx(last[0], abs=1e-9)  # the first frame has no earlier one: the table alone
+    assert any(abs(a - b) > 1e-6 for a, b in zip(edge[1:], last[1:]))
+    bad = cli(media["cfr.mp4"], "-o", tmp_path / "bad.mp4", "--predictor", "psychic")
+    assert bad.code == 2 and "--predictor" in bad.error_lines[0] and not (tmp_path / "bad.mp4").exists()
+
+
 def test_flags_override_the_preset(cli, media, tmp_path, arm_weights):
     dst, stats = tmp_path / "o.mp4", tmp_path / "s.jsonl"
     # the realtime preset asks for an fps target; --budget on the command line wins

@@ -48,6 +48,16 @@ def plane_to_unit(plane: np.ndarray, bits: int, full_range: bool, device, dtype)
     return x * STUDIO_SPAN + STUDIO_LO if full_range else x
 
 
+def disagreement(out, base, grid: TileGrid, scale: int) -> np.ndarray:
+    """Per tile of ``grid``, the mean squared difference of an output from the interpolated frame
+    (both integer (H*s, W*s) planes, or both float tensors), in the planes' own units: only its
+    ratios between tiles are used (``routing.evidence``)."""
+    o, b = torch.as_tensor(out), torch.as_tensor(base)
+    d = o.to(torch.float32) - b.to(device=o.device, dtype=torch.float32)
+    d = d.reshape(1, 1, *d.shape[-2:])
+    return grid.tile_means(d.mul_(d), scale).flatten().double().cpu().numpy()
+
+
 def _require_budget(budget) -> None:
     if not isinstance(budget, (MacBudget, TimeBudget)):
         raise TypeError(f"budget must be a MacBudget or a TimeBudget, not {type(budget).__name__}")
@@ -128,22 +138,26 @@ class Engine:
                 else:
                     out = np.array(base, dtype=_int_dtype(out_bits))
                     self._write_cores(y, grid, stats.network_tiles, out, out_bits, full_range)
-                return self._kept(out, x, plan, grid, stream, key), stats
+                return self._kept(out, x, plan, grid, stream, key, base), stats
             base_t = None if base is None else self.to_unit(base, out_bits, full_range)
             y, stats, plan, grid = self._run(x, budget, base_t, False, stream, key)
             out = self.from_unit(y[0, 0], out_bits, full_range)
-            return self._kept(out, x, plan, grid, stream, key), stats
+            return self._kept(out, x, plan, grid, stream, key, base), stats
 
-    def _kept(self, out, x, plan, grid, stream: StreamState | None, key):
+    def _kept(self, out, x, plan, grid, stream: StreamState | None, key, base=None):
         """``out`` with the tiles the plan kept filled from the stream's last output, and the stream
-        told what this frame computed. Only routed tile plans on the router's grid can keep tiles;
-        anything else starts the stream afresh."""
+        told what this frame computed (and, where it gathers evidence and ``base``, the interpolated
+        frame of the same kind as ``out``, is given, how far each computed tile moved from it). Only
+        routed tile plans on the router's grid can keep tiles; anything else starts the stream afresh."""
         if stream is None:
             return out
         if (not isinstance(plan, TilePlan) or len(plan.routes) != len(grid) or grid.tile != self.tile
                 or tuple(x.shape[-2:]) != (grid.height, grid.width)):
             stream.clear()
             return out
+        if stream.evidence is not None and base is not None:
+            computed = None if plan.reuse is None else ~plan.reuse
+            stream.evidence.observe(plan.routes, disagreement(out, base, grid, self.scale), computed)
         if plan.reuse is not None:
             stream.fill(out, grid, plan.reuse, self.scale)
         stream.remember(x, grid, key + (self.descriptor.name, grid.tile), plan.routes, plan.reuse, out)
@@ -180,7 +194,7 @@ class Engine:
         that interpolated tiles may take. ``stream``: as for ``upscale_plane``."""
         with torch.inference_mode():
             y, stats, plan, grid = self._run(x, budget, base, False, stream, ("float",))
-            return self._kept(y, x, plan, grid, stream, ("float",)), stats
+            return self._kept(y, x, plan, grid, stream, ("float",), base), stats
 
     def upscale_uniform(self, x: torch.Tensor, route: str) -> tuple[torch.Tensor, FrameStats]:
         """One route (a width, an upsampler, the full network) on every tile, in the unrouted
@@ -211,7 +225,10 @@ class Engine:
                 if stream is not None and self.router.reuses and not (pad_h or pad_w):
                     reuse = stream.reusable(x, grid, key + (self.descriptor.name, grid.tile))
                 has_base = base is not None or caller_fills_base
-                plan = self.router.plan(x, grid, budget, has_base, reuse=reuse if stream is not None and stream.reallocate else None)
+                # the stream's evidence, for a router that predicts from it (only ARM's plan takes it)
+                evidence = stream.evidence if stream is not None and getattr(self.router, "takes_evidence", False) else None
+                plan = self.router.plan(x, grid, budget, has_base, reuse=reuse if stream is not None and stream.reallocate else None,
+                                        **({"evidence": evidence} if evidence is not None else {}))
                 if reuse is not None and not stream.reallocate and not plan.unrouted:
                     kept = reuse[0] & (plan.routes == reuse[1])  # planned as alone; same route as before: kept
                     plan.reuse = kept if kept.any() else None

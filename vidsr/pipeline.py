@@ -51,6 +51,7 @@ class VideoJob:
     fps_target: float | None = None  # a FrameRateTarget then sets each frame's budget
     skip_damaged: bool = False
     reuse: bool = True  # keep the output of tiles whose input has not changed (vidsr.temporal)
+    predictor: str = "edge"  # where ARM's dear routes pay: "edge" (the table) or "last-frame" (routing.evidence)
     progress: bool = True
     stats: Callable[[dict], None] | None = None  # receives one record per frame, in order, once encoded
     # builders of dearer models' engines that a frame-rate target leaving time over may switch to,
@@ -162,7 +163,9 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
             else:
                 rate = FixedBudget(job.engine, job.budget)
         out_bits = bit_depth(sink.pix_fmt)
-        stream, last = StreamState(), [None]  # what the last frames leave for the next (vidsr.temporal)
+        # what the last frames leave for the next (vidsr.temporal)
+        stream, last = StreamState(reuse=job.reuse, evidence=job.predictor == "last-frame"), [None]
+        keeps = job.reuse or stream.evidence is not None
 
         def process(item: _Decoded) -> _Processed:
             budget = rate.before(plane_view(item.frame, 0)) if rate is not None else None
@@ -171,7 +174,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 stream.clear()
                 last[0] = engine
             out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.pix_fmt, out_bits,
-                                        sink.width, sink.height, summary, stream if job.reuse else None)
+                                        sink.width, sink.height, summary, stream if keeps else None)
             if rate is not None:
                 rate.after(stats)
             return out

@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .routing.evidence import RouteEvidence
+
 # Largest change of any pixel of a tile's LR luma (0..1) since it was computed up to which its
 # previous output is kept: within an 8-bit level, where keeping costs under 0.05 dB
 # (BENCHMARKS.md, video-aware compute, reuse bound).
@@ -33,8 +35,11 @@ MAX_AGE = 30  # frames a tile's output may be reused in a row before it is compu
 
 
 class StreamState:
-    def __init__(self, reallocate: bool = True):
+    def __init__(self, reallocate: bool = True, reuse: bool = True, evidence: bool = False):
         self.reallocate = reallocate  # whether a kept tile's time goes to the others (planned with reuse)
+        self.reuse = reuse  # whether unchanged tiles keep their output (``--no-reuse`` turns it off)
+        # the last frames' disagreement as the router's evidence (``--predictor last-frame``)
+        self.evidence = RouteEvidence() if evidence else None
         self.clear()
 
     def clear(self) -> None:
@@ -44,11 +49,13 @@ class StreamState:
         self.routes: np.ndarray | None = None  # per tile, the route its output came from
         self.age: np.ndarray | None = None  # per tile, frames in a row its output was reused
         self.output = None  # the last output plane (integer numpy or float tensor)
+        if getattr(self, "evidence", None) is not None:
+            self.evidence.clear()
 
     def reusable(self, x: torch.Tensor, grid, key) -> tuple[np.ndarray, np.ndarray] | None:
         """(tiles that may keep their previous output, the routes those outputs came from), or None
         when nothing may be reused (no previous frame of this shape, model and output kind)."""
-        if self.key != key or self.reference is None:
+        if not self.reuse or self.key != key or self.reference is None:
             return None
         change = grid.tile_max((x - self.reference).abs()).flatten().cpu().numpy()
         return (change <= REUSE_DIFF * (1 + 1e-6)) & (self.age < MAX_AGE) & (self.routes > 0), self.routes

@@ -48,6 +48,9 @@ def main(argv: list[str]) -> int:
     pv.add_argument("--clips", nargs="+", default=None, help="clips to run (default: all)")
     pv.add_argument("--seconds", type=finite_float, default=2.0)
     pv.add_argument("--models", nargs="+", help="routed models whose routes are the fixed configurations (default: all)")
+    pv.add_argument("--parts", nargs="+", choices=("targets", "predictors"), default=["targets", "predictors"],
+                    help="targets: --fps-target against the fixed configurations; predictors: how much of the "
+                    "oracle's gain each route predictor reaches (default: both)")
     pd = sub.add_parser("delivery", help="downscale -> encode -> upscale against full resolution and Lanczos, BD-rates")
     pd.add_argument("--val-dir", type=Path, help="validation images (default ../shared/data/val or $VIDSR_DATA/val)")
     pd.add_argument("--clips", nargs="+", default=None, help="clips to run (default: all)")
@@ -110,7 +113,7 @@ def main(argv: list[str]) -> int:
         unknown = set(clips) - set(CLIPS)
         if unknown:
             p.error(f"unknown clip(s) {', '.join(sorted(unknown))}; choose from {', '.join(CLIPS)}")
-        res = run(args.val_dir, clips, args.seconds, args.models)
+        res = run(args.val_dir, clips, args.seconds, args.models, tuple(args.parts))
     elif args.which == "quality":
         from .quality import report, run
 

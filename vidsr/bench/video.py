@@ -186,8 +186,94 @@ def reuse_bound(lr: Path, truth: np.ndarray, model: str = "arm-plain", budget: f
     return res
 
 
+PREDICTOR_BUDGETS = (0.25, 0.5, 0.75)  # shares of the MACs between interpolation and the full network
+PREDICTORS = ("blind", "edge", "last-frame", "same-frame", "oracle")
+
+
+def route_errors(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> tuple[list[dict], np.ndarray]:
+    """(per frame, everything the predictors are judged on, for every route on every tile of the
+    router's grid: the true MSE against the truth, the disagreement of the route's output with
+    interpolation, and the Edge-to-PSNR table's predicted MSE; and each tile's HR pixels; the
+    routes' MACs per pixel)."""
+    from ..engine import disagreement
+    from ..models.interpolation import upscale
+    from ..policy import load_engine
+    from ..routing.edge import tile_edge_scores
+
+    engine = load_engine(model, 2)
+    router = engine.router
+    frames = []
+    with av.open(str(lr)) as c:
+        planes = [plane_view(f, 0).copy() for f in c.decode(video=0)]
+    for plane, t in zip(planes, truth):
+        x = engine.to_unit(plane, 8, False)
+        grid = engine.grid(*plane.shape)
+        hr = torch.from_numpy(t.astype(np.float32) / 255)[None, None]
+        base = upscale(x, 2).clamp_(0, 1)
+        outs = [base] + [engine.upscale_uniform(x, r)[0] for r in router.names[1:]]
+        scores = tile_edge_scores(x, grid).flatten()
+        frames.append({"mse": np.stack([grid.tile_means((o - hr) ** 2, 2).flatten().double().numpy() for o in outs]),
+                       "disagreement": np.stack([disagreement(o, base, grid, 2) for o in outs]),
+                       "table": torch.pow(10.0, -router.table.lookup(scores) / 10).double().numpy(),
+                       "pixels": grid.core_pixels * 4})
+    return frames, router.macs
+
+
+def predictor_psnr(frames: list[dict], macs: np.ndarray, budget: float, predictor: str) -> float:
+    """Mean PSNR-Y (on the router's tiles' true errors) when each frame's routes are the budgeted
+    solver's choice from ``predictor``'s MSE:
+    - ``blind``: no idea where (every tile predicted the frame's mean error per route): the
+      budget's mix of routes on random tiles, in expectation;
+    - ``edge``: the Edge-to-PSNR table, as the router runs by default;
+    - ``last-frame``: the table corrected by the disagreement the earlier frames' chosen routes
+      measured (``routing.evidence``, as ``--predictor last-frame`` runs);
+    - ``same-frame``: the same correction from the full network's disagreement on this very
+      frame, which no run has before running it: a ceiling for this kind of evidence;
+    - ``oracle``: the true errors."""
+    from ..routing.evidence import RouteEvidence
+    from ..routing.solver import solve
+
+    evidence = RouteEvidence()
+    psnrs = []
+    for f in frames:
+        mse, px = f["mse"], f["pixels"]
+        items = np.arange(len(px))
+        costs = macs[:, None] * px[None]
+        total = costs[0].sum() + budget * (costs[-1].sum() - costs[0].sum())
+        if predictor == "oracle":
+            predicted = mse
+        elif predictor == "blind":
+            predicted = np.repeat((mse * px).sum(1, keepdims=True) / px.sum(), len(px), 1)
+        elif predictor == "same-frame":
+            full = np.full(len(px), len(macs) - 1)
+            evidence.clear()
+            evidence.adjust(f["table"])
+            evidence.observe(full, f["disagreement"][-1])
+            predicted = evidence.adjust(f["table"])
+        else:
+            predicted = evidence.adjust(f["table"]) if predictor == "last-frame" else f["table"]
+        routes = solve(costs, -predicted * px[None], total)
+        if predictor == "blind":  # identical tiles: the mix of routes, on tiles at random
+            share = np.bincount(routes, minlength=len(macs)) / len(px)
+            frame_mse = float((share[:, None] * mse * px[None]).sum() / px.sum())
+        else:
+            frame_mse = float((mse[routes, items] * px).sum() / px.sum())
+        if predictor == "last-frame":
+            evidence.observe(routes, f["disagreement"][routes, items])
+        psnrs.append(10 * np.log10(1 / max(frame_mse, 1e-12)))
+    return float(np.mean(psnrs))
+
+
+def predictors(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> dict:
+    """Per budget, each predictor's PSNR-Y (``predictor_psnr``)."""
+    frames, macs = route_errors(lr, truth, model)
+    return {"model": model, "budgets": {b: {p: predictor_psnr(frames, macs, b, p) for p in PREDICTORS}
+                                        for b in PREDICTOR_BUDGETS}}
+
+
 @torch.no_grad()
-def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: list[str] | None = None) -> dict:
+def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: list[str] | None = None,
+        parts: tuple[str, ...] = ("targets", "predictors")) -> dict:
     val_dir = Path(val_dir or default_folder("val"))
     res = {"seconds": seconds, "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,6 +281,11 @@ def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: li
         for name in clips:
             lr = tmp / f"{name}.mp4"
             truth = make_input(name, val_dir, seconds, lr)
+            res["clips"][name] = {}
+            if "predictors" in parts:
+                res["clips"][name]["predictors"] = predictors(lr, truth)
+            if "targets" not in parts:
+                continue
             rows = []
 
             def measure(label, *flags):
@@ -219,19 +310,58 @@ def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: li
                                   *(() if reuse else ("--no-reuse",)))
                     row["target"] = f
                     row["best_uniform"] = best and {"run": best["run"], "psnr_y": best["psnr_y"], "fps": best["fps"]}
-            res["clips"][name] = {"lanczos_psnr_y": lanczos["psnr_y"], "rows": rows,
-                                  "reuse_bound": reuse_bound(lr, truth)}
+            res["clips"][name].update({"lanczos_psnr_y": lanczos["psnr_y"], "rows": rows,
+                                       "reuse_bound": reuse_bound(lr, truth)})
     return res
 
 
 def report(res: dict) -> str:
+    parts = []
+    if any("rows" in c for c in res["clips"].values()):
+        parts.append(targets_report(res))
+    if any("predictors" in c for c in res["clips"].values()):
+        parts.append(predictors_report(res))
+    return "\n".join(parts)
+
+
+def predictors_report(res: dict) -> str:
+    clips = {n: c["predictors"] for n, c in res["clips"].items() if "predictors" in c}
+    model = next(iter(clips.values()))["model"]
+    out = [f"Predictors ({model}, x2, clips of {res['seconds']:g} s): PSNR-Y of the frames when each frame's routes are the "
+           "budgeted choice from each predictor, and in brackets the share of the oracle's gain over a blind "
+           "choice it reaches. Budget: the share of the MACs between interpolation everywhere and the full network "
+           "everywhere. Blind: the budget's mix of routes on tiles at random. Same frame: the correction the last "
+           "frame's evidence makes, from the full network's disagreement on the frame itself, which no run has "
+           "before running it (a ceiling for this evidence).\n",
+           "| clip | budget | blind (dB) | edge table | edge + last frame | same frame (ceiling) | oracle (dB) |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    shares = {p: [] for p in ("edge", "last-frame", "same-frame")}
+    for name, c in clips.items():
+        for b, r in c["budgets"].items():
+            span = r["oracle"] - r["blind"]
+
+            def cell(p):
+                share = (r[p] - r["blind"]) / span if span > 1e-9 else float("nan")
+                shares[p].append(share)
+                return f"{r[p]:.3f} ({share:.0%})"
+
+            out.append(f"| {name} | {float(b):g} | {r['blind']:.3f} | {cell('edge')} | {cell('last-frame')} | "
+                       f"{cell('same-frame')} | {r['oracle']:.3f} |")
+    mean = {p: np.nanmean(v) for p, v in shares.items()}
+    out.append(f"\nMean share of the oracle's gain: edge table {mean['edge']:.0%}, edge + last frame "
+               f"{mean['last-frame']:.0%}, same frame {mean['same-frame']:.0%}.\n")
+    return "\n".join(out)
+
+
+def targets_report(res: dict) -> str:
     out = [f"Clips of {res['seconds']:g} s, 640x360 (x264 CRF 16) -> 1280x720, PSNR-Y against the 720p truth; "
            "flicker in 8-bit levels on the pixels the truth keeps unchanged.\n",
            "Summary: `--fps-target` (reuse on) against the best uniform configuration that reaches the same fps "
            "(within 2%), over the targets of each clip; and `--fps-target 30` against Lanczos.\n",
            "| clip | targets | worst vs best uniform (dB) | mean (dB) | flicker: target / uniform (mean) | "
            "--fps-target 30: fps, vs Lanczos (dB) |", "| --- | ---: | ---: | ---: | --- | --- |"]
-    for name, c in res["clips"].items():
+    targets = {n: c for n, c in res["clips"].items() if "rows" in c}
+    for name, c in targets.items():
         rows = [r for r in c["rows"] if "target" in r and "--no-reuse" not in r["run"] and r.get("best_uniform")]
         diffs = [r["psnr_y"] - r["best_uniform"]["psnr_y"] for r in rows]
         uni = {u["run"]: u for u in c["rows"] if "target" not in u}
@@ -244,7 +374,7 @@ def report(res: dict) -> str:
         mean = f"{np.mean(diffs):+.3f}" if diffs else "-"
         out.append(f"| {name} | {len(rows)} | {worst} | {mean} | {flick} | {at30} |")
     out.append("")
-    for name, c in res["clips"].items():
+    for name, c in targets.items():
         base = c["lanczos_psnr_y"]
         out.append(f"**{name}**\n")
         out.append("| run | steady fps | PSNR-Y (dB) | vs Lanczos (dB) | flicker | best uniform at this fps | vs it (dB) |")

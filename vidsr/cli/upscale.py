@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..budget import MacBudget
 from ..errors import InputError, SettingsError
-from ..routing import PCSR_MODES, ROUTER_CHOICES
+from ..routing import PCSR_MODES, PREDICTORS, ROUTER_CHOICES
 from .options import Parser, finite_float, run_with_stats
 
 INTERPOLATION = ("lanczos", "bicubic")
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reuse", action="store_true",
                    help="compute every tile of every frame (by default a routed run keeps the output of tiles "
                    "whose input has not changed, and spends the time on the others)")
+    p.add_argument("--predictor", choices=PREDICTORS, default="edge",
+                   help="where an ARM router puts its dear routes: edge (the Edge-to-PSNR table, default) or "
+                   "last-frame (the table corrected by how much the networks changed each tile in recent frames)")
     p.add_argument("-y", "--overwrite", action="store_true", help="overwrite the output if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--list-models", action="store_true", help="list models with scale, size and cost, and exit")
@@ -302,6 +305,7 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         fps_target=s.fps_target if engine is not None else None,
         skip_damaged=args.skip_damaged,
         reuse=not args.no_reuse,
+        predictor=args.predictor,
         progress=not args.quiet,
         dearer=list(dearer),
         segment=segment,

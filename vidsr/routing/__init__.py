@@ -9,6 +9,7 @@ from ..errors import SettingsError
 ROUTERS = ("arm", "pcsr")
 ROUTER_CHOICES = ("auto", "none") + ROUTERS  # auto: the model's own family; none: full network everywhere
 PCSR_MODES = ("budget", "k", "adm")  # ours under a budget; the published k rule; the published ADM
+PREDICTORS = ("edge", "last-frame")  # ARM's prediction: the Edge-to-PSNR table, or it and recent frames (evidence)
 
 
 def build_router(upscaler, kind: str | None = None, pcsr_mode: str = "budget", pcsr_k: float = 0.0):

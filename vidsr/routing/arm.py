@@ -37,6 +37,7 @@ CONTEXT_ROUNDS = 3
 class ARMRouter:
     fills_from_base = True  # interpolated tiles can be left to the caller's integer base plane
     reuses = True  # a tile may keep its previous output (its plan's ``reuse``)
+    takes_evidence = True  # its prediction can use recent frames' disagreement (``routing.evidence``)
 
     def __init__(self, upscaler, price_context: bool = True):
         d = upscaler.descriptor
@@ -55,16 +56,20 @@ class ARMRouter:
         self._previous = None
         self._choice = _NO_CHOICE
 
-    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None) -> TilePlan:
+    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None, evidence=None) -> TilePlan:
         """A route per tile: the most predicted quality the budget pays for. Under a MAC budget each
         tile costs its route's MACs over its pixels (and, priced, its window's context); under a
         time budget a tile costs its route's measured milliseconds (every tile runs in a same-size
         window, so a tile costs the same whatever its core) and the interpolation pass is paid once
         unless the caller ``has_base``. All tiles on the full network cost exactly its MACs.
         ``reuse``: (tiles whose previous output may be kept, the routes it came from): keeping that
-        route costs such a tile nothing (``vidsr.temporal``)."""
+        route costs such a tile nothing (``vidsr.temporal``). ``evidence``: the stream's
+        ``RouteEvidence``, which corrects the table's prediction where recent frames measured
+        how much the networks changed a tile."""
         scores = tile_edge_scores(x, grid).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
+        if evidence is not None:
+            mse = evidence.adjust(mse)
         pixels = grid.core_pixels * self.descriptor.scale**2
         values = -mse * pixels
         units = (None,) + self.names[1:]  # interpolated tiles are not bought one by one
