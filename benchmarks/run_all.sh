@@ -4,7 +4,7 @@
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
 # running moves them.
 # Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [batch]
-#        [video] [delivery]   (default: all)
+#        [video] [video-predictors] [delivery]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
@@ -17,12 +17,13 @@ declare -A ARGS=(
   [fps]="--seconds 4 --targets 1 2 5 10 30 60 --repeats 3"
   [fps-espcn]="--seconds 4 --targets 10 30 60 --model arm-espcn --repeats 3"
   [batch]="--clips 8 --seconds 4 --long-seconds 24 --segment-seconds 6"
-  [video]="--seconds 2 --models arm-espcn arm-plain"
+  [video]="--seconds 2 --models arm-espcn arm-plain --parts targets"
+  [video-predictors]="--seconds 2 --parts predictors"
   [delivery]="--frames 12 --plot benchmarks/results/delivery.png"
 )
-for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video delivery}"; do
+for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video video-predictors delivery}"; do
   for name in $result; do
-    which=${name%%-*}  # fps-espcn is the fps bench with other arguments
+    which=${name%%-*}  # fps-espcn is the fps bench with other arguments (video-predictors: video)
     echo "== vidsr bench $which ${ARGS[$name]}"
     # shellcheck disable=SC2086
     "$VIDSR" bench "$which" ${ARGS[$name]} --json "benchmarks/results/$name.json" | tee "benchmarks/results/$name.md"
