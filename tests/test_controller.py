@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidsr.controller import FpsController
+from vidsr.controller import EXPLORE_EVERY, FpsController
 from vidsr.engine import FrameStats, TimeBudget
 
 
@@ -180,3 +180,50 @@ def test_a_burst_during_the_first_measurement_does_not_lock_in_the_slower_thread
         c.observe(m.run_frame(b))
         threads.append(getattr(b, "threads", None))
     assert threads[15:45].count(2) / 30 > 0.8
+
+
+def test_a_thread_setting_that_keeps_losing_is_tried_less_and_less_often():
+    """Each try of the slower setting is a poorer frame: after each lost try the next waits twice as
+    long (up to 8x), while a setting that becomes the faster is used at once."""
+    m = Machine(unit_cost={2: 0.4, 1: 1.0}, noise=0.0)
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
+    threads = []
+    for _ in range(400):
+        b = c.budget()
+        c.observe(m.run_frame(b))
+        threads.append(b.threads if isinstance(b, TimeBudget) else None)
+    tries = [i for i, t in enumerate(threads) if t == 1]
+    gaps = np.diff(tries)
+    assert (np.diff(gaps) >= 0).all()  # never sooner than the last wait
+    assert gaps[-1] == 8 * EXPLORE_EVERY and gaps[-1] >= 4 * gaps[2]  # backed off, and capped
+    # the load changes: one thread becomes the faster; it is found at its next try and kept
+    m.unit_cost = {2: 1.0, 1: 0.4}
+    later = []
+    for _ in range(200):
+        b = c.budget()
+        c.observe(m.run_frame(b))
+        later.append(b.threads if isinstance(b, TimeBudget) else None)
+    assert later[-60:].count(1) / 60 > 0.85
+
+
+def test_time_spent_outside_the_frames_is_not_repaid_by_them():
+    """A one-time decision (pricing a dearer model) after the first frame: the frames after it are
+    budgeted as if it had not happened, instead of running without network until caught up."""
+    def frames_after(pause_ms: float, exclude: bool):
+        m = Machine(noise=0.0)
+        c = FpsController(30.0, {"net": 1e7}, clock=m.clock)
+        c.observe(m.run_frame(c.budget()))
+        m.now += pause_ms
+        if exclude:
+            c.exclude(pause_ms / 1000.0)
+        budgets = []
+        for _ in range(10):
+            b = c.budget()
+            budgets.append(b.ms)
+            c.observe(m.run_frame(b))
+        return budgets
+
+    paused, plain = frames_after(1500.0, True), frames_after(0.0, False)
+    assert paused == pytest.approx(plain)
+    assert min(frames_after(1500.0, False)[:5]) == 0.0  # not excluded: the frames pay it back
+

@@ -121,6 +121,29 @@ def test_the_plan_is_never_worse_than_the_best_fixed_configuration_the_budget_bu
     assert stats.route_shares.get("w16", 0) < 1 and stats.predicted_psnr >= 33.0 - 1e-9  # at least w8 everywhere
 
 
+def test_one_route_everywhere_may_spend_the_controllers_margin_a_routed_plan_may_not():
+    """A width that runs at exactly the target frame rate: its whole-frame price is over the
+    margin-reduced allowance but within the period. It runs; without the margin it would not."""
+    up = synthetic_arm()
+    names = [r.name for r in up.descriptor.routes]
+    from vidsr.models.descriptor import Upscaler
+    from vidsr.routing.edge import EdgePSNRTable
+
+    flat = EdgePSNRTable(torch.tensor([0.0, float("inf")]), torch.tensor([[30.0], [33.0], [35.0]]), tuple(names))
+    up = Upscaler(up.descriptor, up.module, flat.to_tensors())
+    engine = Engine(up, tile=16, router=build_router(up))
+    x = textured_frame()
+    units = {"interpolation": 1.0, "w8": 1.0, "w16": 2.0, uniform_unit("w8"): 20.0, uniform_unit("w16"): 40.0}
+    _, stats = engine.upscale(x, TimeBudget(ms=39.0, unit_ms=units, margin_ms=1.5))
+    assert stats.route_shares == {"w16": 1.0}
+    engine.router.reset()
+    _, stats = engine.upscale(x, TimeBudget(ms=39.0, unit_ms=units))
+    assert stats.route_shares.get("w16", 0) < 1
+    engine.router.reset()
+    _, stats = engine.upscale(x, TimeBudget(ms=37.0, unit_ms=units, margin_ms=1.5))  # beyond the margin too
+    assert stats.route_shares.get("w16", 0) < 1
+
+
 @pytest.mark.parametrize("order", ["sequential", "reversed"])
 def test_the_vapoursynth_filter_keeps_tiles_only_for_the_frame_after_the_last_computed(order):
     """Frames asked for in order reuse; in any other order every frame is computed alone. For a

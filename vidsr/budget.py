@@ -49,6 +49,10 @@ class MacBudget:
         """This budget as a share of the full network: the share asked for."""
         return self.share
 
+    def uniform_allowance(self, allowance: float) -> float:
+        """What one route on every tile may spend: the same as any plan."""
+        return allowance
+
     def record(self) -> dict:
         """What a per-frame stats record says of this budget beyond the share it bought."""
         return {}
@@ -61,6 +65,10 @@ class TimeBudget:
     ms: float
     unit_ms: dict[str, float] = field(default_factory=dict)
     threads: int | None = None
+    # the fps controller's safety margin, already taken off ``ms``: it guards against a routed plan
+    # filling the budget to the millisecond with prices that are estimates; one route everywhere is
+    # one measured whole-frame price, so it may spend the margin (``uniform_allowance``)
+    margin_ms: float = 0.0
 
     full_network = False  # a time is never "the full network regardless": what fits is bought
 
@@ -85,6 +93,12 @@ class TimeBudget:
     def as_share(self, bought: float) -> float:
         """This budget as a share of the full network: what it ``bought``."""
         return bought
+
+    def uniform_allowance(self, allowance: float) -> float:
+        """What one route on every tile may spend: the allowance and the margin. Without it, a width
+        that runs at exactly the target frame rate would always lose to a routed plan of less
+        quality (the controller's integral term absorbs what the margin guarded)."""
+        return allowance + self.margin_ms
 
     def record(self) -> dict:
         return {"budget_ms": round(self.ms, 3), **({} if self.threads is None else {"threads": self.threads})}

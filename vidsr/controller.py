@@ -20,7 +20,13 @@ all, while at a low one (many tiles a frame) all threads buy more. Which wins de
 unit costs and its measured speed (network ms per GMAC bought, the best of its last few frames:
 other threads' bursts only ever slow a frame down, so the minimum is what the setting can do under
 the current load). The faster runs; the other gets a frame every ``EXPLORE_EVERY`` frames (every
-few frames until it has been measured a few times) so a change of load is noticed.
+few frames until it has been measured a few times, and twice as long after each try it loses, up
+to 8x) so a change of load is noticed without a poorer frame every half second.
+
+The safety margin (``margin``) keeps a routed plan, which fills its budget to the millisecond at
+estimated prices, a little inside the period; one route on every tile may spend it
+(``TimeBudget.uniform_allowance``), so a width that runs at the target is not lost to it. Time
+spent outside the frames (``exclude``: pricing a dearer model once) is not repaid by the frames.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ HEADROOM_FRAMES = 30
 HEADROOM_RATIO = 1.25
 RELAX = 0.05  # per frame, how far an unbought unit's cost moves back towards its calibrated cost
 EXPLORE_EVERY = 15  # frames between tries of a thread setting that is not the fastest
+# each try a setting loses in a row doubles the wait before its next, up to 2**this: a try is a
+# frame priced on the slower setting, which buys less quality (and flickers) for nothing
+EXPLORE_BACKOFF = 3
 EXPLORE_AFTER = 2  # frames before the first try (the very first frames buy no network)
 SPEED_SAMPLES = 3  # a setting's speed: the best of its last this many measured frames
 
@@ -57,6 +66,7 @@ class ThreadSetting:
     ms_per_gmac: float = DEFAULT_MS_PER_GMAC  # from unit_ms: prices units not measured yet
     samples: list[float] = field(default_factory=list)  # measured network ms per GMAC bought, latest last
     last_used: int = -(10**9)  # the frame it last ran
+    losses: int = 0  # tries in a row, once measured, that found it slower than the fastest
 
     @property
     def speed(self) -> float | None:
@@ -128,7 +138,17 @@ class FpsController:
         avail = self.period_ms * (1.0 - self.margin) - self.overhead_ms + correction
         self.current = self._choose_setting()
         self.current.last_used = self.frames
-        return TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(), threads=self.current.threads)
+        return TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(), threads=self.current.threads,
+                          margin_ms=self.period_ms * self.margin)
+
+    def exclude(self, seconds: float) -> None:
+        """Time spent outside the frames' work (a one-time decision, such as pricing a dearer model)
+        is not the schedule's: neither the frames behind it repay it, nor does it count as the
+        current frame's overhead. The run's summary still counts it, as start-up."""
+        if self.start is not None:
+            self.start += seconds
+        if self.last is not None:
+            self.last += seconds
 
     def _choose_setting(self) -> ThreadSetting:
         """The thread setting with the lowest measured speed (ms per GMAC); one that has not run for
@@ -146,7 +166,19 @@ class FpsController:
     @staticmethod
     def _explore_every(s: ThreadSetting) -> int:
         # a setting measured only once or twice may have met a burst (the encoder starting): retry soon
-        return EXPLORE_EVERY if len(s.samples) >= SPEED_SAMPLES else SPEED_SAMPLES
+        if len(s.samples) < SPEED_SAMPLES:
+            return SPEED_SAMPLES
+        return EXPLORE_EVERY * 2 ** min(s.losses, EXPLORE_BACKOFF)
+
+    def _score_try(self) -> None:
+        """After a frame on a measured setting: a try that found it slower than the fastest counts
+        as a loss (its next try waits longer); the fastest has none."""
+        s = self.current
+        measured = [t for t in self.settings if t.speed is not None]
+        if len(measured) < 2 or len(s.samples) < SPEED_SAMPLES:
+            return
+        fastest = min(measured, key=lambda t: t.speed)
+        s.losses = 0 if s is fastest else s.losses + 1
 
     def observe(self, stats: FrameStats | None) -> None:
         """Call once per frame after it is done (with the engine's stats)."""
@@ -165,6 +197,8 @@ class FpsController:
                     self._smooth_unit(unit, stats.ms[unit] / n)
                     measured.add(unit)
         self._measure_speed(stats, measured)
+        if measured:
+            self._score_try()
         self._relax_unmeasured(measured)
         self._check_reachable(now, stats)
         self._check_headroom(now, stats)

@@ -55,7 +55,10 @@ class FrameRateTarget:
             self.controller = self._new_controller(engine, luma.shape)
         c = self.controller
         if c.frames == 1 and self.dearer:
+            started = c.clock()
             self._maybe_switch(luma)
+            if self.controller is c:  # kept: the decision's time is not the frames' to repay
+                c.exclude(c.clock() - started)
         c = self.controller
         if c.frames == 0:  # price each unit of work once, as frames will run, under each thread setting
             x = self.engine.to_unit(luma, self.bits, self.full_range)

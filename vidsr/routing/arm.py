@@ -112,6 +112,7 @@ class ARMRouter:
         configuration its budget buys. The last frame's choice stays unless another predicts
         ``SWITCH_MARGIN`` less error."""
         errors = {None: routed_error}
+        allowance = budget.uniform_allowance(allowance)
         for r in range(1, len(self.names)):
             price = float(budget.price(self.macs[r] * pixels.sum(), uniform_unit(self.names[r])))
             if price <= allowance * (1 + 1e-9):
