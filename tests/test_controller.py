@@ -227,3 +227,17 @@ def test_time_spent_outside_the_frames_is_not_repaid_by_them():
     assert paused == pytest.approx(plain)
     assert min(frames_after(1500.0, False)[:5]) == 0.0  # not excluded: the frames pay it back
 
+
+
+def test_the_first_frame_buys_network_and_measures_the_rest_of_a_frame():
+    """The first frame is not left to interpolation: it gets half the period at the calibrated
+    prices, and what it measures besides its network work is the overhead."""
+    m = Machine(overhead=12.0, noise=0.0)
+    c = FpsController(25.0, {"net": 1e7}, clock=m.clock)
+    c.seed({"net": 0.5})
+    first = c.budget()
+    stats = m.run_frame(first)
+    c.observe(stats)
+    assert isinstance(first, TimeBudget) and first.ms == pytest.approx(0.5 * 0.98 * 40.0)
+    assert stats.work["net"] > 0
+    assert c.overhead_ms == pytest.approx(12.0)
