@@ -101,46 +101,44 @@ def test_the_integer_path_keeps_tiles_as_the_float_path_does():
     assert stats.counts.get("reused", 0) > 0 and np.array_equal(first, second)
 
 
-def test_the_plan_is_never_worse_than_the_best_fixed_configuration_the_budget_buys():
-    """With a table that gains the same on every tile, routing buys nothing but context: at a time
-    that affords one width everywhere, that is what runs, in the large windows."""
-    up = synthetic_arm()
-    names = [r.name for r in up.descriptor.routes]
+# unit prices where w16 on every tile costs 40 ms, twice w8's
+UNIFORM_PRICES = {"interpolation": 1.0, "w8": 1.0, "w16": 2.0, uniform_unit("w8"): 20.0, uniform_unit("w16"): 40.0}
+
+
+def flat_table_engine() -> Engine:
+    """An engine whose table gains the same on every tile (30, 33, 35 dB per route): routing buys
+    nothing but context, so one width everywhere is the best plan whenever it is affordable."""
     from vidsr.models.descriptor import Upscaler
     from vidsr.routing.edge import EdgePSNRTable
 
-    flat = EdgePSNRTable(torch.tensor([0.0, float("inf")]), torch.tensor([[30.0], [33.0], [35.0]]), tuple(names))
+    up = synthetic_arm()
+    names = tuple(r.name for r in up.descriptor.routes)
+    flat = EdgePSNRTable(torch.tensor([0.0, float("inf")]), torch.tensor([[30.0], [33.0], [35.0]]), names)
     up = Upscaler(up.descriptor, up.module, flat.to_tensors())
-    engine = Engine(up, tile=16, router=build_router(up))
-    x = textured_frame()
-    units = {"interpolation": 1.0, "w8": 1.0, "w16": 2.0, uniform_unit("w8"): 20.0, uniform_unit("w16"): 40.0}
-    _, stats = engine.upscale(x, TimeBudget(ms=45.0, unit_ms=units))
+    return Engine(up, tile=16, router=build_router(up))
+
+
+def test_the_plan_is_never_worse_than_the_best_fixed_configuration_the_budget_buys():
+    """At a time that affords one width everywhere, that is what runs, in the large windows."""
+    engine, x = flat_table_engine(), textured_frame()
+    _, stats = engine.upscale(x, TimeBudget(ms=45.0, unit_ms=UNIFORM_PRICES))
     assert stats.route_shares == {"w16": 1.0} and stats.work == {uniform_unit("w16"): 1}
     engine.router.reset()
-    _, stats = engine.upscale(x, TimeBudget(ms=25.0, unit_ms=units))  # w16 everywhere no longer fits
+    _, stats = engine.upscale(x, TimeBudget(ms=25.0, unit_ms=UNIFORM_PRICES))  # w16 everywhere no longer fits
     assert stats.route_shares.get("w16", 0) < 1 and stats.predicted_psnr >= 33.0 - 1e-9  # at least w8 everywhere
 
 
 def test_one_route_everywhere_may_spend_the_controllers_margin_a_routed_plan_may_not():
     """A width that runs at exactly the target frame rate: its whole-frame price is over the
     margin-reduced allowance but within the period. It runs; without the margin it would not."""
-    up = synthetic_arm()
-    names = [r.name for r in up.descriptor.routes]
-    from vidsr.models.descriptor import Upscaler
-    from vidsr.routing.edge import EdgePSNRTable
-
-    flat = EdgePSNRTable(torch.tensor([0.0, float("inf")]), torch.tensor([[30.0], [33.0], [35.0]]), tuple(names))
-    up = Upscaler(up.descriptor, up.module, flat.to_tensors())
-    engine = Engine(up, tile=16, router=build_router(up))
-    x = textured_frame()
-    units = {"interpolation": 1.0, "w8": 1.0, "w16": 2.0, uniform_unit("w8"): 20.0, uniform_unit("w16"): 40.0}
-    _, stats = engine.upscale(x, TimeBudget(ms=39.0, unit_ms=units, margin_ms=1.5))
+    engine, x = flat_table_engine(), textured_frame()
+    _, stats = engine.upscale(x, TimeBudget(ms=39.0, unit_ms=UNIFORM_PRICES, margin_ms=1.5))
     assert stats.route_shares == {"w16": 1.0}
     engine.router.reset()
-    _, stats = engine.upscale(x, TimeBudget(ms=39.0, unit_ms=units))
+    _, stats = engine.upscale(x, TimeBudget(ms=39.0, unit_ms=UNIFORM_PRICES))
     assert stats.route_shares.get("w16", 0) < 1
     engine.router.reset()
-    _, stats = engine.upscale(x, TimeBudget(ms=37.0, unit_ms=units, margin_ms=1.5))  # beyond the margin too
+    _, stats = engine.upscale(x, TimeBudget(ms=37.0, unit_ms=UNIFORM_PRICES, margin_ms=1.5))  # beyond the margin too
     assert stats.route_shares.get("w16", 0) < 1
 
 
