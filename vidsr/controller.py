@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .budget import MacBudget, TimeBudget
+from .budget import TimeBudget
 
 if TYPE_CHECKING:
     from .executor import FrameStats
@@ -129,7 +129,7 @@ class FpsController:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def budget(self) -> TimeBudget | MacBudget:
+    def budget(self) -> TimeBudget:
         """The budget for the next frame. The first frame, before anything but the units' prices is
         known, gets ``FIRST_FRAME_SHARE`` of the period for the network: the rest of the frame is
         what it measures."""

@@ -225,10 +225,9 @@ class Engine:
                 if stream is not None and self.router.reuses and not (pad_h or pad_w):
                     reuse = stream.reusable(x, grid, key + (self.descriptor.name, grid.tile))
                 has_base = base is not None or caller_fills_base
-                # the stream's evidence, for a router that predicts from it (only ARM's plan takes it)
-                evidence = stream.evidence if stream is not None and getattr(self.router, "takes_evidence", False) else None
+                evidence = stream.evidence if stream is not None and self.router.takes_evidence else None
                 plan = self.router.plan(x, grid, budget, has_base, reuse=reuse if stream is not None and stream.reallocate else None,
-                                        **({"evidence": evidence} if evidence is not None else {}))
+                                        evidence=evidence)
                 if reuse is not None and not stream.reallocate and not plan.unrouted:
                     kept = reuse[0] & (plan.routes == reuse[1])  # planned as alone; same route as before: kept
                     plan.reuse = kept if kept.any() else None

@@ -102,6 +102,7 @@ def top_indices(values: torch.Tensor, k: int) -> torch.Tensor:
 class PCSRRouter:
     fills_from_base = False  # its interpolated tiles take the float base (or its own bicubic)
     reuses = False  # every routed tile runs its backbone: no output is kept between frames
+    takes_evidence = False  # its choice is its own classifier's, per pixel, on this frame
 
     def __init__(self, upscaler, mode: str = "budget", k: float = 0.0, refinement: bool | None = None):
         if mode not in MODES:
@@ -154,7 +155,7 @@ class PCSRRouter:
             return "probabilities"
         return "heavy_probability"
 
-    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None) -> PixelPlan:
+    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None, evidence=None) -> PixelPlan:
         if self.mode == "budget":
             run, heavy_quota = self._steady(x, grid, *self._tile_plan(x, grid, budget, has_base))
         else:

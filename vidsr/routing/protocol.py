@@ -80,14 +80,16 @@ class Router(Protocol):
 
     names: tuple[str, ...]  # the model's route names, cheapest first
     reuses: bool  # whether its plans can keep tiles' previous outputs (``vidsr.temporal``)
+    takes_evidence: bool  # whether its prediction uses recent frames' evidence (``routing.evidence``)
     # whether the tiles it leaves to interpolation may take the caller's own interpolated plane
     fills_from_base: bool
 
-    def plan(self, x, grid, budget, has_base: bool, reuse=None) -> TilePlan | PixelPlan:
+    def plan(self, x, grid, budget, has_base: bool, reuse=None, evidence=None) -> TilePlan | PixelPlan:
         """The plan for frame ``x`` (1, 1, H, W) on ``grid`` under ``budget``. ``has_base``: the
         caller brings the interpolated frame, so interpolation costs this frame nothing. ``reuse``:
         (tiles whose previous output may be kept, their routes), for routers that can use it
-        (``reuses``)."""
+        (``reuses``). ``evidence``: the stream's ``RouteEvidence``, for routers that take it
+        (``takes_evidence``)."""
 
     def reset(self) -> None:
         """Forget the previous frame (a new stream, or frames asked for out of order)."""
