@@ -148,3 +148,16 @@ def test_the_predictor_benchmark_ranks_the_oracle_first_and_blind_below_it():
     assert abs(r["edge"] - r["blind"]) < 0.05 and r["same-frame"] > r["edge"] + 0.1
     assert r["same-frame"] > r["oracle"] - 0.01  # a perfect correlate reaches the oracle
     assert r["blind"] < r["oracle"] - 0.1
+
+
+def test_the_table_levels_compare_predicted_and_measured_gains_per_third_of_the_tiles():
+    from vidsr.bench.video import table_levels
+
+    # six tiles: the table predicts a 3 dB gain everywhere; measured, the flattest third gains nothing
+    table = np.repeat(np.array([[2e-3], [1e-3]]), 6, axis=1) * np.array([1, 1, 2, 2, 3, 3])
+    mse = table.copy()
+    mse[1, :2] = mse[0, :2]
+    levels = table_levels([{"mse": mse, "table": table}], ("bicubic", "w16"), shown=("w16",))
+    assert [r["third"] for r in levels] == ["flattest", "middle", "edgiest"]
+    assert all(abs(r["w16"]["table"] - 10 * np.log10(2)) < 1e-9 for r in levels)
+    assert abs(levels[0]["w16"]["measured"]) < 1e-9 and abs(levels[2]["w16"]["measured"] - 10 * np.log10(2)) < 1e-9

@@ -264,11 +264,35 @@ def predictor_psnr(frames: list[dict], macs: np.ndarray, budget: float, predicto
     return float(np.mean(psnrs))
 
 
+def table_levels(frames: list[dict], routes: tuple[str, ...], shown: tuple[str, ...] = ("w16", "w32")) -> list[dict]:
+    """How far the table's levels are from this footage: the tiles split into thirds by the
+    table's predicted interpolation error (their edge score, in effect), and per third each
+    ``shown`` route's gain over interpolation in dB, as the table predicts it and as measured
+    (pooled over the third's tiles)."""
+    mse = np.concatenate([f["mse"] for f in frames], axis=1)
+    table = np.concatenate([f["table"] for f in frames], axis=1)
+    order = np.argsort(table[0], kind="stable")
+    out = []
+    for third, tiles in zip(("flattest", "middle", "edgiest"), np.array_split(order, 3)):
+        row = {"third": third}
+        for name in shown:
+            r = routes.index(name)
+            row[name] = {"table": float(10 * np.log10(table[0, tiles].mean() / table[r, tiles].mean())),
+                         "measured": float(10 * np.log10(mse[0, tiles].mean() / mse[r, tiles].mean()))}
+        out.append(row)
+    return out
+
+
 def predictors(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> dict:
-    """Per budget, each predictor's PSNR-Y (``predictor_psnr``)."""
+    """Per budget, each predictor's PSNR-Y (``predictor_psnr``); and the table's levels against
+    the measured gains (``table_levels``)."""
+    from ..policy import load_engine
+
     frames, macs = route_errors(lr, truth, model)
+    routes = load_engine(model, 2).router.names
     return {"model": model, "budgets": {b: {p: predictor_psnr(frames, macs, b, p) for p in PREDICTORS}
-                                        for b in PREDICTOR_BUDGETS}}
+                                        for b in PREDICTOR_BUDGETS},
+            "levels": table_levels(frames, routes)}
 
 
 @torch.no_grad()
@@ -350,6 +374,19 @@ def predictors_report(res: dict) -> str:
     mean = {p: np.nanmean(v) for p, v in shares.items()}
     out.append(f"\nMean share of the oracle's gain: edge table {mean['edge']:.0%}, edge + last frame "
                f"{mean['last-frame']:.0%}, same frame {mean['same-frame']:.0%}.\n")
+    levels = {n: c["levels"] for n, c in clips.items() if c.get("levels")}
+    if levels:
+        shown = [k for k in next(iter(levels.values()))[0] if k != "third"]
+        out.append("The table's levels against this footage: the tiles in thirds by the table's predicted "
+                   "interpolation error (flattest to edgiest), and each route's gain over interpolation in dB as the "
+                   "table predicts it / as measured on the clip, over every frame.\n")
+        out.append("| clip | tiles | " + " | ".join(f"{r}: table / measured" for r in shown) + " |")
+        out.append("| --- | --- | " + " | ".join("---:" for _ in shown) + " |")
+        for name, rows in levels.items():
+            for row in rows:
+                out.append(f"| {name} | {row['third']} | "
+                           + " | ".join(f"{row[r]['table']:+.2f} / {row[r]['measured']:+.2f}" for r in shown) + " |")
+        out.append("")
     return "\n".join(out)
 
 
