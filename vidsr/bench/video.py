@@ -190,11 +190,11 @@ PREDICTOR_BUDGETS = (0.25, 0.5, 0.75)  # shares of the MACs between interpolatio
 PREDICTORS = ("blind", "edge", "last-frame", "same-frame", "oracle")
 
 
-def route_errors(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> tuple[list[dict], np.ndarray]:
+def route_errors(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> tuple[list[dict], np.ndarray, tuple[str, ...]]:
     """(per frame, everything the predictors are judged on, for every route on every tile of the
     router's grid: the true MSE against the truth, the disagreement of the route's output with
     interpolation, and the Edge-to-PSNR table's predicted MSE; and each tile's HR pixels; the
-    routes' MACs per pixel)."""
+    routes' MACs per pixel; their names)."""
     from ..engine import disagreement
     from ..models.interpolation import upscale
     from ..policy import load_engine
@@ -216,7 +216,7 @@ def route_errors(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> tuple
                        "disagreement": np.stack([disagreement(o, base, grid, 2) for o in outs]),
                        "table": torch.pow(10.0, -router.table.lookup(scores) / 10).double().numpy(),
                        "pixels": grid.core_pixels * 4})
-    return frames, router.macs
+    return frames, router.macs, router.names
 
 
 def predictor_psnr(frames: list[dict], macs: np.ndarray, budget: float, predictor: str) -> float:
@@ -231,15 +231,13 @@ def predictor_psnr(frames: list[dict], macs: np.ndarray, budget: float, predicto
       frame, which no run has before running it: a ceiling for this kind of evidence;
     - ``oracle``: the true errors."""
     from ..routing.evidence import RouteEvidence
-    from ..routing.solver import solve
+    from .routing import routes_at_share
 
     evidence = RouteEvidence()
     psnrs = []
     for f in frames:
         mse, px = f["mse"], f["pixels"]
         items = np.arange(len(px))
-        costs = macs[:, None] * px[None]
-        total = costs[0].sum() + budget * (costs[-1].sum() - costs[0].sum())
         if predictor == "oracle":
             predicted = mse
         elif predictor == "blind":
@@ -252,7 +250,7 @@ def predictor_psnr(frames: list[dict], macs: np.ndarray, budget: float, predicto
             predicted = evidence.adjust(f["table"])
         else:
             predicted = evidence.adjust(f["table"]) if predictor == "last-frame" else f["table"]
-        routes = solve(costs, -predicted * px[None], total)
+        routes, _ = routes_at_share(macs, px, predicted, budget)
         if predictor == "blind":  # identical tiles: the mix of routes, on tiles at random
             share = np.bincount(routes, minlength=len(macs)) / len(px)
             frame_mse = float((share[:, None] * mse * px[None]).sum() / px.sum())
@@ -286,10 +284,7 @@ def table_levels(frames: list[dict], routes: tuple[str, ...], shown: tuple[str, 
 def predictors(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> dict:
     """Per budget, each predictor's PSNR-Y (``predictor_psnr``); and the table's levels against
     the measured gains (``table_levels``)."""
-    from ..policy import load_engine
-
-    frames, macs = route_errors(lr, truth, model)
-    routes = load_engine(model, 2).router.names
+    frames, macs, routes = route_errors(lr, truth, model)
     return {"model": model, "budgets": {b: {p: predictor_psnr(frames, macs, b, p) for p in PREDICTORS}
                                         for b in PREDICTOR_BUDGETS},
             "levels": table_levels(frames, routes)}
