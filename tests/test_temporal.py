@@ -77,8 +77,16 @@ def test_no_tile_is_kept_for_more_than_max_age_frames():
     _, engine = arm_engine()
     x = textured_frame(seed=4)
     stream = StreamState()
-    reused = [engine.upscale(x, MacBudget(0.5), stream=stream)[1].counts.get("reused", 0) for _ in range(MAX_AGE + 3)]
-    assert reused[0] == 0 and all(r > 0 for r in reused[1:MAX_AGE + 1]) and reused[MAX_AGE + 1] == 0
+    reused, ages = [], []
+    for _ in range(MAX_AGE + 3):
+        reused.append(engine.upscale(x, MacBudget(0.5), stream=stream)[1].counts.get("reused", 0))
+        ages.append(stream.age.copy())
+    ages = np.stack(ages)
+    assert reused[0] == 0 and all(r > 0 for r in reused[1:])  # a static frame keeps tiles throughout
+    assert ages.max() <= MAX_AGE  # and none longer than MAX_AGE frames in a row:
+    kept = ages.max(axis=0) > 0  # (interpolated tiles are never kept)
+    assert kept.sum() >= len(kept) // 2
+    assert ((ages[1:] == 0) & (ages[:-1] > 0)).any(axis=0)[kept].all()  # each was computed again in time
 
 
 def test_a_tile_kept_from_a_poorer_frame_is_upgraded_when_the_budget_allows():
@@ -164,3 +172,13 @@ def test_the_vapoursynth_filter_keeps_tiles_only_for_the_frame_after_the_last_co
         ref = planes_of(alone.get_frame(n))
         diff = np.abs(got[n] - ref).max()
         assert diff <= (0 if order == "reversed" else 2 / 255), (n, diff)
+
+
+def test_kept_tiles_fall_due_on_different_frames():
+    """A static scene's tiles, all computed on one frame, must not all be computed again on one
+    later frame: their age limits spread over half of MAX_AGE."""
+    from vidsr.temporal import STAGGER, age_limits
+
+    limits = age_limits(60)
+    assert limits.max() == MAX_AGE and limits.min() == MAX_AGE - STAGGER + 1
+    assert np.bincount(limits).max() <= 60 // STAGGER + 1

@@ -6,7 +6,8 @@ row it has been reused, and it keeps the last output. A tile may take its previo
 while no pixel of its input is further than ``REUSE_DIFF`` from the input it was computed from
 (the largest change, not the mean: a subject entering a corner of a tile changes few pixels by
 much; and against the input it was computed from, not the frame before, so drift cannot build up
-however slowly the content moves) and for at most ``MAX_AGE`` frames in a row. Decoded video keeps
+however slowly the content moves) and for at most ``MAX_AGE`` frames in a row (``age_limits``:
+fewer for some tiles, so that they fall due on different frames). Decoded video keeps
 static areas exact (a codec's skipped blocks copy the reference) or within a level. The
 router decides: keeping a tile's previous route costs nothing, any other route costs as usual
 (``ARMRouter.plan(reuse=...)``), so a tile computed cheaply when the budget was short is upgraded
@@ -32,6 +33,15 @@ from .routing.evidence import RouteEvidence
 # (BENCHMARKS.md, video-aware compute, reuse bound).
 REUSE_DIFF = 1.0 / 255
 MAX_AGE = 30  # frames a tile's output may be reused in a row before it is computed again
+# Tiles reach their limit on different frames, between MAX_AGE - STAGGER + 1 and MAX_AGE: a static
+# scene's tiles, all computed on one frame, would otherwise all fall due on one later frame, which
+# the budget cannot cover at once (they would come back on cheap routes, and be kept so)
+STAGGER = MAX_AGE // 2
+
+
+def age_limits(tiles: int) -> np.ndarray:
+    """Per tile, the frames in a row its output may be reused (neighbours fall due apart)."""
+    return MAX_AGE - (np.arange(tiles) * 7) % STAGGER
 
 
 class StreamState:
@@ -58,7 +68,7 @@ class StreamState:
         if not self.reuse or self.key != key or self.reference is None:
             return None
         change = grid.tile_max((x - self.reference).abs()).flatten().cpu().numpy()
-        return (change <= REUSE_DIFF * (1 + 1e-6)) & (self.age < MAX_AGE) & (self.routes > 0), self.routes
+        return (change <= REUSE_DIFF * (1 + 1e-6)) & (self.age < age_limits(len(self.age))) & (self.routes > 0), self.routes
 
     def remember(self, x: torch.Tensor, grid, key, routes: np.ndarray, reused: np.ndarray | None, output) -> None:
         """After a frame: tiles that ran take this frame's input as their reference; reused ones
