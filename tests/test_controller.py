@@ -241,3 +241,99 @@ def test_the_first_frame_buys_network_and_measures_the_rest_of_a_frame():
     assert isinstance(first, TimeBudget) and first.ms == pytest.approx(0.5 * 0.98 * 40.0)
     assert stats.work["net"] > 0
     assert c.overhead_ms == pytest.approx(12.0)
+
+
+def _frame_at(clock, c, overhead_ms, unit, net_ms):
+    """One frame that took ``overhead_ms`` beside ``net_ms`` of one unit of ``unit``."""
+    clock[0] += (overhead_ms + net_ms) / 1000
+    c.observe(FrameStats(budget=0.5, route_shares={}, macs_per_pixel=0.0, ms={unit: net_ms}, work={unit: 1}))
+
+
+def test_one_route_everywhere_is_charged_its_own_frames_overhead():
+    """Routed frames pay planning and tile merging beside their network work, frames of one width
+    everywhere do not: each kind is charged its own, or a width that fits would look too dear."""
+    from vidsr.controller import JITTER
+    from vidsr.routing.protocol import uniform_unit
+
+    clock = [0.0]
+    c = FpsController(10.0, {"net": 1e7, uniform_unit("w16"): 1e9}, clock=lambda: clock[0])
+    c.budget()
+    for _ in range(20):  # every frame exactly on its 100 ms period: no catch-up either way
+        _frame_at(clock, c, 30.0, "net", 70.0)
+        c.budget()
+        _frame_at(clock, c, 10.0, uniform_unit("w16"), 90.0)
+        b = c.budget()
+    assert c.overhead_ms == pytest.approx(30.0) and c.uniform_overhead_ms == pytest.approx(10.0)
+    assert b.ms == pytest.approx(98.0 - 30.0)  # a routed plan: the margin and its own overhead off
+    assert b.uniform_allowance(b.ms) == pytest.approx(100.0 - 10.0 + 100 * JITTER)  # the width: its own
+
+
+@pytest.mark.parametrize("hiccup_ms, tolerated", [(150.0, True), (400.0, False)])
+def test_frame_jitter_does_not_take_a_width_off_while_the_run_is_within_its_debt_bound(hiccup_ms, tolerated):
+    """The target is a rate over the run: after a slow frame, one width everywhere keeps what the
+    catch-up would take off while the run is less than DEBT_PERIODS behind; further behind, the
+    catch-up applies to it too."""
+    from vidsr.controller import DEBT_PERIODS, JITTER
+    from vidsr.routing.protocol import uniform_unit
+
+    clock = [0.0]
+    unit = uniform_unit("w16")
+    c = FpsController(10.0, {unit: 1e9}, clock=lambda: clock[0])
+    c.budget()
+    for _ in range(10):
+        _frame_at(clock, c, 10.0, unit, 90.0)
+        c.budget()
+    _frame_at(clock, c, 10.0, unit, 90.0 + hiccup_ms)
+    b = c.budget()
+    behind = hiccup_ms  # ms behind the schedule
+    assert (behind < DEBT_PERIODS * 100.0) == tolerated
+    assert b.ms == pytest.approx(98.0 - 10.0 - behind / c.catch_up_frames)  # routed plans catch up
+    expected = 100.0 - 10.0 + (100 * JITTER if tolerated else -behind / c.catch_up_frames)
+    assert b.uniform_allowance(b.ms) == pytest.approx(expected)
+
+
+def test_a_try_of_another_thread_setting_buys_what_the_fastest_would():
+    """A try measures the other setting on the work the fastest would buy, so the frame is no poorer
+    for being a try (its extra time is repaid by the schedule)."""
+    m = Machine(unit_cost={2: 0.4, 1: 1.0}, noise=0.0)
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
+    budgets = []
+    for _ in range(200):
+        b = c.budget()
+        c.observe(m.run_frame(b))
+        budgets.append(b)
+    late = [b for b in budgets[60:] if isinstance(b, TimeBudget)]
+    tries = [b for b in late if b.threads == 1]
+    assert tries and all(b.unit_ms["net"] == pytest.approx(0.4, rel=0.05) for b in tries)
+    assert c.settings[1].unit_ms["net"] == pytest.approx(1.0, rel=0.05)  # while it measured its own
+
+
+@pytest.mark.parametrize("measured, expected", [(4.0, 4.0), (40.0, 0.7 * 10.0 + 0.3 * 40.0)])
+def test_the_first_measurement_in_the_stream_replaces_a_dearer_calibrated_price(measured, expected):
+    """Calibration times a unit once, as the decoder and encoder start: a price it set too dear is
+    replaced by the first real run, since a unit priced out is never bought to be measured again. A
+    first run dearer than calibration is a burst as likely as not, and is only smoothed in."""
+    clock = [0.0]
+    c = FpsController(10.0, {"net": 1e7}, clock=lambda: clock[0])
+    c.seed({"net": 10.0})
+    c.budget()
+    _frame_at(clock, c, 10.0, "net", measured)
+    assert c.unit_ms["net"] == pytest.approx(expected)
+
+
+def test_frames_that_keep_tiles_and_run_the_full_network_on_the_rest_show_headroom():
+    """On static content most tiles keep their output: a frame whose computed tiles all took the full
+    network bought all the model can give, though it spent a fifth of the full network's MACs."""
+    stats = FrameStats(budget=0.2, route_shares={"bicubic": 0.0, "w8": 0.0, "w16": 1.0}, macs_per_pixel=0.0,
+                       ms={"w16": 5.0}, counts={"bicubic": 0, "w8": 0, "w16": 10, "reused": 8}, work={"w16": 2})
+    assert stats.full_network and stats.computed_share == pytest.approx(0.2)
+    partial = FrameStats(budget=0.2, route_shares={"bicubic": 0.5, "w8": 0.0, "w16": 0.5}, macs_per_pixel=0.0)
+    assert not partial.full_network and partial.computed_share == 1.0
+    for frames, headroom in ((stats, True), (partial, False)):
+        clock = [0.0]
+        c = FpsController(10.0, {"w16": 1e7}, clock=lambda: clock[0])
+        for _ in range(30):
+            c.budget()
+            clock[0] += 0.02  # five times faster than the target
+            c.observe(frames)
+        assert c.has_headroom == headroom

@@ -78,7 +78,8 @@ def test_a_frame_not_planned_from_the_table_only_ages_the_evidence():
     assert np.isclose((lambda o: o[0, 2] - o[2, 2])(ev.adjust(table())), 8e-3)
 
 
-def test_the_router_moves_a_dear_route_to_where_the_evidence_says_it_pays():
+def test_the_router_moves_a_dear_route_to_where_the_evidence_says_it_pays(monkeypatch):
+    monkeypatch.setattr("vidsr.routing.arm.ROUTED_MARGIN_DB", 0.0)  # so that this budget routes
     up = synthetic_arm(randomized=True)
     router = build_router(up)
     engine = Engine(up, tile=16, router=router)

@@ -53,9 +53,16 @@ class MacBudget:
         """What one route on every tile may spend: the same as any plan."""
         return allowance
 
+    def try_allowance(self, uniform_allowance: float) -> float:
+        """What a try of one route everywhere may be priced at: MACs are exact, nothing to try."""
+        return uniform_allowance
+
     def record(self) -> dict:
         """What a per-frame stats record says of this budget beyond the share it bought."""
         return {}
+
+
+TRY_OVER = 0.25  # how far beyond its allowance one route everywhere may be priced and still be tried
 
 
 @dataclass(frozen=True)
@@ -65,9 +72,10 @@ class TimeBudget:
     ms: float
     unit_ms: dict[str, float] = field(default_factory=dict)
     threads: int | None = None
-    # the fps controller's safety margin, already taken off ``ms``: it guards against a routed plan
-    # filling the budget to the millisecond with prices that are estimates; one route everywhere is
-    # one measured whole-frame price, so it may spend the margin (``uniform_allowance``)
+    # what one route everywhere may spend beyond ``ms`` (``uniform_allowance``): the fps controller's
+    # safety margin, taken off ``ms`` against a routed plan filling it to the millisecond at estimated
+    # prices, and the frame-time jitter the run's schedule absorbs (``vidsr.controller``); one route
+    # everywhere is one measured whole-frame price
     margin_ms: float = 0.0
 
     full_network = False  # a time is never "the full network regardless": what fits is bought
@@ -99,6 +107,11 @@ class TimeBudget:
         that runs at exactly the target frame rate would always lose to a routed plan of less
         quality (the controller's integral term absorbs what the margin guarded)."""
         return allowance + self.margin_ms
+
+    def try_allowance(self, uniform_allowance: float) -> float:
+        """What a try of one route everywhere may be priced at (``ARMRouter._try_dearer``): a
+        measured price it may turn out to be below, and what the schedule repays if not."""
+        return uniform_allowance * (1 + TRY_OVER)
 
     def record(self) -> dict:
         return {"budget_ms": round(self.ms, 3), **({} if self.threads is None else {"threads": self.threads})}

@@ -24,9 +24,15 @@ few frames until it has been measured a few times, and twice as long after each 
 to 8x) so a change of load is noticed without a poorer frame every half second.
 
 The safety margin (``margin``) keeps a routed plan, which fills its budget to the millisecond at
-estimated prices, a little inside the period; one route on every tile may spend it
-(``TimeBudget.uniform_allowance``), so a width that runs at the target is not lost to it. Time
-spent outside the frames (``exclude``: pricing a dearer model once) is not repaid by the frames.
+estimated prices, a little inside the period. One route on every tile, one measured whole-frame
+price, may spend more (``TimeBudget.uniform_allowance``): the margin, ``JITTER`` of the period, and
+while the run is less than ``DEBT_PERIODS`` behind its schedule what the catch-up would take off.
+The target is a rate over the run, not a deadline per frame: a width that keeps the target on
+average must not lose frames to a poorer routed plan because one frame's overhead jittered up (at a
+width's own frame rate that happened on a third of the frames, each 1 dB poorer). Past the debt
+bound the catch-up applies to it too, so a width a little too dear for the target alternates with
+cheaper frames at the rate the target needs. Time spent outside the frames (``exclude``: pricing a
+dearer model once) is not repaid by the frames.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .budget import TimeBudget
+from .routing.protocol import is_uniform_unit
 
 if TYPE_CHECKING:
     from .executor import FrameStats
@@ -45,7 +52,7 @@ START_UP_FRAMES = 10  # frames not judged for reachability (calibration, the enc
 UNREACHABLE_FRAMES = 60  # network-free frames in a row below the target before it says so (2 s at 30 fps)
 # Frames in a row that ran the full network everywhere and still beat the target by this ratio
 # before it says the model is too cheap for the target (the time left over buys nothing).
-HEADROOM_FRAMES = 30
+HEADROOM_FRAMES = 10
 HEADROOM_RATIO = 1.25
 RELAX = 0.05  # per frame, how far an unbought unit's cost moves back towards its calibrated cost
 EXPLORE_EVERY = 15  # frames between tries of a thread setting that is not the fastest
@@ -58,6 +65,9 @@ EXPLORE_AFTER = 2  # frames before the first try (the first frames are the start
 # frame of interpolation only, to measure, cost a visibly poorer frame and 0.03 dB on a 2 s clip.)
 FIRST_FRAME_SHARE = 0.5
 SPEED_SAMPLES = 3  # a setting's speed: the best of its last this many measured frames
+# what one route everywhere may spend beyond a routed plan's allowance (see the module's note)
+JITTER = 0.05  # of the period
+DEBT_PERIODS = 2.0  # how far behind schedule the run may fall before the catch-up applies to it too
 
 
 @dataclass
@@ -71,6 +81,7 @@ class ThreadSetting:
     samples: list[float] = field(default_factory=list)  # measured network ms per GMAC bought, latest last
     last_used: int = -(10**9)  # the frame it last ran
     losses: int = 0  # tries in a row, once measured, that found it slower than the fastest
+    streamed: set[str] = field(default_factory=set)  # units measured in the stream (not only calibrated)
 
     @property
     def speed(self) -> float | None:
@@ -94,7 +105,8 @@ class FpsController:
         # thread settings to choose among; the first is used until the others have been measured
         self.settings = [ThreadSetting(t) for t in threads]
         self.current = self.settings[0]
-        self.overhead_ms: float | None = None
+        self.overhead_ms: float | None = None  # a frame's time beside its network work (routed frames)
+        self.uniform_overhead_ms: float | None = None  # the same, over frames of one route everywhere
         self.frames = 0
         self.start: float | None = None
         self.last: float | None = None
@@ -142,10 +154,17 @@ class FpsController:
         slack = self.frames * self.period_ms - (now - self.start) * 1000.0  # > 0: ahead of schedule
         correction = max(-self.period_ms, min(self.period_ms, slack / self.catch_up_frames))
         avail = self.period_ms * (1.0 - self.margin) - self.overhead_ms + correction
-        self.current = self._choose_setting()
+        self.current, fastest = self._choose_setting()
         self.current.last_used = self.frames
-        return TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(), threads=self.current.threads,
-                          margin_ms=self.period_ms * self.margin)
+        # one route everywhere is charged its own frames' overhead, which has no planning and no
+        # merging of tiles: charged a routed frame's, a width that fits would not
+        uniform_extra = self.period_ms * self.margin + self.overhead_ms - (self.uniform_overhead_ms or self.overhead_ms)
+        if slack > -DEBT_PERIODS * self.period_ms:
+            uniform_extra += JITTER * self.period_ms + max(-correction, 0.0)
+        # a try of another setting buys what the fastest would (its prices): the try measures that
+        # work on the other setting, and the frame is no poorer for it (its extra time is repaid)
+        return TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(fastest), threads=self.current.threads,
+                          margin_ms=uniform_extra)
 
     def exclude(self, seconds: float) -> None:
         """Time spent outside the frames' work (a one-time decision, such as pricing a dearer model)
@@ -156,18 +175,19 @@ class FpsController:
         if self.last is not None:
             self.last += seconds
 
-    def _choose_setting(self) -> ThreadSetting:
-        """The thread setting with the lowest measured speed (ms per GMAC); one that has not run for
-        ``EXPLORE_EVERY`` frames (or never has) gets this frame instead."""
+    def _choose_setting(self) -> tuple[ThreadSetting, ThreadSetting]:
+        """(the setting this frame runs on, the fastest): the thread setting with the lowest measured
+        speed (ms per GMAC); one that has not run for ``EXPLORE_EVERY`` frames (or never has) gets
+        this frame instead."""
         if len(self.settings) == 1:
-            return self.settings[0]
+            return self.settings[0], self.settings[0]
         measured = [s for s in self.settings if s.speed is not None]
         best = min(measured, key=lambda s: s.speed) if measured else self.settings[0]
         if self.frames > EXPLORE_AFTER:
             stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= self._explore_every(s)]
             if stale:
-                return min(stale, key=lambda s: s.last_used)
-        return best
+                return min(stale, key=lambda s: s.last_used), best
+        return best, best
 
     @staticmethod
     def _explore_every(s: ThreadSetting) -> int:
@@ -195,12 +215,13 @@ class FpsController:
         # only the work the budget bought is network time; the rest of the frame (planning included:
         # it is paid whatever the budget) is overhead the next budget has to leave room for
         network = sum(stats.ms.get(unit, 0.0) for unit in stats.work) if stats else 0.0
-        self._smooth_overhead(max(period - network, 0.0))
+        uniform = bool(stats) and any(is_uniform_unit(u) and n > 0 for u, n in stats.work.items())
+        self._smooth_overhead(max(period - network, 0.0), uniform)
         measured = set()
         if stats:
             for unit, n in stats.work.items():
                 if n > 0 and unit in stats.ms and unit in self.unit_macs:
-                    self._smooth_unit(unit, stats.ms[unit] / n)
+                    self._smooth_unit(unit, stats.ms[unit] / n, streamed=True)
                     measured.add(unit)
         self._measure_speed(stats, measured)
         if measured:
@@ -222,10 +243,10 @@ class FpsController:
             self.cannot_reach = True
 
     def _check_headroom(self, now: float, stats: FrameStats | None) -> None:
-        """Sets ``has_headroom`` (one note for the run) when ``HEADROOM_FRAMES`` frames in a row after
-        start-up bought the whole network and still ran ``HEADROOM_RATIO`` times faster than the
-        target: a dearer model would have the time to give more quality."""
-        if stats is None or stats.budget < 0.999 or self.frames <= START_UP_FRAMES:
+        """Sets ``has_headroom`` when ``HEADROOM_FRAMES`` frames in a row after start-up bought the
+        whole network (on every tile they computed) and still ran ``HEADROOM_RATIO`` times faster
+        than the target: a dearer model would have the time to give more quality."""
+        if stats is None or not stats.full_network or self.frames <= START_UP_FRAMES:
             self._full_since = None
             return
         if self._full_since is None:
@@ -267,22 +288,37 @@ class FpsController:
             if unit not in measured and unit in self.unit_ms:
                 self.unit_ms[unit] += RELAX * (ms - self.unit_ms[unit])
 
-    def _smooth_overhead(self, value: float) -> None:
-        self.overhead_ms = value if self.overhead_ms is None else (1 - self.alpha) * self.overhead_ms + self.alpha * value
+    def _smooth_overhead(self, value: float, uniform: bool = False) -> None:
+        """Each kind of frame (routed, or one route everywhere) its own overhead; the first frame's
+        stands for routed frames until one has run."""
+        attr = "uniform_overhead_ms" if uniform else "overhead_ms"
+        old = getattr(self, attr)
+        setattr(self, attr, value if old is None else (1 - self.alpha) * old + self.alpha * value)
+        if self.overhead_ms is None:
+            self.overhead_ms = value
 
-    def _smooth_unit(self, unit: str, ms: float, setting: ThreadSetting | None = None) -> None:
+    def _smooth_unit(self, unit: str, ms: float, setting: ThreadSetting | None = None, streamed: bool = False) -> None:
+        """Fold a measured cost into the unit's price. The first measurement in the stream replaces a
+        calibrated price it beats: calibration times a unit once, while the decoder and encoder
+        start, and a price too dear is never bought, so never measured again (while a burst only
+        ever makes a measurement dearer, which the smoothing is for)."""
         s = setting or self.current
         old = s.unit_ms.get(unit)
+        if streamed and unit not in s.streamed:
+            s.streamed.add(unit)
+            if old is not None and ms < old:
+                old = None
         s.unit_ms[unit] = ms if old is None else (1 - self.alpha) * old + self.alpha * ms
         measured = [(s.unit_ms[u], self.unit_macs[u]) for u in s.unit_ms if self.unit_macs.get(u, 0) > 0]
         total_macs = sum(m for _, m in measured)
         if total_macs > 0:
             s.ms_per_gmac = sum(t for t, _ in measured) / total_macs * 1e9
 
-    def prices(self) -> dict[str, float]:
-        """Milliseconds per unit of each kind of work, as the next frame's budget prices it (measured,
-        else guessed from MACs at the measured speed)."""
-        return {u: self.unit_ms.get(u, macs / 1e9 * self.ms_per_gmac) for u, macs in self.unit_macs.items()}
+    def prices(self, setting: ThreadSetting | None = None) -> dict[str, float]:
+        """Milliseconds per unit of each kind of work on ``setting`` (default: the current one), as a
+        budget prices it (measured, else guessed from MACs at the measured speed)."""
+        s = setting or self.current
+        return {u: s.unit_ms.get(u, macs / 1e9 * s.ms_per_gmac) for u, macs in self.unit_macs.items()}
 
     # -- reporting ----------------------------------------------------------------------------
 

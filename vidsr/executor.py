@@ -44,6 +44,20 @@ class FrameStats:
     # tiles whose cores a network wrote, when interpolated tiles were left to the caller's base
     network_tiles: list[int] | None = None
 
+    @property
+    def full_network(self) -> bool:
+        """Whether every pixel it computed took the full network (tiles it kept from the frame
+        before aside): the budget could buy no more of this model."""
+        shares = list(self.route_shares.values())  # in the model's route order: the full network last
+        return self.budget >= 0.999 or bool(shares) and shares[-1] >= 0.999
+
+    @property
+    def computed_share(self) -> float:
+        """The share of the frame's tiles it computed rather than kept (``vidsr.temporal``)."""
+        kept = self.counts.get("reused", 0)
+        tiles = sum(n for k, n in self.counts.items() if k in self.route_shares)
+        return 1.0 if not tiles else (tiles - kept) / tiles
+
 
 class Executor:
     def __init__(self, upscaler, threads, batch: int = 64, batch_pixels: int = 1 << 17, max_region: int | None = None):

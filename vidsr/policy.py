@@ -85,11 +85,12 @@ def has_table(engine) -> bool:
     return engine is not None and getattr(engine.router, "table", None) is not None
 
 
-def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, float]):
+def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, float], calibrated: dict | None = None):
     """(engine to run, its unit costs as calibrated here on its own thread count or None, a note
     or None). ``candidates``: callables that build the dearer models' engines (only called when the
     current model has time to spare); ``prices``: the current model's unit costs as the controller
-    prices them."""
+    prices them; ``calibrated``: a cache of candidates' unit costs by model name, kept between calls
+    (a decision taken again needs no second calibration)."""
     if not candidates or not has_table(engine):
         return engine, None, None
     current, full_everywhere = predicted_psnr(engine, x, TimeBudget(network_ms, prices))
@@ -100,7 +101,12 @@ def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, floa
         other = build()
         if not has_table(other):
             continue
-        units = other.calibrate(x)
+        name = other.descriptor.name
+        units = calibrated.get(name) if calibrated is not None else None
+        if units is None:
+            units = other.calibrate(x)
+            if calibrated is not None:
+                calibrated[name] = units
         psnr, _ = predicted_psnr(other, x, TimeBudget(network_ms, units))
         if psnr > best[0]:
             best = (psnr, other, units)

@@ -7,9 +7,12 @@ then ``rate.after(stats)``. Two kinds:
 - ``FrameRateTarget``: ``--fps-target``. On the first frame it prices each unit of routed work on
   this machine under every network thread setting (``Engine.calibrate``); on the second, if the
   model was vidsr's to choose and it runs its full network everywhere with time to spare, it may
-  switch once to a dearer model (``policy.pick_dearer``); every frame the fps controller turns the
-  measured costs into the next frame's time budget; it says once when the target is out of reach
-  or leaves the model time it cannot use.
+  switch once to a dearer model (``policy.pick_dearer``). It decides again, once, when the run has
+  since shown headroom (the full network on every tile it computed, well ahead of the target): on
+  static content the tiles kept from the frame before free time that the second frame could not
+  yet see, so the dearer model is judged with the time the computed tiles really get. Every frame
+  the fps controller turns the measured costs into the next frame's time budget; it says once when
+  the target is out of reach or leaves the model time it cannot use.
 """
 
 from __future__ import annotations
@@ -41,9 +44,14 @@ class FrameRateTarget:
         self.target_fps = target_fps
         self.bits, self.full_range = bits, full_range  # how the stream's luma planes are coded
         self.note = note
-        self.dearer = list(dearer)  # builders of dearer engines, tried once on the second frame
+        # builders of dearer engines: tried on the second frame, and on headroom; each builds once
+        self.dearer = [_built_once(build) for build in dearer]
+        self._calibrated: dict[str, dict[str, float]] = {}  # dearer models' unit costs, measured once
+        self._switched = False
         self.controller: FpsController | None = None
         self._warned_slow = self._noted_headroom = False
+        self._computed_share = 1.0  # the last frame's share of tiles computed rather than kept
+        self._decided_on_headroom = False
 
     def _new_controller(self, engine, shape) -> FpsController:
         return FpsController(self.target_fps, engine.unit_macs(*shape), threads=engine.threads.options())
@@ -54,36 +62,45 @@ class FrameRateTarget:
         if self.controller is None:
             self.controller = self._new_controller(engine, luma.shape)
         c = self.controller
-        if c.frames == 1 and self.dearer:
+        headroom = c.has_headroom and not self._decided_on_headroom
+        if (c.frames == 1 or headroom) and self.dearer:
             started = c.clock()
-            self._maybe_switch(luma)
+            self._decided_on_headroom |= headroom
+            self._maybe_switch(luma, self._computed_share if headroom else 1.0)
             if self.controller is c:  # kept: the decision's time is not the frames' to repay
                 c.exclude(c.clock() - started)
         c = self.controller
         if c.frames == 0:  # price each unit of work once, as frames will run, under each thread setting
             x = self.engine.to_unit(luma, self.bits, self.full_range)
             for n in self.engine.threads.options():
-                if c.is_seeded(n):  # a switch has just calibrated this one
+                # a switch has just calibrated its own; the others are measured by the controller's
+                # tries (each calibration of a dear model costs seconds)
+                if c.is_seeded(n) or self._switched:
                     continue
                 with self.engine.threads.light(), self.engine.threads.frame(n):
                     c.seed(self.engine.calibrate(x), threads=n)
         return c.budget()
 
-    def _maybe_switch(self, luma: np.ndarray) -> None:
+    def _maybe_switch(self, luma: np.ndarray, computed_share: float = 1.0) -> None:
         """If a dearer model buys more in the time the target leaves, run it from here on, with a
-        fresh controller that prices its units from this frame."""
+        fresh controller that prices its units from this frame. ``computed_share``: the share of
+        tiles frames compute (the rest kept from the frame before): the time is theirs alone, so a
+        whole frame is judged with that much more of it."""
         from .policy import pick_dearer
 
         engine, c, candidates = self.engine, self.controller, self.dearer
-        self.dearer = []  # decided once
+        if self._decided_on_headroom:
+            self.dearer = []  # the last chance: decided
         network_ms = c.network_ms()
         if network_ms is None:
             return
+        network_ms /= max(computed_share, 0.05)
         x = engine.to_unit(luma, self.bits, self.full_range)
         # outside any thread setting of ours: a candidate engine takes torch's thread count as its own
-        picked, units, message = pick_dearer(engine, candidates, x, network_ms, c.prices())
+        picked, units, message = pick_dearer(engine, candidates, x, network_ms, c.prices(), self._calibrated)
         if picked is engine:
             return
+        self.dearer, self._calibrated, self._switched = [], {}, True  # the dearest that pays is running
         self.note(message)
         self.engine = picked
         self.controller = self._new_controller(picked, luma.shape)
@@ -92,12 +109,26 @@ class FrameRateTarget:
     def after(self, stats) -> None:
         c = self.controller
         c.observe(stats)
+        if stats is not None:
+            self._computed_share = stats.computed_share
         if c.cannot_reach and not self._warned_slow:
             self._warned_slow = True
             self.note(f"even interpolation cannot reach {self.target_fps:g} fps on this machine; "
                       "running as fast as it can")
-        if c.has_headroom and not self._noted_headroom:
+        if c.has_headroom and not self._noted_headroom and not self.dearer:
             self._noted_headroom = True
             self.note(f"{self.engine.descriptor.name} runs its full network on every pixel faster than "
                       f"{self.target_fps:g} fps; a dearer model (vidsr --list-models, --model NAME) would turn "
                       "the spare time into quality")
+
+
+def _built_once(build: Callable[[], object]) -> Callable[[], object]:
+    """``build``, calling it the first time only: a decision taken again loads no model twice."""
+    built = []
+
+    def once():
+        if not built:
+            built.append(build())
+        return built[0]
+
+    return once

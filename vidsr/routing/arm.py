@@ -11,6 +11,12 @@ frame is static. While the frame budget stays within a dead band of the budget t
 were planned with (and their routes still fit), static tiles keep their routes and only the
 changing tiles are planned with what is left; outside the band everything is re-planned, with a
 small bonus for each static tile's previous route so near-equal tiles do not swap.
+
+A frame that ran one route everywhere keeps it without planning (no solve: its edge scores are only
+read for the frame's predicted PSNR) while
+that route still fits the budget, no dearer route everywhere does, no tile could keep its output,
+and fewer than ``RECHECK_FRAMES`` frames have passed since a full plan chose it: the plan costs a
+few milliseconds a frame, which at a width's own frame rate is what keeps that width from fitting.
 """
 
 from __future__ import annotations
@@ -28,10 +34,17 @@ DEADBAND = 0.10  # relative budget change within which static tiles keep their r
 # the frame's configuration (routed, or one route everywhere) changes only for a predicted error
 # this much lower: two that predict nearly the same must not alternate frame to frame (flicker)
 SWITCH_MARGIN = 0.03
+# a routed plan runs instead of one route everywhere that fits only if the table predicts it this
+# many dB better: on footage the table overrates what routing buys over a uniform configuration
+# (``vidsr bench video --parts predictors``, the routed plans' predicted and measured gains), and a
+# routed plan's small windows cost more time per MAC than a uniform pass's large ones
+ROUTED_MARGIN_DB = 0.5
+TRY_EVERY = 15  # frames between tries of one route everywhere priced just beyond the budget
 # A tile's price includes the context its window computes beyond its core, which depends on its
 # neighbours' routes (a side facing the same route is shared in one merged window): the plan is
 # re-solved this many times with the halos of the previous solution.
 CONTEXT_ROUNDS = 3
+RECHECK_FRAMES = 8  # frames one route everywhere is kept without planning before a full plan re-decides
 
 
 class ARMRouter:
@@ -51,10 +64,15 @@ class ARMRouter:
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
         self._previous: tuple | None = None  # (frame, routes, budget planned with) of the last frame
         self._choice = _NO_CHOICE  # the last frame's configuration: a route everywhere, or None (routed)
+        self._kept_frames = 0  # frames the current route everywhere has been kept without planning
+        self._frames = 0  # frames planned (kept ones included)
+        self._tried: dict[int, int] = {}  # route -> the frame it was last tried everywhere (``_try_dearer``)
 
     def reset(self) -> None:
         self._previous = None
         self._choice = _NO_CHOICE
+        self._kept_frames = self._frames = 0
+        self._tried = {}
 
     def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None, evidence=None) -> TilePlan:
         """A route per tile: the most predicted quality the budget pays for. Under a MAC budget each
@@ -66,17 +84,23 @@ class ARMRouter:
         route costs such a tile nothing (``vidsr.temporal``). ``evidence``: the stream's
         ``RouteEvidence``, which corrects the table's prediction where recent frames measured
         how much the networks changed a tile."""
+        self._frames += 1
+        pixels = grid.core_pixels * self.descriptor.scale**2
         scores = tile_edge_scores(x, grid).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
         if evidence is not None:
             mse = evidence.adjust(mse)
-        pixels = grid.core_pixels * self.descriptor.scale**2
+        kept = self._keep_configuration(x, budget, mse, pixels, reuse)
+        if kept is not None:
+            return kept
+        self._kept_frames = 0
         values = -mse * pixels
         units = (None,) + self.names[1:]  # interpolated tiles are not bought one by one
         costs = np.stack([budget.price(self.macs[r] * pixels, units[r]) for r in range(len(self.names))])
         total = budget.allowance(costs[0].sum(), costs[-1].sum(), () if has_base else (INTERPOLATION_UNIT,))
         free = (reuse[1][reuse[0]], np.nonzero(reuse[0])[0]) if reuse is not None else None
-        routes, anchor = self._solve_with_memory(x, grid, _kept_free(costs, free), values, mse, pixels, total)
+        static = self._static_tiles(x, grid)
+        routes, anchor = self._solve_with_memory(static, _kept_free(costs, free), values, mse, pixels, total)
         if self.price_context and grid.context:
             alone = costs
 
@@ -85,17 +109,18 @@ class ARMRouter:
                 return _kept_free(budget.with_context(alone, self.macs, computed, grid.window_pixels(), self.descriptor.scale), free)
 
             for _ in range(CONTEXT_ROUNDS):
-                routes, anchor = self._solve_with_memory(x, grid, priced(routes), values, mse, pixels, total)
+                routes, anchor = self._solve_with_memory(static, priced(routes), values, mse, pixels, total)
             # the last round's halos are the round before's: if the plan's own context overspends, ask
             # for that much less
             for _ in range(CONTEXT_ROUNDS):
                 spent = float(priced(routes)[routes, np.arange(len(routes))].sum())
                 if spent <= total * (1 + 1e-9) or spent <= 0:
                     break
-                routes, anchor = self._solve_with_memory(x, grid, priced(routes), values, mse, pixels, total * total / spent)
+                routes, anchor = self._solve_with_memory(static, priced(routes), values, mse, pixels, total * total / spent)
         # one route everywhere needs no interpolation pass; floor and top as the budget counts them
         allowance = budget.allowance(self.macs[0] * pixels.sum(), self.macs[-1] * pixels.sum())
-        uniform = self._configuration(budget, mse, pixels, allowance, float((mse[routes, np.arange(len(routes))] * pixels).sum()))
+        uniform = self._configuration(budget, mse, pixels, allowance, float((mse[routes, np.arange(len(routes))] * pixels).sum()),
+                                      keeps_tiles=free is not None and len(free[1]) > 0)
         self._choice = uniform
         if uniform is not None:
             routes = np.full(len(routes), uniform, dtype=np.int64)
@@ -105,30 +130,76 @@ class ARMRouter:
         reused = reuse[0] & (routes == reuse[1]) if reuse is not None else None
         return TilePlan(routes, mse, reuse=reused if reused is not None and reused.any() else None)
 
-    def _configuration(self, budget, mse, pixels, allowance: float, routed_error: float) -> int | None:
+    def _configuration(self, budget, mse, pixels, allowance: float, routed_error: float, keeps_tiles: bool = False) -> int | None:
         """The route to run on every tile, in the large windows of a pass with no routing (no tile
         pays context of its own), when the budget affords it and the table predicts it better than
         the routed plan; None to route. So a frame never gets less than the best fixed
         configuration its budget buys. The last frame's choice stays unless another predicts
-        ``SWITCH_MARGIN`` less error."""
+        ``SWITCH_MARGIN`` less error. A routed plan must predict ``ROUTED_MARGIN_DB`` more than the
+        uniform configurations that fit, unless it ``keeps_tiles`` (then its time is really less)."""
         errors = {None: routed_error}
         allowance = budget.uniform_allowance(allowance)
         for r in range(1, len(self.names)):
             price = float(budget.price(self.macs[r] * pixels.sum(), uniform_unit(self.names[r])))
             if price <= allowance * (1 + 1e-9):
                 errors[r] = float((mse[r] * pixels).sum())
+        if len(errors) > 1 and not keeps_tiles:  # routing has to earn its margin over the uniform configurations that fit
+            errors[None] *= 10 ** (ROUTED_MARGIN_DB / 10)
         best = min(errors, key=lambda r: (errors[r], r is None))  # a tie: one route everywhere (no seams, larger windows)
+        tried = self._try_dearer(budget, mse, pixels, allowance, errors, errors[best])
+        if tried is not None:
+            return tried
         if self._choice in errors and errors[best] > errors[self._choice] * (1 - SWITCH_MARGIN):
             return self._choice
         return best
 
-    def _solve_with_memory(self, x, grid, costs, values, mse, pixels, total):
-        """(routes, the budget they were planned with), keeping static tiles stable."""
+    def _try_dearer(self, budget, mse, pixels, allowance: float, errors: dict, best_error: float) -> int | None:
+        """The dearest route everywhere that does not fit but is priced within the budget's try
+        allowance and predicted better than the frame's choice, at most once per ``TRY_EVERY``
+        frames per route; else None. Its price is the calibration's guess until it runs: a guess
+        too dear would otherwise keep it from ever running, and so from ever being measured."""
+        tries = budget.try_allowance(allowance)
+        for r in range(len(self.names) - 1, 0, -1):
+            if r in errors:  # it fits, and so do the cheaper ones
+                return None
+            price = float(budget.price(self.macs[r] * pixels.sum(), uniform_unit(self.names[r])))
+            if (price <= tries and float((mse[r] * pixels).sum()) < best_error
+                    and self._frames - self._tried.get(r, 0) >= TRY_EVERY):
+                self._tried[r] = self._frames
+                return r
+        return None
+
+    def _keep_configuration(self, x, budget, mse, pixels, reuse) -> TilePlan | None:
+        """The last frame's route everywhere again, unplanned (see the module's note), or None to plan."""
+        r = self._choice
+        if (r is _NO_CHOICE or r is None or self._kept_frames >= RECHECK_FRAMES - 1 or self._previous is None
+                or self._previous[0].shape != x.shape or (reuse is not None and reuse[0].any())):
+            return None
+        floor, top = self.macs[0] * pixels.sum(), self.macs[-1] * pixels.sum()
+        allowance = budget.uniform_allowance(budget.allowance(floor, top))
+
+        def fits(route):
+            return float(budget.price(self.macs[route] * pixels.sum(), uniform_unit(self.names[route]))) <= allowance * (1 + 1e-9)
+
+        if not fits(r) or (r + 1 < len(self.names) and fits(r + 1)):
+            return None
+        self._kept_frames += 1
+        routes = np.full(len(pixels), r, dtype=np.int64)
+        self._previous = (x.clone(), routes, self._previous[2])
+        return TilePlan.uniform(r, len(pixels), mse, uniform_unit(self.names[r]))
+
+    def _static_tiles(self, x, grid) -> np.ndarray | None:
+        """Tiles whose input barely changed since the last frame, or None with no last frame."""
         prev = self._previous
         if prev is None or prev[0].shape != x.shape:
+            return None
+        return _tile_change(x, prev[0], grid).flatten().cpu().numpy() < STATIC_DIFF
+
+    def _solve_with_memory(self, static, costs, values, mse, pixels, total):
+        """(routes, the budget they were planned with), keeping ``static`` tiles stable."""
+        if static is None:
             return solve(costs, values, total), total
-        old_frame, old_routes, anchor = prev
-        static = _tile_change(x, old_frame, grid).flatten().cpu().numpy() < STATIC_DIFF
+        _, old_routes, anchor = self._previous
         items = np.arange(len(pixels))
         kept_cost = costs[old_routes[static], items[static]].sum()
         if static.any() and abs(total - anchor) <= DEADBAND * max(abs(anchor), 1e-9) and kept_cost <= total:

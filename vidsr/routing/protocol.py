@@ -26,6 +26,11 @@ def uniform_unit(route: str) -> str:
     """The calibration unit of one pass of ``route`` over a whole frame in the large windows of a
     pass with no routing (a uniform configuration: no tile pays context of its own)."""
     return f"uniform {route}"
+
+
+def is_uniform_unit(unit: str) -> bool:
+    """Whether ``unit`` is a ``uniform_unit``."""
+    return unit.startswith("uniform ")
 SCORES = ("lr_score", "heavy_probability", "probabilities")  # what a PixelPlan may ask the classifier for
 
 
