@@ -158,7 +158,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         if job.engine is not None:
             if job.fps_target is not None and job.engine.router is not None:
                 rate = FrameRateTarget(job.engine, job.fps_target, info.bit_depth, info.colour.full_range, note,
-                                       job.dearer)
+                                       job.dearer, info.frames)
                 summary.fps_target = job.fps_target
             else:
                 rate = FixedBudget(job.engine, job.budget)

@@ -24,6 +24,8 @@ import numpy as np
 from .budget import MacBudget
 from .controller import FpsController
 
+SWITCH_COST_SHARE = 0.1  # of the rest of the stream's time, what a decision on headroom may stall it
+
 
 class FixedBudget:
     def __init__(self, engine, share: float):
@@ -39,8 +41,9 @@ class FixedBudget:
 
 class FrameRateTarget:
     def __init__(self, engine, target_fps: float, bits: int, full_range: bool, note: Callable[[str], None],
-                 dearer: list[Callable[[], object]] = ()):
+                 dearer: list[Callable[[], object]] = (), frames: int = 0):
         self.engine = engine
+        self.frames = frames  # the stream's length in frames when the container says (0: unknown)
         self.target_fps = target_fps
         self.bits, self.full_range = bits, full_range  # how the stream's luma planes are coded
         self.note = note
@@ -52,6 +55,7 @@ class FrameRateTarget:
         self._warned_slow = self._noted_headroom = False
         self._computed_share = 1.0  # the last frame's share of tiles computed rather than kept
         self._decided_on_headroom = False
+        self._calibration_s = 0.0  # what calibrating the running model took, on its own thread count
 
     def _new_controller(self, engine, shape) -> FpsController:
         return FpsController(self.target_fps, engine.unit_macs(*shape), threads=engine.threads.options())
@@ -62,7 +66,7 @@ class FrameRateTarget:
         if self.controller is None:
             self.controller = self._new_controller(engine, luma.shape)
         c = self.controller
-        headroom = c.has_headroom and not self._decided_on_headroom
+        headroom = c.has_headroom and not self._decided_on_headroom and self._worth_deciding_again()
         if (c.frames == 1 or headroom) and self.dearer:
             started = c.clock()
             self._decided_on_headroom |= headroom
@@ -77,9 +81,26 @@ class FrameRateTarget:
                 # tries (each calibration of a dear model costs seconds)
                 if c.is_seeded(n) or self._switched:
                     continue
+                started = c.clock()
                 with self.engine.threads.light(), self.engine.threads.frame(n):
                     c.seed(self.engine.calibrate(x), threads=n)
+                if n == self.engine.threads.all:
+                    self._calibration_s = c.clock() - started
         return c.budget()
+
+    def _worth_deciding_again(self) -> bool:
+        """Whether the rest of the stream is long enough for a decision on headroom: it calibrates the
+        dearer models it has not measured yet (seconds each), a stall the run's frame rate pays for.
+        Each is guessed to take the running model's calibration time in proportion to its full
+        network's MACs, and all of them may take ``SWITCH_COST_SHARE`` of the time the remaining
+        frames take at the target. A stream of unknown length is taken to be long."""
+        if not self.frames:
+            return True
+        remaining_s = max(self.frames - self.controller.frames, 0) / self.target_fps
+        own = self.engine.descriptor.routes[-1].macs_per_pixel
+        guess = sum(self._calibration_s * build().descriptor.routes[-1].macs_per_pixel / own
+                    for build in self.dearer if build().descriptor.name not in self._calibrated)
+        return guess <= SWITCH_COST_SHARE * remaining_s
 
     def _maybe_switch(self, luma: np.ndarray, computed_share: float = 1.0) -> None:
         """If a dearer model buys more in the time the target leaves, run it from here on, with a
