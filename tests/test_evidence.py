@@ -6,6 +6,7 @@ and a stream use it; and the benchmark's predictors are judged on real route out
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from vidsr.budget import MacBudget
@@ -162,3 +163,18 @@ def test_the_table_levels_compare_predicted_and_measured_gains_per_third_of_the_
     assert [r["third"] for r in levels] == ["flattest", "middle", "edgiest"]
     assert all(abs(r["w16"]["table"] - 10 * np.log10(2)) < 1e-9 for r in levels)
     assert abs(levels[0]["w16"]["measured"]) < 1e-9 and abs(levels[2]["w16"]["measured"] - 10 * np.log10(2)) < 1e-9
+
+
+def test_routing_gains_compare_the_routed_plan_with_the_width_its_share_affords():
+    from vidsr.bench.video import routing_gains
+
+    # four tiles; the table says the middle width gains nothing on the two flat ones and the full
+    # network gains most on the others, so at w16's share it routes: flat tiles interpolated, the
+    # rest on w32. Measured, w16 gains on every tile and w32 only a little more.
+    table = np.array([[1, 1, 1, 1], [1, 1, 0.5, 0.5], [1, 1, 0.1, 0.1]]) * 1e-3
+    mse = np.array([[1, 1, 1, 1], [0.5, 0.5, 0.5, 0.5], [0.4, 0.4, 0.4, 0.4]]) * 1e-3
+    frames = [{"mse": mse, "table": table, "pixels": np.ones(4)}]
+    rows = routing_gains(frames, np.array([0.0, 100.0, 200.0]), ("bicubic", "w16", "w32"), budgets=(0.5,))
+    assert rows[0]["width"] == "w16"
+    assert rows[0]["predicted"] == pytest.approx(10 * np.log10(3.0 / 2.2))
+    assert rows[0]["measured"] == pytest.approx(10 * np.log10(2.0 / 2.8))

@@ -281,13 +281,47 @@ def table_levels(frames: list[dict], routes: tuple[str, ...], shown: tuple[str, 
     return out
 
 
+ROUTING_BUDGETS = (0.3, 0.4, 0.5, 0.7, 0.9)  # shares where a routed plan competes with a narrower width everywhere
+
+
+def routing_gains(frames: list[dict], macs: np.ndarray, routes: tuple[str, ...],
+                  budgets: tuple[float, ...] = ROUTING_BUDGETS) -> list[dict]:
+    """Per MAC share: the dearest width everywhere it affords, and the gain in dB of the table's
+    budgeted routed plan over it, as the table predicts it and as measured (mean over frames). The
+    router runs a routed plan instead of a width that fits only when the prediction clears
+    ``arm.ROUTED_MARGIN_DB``: this is the evidence for that margin. MACs only: at equal time a
+    routed plan affords less still (its small windows compute more context)."""
+    from .routing import routes_at_share
+
+    shares = (macs - macs[0]) / (macs[-1] - macs[0])
+
+    def db(mse, px):
+        return 10 * np.log10(px.sum() / max(float((mse * px).sum()), 1e-12))
+
+    out = []
+    for b in budgets:
+        width = max(r for r in range(1, len(macs)) if shares[r] <= b + 1e-9) if any(shares[1:] <= b + 1e-9) else None
+        if width is None:
+            continue
+        predicted, measured = [], []
+        for f in frames:
+            px, items = f["pixels"], np.arange(len(f["pixels"]))
+            plan, _ = routes_at_share(macs, px, f["table"], b)
+            predicted.append(db(f["table"][plan, items], px) - db(f["table"][width], px))
+            measured.append(db(f["mse"][plan, items], px) - db(f["mse"][width], px))
+        out.append({"budget": b, "width": routes[width], "predicted": float(np.mean(predicted)),
+                    "measured": float(np.mean(measured))})
+    return out
+
+
 def predictors(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> dict:
-    """Per budget, each predictor's PSNR-Y (``predictor_psnr``); and the table's levels against
-    the measured gains (``table_levels``)."""
+    """Per budget, each predictor's PSNR-Y (``predictor_psnr``); the table's levels against the
+    measured gains (``table_levels``); and what routing gains over a width everywhere
+    (``routing_gains``)."""
     frames, macs, routes = route_errors(lr, truth, model)
     return {"model": model, "budgets": {b: {p: predictor_psnr(frames, macs, b, p) for p in PREDICTORS}
                                         for b in PREDICTOR_BUDGETS},
-            "levels": table_levels(frames, routes)}
+            "levels": table_levels(frames, routes), "routing": routing_gains(frames, macs, routes)}
 
 
 @torch.no_grad()
@@ -381,6 +415,19 @@ def predictors_report(res: dict) -> str:
             for row in rows:
                 out.append(f"| {name} | {row['third']} | "
                            + " | ".join(f"{row[r]['table']:+.2f} / {row[r]['measured']:+.2f}" for r in shown) + " |")
+        out.append("")
+    routing = {n: c["routing"] for n, c in clips.items() if c.get("routing")}
+    if routing:
+        budgets = [r["budget"] for r in next(iter(routing.values()))]
+        out.append("Routing against one width everywhere: at each share of the MACs, the gain in dB of the "
+                   "table's routed plan over the dearest width that share affords on every tile, as the table "
+                   "predicts it / as measured (the router routes instead of a width that fits only when the "
+                   "prediction clears its margin, 0.5 dB).\n")
+        out.append("| clip | " + " | ".join(f"{b:g} (vs {next(iter(routing.values()))[i]['width']})"
+                                            for i, b in enumerate(budgets)) + " |")
+        out.append("| --- | " + " | ".join("---:" for _ in budgets) + " |")
+        for name, rows in routing.items():
+            out.append(f"| {name} | " + " | ".join(f"{r['predicted']:+.2f} / {r['measured']:+.2f}" for r in rows) + " |")
         out.append("")
     return "\n".join(out)
 
