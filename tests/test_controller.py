@@ -46,6 +46,16 @@ def run(controller, machine, frames, change=None):
     return np.array(times), np.array(units)
 
 
+def budgets_of(controller, machine, frames):
+    """The budget of each of ``frames`` frames run on ``machine``."""
+    budgets = []
+    for _ in range(frames):
+        b = controller.budget()
+        controller.observe(machine.run_frame(b))
+        budgets.append(b)
+    return budgets
+
+
 def fps_between(times, a, b):
     return (b - a) / ((times[b] - times[a]) / 1000.0)
 
@@ -183,26 +193,18 @@ def test_a_burst_during_the_first_measurement_does_not_lock_in_the_slower_thread
 
 
 def test_a_thread_setting_that_keeps_losing_is_tried_less_and_less_often():
-    """Each try of the slower setting is a poorer frame: after each lost try the next waits twice as
-    long (up to 8x), while a setting that becomes the faster is used at once."""
+    """Each try of the slower setting costs time the next frames repay: after each lost try the next
+    waits twice as long (up to 8x), while a setting that becomes the faster is used at once."""
     m = Machine(unit_cost={2: 0.4, 1: 1.0}, noise=0.0)
     c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
-    threads = []
-    for _ in range(400):
-        b = c.budget()
-        c.observe(m.run_frame(b))
-        threads.append(b.threads if isinstance(b, TimeBudget) else None)
+    threads = [b.threads if isinstance(b, TimeBudget) else None for b in budgets_of(c, m, 400)]
     tries = [i for i, t in enumerate(threads) if t == 1]
     gaps = np.diff(tries)
     assert (np.diff(gaps) >= 0).all()  # never sooner than the last wait
     assert gaps[-1] == 8 * EXPLORE_EVERY and gaps[-1] >= 4 * gaps[2]  # backed off, and capped
     # the load changes: one thread becomes the faster; it is found at its next try and kept
     m.unit_cost = {2: 1.0, 1: 0.4}
-    later = []
-    for _ in range(200):
-        b = c.budget()
-        c.observe(m.run_frame(b))
-        later.append(b.threads if isinstance(b, TimeBudget) else None)
+    later = [b.threads if isinstance(b, TimeBudget) else None for b in budgets_of(c, m, 200)]
     assert later[-60:].count(1) / 60 > 0.85
 
 
@@ -297,12 +299,7 @@ def test_a_try_of_another_thread_setting_buys_what_the_fastest_would():
     for being a try (its extra time is repaid by the schedule)."""
     m = Machine(unit_cost={2: 0.4, 1: 1.0}, noise=0.0)
     c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
-    budgets = []
-    for _ in range(200):
-        b = c.budget()
-        c.observe(m.run_frame(b))
-        budgets.append(b)
-    late = [b for b in budgets[60:] if isinstance(b, TimeBudget)]
+    late = [b for b in budgets_of(c, m, 200)[60:] if isinstance(b, TimeBudget)]
     tries = [b for b in late if b.threads == 1]
     assert tries and all(b.unit_ms["net"] == pytest.approx(0.4, rel=0.05) for b in tries)
     assert c.settings[1].unit_ms["net"] == pytest.approx(1.0, rel=0.05)  # while it measured its own

@@ -105,7 +105,8 @@ def test_headroom_decides_the_switch_again_with_the_time_kept_tiles_leave(monkey
 
     monkeypatch.setattr(policy, "pick_dearer", spy)
     cheap = named_arm_engine("cheap", 0.0)
-    rate = FrameRateTarget(cheap, 1000.0, 8, False, lambda note: None, dearer=[dear], frames=frames)
+    notes = []
+    rate = FrameRateTarget(cheap, 1000.0, 8, False, notes.append, dearer=[dear], frames=frames)
     plane = (np.random.default_rng(0).random((48, 64)) * 255).astype(np.uint8)
 
     def frame():
@@ -127,5 +128,5 @@ def test_headroom_decides_the_switch_again_with_the_time_kept_tiles_leave(monkey
     assert len(builds) <= 1  # a model is built once
     if decided:
         assert len(asked) == 2 and asked[1] == pytest.approx(3.0 / 0.25)  # decided once more
-    else:
-        assert len(asked) == 1
+    else:  # no switch can use the time: the run says so instead
+        assert len(asked) == 1 and sum("would turn the spare time into quality" in n for n in notes) == 1

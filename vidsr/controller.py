@@ -21,7 +21,8 @@ unit costs and its measured speed (network ms per GMAC bought, the best of its l
 other threads' bursts only ever slow a frame down, so the minimum is what the setting can do under
 the current load). The faster runs; the other gets a frame every ``EXPLORE_EVERY`` frames (every
 few frames until it has been measured a few times, and twice as long after each try it loses, up
-to 8x) so a change of load is noticed without a poorer frame every half second.
+to 8x) so a change of load is noticed without a slow frame every half second. A try buys the
+work the fastest setting would (its prices), so the frame is no poorer for being a try.
 
 The safety margin (``margin``) keeps a routed plan, which fills its budget to the millisecond at
 estimated prices, a little inside the period. One route on every tile, one measured whole-frame
@@ -56,8 +57,8 @@ HEADROOM_FRAMES = 10
 HEADROOM_RATIO = 1.25
 RELAX = 0.05  # per frame, how far an unbought unit's cost moves back towards its calibrated cost
 EXPLORE_EVERY = 15  # frames between tries of a thread setting that is not the fastest
-# each try a setting loses in a row doubles the wait before its next, up to 2**this: a try is a
-# frame priced on the slower setting, which buys less quality (and flickers) for nothing
+# each try a setting loses in a row doubles the wait before its next, up to 2**this: a try runs the
+# fastest setting's work on the slower one, time the next frames repay for nothing
 EXPLORE_BACKOFF = 3
 EXPLORE_AFTER = 2  # frames before the first try (the first frames are the start-up's)
 # The first frame's share of the period for the network, before the rest of a frame has been

@@ -136,7 +136,8 @@ class FrameRateTarget:
             self._warned_slow = True
             self.note(f"even interpolation cannot reach {self.target_fps:g} fps on this machine; "
                       "running as fast as it can")
-        if c.has_headroom and not self._noted_headroom and not self.dearer:
+        # the note when no switch can use the time: none left to try, or the rest too short for one
+        if c.has_headroom and not self._noted_headroom and (not self.dearer or not self._worth_deciding_again()):
             self._noted_headroom = True
             self.note(f"{self.engine.descriptor.name} runs its full network on every pixel faster than "
                       f"{self.target_fps:g} fps; a dearer model (vidsr --list-models, --model NAME) would turn "

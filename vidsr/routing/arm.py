@@ -12,11 +12,11 @@ were planned with (and their routes still fit), static tiles keep their routes a
 changing tiles are planned with what is left; outside the band everything is re-planned, with a
 small bonus for each static tile's previous route so near-equal tiles do not swap.
 
-A frame that ran one route everywhere keeps it without planning (no solve: its edge scores are only
-read for the frame's predicted PSNR) while
-that route still fits the budget, no dearer route everywhere does, no tile could keep its output,
-and fewer than ``RECHECK_FRAMES`` frames have passed since a full plan chose it: the plan costs a
-few milliseconds a frame, which at a width's own frame rate is what keeps that width from fitting.
+A frame that ran one route everywhere keeps it without planning (no solve; its edge scores are read
+only for the frame's predicted PSNR) while that route still fits the budget, no dearer route
+everywhere does, no tile could keep its output, and fewer than ``RECHECK_FRAMES`` frames have passed
+since a full plan chose it: a plan costs a few milliseconds a frame, which at a width's own frame
+rate is what keeps that width from fitting.
 """
 
 from __future__ import annotations
