@@ -140,8 +140,7 @@ class ARMRouter:
         errors = {None: routed_error}
         allowance = budget.uniform_allowance(allowance)
         for r in range(1, len(self.names)):
-            price = float(budget.price(self.macs[r] * pixels.sum(), uniform_unit(self.names[r])))
-            if price <= allowance * (1 + 1e-9):
+            if self._uniform_price(budget, pixels, r) <= allowance * (1 + 1e-9):
                 errors[r] = float((mse[r] * pixels).sum())
         if len(errors) > 1 and not keeps_tiles:  # routing has to earn its margin over the uniform configurations that fit
             errors[None] *= 10 ** (ROUTED_MARGIN_DB / 10)
@@ -153,6 +152,10 @@ class ARMRouter:
             return self._choice
         return best
 
+    def _uniform_price(self, budget, pixels, route: int) -> float:
+        """What ``route`` on every tile costs under ``budget`` (one pass in the large windows)."""
+        return float(budget.price(self.macs[route] * pixels.sum(), uniform_unit(self.names[route])))
+
     def _try_dearer(self, budget, mse, pixels, allowance: float, errors: dict, best_error: float) -> int | None:
         """The dearest route everywhere that does not fit but is priced within the budget's try
         allowance and predicted better than the frame's choice, at most once per ``TRY_EVERY``
@@ -162,8 +165,7 @@ class ARMRouter:
         for r in range(len(self.names) - 1, 0, -1):
             if r in errors:  # it fits, and so do the cheaper ones
                 return None
-            price = float(budget.price(self.macs[r] * pixels.sum(), uniform_unit(self.names[r])))
-            if (price <= tries and float((mse[r] * pixels).sum()) < best_error
+            if (self._uniform_price(budget, pixels, r) <= tries and float((mse[r] * pixels).sum()) < best_error
                     and self._frames - self._tried.get(r, 0) >= TRY_EVERY):
                 self._tried[r] = self._frames
                 return r
@@ -179,7 +181,7 @@ class ARMRouter:
         allowance = budget.uniform_allowance(budget.allowance(floor, top))
 
         def fits(route):
-            return float(budget.price(self.macs[route] * pixels.sum(), uniform_unit(self.names[route]))) <= allowance * (1 + 1e-9)
+            return self._uniform_price(budget, pixels, route) <= allowance * (1 + 1e-9)
 
         if not fits(r) or (r + 1 < len(self.names) and fits(r + 1)):
             return None
