@@ -209,12 +209,11 @@ def test_a_routed_plan_must_beat_a_width_that_fits_by_the_routing_margin():
     pixels = np.full(4, 100.0)
     mse = np.array([[1e-3] * 4, [5e-4] * 4, [3e-4] * 4])  # interpolation, w8, w16 on every tile
     budget = MacBudget(0.5)  # affords w8 everywhere, not w16
-    allowance = budget.allowance(router.macs[0] * pixels.sum(), router.macs[-1] * pixels.sum())
     w8 = float((mse[1] * pixels).sum())
 
     def choice(db_better, keeps_tiles=False):
         router.reset()
-        return router._configuration(budget, mse, pixels, allowance, w8 * 10 ** (-db_better / 10), keeps_tiles)
+        return router._configuration(budget, mse, pixels, w8 * 10 ** (-db_better / 10), keeps_tiles)
 
     assert choice(ROUTED_MARGIN_DB - 0.2) == 1
     assert choice(ROUTED_MARGIN_DB + 0.2) is None

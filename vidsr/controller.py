@@ -159,7 +159,8 @@ class FpsController:
         self.current.last_used = self.frames
         # one route everywhere is charged its own frames' overhead, which has no planning and no
         # merging of tiles: charged a routed frame's, a width that fits would not
-        uniform_extra = self.period_ms * self.margin + self.overhead_ms - (self.uniform_overhead_ms or self.overhead_ms)
+        uniform_overhead = self.overhead_ms if self.uniform_overhead_ms is None else self.uniform_overhead_ms
+        uniform_extra = self.period_ms * self.margin + self.overhead_ms - uniform_overhead
         if slack > -DEBT_PERIODS * self.period_ms:
             uniform_extra += JITTER * self.period_ms + max(-correction, 0.0)
         # a try of another setting buys what the fastest would (its prices): the try measures that

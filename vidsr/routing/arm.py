@@ -117,9 +117,7 @@ class ARMRouter:
                 if spent <= total * (1 + 1e-9) or spent <= 0:
                     break
                 routes, anchor = self._solve_with_memory(static, priced(routes), values, mse, pixels, total * total / spent)
-        # one route everywhere needs no interpolation pass; floor and top as the budget counts them
-        allowance = budget.allowance(self.macs[0] * pixels.sum(), self.macs[-1] * pixels.sum())
-        uniform = self._configuration(budget, mse, pixels, allowance, float((mse[routes, np.arange(len(routes))] * pixels).sum()),
+        uniform = self._configuration(budget, mse, pixels, float((mse[routes, np.arange(len(routes))] * pixels).sum()),
                                       keeps_tiles=free is not None and len(free[1]) > 0)
         self._choice = uniform
         if uniform is not None:
@@ -130,7 +128,7 @@ class ARMRouter:
         reused = reuse[0] & (routes == reuse[1]) if reuse is not None else None
         return TilePlan(routes, mse, reuse=reused if reused is not None and reused.any() else None)
 
-    def _configuration(self, budget, mse, pixels, allowance: float, routed_error: float, keeps_tiles: bool = False) -> int | None:
+    def _configuration(self, budget, mse, pixels, routed_error: float, keeps_tiles: bool = False) -> int | None:
         """The route to run on every tile, in the large windows of a pass with no routing (no tile
         pays context of its own), when the budget affords it and the table predicts it better than
         the routed plan; None to route. So a frame never gets less than the best fixed
@@ -138,9 +136,9 @@ class ARMRouter:
         ``SWITCH_MARGIN`` less error. A routed plan must predict ``ROUTED_MARGIN_DB`` more than the
         uniform configurations that fit, unless it ``keeps_tiles`` (then its time is really less)."""
         errors = {None: routed_error}
-        allowance = budget.uniform_allowance(allowance)
+        allowance = self._uniform_allowance(budget, pixels)
         for r in range(1, len(self.names)):
-            if self._uniform_price(budget, pixels, r) <= allowance * (1 + 1e-9):
+            if self._fits_everywhere(budget, pixels, r, allowance):
                 errors[r] = float((mse[r] * pixels).sum())
         if len(errors) > 1 and not keeps_tiles:  # routing has to earn its margin over the uniform configurations that fit
             errors[None] *= 10 ** (ROUTED_MARGIN_DB / 10)
@@ -155,6 +153,14 @@ class ARMRouter:
     def _uniform_price(self, budget, pixels, route: int) -> float:
         """What ``route`` on every tile costs under ``budget`` (one pass in the large windows)."""
         return float(budget.price(self.macs[route] * pixels.sum(), uniform_unit(self.names[route])))
+
+    def _uniform_allowance(self, budget, pixels) -> float:
+        """What one route everywhere may spend: no interpolation pass, floor and top as the budget
+        counts them, and what the budget lets one measured whole-frame price spend beyond that."""
+        return budget.uniform_allowance(budget.allowance(self.macs[0] * pixels.sum(), self.macs[-1] * pixels.sum()))
+
+    def _fits_everywhere(self, budget, pixels, route: int, allowance: float) -> bool:
+        return self._uniform_price(budget, pixels, route) <= allowance * (1 + 1e-9)
 
     def _try_dearer(self, budget, mse, pixels, allowance: float, errors: dict, best_error: float) -> int | None:
         """The dearest route everywhere that does not fit but is priced within the budget's try
@@ -177,13 +183,9 @@ class ARMRouter:
         if (r is _NO_CHOICE or r is None or self._kept_frames >= RECHECK_FRAMES - 1 or self._previous is None
                 or self._previous[0].shape != x.shape or (reuse is not None and reuse[0].any())):
             return None
-        floor, top = self.macs[0] * pixels.sum(), self.macs[-1] * pixels.sum()
-        allowance = budget.uniform_allowance(budget.allowance(floor, top))
-
-        def fits(route):
-            return self._uniform_price(budget, pixels, route) <= allowance * (1 + 1e-9)
-
-        if not fits(r) or (r + 1 < len(self.names) and fits(r + 1)):
+        allowance = self._uniform_allowance(budget, pixels)
+        dearer_fits = r + 1 < len(self.names) and self._fits_everywhere(budget, pixels, r + 1, allowance)
+        if dearer_fits or not self._fits_everywhere(budget, pixels, r, allowance):
             return None
         self._kept_frames += 1
         routes = np.full(len(pixels), r, dtype=np.int64)
