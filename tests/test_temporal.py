@@ -220,6 +220,26 @@ def test_a_routed_plan_must_beat_a_width_that_fits_by_the_routing_margin():
     assert choice(ROUTED_MARGIN_DB - 0.2, keeps_tiles=True) is None
 
 
+@pytest.mark.parametrize("keep_over", [0.25, 0.0])
+def test_a_width_that_runs_goes_on_within_the_keep_allowance(keep_over):
+    """At a width's own frame rate its price is over the allowance on about half the frames: a width
+    that runs goes on while priced within the budget's keep allowance (the fps controller's, within
+    its debt bound), where a width that does not run yet needs to fit. A fixed budget keeps none."""
+    from vidsr.routing.arm import RECHECK_FRAMES
+
+    engine, x = flat_table_engine(), textured_frame()
+    prices = {**UNIFORM_PRICES, "w8": 100.0, "w16": 200.0}  # tiles too dear to route: widths everywhere only
+
+    def frame(ms):
+        return engine.upscale(x, TimeBudget(ms=ms, unit_ms=prices, keep_over=keep_over))[1].route_shares
+
+    assert frame(44.0) == {"w16": 1.0}  # fits: runs
+    # 40 ms against 36 allowed: 11% over; goes on within 25%, falls back to w8 without
+    assert [frame(36.0) for _ in range(RECHECK_FRAMES + 1)] == [{"w16" if keep_over else "w8": 1.0}] * (RECHECK_FRAMES + 1)
+    assert frame(30.0) == {"w8": 1.0}  # 33% over: off, even within the keep allowance
+    assert frame(36.0) == {"w8": 1.0}  # and back only once it fits (or is tried)
+
+
 @pytest.mark.parametrize("price, tried", [(52.0, True), (60.0, False)])
 def test_a_width_priced_just_beyond_the_budget_is_tried_now_and_then(price, tried):
     """A calibrated price can be too dear, and a width never bought is never measured again: one

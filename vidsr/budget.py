@@ -57,6 +57,10 @@ class MacBudget:
         """What a try of one route everywhere may be priced at: MACs are exact, nothing to try."""
         return uniform_allowance
 
+    def keep_allowance(self, uniform_allowance: float) -> float:
+        """What one route everywhere that already runs may be priced at and go on: MACs are exact."""
+        return uniform_allowance
+
     def record(self) -> dict:
         """What a per-frame stats record says of this budget beyond the share it bought."""
         return {}
@@ -77,6 +81,11 @@ class TimeBudget:
     # prices, and the frame-time jitter the run's schedule absorbs (``vidsr.controller``); one route
     # everywhere is one measured whole-frame price
     margin_ms: float = 0.0
+    # how far beyond its uniform allowance one route everywhere that already runs may be priced and
+    # go on (``keep_allowance``): the fps controller's, while the run is within its debt bound, so
+    # that a width at the stream's own frame rate, over its allowance on half the frames, is not
+    # left for a poorer routed plan; 0 for a fixed budget (VapourSynth's ``max_ms``), a limit per frame
+    keep_over: float = 0.0
 
     full_network = False  # a time is never "the full network regardless": what fits is bought
 
@@ -112,6 +121,10 @@ class TimeBudget:
         """What a try of one route everywhere may be priced at (``ARMRouter._try_dearer``): a
         measured price it may turn out to be below, and what the schedule repays if not."""
         return uniform_allowance * (1 + TRY_OVER)
+
+    def keep_allowance(self, uniform_allowance: float) -> float:
+        """What one route everywhere that already runs may be priced at and go on (``keep_over``)."""
+        return uniform_allowance * (1 + self.keep_over)
 
     def record(self) -> dict:
         return {"budget_ms": round(self.ms, 3), **({} if self.threads is None else {"threads": self.threads})}

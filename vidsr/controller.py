@@ -27,7 +27,8 @@ work the fastest setting would (its prices), so the frame is no poorer for being
 The safety margin (``margin``) keeps a routed plan, which fills its budget to the millisecond at
 estimated prices, a little inside the period. One route on every tile, one measured whole-frame
 price, may spend more (``TimeBudget.uniform_allowance``): the margin, ``JITTER`` of the period, and
-while the run is less than ``DEBT_PERIODS`` behind its schedule what the catch-up would take off.
+while the run is less than ``DEBT_PERIODS`` behind its schedule what the catch-up would take off;
+and one that already runs goes on while priced up to ``TRY_OVER`` beyond that (``keep_over``).
 The target is a rate over the run, not a deadline per frame: a width that keeps the target on
 average must not lose frames to a poorer routed plan because one frame's overhead jittered up (at a
 width's own frame rate that happened on a third of the frames, each 1 dB poorer). Past the debt
@@ -42,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .budget import TimeBudget
+from .budget import TRY_OVER, TimeBudget
 from .routing.protocol import is_uniform_unit
 
 if TYPE_CHECKING:
@@ -161,12 +162,14 @@ class FpsController:
         # merging of tiles: charged a routed frame's, a width that fits would not
         uniform_overhead = self.overhead_ms if self.uniform_overhead_ms is None else self.uniform_overhead_ms
         uniform_extra = self.period_ms * self.margin + self.overhead_ms - uniform_overhead
+        keep_over = 0.0
         if slack > -DEBT_PERIODS * self.period_ms:
             uniform_extra += JITTER * self.period_ms + max(-correction, 0.0)
+            keep_over = TRY_OVER
         # a try of another setting buys what the fastest would (its prices): the try measures that
         # work on the other setting, and the frame is no poorer for it (its extra time is repaid)
         return TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(fastest), threads=self.current.threads,
-                          margin_ms=uniform_extra)
+                          margin_ms=uniform_extra, keep_over=keep_over)
 
     def exclude(self, seconds: float) -> None:
         """Time spent outside the frames' work (a one-time decision, such as pricing a dearer model)
