@@ -267,3 +267,21 @@ def test_bd_rate_of_a_curve_needing_ten_percent_fewer_bits_is_minus_ten():
     assert crossover(low_better, a)["everywhere"] and crossover(a, low_better) == {"never": True}
     cross = crossover([(100, 31.0), (800, 38.0)], a)
     assert 100 < cross["below_kbps"] < 800
+
+
+def test_the_delivery_report_gives_each_lr_before_the_codec_against_b():
+    """The bench's ceiling: each pipeline's 8-bit LR upscaled without a codec, against B's, as a
+    mean over clips and a per-clip range."""
+    from vidsr.bench.delivery import report
+
+    def clip(b, fast):
+        modes = {m: {"psnr_vs_lanczos": 45.0, "flicker": 1.0} for m in ("bicubic", "fast", "hcd", "lanczos")}
+        return {"2": {"no_codec": {"B": b, "C": b - 1, "D-bicubic": b + 0.5, "D-fast": fast, "D-hcd": b + 1},
+                      "lr": modes, "seconds_per_frame": {"fast": 0.01, "hcd": 1.0}, "upscale_seconds_per_frame": 0.03,
+                      "curves": {}}}
+
+    res = {"scales": [2], "codecs": [], "frames": 2, "source": "64x36", "upscaler": "arm-plain", "data": "val",
+           "clips": {"a": clip(30.0, 29.0), "b": clip(40.0, 40.4)}}
+    text = report(res)
+    assert "| x2 | D-fast | 34.70 | -0.30 | -1.00 .. +0.40 |" in text
+    assert "| x2 | D-hcd | 36.00 | +1.00 | +1.00 .. +1.00 |" in text

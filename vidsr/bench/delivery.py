@@ -12,7 +12,9 @@ CRF, side by side on the same frames:
 - ``D-fast`` / ``D-hcd``: ``vidsr downscale --mode fast|hcd`` -> encode -> vidsr up;
 - ``B@0.5`` / ``D-hcd@0.5``: the same with the client running ``--budget 0.5``.
 Bitrate is the encoded video bitstream's size; PSNR-Y (and SSIM) at the source resolution against
-the source, mean over frames. Chroma goes through swscale in every pipeline.
+the source, mean over frames. Chroma goes through swscale in every pipeline. Each pipeline's LR is
+also upscaled as it is, before any codec: the most that LR gives the upscaler, which the codec's
+own loss then mostly covers.
 
 ``--mode hcd`` refines for the QP it will be encoded at; here each clip is refined once, at the
 codec stand-in's ``HCD_QP``, and that LR is encoded at every CRF (so D-hcd is, if anything,
@@ -171,6 +173,10 @@ def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscaler: st
             entry["lr"][mode] = {"psnr_vs_lanczos": float(np.mean([psnr8(a, b) for a, b in zip(ys, lz_y)])),
                                  "flicker": flicker(ys)}
         entry["lr"]["lanczos"] = {"flicker": flicker(lz_y)}
+        # before any codec (the 8-bit LR as it is): the most each downscaler's LR gives this upscaler
+        entry["no_codec"] = {pipe: score(upscale_all(engine, lrs[mode], 1.0)[0], src_y)[0]
+                             for pipe, mode in (("B", "lanczos"), ("D-bicubic", "bicubic"), ("D-fast", "fast"), ("D-hcd", "hcd"))}
+        entry["no_codec"]["C"] = score([luma(f) for f in lanczos(lrs["lanczos"], *SOURCE)], src_y)[0]
         curves = {p: [] for p in PIPELINES}
         for codec in codecs:
             _, crfs = CODECS[codec]
@@ -256,6 +262,12 @@ def summarise(res: dict) -> dict:
             for mode in ("bicubic", "fast", "hcd")}
         lr[f"x{scale}"]["upscaler_seconds_per_frame"] = float(np.mean([c[scale]["upscale_seconds_per_frame"] for c in clips]))
     out["lr"] = lr
+    out["no_codec"] = {
+        f"x{scale}": {pipe: {"psnr": float(np.mean([c[scale]["no_codec"][pipe] for c in have])),
+                             "vs_B": [float(c[scale]["no_codec"][pipe] - c[scale]["no_codec"]["B"]) for c in have]}
+                      for pipe in ("B", "C", "D-bicubic", "D-fast", "D-hcd")}
+        for scale in map(str, res["scales"])
+        if (have := [c for c in res["clips"].values() if "no_codec" in c[scale]])}
     return out
 
 
@@ -318,7 +330,7 @@ def report(res: dict) -> str:
              f"{res['source']}, {FPS} fps, rendered from {res['data']}; upscaler {res['upscaler']} (full network unless "
              f"@0.5: --budget 0.5); x264 preset medium, x265 preset fast; D-hcd refined at QP {HCD_QP}.", ""]
     for key, rows in res["summary"].items():
-        if key == "lr":
+        if key in ("lr", "no_codec"):
             continue
         lines += [f"**{key}**", "",
                   "| pipeline | against | BD-rate | BD-rate vs hull(A, B) | bitrate at equal CRF | crossover with A (kbit/s, per clip) |",
@@ -332,6 +344,15 @@ def report(res: dict) -> str:
             bd = _fmt(r["bd_rate"]) + ("" if n == clips else f" ({n} of {clips} clips overlap)")
             lines.append(f"| {pipe} | {r['against']} | {bd} | {_fmt(r['bd_rate_vs_hull'])} | "
                          f"{_fmt(r['rate_change_at_crf'])} | {cross} |")
+        lines.append("")
+    if res["summary"].get("no_codec"):
+        lines += ["Before any codec (the 8-bit LR upscaled as it is): what each LR gives at most, against B "
+                  "(mean over clips, and the range)", "",
+                  "| scale | pipeline | PSNR-Y (dB) | vs B (dB) | vs B, per clip (dB) |", "|---|---|---|---|---|"]
+        for scale, rows in res["summary"]["no_codec"].items():
+            for pipe, r in rows.items():
+                lines.append(f"| {scale} | {pipe} | {r['psnr']:.2f} | {np.mean(r['vs_B']):+.2f} | "
+                             f"{min(r['vs_B']):+.2f} .. {max(r['vs_B']):+.2f} |")
         lines.append("")
     lines += ["LR pictures (what a client without vidsr sees) and time per frame:", "",
               "| scale | downscaler | PSNR-Y vs Lanczos LR (dB) | flicker / Lanczos LR's | s per frame |", "|---|---|---|---|---|"]
