@@ -70,7 +70,8 @@ class Summary:
     route_pixels: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, route): summed shares
     budget_sum: float = 0.0
     fps_target: float | None = None
-    first_done: float | None = None  # seconds from the start when the first / latest frame was upscaled
+    # seconds from the start when the second frame (the first after start-up) / the latest was upscaled
+    second_done: float | None = None
     last_done: float | None = None
 
     @property
@@ -79,11 +80,13 @@ class Summary:
 
     @property
     def steady_fps(self) -> float | None:
-        """Frames per second after the first frame: without opening the file, loading the model and
-        (with a target) measuring what each route costs, which all happen before it."""
-        if self.first_done is None or self.last_done is None or self.last_done <= self.first_done:
+        """Frames per second after start-up: opening the file, loading the model and, with a target,
+        measuring what each route costs happen before the first frame, and the choice of a dearer
+        model (which prices it) before the second. The rate from the second frame on is the one an
+        fps target keeps."""
+        if self.second_done is None or self.last_done is None or self.last_done <= self.second_done:
             return None
-        return (self.frames - 1) / (self.last_done - self.first_done)
+        return (self.frames - 2) / (self.last_done - self.second_done)
 
     def route_shares(self) -> dict[str, float]:
         """Mean share of pixels per route; routes are named by model too when a frame-rate target
@@ -265,8 +268,8 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
                     done = time.perf_counter() - started
                     out.record["t"] = round(done, 4)
                     summary.last_done = done
-                    if summary.first_done is None:
-                        summary.first_done = done
+                    if summary.frames == 2:  # this was the second frame (process counts it)
+                        summary.second_done = done
                     _put(encoded, out, stop)
                     bar.update(1)
                 else:
