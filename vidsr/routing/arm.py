@@ -137,15 +137,16 @@ class ARMRouter:
         ``SWITCH_MARGIN`` less error. A routed plan must predict ``ROUTED_MARGIN_DB`` more than the
         uniform configurations that fit, unless it ``keeps_tiles`` (then its time is really less)."""
         errors = {None: routed_error}
-        fitting = set(self._fitting_routes(budget, pixels))
-        if self._choice not in (None, _NO_CHOICE) and self._still_fits(budget, pixels, self._choice):
+        allowance = self._uniform_allowance(budget, pixels)
+        fitting = set(self._fitting_routes(budget, pixels, allowance))
+        if self._choice not in (None, _NO_CHOICE) and self._still_fits(budget, pixels, self._choice, allowance):
             fitting.add(self._choice)  # the running width goes on within its keep allowance
         for r in sorted(fitting):
             errors[r] = float((mse[r] * pixels).sum())
         if len(errors) > 1 and not keeps_tiles:  # routing has to earn its margin over the uniform configurations that fit
             errors[None] *= 10 ** (ROUTED_MARGIN_DB / 10)
         best = min(errors, key=lambda r: (errors[r], r is None))  # a tie: one route everywhere (no seams, larger windows)
-        tried = self._try_dearer(budget, mse, pixels, self._uniform_allowance(budget, pixels), errors, errors[best])
+        tried = self._try_dearer(budget, mse, pixels, allowance, errors, errors[best])
         if tried is not None:
             return tried
         if self._choice in errors and errors[best] > errors[self._choice] * (1 - SWITCH_MARGIN):
@@ -164,15 +165,14 @@ class ARMRouter:
     def _fits_everywhere(self, budget, pixels, route: int, allowance: float) -> bool:
         return self._uniform_price(budget, pixels, route) <= allowance * (1 + 1e-9)
 
-    def _still_fits(self, budget, pixels, route: int) -> bool:
+    def _still_fits(self, budget, pixels, route: int, allowance: float) -> bool:
         """Whether the route everywhere that runs may go on: priced within the budget's keep
         allowance. A width at the stream's own frame rate is over its allowance on half the frames;
         leaving it then for a routed plan cost those frames about 1 dB (``TimeBudget.keep_over``)."""
-        return self._uniform_price(budget, pixels, route) <= budget.keep_allowance(self._uniform_allowance(budget, pixels)) * (1 + 1e-9)
+        return self._fits_everywhere(budget, pixels, route, budget.keep_allowance(allowance))
 
-    def _fitting_routes(self, budget, pixels) -> list[int]:
-        """The network routes that fit the budget on every tile, cheapest first."""
-        allowance = self._uniform_allowance(budget, pixels)
+    def _fitting_routes(self, budget, pixels, allowance: float) -> list[int]:
+        """The network routes that fit ``allowance`` on every tile, cheapest first."""
         return [r for r in range(1, len(self.names)) if self._fits_everywhere(budget, pixels, r, allowance)]
 
     def _try_dearer(self, budget, mse, pixels, allowance: float, errors: dict, best_error: float) -> int | None:
@@ -198,7 +198,7 @@ class ARMRouter:
             return None
         allowance = self._uniform_allowance(budget, pixels)
         dearer_fits = r + 1 < len(self.names) and self._fits_everywhere(budget, pixels, r + 1, allowance)
-        if dearer_fits or not self._still_fits(budget, pixels, r):
+        if dearer_fits or not self._still_fits(budget, pixels, r, allowance):
             return None
         self._kept_frames += 1
         routes = np.full(len(pixels), r, dtype=np.int64)
