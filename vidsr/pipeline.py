@@ -84,9 +84,7 @@ class Summary:
         measuring what each route costs happen before the first frame, and the choice of a dearer
         model (which prices it) before the second. The rate from the second frame on is the one an
         fps target keeps."""
-        if self.second_done is None or self.last_done is None or self.last_done <= self.second_done:
-            return None
-        return (self.frames - 2) / (self.last_done - self.second_done)
+        return fps_after_start_up(self.frames, self.second_done, self.last_done)
 
     def route_shares(self) -> dict[str, float]:
         """Mean share of pixels per route; routes are named by model too when a frame-rate target
@@ -96,6 +94,14 @@ class Summary:
         several = len({model for model, _ in self.route_pixels}) > 1
         return {(f"{model} {route}" if several else route): v / self.frames
                 for (model, route), v in self.route_pixels.items()}
+
+
+def fps_after_start_up(frames: int, second_done: float | None, last_done: float | None) -> float | None:
+    """The rate of ``frames`` frames from the second on (``Summary.steady_fps``), given when the
+    second and the last were done; None without two frames after the first."""
+    if second_done is None or last_done is None or last_done <= second_done:
+        return None
+    return (frames - 2) / (last_done - second_done)
 
 
 @dataclass

@@ -39,6 +39,7 @@ from PIL import Image, ImageFilter, ImageOps
 from ..io.formats import plane_view
 from ..metrics import psnr, rgb_to_luma
 from ..models import registry
+from ..pipeline import fps_after_start_up
 from ..train.data import default_folder, list_images
 
 HR = (1280, 720)
@@ -135,7 +136,7 @@ def _vidsr(lr: Path, out: Path, stats: Path, *flags: str) -> float:
     # seconds for a wide one) before the second. Later stalls, the encoder's first frames included,
     # count, as they do for the target's schedule
     times = [json.loads(line)["t"] for line in stats.read_text().splitlines()]
-    return (len(times) - 2) / (times[-1] - times[1])
+    return fps_after_start_up(len(times), times[1], times[-1])
 
 
 def uniform_configs(models: list[str] | None) -> list[tuple[str, str]]:
