@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidsr.controller import EXPLORE_EVERY, FpsController
+from vidsr.controller import EXPLORE_EVERY, SPEED_SAMPLES, FpsController
 from vidsr.engine import FrameStats, TimeBudget
 
 
@@ -201,11 +201,27 @@ def test_a_thread_setting_that_keeps_losing_is_tried_less_and_less_often():
     tries = [i for i, t in enumerate(threads) if t == 1]
     gaps = np.diff(tries)
     assert (np.diff(gaps) >= 0).all()  # never sooner than the last wait
-    assert gaps[-1] == 8 * EXPLORE_EVERY and gaps[-1] >= 4 * gaps[2]  # backed off, and capped
+    assert gaps[-1] == 8 * EXPLORE_EVERY and gaps[-1] >= 4 * gaps[0]  # backed off, and capped
     # the load changes: one thread becomes the faster; it is found at its next try and kept
     m.unit_cost = {2: 1.0, 1: 0.4}
     later = [b.threads if isinstance(b, TimeBudget) else None for b in budgets_of(c, m, 200)]
     assert later[-60:].count(1) / 60 > 0.85
+
+
+def test_a_first_try_far_slower_than_the_measured_fastest_waits_instead_of_being_retried_at_once():
+    """A setting measured once may have met a burst, so it is retried within a few frames, unless it
+    was more than CLEARLY_SLOWER times slower than a setting measured in full: each quick retry of
+    a clearly slower one overspends a frame, debt the next frames repay with poorer plans."""
+    def tries(slow_cost):
+        m = Machine(unit_cost={2: 0.4, 1: slow_cost}, noise=0.0)
+        c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
+        threads = [b.threads if isinstance(b, TimeBudget) else None for b in budgets_of(c, m, 40)]
+        return [i for i, t in enumerate(threads) if t == 1]
+
+    near = tries(0.4 * 1.2)  # within the ratio: measured again soon, as a burst could explain it
+    assert len(near) >= 3 and near[2] - near[0] <= 2 * SPEED_SAMPLES + 2
+    far = tries(0.4 * 2.0)
+    assert len(far) == 2 and far[1] - far[0] >= 2 * EXPLORE_EVERY  # lost at once: the wait doubled
 
 
 def test_time_spent_outside_the_frames_is_not_repaid_by_them():

@@ -20,8 +20,8 @@ all, while at a low one (many tiles a frame) all threads buy more. Which wins de
 unit costs and its measured speed (network ms per GMAC bought, the best of its last few frames:
 other threads' bursts only ever slow a frame down, so the minimum is what the setting can do under
 the current load). The faster runs; the other gets a frame every ``EXPLORE_EVERY`` frames (every
-few frames until it has been measured a few times, and twice as long after each try it loses, up
-to 8x) so a change of load is noticed without a slow frame every half second. A try buys the
+few frames until it has been measured a few times, unless a try was ``CLEARLY_SLOWER``, and twice
+as long after each try it loses, up to 8x) so a change of load is noticed without a slow frame every half second. A try buys the
 work the fastest setting would (its prices), so the frame is no poorer for being a try.
 
 The safety margin (``margin``) keeps a routed plan, which fills its budget to the millisecond at
@@ -67,6 +67,10 @@ EXPLORE_AFTER = 2  # frames before the first try (the first frames are the start
 # frame of interpolation only, to measure, cost a visibly poorer frame and 0.03 dB on a 2 s clip.)
 FIRST_FRAME_SHARE = 0.5
 SPEED_SAMPLES = 3  # a setting's speed: the best of its last this many measured frames
+# a try this many times slower than a fully measured fastest setting counts as lost at once: no
+# burst explains it, and each quick retry overspends a frame by as much (sample clip, 2 cores: one
+# thread's first tries took 1.6-2.4x two threads' time, two periods of debt in the first ten frames)
+CLEARLY_SLOWER = 1.5
 # what one route everywhere may spend beyond a routed plan's allowance (see the module's note)
 JITTER = 0.05  # of the period
 DEBT_PERIODS = 2.0  # how far behind schedule the run may fall before the catch-up applies to it too
@@ -89,6 +93,13 @@ class ThreadSetting:
     def speed(self) -> float | None:
         """What compares settings: the best recent measurement (not relaxed, not guessed)."""
         return min(self.samples) if self.samples else None
+
+
+def _clearly_slower(s: ThreadSetting, fastest: ThreadSetting) -> bool:
+    """Whether ``s`` measured ``CLEARLY_SLOWER`` times slower than ``fastest``, itself measured on
+    ``SPEED_SAMPLES`` frames (a fastest measured less may itself be the one a burst misled)."""
+    return (s is not fastest and s.speed is not None and fastest.speed is not None
+            and len(fastest.samples) >= SPEED_SAMPLES and s.speed > CLEARLY_SLOWER * fastest.speed)
 
 
 class FpsController:
@@ -189,15 +200,16 @@ class FpsController:
         measured = [s for s in self.settings if s.speed is not None]
         best = min(measured, key=lambda s: s.speed) if measured else self.settings[0]
         if self.frames > EXPLORE_AFTER:
-            stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= self._explore_every(s)]
+            stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= self._explore_every(s, best)]
             if stale:
                 return min(stale, key=lambda s: s.last_used), best
         return best, best
 
     @staticmethod
-    def _explore_every(s: ThreadSetting) -> int:
-        # a setting measured only once or twice may have met a burst (the encoder starting): retry soon
-        if len(s.samples) < SPEED_SAMPLES:
+    def _explore_every(s: ThreadSetting, fastest: ThreadSetting) -> int:
+        # a setting measured only once or twice may have met a burst (the encoder starting): retry
+        # soon, unless it was clearly slower than a setting measured in full
+        if len(s.samples) < SPEED_SAMPLES and not _clearly_slower(s, fastest):
             return SPEED_SAMPLES
         return EXPLORE_EVERY * 2 ** min(s.losses, EXPLORE_BACKOFF)
 
@@ -206,9 +218,11 @@ class FpsController:
         as a loss (its next try waits longer); the fastest has none."""
         s = self.current
         measured = [t for t in self.settings if t.speed is not None]
-        if len(measured) < 2 or len(s.samples) < SPEED_SAMPLES:
+        if len(measured) < 2:
             return
         fastest = min(measured, key=lambda t: t.speed)
+        if len(s.samples) < SPEED_SAMPLES and not _clearly_slower(s, fastest):
+            return
         s.losses = 0 if s is fastest else s.losses + 1
 
     def observe(self, stats: FrameStats | None) -> None:
