@@ -39,7 +39,7 @@ def test_fps_target_runs_every_frame_with_time_budgets(cli, media, tmp_path, arm
     assert r.code == 0, r.err
     lines = [json.loads(line) for line in stats.read_text().splitlines()]
     assert len(lines) == 12 and len(video_frames(dst)) == 12
-    assert all("budget_ms" in rec for rec in lines)  # the first frame too (half the period, while it measures)
+    assert all("budget_ms" in rec for rec in lines)  # the first frame too (a period, while it measures)
     assert "target 200" in r.err
     steady = (len(lines) - 2) / (lines[-1]["t"] - lines[1]["t"])  # the summary's fps after start-up
     shown = re.search(r"([0-9.]+) fps after start-up", r.err)

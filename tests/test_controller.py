@@ -248,17 +248,32 @@ def test_time_spent_outside_the_frames_is_not_repaid_by_them():
 
 
 def test_the_first_frame_buys_network_and_measures_the_rest_of_a_frame():
-    """The first frame is not left to interpolation: it gets half the period at the calibrated
-    prices, and what it measures besides its network work is the overhead."""
+    """The first frame is not left to interpolation: it gets the period at the calibrated prices,
+    and what it measures besides its network work is the overhead."""
     m = Machine(overhead=12.0, noise=0.0)
     c = FpsController(25.0, {"net": 1e7}, clock=m.clock)
     c.seed({"net": 0.5})
     first = c.budget()
     stats = m.run_frame(first)
     c.observe(stats)
-    assert isinstance(first, TimeBudget) and first.ms == pytest.approx(0.5 * 0.98 * 40.0)
+    assert isinstance(first, TimeBudget) and first.ms == pytest.approx(0.98 * 40.0)
     assert stats.work["net"] > 0
     assert c.overhead_ms == pytest.approx(12.0)
+
+
+def test_the_first_frame_is_start_up_and_its_overrun_is_not_repaid():
+    """The first frame (the encoder's first reference picture) overruns its period with the
+    encoder starting: the schedule starts as it ends, so the frames after it get the budget they
+    would have had after a first frame of one period, not poorer plans to catch up."""
+    def second_budget(first_frame_ms):
+        clock = [0.0]
+        c = FpsController(25.0, {"net": 1e7}, clock=lambda: clock[0])
+        c.seed({"net": 0.5})
+        c.budget()
+        _frame_at(clock, c, 20.0, "net", first_frame_ms - 20.0)  # a cold first network call
+        return c.budget().ms
+
+    assert second_budget(120.0) == pytest.approx(second_budget(40.0), abs=1.0)
 
 
 def _frame_at(clock, c, overhead_ms, unit, net_ms):

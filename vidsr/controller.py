@@ -62,10 +62,13 @@ EXPLORE_EVERY = 15  # frames between tries of a thread setting that is not the f
 # fastest setting's work on the slower one, time the next frames repay for nothing
 EXPLORE_BACKOFF = 3
 EXPLORE_AFTER = 2  # frames before the first try (the first frames are the start-up's)
-# The first frame's share of the period for the network, before the rest of a frame has been
-# measured: a guess that decode, swscale and encode take no more than the other half. (A first
-# frame of interpolation only, to measure, cost a visibly poorer frame and 0.03 dB on a 2 s clip.)
-FIRST_FRAME_SHARE = 0.5
+# The first frame is start-up, as the run's fps after start-up counts it: it gets a whole period for
+# the network at the calibrated prices (what it measures beside that is a frame's overhead), and
+# the schedule starts as it ends, as if it had taken one period, so what it overspends is not
+# repaid by poorer frames. It is the encoder's first reference picture: with half a period it ran
+# a cheaper width than the run's, and every frame predicted from it lost 0.02-0.03 dB (x264 CRF 12,
+# animation clip at the full network's speed).
+FIRST_FRAME_SHARE = 1.0
 SPEED_SAMPLES = 3  # a setting's speed: the best of its last this many measured frames
 # a try this many times slower than a fully measured fastest setting counts as lost at once: no
 # burst explains it, and each quick retry overspends a frame by as much (sample clip, 2 cores: one
@@ -156,14 +159,14 @@ class FpsController:
 
     def budget(self) -> TimeBudget:
         """The budget for the next frame. The first frame, before anything but the units' prices is
-        known, gets ``FIRST_FRAME_SHARE`` of the period for the network: the rest of the frame is
-        what it measures."""
+        known, gets ``FIRST_FRAME_SHARE`` of the period for the network (and a route everywhere
+        the usual jitter beyond it): the rest of the frame is what it measures."""
         now = self.clock()
         if self.start is None:
             self.start = self.last = now
         if self.overhead_ms is None:
             return TimeBudget(ms=self.period_ms * (1.0 - self.margin) * FIRST_FRAME_SHARE, unit_ms=self.prices(),
-                              threads=self.current.threads)
+                              threads=self.current.threads, margin_ms=self.period_ms * (self.margin + JITTER))
         slack = self.frames * self.period_ms - (now - self.start) * 1000.0  # > 0: ahead of schedule
         correction = max(-self.period_ms, min(self.period_ms, slack / self.catch_up_frames))
         avail = self.period_ms * (1.0 - self.margin) - self.overhead_ms + correction
@@ -231,6 +234,8 @@ class FpsController:
         period = (now - self.last) * 1000.0 if self.last is not None else self.period_ms
         self.last = now
         self.frames += 1
+        if self.frames == 1:  # start-up (FIRST_FRAME_SHARE): the schedule begins one period before now
+            self.start = now - self.period_ms / 1000.0
         # only the work the budget bought is network time; the rest of the frame (planning included:
         # it is paid whatever the budget) is overhead the next budget has to leave room for
         network = sum(stats.ms.get(unit, 0.0) for unit in stats.work) if stats else 0.0
