@@ -21,8 +21,9 @@ unit costs and its measured speed (network ms per GMAC bought, the best of its l
 other threads' bursts only ever slow a frame down, so the minimum is what the setting can do under
 the current load). The faster runs; the other gets a frame every ``EXPLORE_EVERY`` frames (every
 few frames until it has been measured a few times, unless a try was ``CLEARLY_SLOWER``, and twice
-as long after each try it loses, up to 8x) so a change of load is noticed without a slow frame every half second. A try buys the
-work the fastest setting would (its prices), so the frame is no poorer for being a try.
+as long after each try it loses, up to 8x) so a change of load is noticed without a slow frame
+every half second. A try buys the work the fastest setting would (its prices), so the frame is no
+poorer for being a try.
 
 The safety margin (``margin``) keeps a routed plan, which fills its budget to the millisecond at
 estimated prices, a little inside the period. One route on every tile, one measured whole-frame
@@ -98,9 +99,13 @@ class ThreadSetting:
         return min(self.samples) if self.samples else None
 
 
-def _clearly_slower(s: ThreadSetting, fastest: ThreadSetting) -> bool:
-    """Whether ``s`` measured ``CLEARLY_SLOWER`` times slower than ``fastest``, itself measured on
-    ``SPEED_SAMPLES`` frames (a fastest measured less may itself be the one a burst misled)."""
+def _judged(s: ThreadSetting, fastest: ThreadSetting) -> bool:
+    """Whether ``s``'s tries can be judged against ``fastest``: it was measured on
+    ``SPEED_SAMPLES`` frames (fewer may have met a burst, the encoder starting), or it measured
+    ``CLEARLY_SLOWER`` times slower than a ``fastest`` measured that often (a fastest measured less
+    may itself be the one a burst misled)."""
+    if len(s.samples) >= SPEED_SAMPLES:
+        return True
     return (s is not fastest and s.speed is not None and fastest.speed is not None
             and len(fastest.samples) >= SPEED_SAMPLES and s.speed > CLEARLY_SLOWER * fastest.speed)
 
@@ -210,9 +215,7 @@ class FpsController:
 
     @staticmethod
     def _explore_every(s: ThreadSetting, fastest: ThreadSetting) -> int:
-        # a setting measured only once or twice may have met a burst (the encoder starting): retry
-        # soon, unless it was clearly slower than a setting measured in full
-        if len(s.samples) < SPEED_SAMPLES and not _clearly_slower(s, fastest):
+        if not _judged(s, fastest):  # retry soon: one or two frames may have met a burst
             return SPEED_SAMPLES
         return EXPLORE_EVERY * 2 ** min(s.losses, EXPLORE_BACKOFF)
 
@@ -224,7 +227,7 @@ class FpsController:
         if len(measured) < 2:
             return
         fastest = min(measured, key=lambda t: t.speed)
-        if len(s.samples) < SPEED_SAMPLES and not _clearly_slower(s, fastest):
+        if not _judged(s, fastest):
             return
         s.losses = 0 if s is fastest else s.losses + 1
 
