@@ -9,8 +9,10 @@ frame PSNR measures.
 Routing of static content must not flicker. A tile whose content barely changed since the last
 frame is static. While the frame budget stays within a dead band of the budget the static tiles
 were planned with (and their routes still fit), static tiles keep their routes and only the
-changing tiles are planned with what is left; outside the band everything is re-planned, with a
-small bonus for each static tile's previous route so near-equal tiles do not swap.
+changing tiles are planned, with their share of that budget moved as the frame's budget moved
+(not with what the frame's budget leaves, which swings with its jitter); outside the band
+everything is re-planned, with a small bonus for each static tile's previous route so near-equal
+tiles do not swap.
 
 A frame that ran one route everywhere keeps it without planning (no solve; its edge scores are read
 only for the frame's predicted PSNR) while that route still fits the budget, no dearer route
@@ -223,7 +225,14 @@ class ARMRouter:
             routes = old_routes.copy()
             moving = ~static
             if moving.any():
-                routes[moving] = solve(costs[:, moving], values[:, moving], total - kept_cost)
+                # the moving tiles' share of the anchor, moved by the budget's relative change: what
+                # this frame's budget leaves after the static tiles is a small difference of two large
+                # numbers, and a few percent of jitter moved it by tens of percent, so the moving
+                # tiles swapped routes frame to frame (flicker around a moving subject). This spends
+                # at most the dead band times the static tiles' cost beyond the budget, which the
+                # controller repays
+                share = max(anchor - kept_cost, 0.0) * total / max(anchor, 1e-12)
+                routes[moving] = solve(costs[:, moving], values[:, moving], share)
             return routes, anchor
         idx = np.nonzero(static)[0]
         values = values.copy()
