@@ -187,10 +187,10 @@ def test_a_plan_predicts_the_psnr_of_the_routes_it_chose():
 
 
 def test_moving_tiles_beside_static_ones_do_not_swap_routes_with_the_budgets_jitter():
-    """While static tiles keep their routes, the moving ones share what is left of the budget.
-    That remainder is a small difference of two large numbers: passed on whole, a budget's jitter
+    """While static tiles keep their routes, only the moving ones are planned. What the frame's
+    budget leaves them is a small difference of two large numbers: given that, a budget's jitter
     of a few percent moved it by tens of percent and the moving tiles swapped routes frame to frame
-    (flicker around a moving subject). They take the budget's relative change instead."""
+    (flicker around a moving subject). Their share moves with the budget's relative change instead."""
     up = synthetic_arm()
     g = torch.Generator().manual_seed(4)
     x = torch.full((1, 1, 96, 128), 0.5)
