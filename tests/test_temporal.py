@@ -267,3 +267,24 @@ def test_kept_tiles_fall_due_on_different_frames():
     limits = age_limits(60)
     assert limits.max() == MAX_AGE and limits.min() == MAX_AGE - STAGGER + 1
     assert np.bincount(limits).max() <= 60 // STAGGER + 1
+
+
+def test_a_still_tile_refreshed_at_its_age_limit_does_not_fall_to_a_cheaper_route():
+    """A still tile computed on a dear route is kept until its age limit, then computed again. Its
+    input has not changed, so a cheaper route then would only change its picture (flicker) and the
+    time keeping frees would buy the dear route back later: it runs on its route or a dearer one,
+    even while the budget is short and a moving part of the frame could use the time."""
+    _, engine = arm_engine()
+    x = textured_frame(seed=11)
+    stream = StreamState()
+    grid = engine.grid(*x.shape[-2:])
+    still = np.array([not (t.y0 < 32 and t.x0 + t.w > 64) for t in grid.tiles])
+    engine.upscale(x, MacBudget(0.9), stream=stream)
+    refreshed = 0
+    for k in range(1, MAX_AGE + 3):
+        before, ages = stream.routes.copy(), stream.age.copy()
+        engine.upscale(moved(x) if k % 2 else x, MacBudget(0.15), stream=stream)
+        due = still & (ages > 0) & (stream.age == 0) & (before > 0)  # kept until now, computed this frame
+        refreshed += int(due.sum())
+        assert (stream.routes[due] >= before[due]).all(), k
+    assert refreshed >= still.sum() // 2

@@ -11,8 +11,10 @@ fewer for some tiles, so that they fall due on different frames). Decoded video 
 static areas exact (a codec's skipped blocks copy the reference) or within a level. The
 router decides: keeping a tile's previous route costs nothing, any other route costs as usual
 (``ARMRouter.plan(reuse=...)``), so a tile computed cheaply when the budget was short is upgraded
-when there is time. On static content the output is then the same from frame to frame, which also
-removes flicker there.
+when there is time; a tile refreshed at its age limit runs on its route or a dearer one, never a
+cheaper one (that would change a still picture twice: down now, and up again when time allows).
+On static content the output is then the same from frame to frame, which also removes flicker
+there.
 
 The state belongs to the stream, not the engine: the CLI keeps one per run; the VapourSynth filter,
 asked for frames in any order, keeps one and uses it only when the frame before is the last one it
@@ -62,13 +64,16 @@ class StreamState:
         if getattr(self, "evidence", None) is not None:
             self.evidence.clear()
 
-    def reusable(self, x: torch.Tensor, grid, key) -> tuple[np.ndarray, np.ndarray] | None:
-        """(tiles that may keep their previous output, the routes those outputs came from), or None
-        when nothing may be reused (no previous frame of this shape, model and output kind)."""
+    def reusable(self, x: torch.Tensor, grid, key) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(tiles that may keep their previous output, the routes those outputs came from, tiles
+        whose input is as unchanged but that reached their age limit: their refresh), or None when
+        nothing may be reused (no previous frame of this shape, model and output kind)."""
         if not self.reuse or self.key != key or self.reference is None:
             return None
         change = grid.tile_max((x - self.reference).abs()).flatten().cpu().numpy()
-        return (change <= REUSE_DIFF * (1 + 1e-6)) & (self.age < age_limits(len(self.age))) & (self.routes > 0), self.routes
+        unchanged = (change <= REUSE_DIFF * (1 + 1e-6)) & (self.routes > 0)
+        young = self.age < age_limits(len(self.age))
+        return unchanged & young, self.routes, unchanged & ~young
 
     def remember(self, x: torch.Tensor, grid, key, routes: np.ndarray, reused: np.ndarray | None, output) -> None:
         """After a frame: tiles that ran take this frame's input as their reference; reused ones

@@ -12,7 +12,8 @@ were planned with (and their routes still fit), static tiles keep their routes a
 changing tiles are planned, with their share of that budget moved as the frame's budget moved
 (not with what the frame's budget leaves, which swings with its jitter); outside the band
 everything is re-planned, with a small bonus for each static tile's previous route so near-equal
-tiles do not swap.
+tiles do not swap. A still tile that reached its reuse age limit is refreshed on its route or a
+dearer one, never a cheaper one (``_refresh_not_cheaper``).
 
 A frame that ran one route everywhere keeps it without planning (no solve; its edge scores are read
 only for the frame's predicted PSNR) while that route still fits the budget, no dearer route
@@ -83,8 +84,9 @@ class ARMRouter:
         time budget a tile costs its route's measured milliseconds (every tile runs in a same-size
         window, so a tile costs the same whatever its core) and the interpolation pass is paid once
         unless the caller ``has_base``. All tiles on the full network cost exactly its MACs.
-        ``reuse``: (tiles whose previous output may be kept, the routes it came from): keeping that
-        route costs such a tile nothing (``vidsr.temporal``). ``evidence``: the stream's
+        ``reuse``: (tiles whose previous output may be kept, the routes it came from, and optionally
+        still tiles due for their refresh): keeping that route costs such a tile nothing, and a due
+        one is not planned cheaper than it (``vidsr.temporal``). ``evidence``: the stream's
         ``RouteEvidence``, which corrects the table's prediction where recent frames measured
         how much the networks changed a tile."""
         self._frames += 1
@@ -98,6 +100,8 @@ class ARMRouter:
             return kept
         self._kept_frames = 0
         values = -mse * pixels
+        if reuse is not None and len(reuse) > 2 and reuse[2].any():
+            values = _refresh_not_cheaper(values, reuse[1], reuse[2])
         units = (None,) + self.names[1:]  # interpolated tiles are not bought one by one
         costs = np.stack([budget.price(self.macs[r] * pixels, units[r]) for r in range(len(self.names))])
         total = budget.allowance(costs[0].sum(), costs[-1].sum(), () if has_base else (INTERPOLATION_UNIT,))
@@ -284,6 +288,20 @@ def _kept_free(costs: np.ndarray, free) -> np.ndarray:
     costs = costs.copy()
     costs[free[0], free[1]] = 0.0
     return costs
+
+
+def _refresh_not_cheaper(values: np.ndarray, routes: np.ndarray, due: np.ndarray) -> np.ndarray:
+    """``values`` (routes, tiles) with the routes cheaper than each ``due`` tile's previous one
+    worth far less than any other: a still tile refreshed at its age limit on a cheaper route
+    changes by the routes' difference (flicker), and the time its keeping frees buys the dearer
+    route back a few frames later, a second change. The solver buys these first; only a budget too
+    small for them all leaves some cheaper."""
+    values = values.copy()
+    idx = np.nonzero(due)[0]
+    cheaper = np.arange(values.shape[0])[:, None] < routes[idx][None, :]
+    penalty = 1e3 * (np.abs(values).max() + 1.0)
+    values[:, idx] -= cheaper * penalty
+    return values
 
 
 def _tile_change(x: torch.Tensor, prev: torch.Tensor, grid) -> torch.Tensor:
