@@ -84,9 +84,9 @@ class ARMRouter:
         time budget a tile costs its route's measured milliseconds (every tile runs in a same-size
         window, so a tile costs the same whatever its core) and the interpolation pass is paid once
         unless the caller ``has_base``. All tiles on the full network cost exactly its MACs.
-        ``reuse``: (tiles whose previous output may be kept, the routes it came from, and optionally
-        still tiles due for their refresh): keeping that route costs such a tile nothing, and a due
-        one is not planned cheaper than it (``vidsr.temporal``). ``evidence``: the stream's
+        ``reuse``: (tiles whose previous output may be kept, the routes it came from, still tiles
+        due for their refresh): keeping that route costs such a tile nothing, and a due one is not
+        planned cheaper than it (``vidsr.temporal``). ``evidence``: the stream's
         ``RouteEvidence``, which corrects the table's prediction where recent frames measured
         how much the networks changed a tile."""
         self._frames += 1
@@ -100,7 +100,7 @@ class ARMRouter:
             return kept
         self._kept_frames = 0
         values = -mse * pixels
-        if reuse is not None and len(reuse) > 2 and reuse[2].any():
+        if reuse is not None and reuse[2].any():
             values = _refresh_not_cheaper(values, reuse[1], reuse[2])
         units = (None,) + self.names[1:]  # interpolated tiles are not bought one by one
         costs = np.stack([budget.price(self.macs[r] * pixels, units[r]) for r in range(len(self.names))])

@@ -93,8 +93,8 @@ class Router(Protocol):
         """The plan for frame ``x`` (1, 1, H, W) on ``grid`` under ``budget``. ``has_base``: the
         caller brings the interpolated frame, so interpolation costs this frame nothing. ``reuse``:
         (tiles whose previous output may be kept, their routes, still tiles due for their refresh),
-        for routers that can use it (``reuses``). ``evidence``: the stream's ``RouteEvidence``, for routers that take it
-        (``takes_evidence``)."""
+        for routers that can use it (``reuses``). ``evidence``: the stream's ``RouteEvidence``, for
+        routers that take it (``takes_evidence``)."""
 
     def reset(self) -> None:
         """Forget the previous frame (a new stream, or frames asked for out of order)."""
