@@ -104,6 +104,8 @@ def test_list_models_shows_shipped_models_with_costs(cli):
         assert f"{entry['validation']['psnr_y']:.2f}" in line
         if "routed" in entry["validation"]:  # quality under its own router at the reference cost
             assert f"{entry['validation']['routed']['psnr_y']:.2f}" in line
+        # a delivery upscaler's figures are on coded input, so the line says what it is for
+        assert ("delivery:" in line) == (not registry.for_clean_input(entry))
     assert "lanczos" in r.out and "bicubic" in r.out
     for scale in (2, 4):  # each scale names its default and its routed default
         assert sum("(default" in line and f"x{scale}" in line for line in r.out.splitlines()) == 1

@@ -171,9 +171,8 @@ def test_downscale_tags_the_output_and_vidsr_follows_the_tag(tmp_path, suffix):
     frames = video_frames(lr)
     assert len(frames) == 5 and (frames[0].width, frames[0].height) == (48, 32)
     tag = tags.read(lr)
-    upscaler = default_upscaler(2)
-    entry = registry.downscaler_entry(upscaler, 2)
-    assert tag == tags.DeliveryTag(upscaler, 2, entry["sha256"], "fast")
+    upscaler = default_upscaler(2)  # the delivery upscaler, where one ships
+    assert tag == tags.DeliveryTag(upscaler, 2, "bicubic", "bicubic")
     with av.open(str(lr)) as c:
         assert len(c.streams.audio) == 1
     up = tmp_path / "up.mp4"
@@ -207,6 +206,23 @@ def test_downscale_image_is_tagged_and_followed(tmp_path):
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
+def test_fast_mode_tags_the_learned_downscaler_it_ran(tmp_path):
+    src = make_video(tmp_path / "src.mp4", Spec(width=64, height=48, frames=3))
+    r = run_vidsr("downscale", src, "-o", tmp_path / "lr.mkv", "--mode", "fast", "--quiet")
+    assert r.returncode == 0, r.stderr
+    upscaler = default_upscaler(2, "fast")
+    assert registry.downscaler_entry(upscaler, 2) is not None
+    assert tags.read(tmp_path / "lr.mkv") == tags.DeliveryTag(upscaler, 2, registry.downscaler_entry(upscaler, 2)["sha256"], "fast")
+
+
+def test_bicubic_mode_is_the_antialiased_bicubic_downscale():
+    fd = FrameDownscaler(default_upscaler(2), 2, "bicubic")
+    x = textured(37, 50)
+    assert torch.equal(fd.luma(x), bicubic_downscale(x, 2).clamp(0, 1))
+    assert fd.tag.downscaler == "bicubic"
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
 def test_hcd_mode_runs_from_the_command_line(tmp_path):
     src = make_video(tmp_path / "src.mp4", Spec(width=64, height=48, frames=3))
     r = run_vidsr("downscale", src, "-o", tmp_path / "lr.mkv", "--mode", "hcd", "--crf", "20", "--quiet")
@@ -219,7 +235,8 @@ def test_hcd_mode_runs_from_the_command_line(tmp_path):
     (["missing.mp4"], "no such file"),
     (["{src}", "--scale", "3"], "invalid choice"),
     (["{src}", "--mode", "slow"], "invalid choice"),
-    (["{src}", "--model", "espcn"], "no delivery downscaler ships for espcn x2"),
+    (["{src}", "--mode", "fast", "--model", "espcn"], "no delivery downscaler ships for espcn x2"),
+    (["{src}", "--model", "nosuch"], "nosuch"),
     (["{src}", "--crf", "-4"], "crf"),
     (["{src}", "-o", "{src}"], "output is the input"),
     (["{src}", "-o", "{tmp}/nowhere/lr.mp4"], "folder does not exist"),
@@ -280,7 +297,8 @@ def test_the_delivery_report_gives_each_lr_before_the_codec_against_b():
                       "lr": modes, "seconds_per_frame": {"fast": 0.01, "hcd": 1.0}, "upscale_seconds_per_frame": 0.03,
                       "curves": {}}}
 
-    res = {"scales": [2], "codecs": [], "frames": 2, "source": "64x36", "upscaler": "arm-plain", "data": "val",
+    res = {"scales": [2], "codecs": [], "frames": 2, "source": "64x36", "upscalers": {"2": "arm-plain-delivery"},
+           "baseline": "arm-plain", "data": "val",
            "clips": {"a": clip(30.0, 29.0), "b": clip(40.0, 40.4)}}
     text = report(res)
     assert "| x2 | D-fast | 34.70 | -0.30 | -1.00 .. +0.40 |" in text

@@ -57,7 +57,10 @@ def main(argv: list[str]) -> int:
     pd.add_argument("--frames", type=int, default=16)
     pd.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     pd.add_argument("--codecs", nargs="+", default=["libx264", "libx265"])
-    pd.add_argument("--model", default="arm-plain", help="the upscaler (a downscaler must ship for it)")
+    pd.add_argument("--model", help="the upscaler the downscalers are made for (a downscaler must ship for it; "
+                    "default: vidsr downscale's default per scale)")
+    pd.add_argument("--baseline-model", default="arm-plain", help="the upscaler of pipeline B, what users run today "
+                    "(default: arm-plain)")
     pd.add_argument("--plot", type=Path, help="write the RD curves here (PNG; needs matplotlib, the bench extra)")
     for name, helptext in (("quality", "PSNR-Y/SSIM of every shipped model and route on validation images vs bicubic"),
                            ("routing", "quality against measured cost for the ARM and PCSR routers"),
@@ -104,7 +107,7 @@ def main(argv: list[str]) -> int:
         bad = set(args.codecs) - set(CODECS)
         if bad:
             p.error(f"unknown codec(s) {', '.join(sorted(bad))}; choose from {', '.join(CODECS)}")
-        res = run(args.val_dir, clips, args.frames, args.scales, args.codecs, args.model,
+        res = run(args.val_dir, clips, args.frames, args.scales, args.codecs, args.model, args.baseline_model,
                   progress=lambda m: print(m, file=sys.stderr), plot=args.plot)
     elif args.which == "video":
         from .video import CLIPS, report, run

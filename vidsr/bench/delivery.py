@@ -5,12 +5,16 @@ in ``vidsr bench video`` at 720p, of which the central 640x360 window is the sou
 own detail per pixel, as a camera's frames have theirs), yuv420p. For each scale, codec and
 CRF, side by side on the same frames:
 - ``A``: the source encoded at full resolution;
-- ``B``: Lanczos down (swscale, as ffmpeg users do) -> encode -> vidsr up (the full network);
+- ``B``: Lanczos down (swscale, as ffmpeg users do) -> encode -> vidsr up with the general model
+  (``BASELINE``, the full network): what a user does today;
+- ``B-delivery``: the same with the delivery upscaler (trained on decoded video): how much of D's
+  gain is the upscaler's alone;
 - ``C``: Lanczos down -> encode -> Lanczos up (what a plain player shows);
-- ``D-bicubic``: the antialiased bicubic downscale the upscaler was trained on, -> vidsr up (how
-  much of D's gain is only the matching kernel);
-- ``D-fast`` / ``D-hcd``: ``vidsr downscale --mode fast|hcd`` -> encode -> vidsr up;
-- ``B@0.5`` / ``D-hcd@0.5``: the same with the client running ``--budget 0.5``.
+- ``D-bicubic``: the antialiased bicubic downscale the upscalers were trained on, -> the delivery
+  upscaler (how much of D's gain is only the matching kernel);
+- ``D-fast`` / ``D-hcd``: ``vidsr downscale --mode fast|hcd`` -> encode -> the delivery upscaler
+  (what ``vidsr`` picks from the file's tag);
+- ``B@0.5`` / ``D-fast@0.5`` / ``D-hcd@0.5``: the same with the client running ``--budget 0.5``.
 Bitrate is the encoded video bitstream's size; PSNR-Y (and SSIM) at the source resolution against
 the source, mean over frames. Chroma goes through swscale in every pipeline. Each pipeline's LR is
 also upscaled as it is, before any codec: the most that LR gives the upscaler, which the codec's
@@ -43,7 +47,12 @@ CLIPS = ("sample", "val-pan", "static", "animation")
 CODECS = {"libx264": ({"preset": "medium"}, (18, 22, 26, 30, 34)),
           "libx265": ({"preset": "fast", "x265-params": "log-level=error"}, (20, 24, 28, 32, 36))}
 HCD_QP = 26  # the codec stand-in's QP D-hcd is refined at (the middle of the x264 CRFs)
-PIPELINES = ("A", "B", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-hcd@0.5")
+PIPELINES = ("A", "B", "B-delivery", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-fast@0.5", "D-hcd@0.5")
+BASELINE = "arm-plain"  # the upscaler of B: the general model the delivery upscaler was fine-tuned from
+# (pipeline, the pipeline it is measured against) in the tables
+COMPARISONS = (("D-bicubic", "B"), ("D-fast", "B"), ("D-hcd", "B"), ("B-delivery", "B"), ("D-bicubic", "B-delivery"),
+               ("D-fast", "B-delivery"), ("D-hcd", "B-delivery"), ("C", "B"), ("B", "A"), ("D-fast@0.5", "B@0.5"),
+               ("D-hcd@0.5", "B@0.5"))
 
 
 def source_frames(name: str, val_dir: Path, frames: int) -> list[av.VideoFrame]:
@@ -157,15 +166,18 @@ def make_lrs(src, scale: int, upscaler: str) -> tuple[dict, dict]:
     return {"lanczos": lz, "bicubic": with_luma(lz, bic), "fast": fast, "hcd": hcd}, {"fast": fast_s, "hcd": hcd_s}
 
 
-def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscaler: str, progress) -> dict:
+def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscalers: dict, baseline: str, progress) -> dict:
+    """One clip: every pipeline at every scale, codec and CRF. ``upscalers``: per scale, the
+    upscaler the downscalers are made for; ``baseline``: the upscaler B runs (what a user has)."""
     from .. import policy
 
     src = source_frames(name, val_dir, frames)
     src_y = [luma(f) for f in src]
     res = {}
     for scale in scales:
-        engine = policy.load_engine(upscaler, scale)
-        lrs, seconds = make_lrs(src, scale, upscaler)
+        engine = policy.load_engine(upscalers[scale], scale)
+        base_engine = engine if baseline == upscalers[scale] else policy.load_engine(baseline, scale)
+        lrs, seconds = make_lrs(src, scale, upscalers[scale])
         lz_y = [luma(f) for f in lrs["lanczos"]]
         entry = {"seconds_per_frame": seconds, "lr": {}}
         for mode in ("bicubic", "fast", "hcd"):
@@ -173,9 +185,14 @@ def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscaler: st
             entry["lr"][mode] = {"psnr_vs_lanczos": float(np.mean([psnr8(a, b) for a, b in zip(ys, lz_y)])),
                                  "flicker": flicker(ys)}
         entry["lr"]["lanczos"] = {"flicker": flicker(lz_y)}
-        # before any codec (the 8-bit LR as it is): the most each downscaler's LR gives this upscaler
-        entry["no_codec"] = {pipe: score(upscale_all(engine, lrs[mode], 1.0)[0], src_y)[0]
-                             for pipe, mode in (("B", "lanczos"), ("D-bicubic", "bicubic"), ("D-fast", "fast"), ("D-hcd", "hcd"))}
+        # (pipeline, its LR, the engine that upscales it); B-delivery: the delivery upscaler on Lanczos
+        # LR, which separates the downscaler's own gain from the upscaler's
+        ups = [("B", "lanczos", base_engine)]
+        if base_engine is not engine:
+            ups.append(("B-delivery", "lanczos", engine))
+        ups += [("D-bicubic", "bicubic", engine), ("D-fast", "fast", engine), ("D-hcd", "hcd", engine)]
+        # before any codec (the 8-bit LR as it is): the most each downscaler's LR gives its upscaler
+        entry["no_codec"] = {pipe: score(upscale_all(eng, lrs[mode], 1.0)[0], src_y)[0] for pipe, mode, eng in ups}
         entry["no_codec"]["C"] = score([luma(f) for f in lanczos(lrs["lanczos"], *SOURCE)], src_y)[0]
         curves = {p: [] for p in PIPELINES}
         for codec in codecs:
@@ -184,16 +201,20 @@ def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscaler: st
                 progress(f"{name} x{scale} {codec} crf {crf}")
                 kbps, dec = encode(src, codec, crf)
                 curves["A"].append({"codec": codec, "crf": crf, "kbps": kbps, **dict(zip(("psnr", "ssim"), score([luma(f) for f in dec], src_y)))})
-                for pipe, mode in (("B", "lanczos"), ("D-bicubic", "bicubic"), ("D-fast", "fast"), ("D-hcd", "hcd")):
-                    kbps, dec = encode(lrs[mode], codec, crf)
-                    outs, up_s = upscale_all(engine, dec, 1.0)
-                    entry.setdefault("upscale_seconds_per_frame", up_s)
+                decoded = {}
+                for pipe, mode, eng in ups:
+                    if mode not in decoded:
+                        decoded[mode] = encode(lrs[mode], codec, crf)
+                    kbps, dec = decoded[mode]
+                    outs, up_s = upscale_all(eng, dec, 1.0)
+                    if eng is engine:
+                        entry.setdefault("upscale_seconds_per_frame", up_s)
                     curves[pipe].append({"codec": codec, "crf": crf, "kbps": kbps, **dict(zip(("psnr", "ssim"), score(outs, src_y)))})
                     if pipe == "B":
                         up = [luma(f) for f in lanczos(dec, *SOURCE)]
                         curves["C"].append({"codec": codec, "crf": crf, "kbps": kbps, **dict(zip(("psnr", "ssim"), score(up, src_y)))})
-                    if pipe in ("B", "D-hcd") and codec == codecs[0]:
-                        outs, _ = upscale_all(engine, dec, 0.5)
+                    if pipe in ("B", "D-fast", "D-hcd") and codec == codecs[0]:
+                        outs, _ = upscale_all(eng, dec, 0.5)
                         curves[pipe + "@0.5"].append({"codec": codec, "crf": crf, "kbps": kbps,
                                                       **dict(zip(("psnr", "ssim"), score(outs, src_y)))})
         entry["curves"] = curves
@@ -202,14 +223,19 @@ def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscaler: st
 
 
 def run(val_dir: Path | None, clips, frames: int = 16, scales=(2, 4), codecs=("libx264", "libx265"),
-        upscaler: str = "arm-plain", progress=print, plot: Path | None = None) -> dict:
+        upscaler: str | None = None, baseline: str = BASELINE, progress=print, plot: Path | None = None) -> dict:
+    """``upscaler``: the one the downscalers are made for (default: per scale, the delivery
+    upscaler that ships a downscaler, ``vidsr downscale``'s own default)."""
+    from ..delivery.downscale import default_upscaler
     from ..train.data import default_folder, shown
 
     val_dir = Path(val_dir or default_folder("val"))
-    res = {"data": shown(val_dir), "frames": frames, "source": f"{SOURCE[0]}x{SOURCE[1]}", "upscaler": upscaler,
+    upscalers = {s: upscaler or default_upscaler(s) for s in scales}
+    res = {"data": shown(val_dir), "frames": frames, "source": f"{SOURCE[0]}x{SOURCE[1]}",
+           "upscalers": {str(s): u for s, u in upscalers.items()}, "baseline": baseline,
            "scales": list(scales), "codecs": list(codecs), "clips": {}}
     for name in clips:
-        res["clips"][name] = run_clip(name, val_dir, frames, scales, list(codecs), upscaler, progress)
+        res["clips"][name] = run_clip(name, val_dir, frames, scales, list(codecs), upscalers, baseline, progress)
     res["summary"] = summarise(res)
     if plot is not None:
         draw(res, plot)
@@ -228,22 +254,21 @@ def summarise(res: dict) -> dict:
     for scale in map(str, res["scales"]):
         for codec in res["codecs"]:
             rows = {}
-            for pipe, base in (("D-bicubic", "B"), ("D-fast", "B"), ("D-hcd", "B"), ("C", "B"), ("B", "A"),
-                               ("D-hcd@0.5", "B@0.5")):
+            for pipe, base in COMPARISONS:
                 per_clip = {"vs_B": [], "vs_hull": [], "crossover": {}, "rate_change": []}
                 for clip, r in res["clips"].items():
                     c = r[scale]["curves"]
-                    test = _curve(c[pipe], codec)
-                    if not test:
+                    test, ref = _curve(c.get(pipe, []), codec), _curve(c.get(base, []), codec)
+                    if not test or not ref:
                         continue
-                    per_clip["vs_B"].append(bd_rate(_curve(c[base], codec), test))
+                    per_clip["vs_B"].append(bd_rate(ref, test))
                     per_clip["vs_hull"].append(bd_rate(_curve(c["A"], codec), test, hull_with=_curve(c["B"], codec)))
                     per_clip["crossover"][clip] = crossover(test, _curve(c["A"], codec))
                     bits = {x["crf"]: x["kbps"] for x in c[base] if x["codec"] == codec}
                     per_clip["rate_change"] += [x["kbps"] / bits[x["crf"]] - 1 for x in c[pipe] if x["codec"] == codec]
                 if not per_clip["vs_B"]:
                     continue
-                rows[pipe] = {"against": base, "bd_rate": _mean(per_clip["vs_B"]),
+                rows[f"{pipe} vs {base}"] = {"pipeline": pipe, "against": base, "bd_rate": _mean(per_clip["vs_B"]),
                               "bd_rate_vs_hull": _mean(per_clip["vs_hull"]),
                               "clips_overlapping": sum(x is not None for x in per_clip["vs_B"]),
                               "per_clip_bd_rate": dict(zip(res["clips"], per_clip["vs_B"])),
@@ -265,7 +290,7 @@ def summarise(res: dict) -> dict:
     out["no_codec"] = {
         f"x{scale}": {pipe: {"psnr": float(np.mean([c[scale]["no_codec"][pipe] for c in have])),
                              "vs_B": [float(c[scale]["no_codec"][pipe] - c[scale]["no_codec"]["B"]) for c in have]}
-                      for pipe in ("B", "C", "D-bicubic", "D-fast", "D-hcd")}
+                      for pipe in ("B", "B-delivery", "C", "D-bicubic", "D-fast", "D-hcd") if pipe in have[0][scale]["no_codec"]}
         for scale in map(str, res["scales"])
         if (have := [c for c in res["clips"].values() if "no_codec" in c[scale]])}
     return out
@@ -288,8 +313,8 @@ def draw(res: dict, path: Path) -> None:
     panels = [(s, c) for s in map(str, res["scales"]) for c in res["codecs"]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
     for ax, (scale, codec) in zip(axes[0], panels):
-        for pipe in ("A", "B", "C", "D-fast", "D-hcd", "D-hcd@0.5"):
-            per = [[x for x in r[scale]["curves"][pipe] if x["codec"] == codec] for r in res["clips"].values()]
+        for pipe in ("A", "B", "B-delivery", "C", "D-fast", "D-hcd", "D-hcd@0.5"):
+            per = [[x for x in r[scale]["curves"].get(pipe, []) if x["codec"] == codec] for r in res["clips"].values()]
             if not per or not per[0]:
                 continue
             kbps = np.mean([[x["kbps"] for x in p] for p in per], axis=0)
@@ -326,9 +351,11 @@ def _cross(c: dict) -> str:
 
 def report(res: dict) -> str:
     res = {**res, "summary": summarise(res)}  # recomputed: a saved JSON reports as the code now does
+    ups = ", ".join(f"x{s} {u}" for s, u in res["upscalers"].items())
     lines = [f"Source: {len(res['clips'])} clips ({', '.join(res['clips'])}), {res['frames']} frames each at "
-             f"{res['source']}, {FPS} fps, rendered from {res['data']}; upscaler {res['upscaler']} (full network unless "
-             f"@0.5: --budget 0.5); x264 preset medium, x265 preset fast; D-hcd refined at QP {HCD_QP}.", ""]
+             f"{res['source']}, {FPS} fps, rendered from {res['data']}. B upscales with {res['baseline']}; B-delivery "
+             f"and the D pipelines with the delivery upscaler ({ups}); full networks unless @0.5 (--budget 0.5). "
+             f"x264 preset medium, x265 preset fast; D-hcd refined at QP {HCD_QP}.", ""]
     for key, rows in res["summary"].items():
         if key in ("lr", "no_codec"):
             continue
@@ -336,13 +363,13 @@ def report(res: dict) -> str:
                   "| pipeline | against | BD-rate | BD-rate vs hull(A, B) | bitrate at equal CRF | crossover with A (kbit/s, per clip) |",
                   "|---|---|---|---|---|---|"]
         clips = len(res["clips"])
-        for pipe, r in rows.items():
+        for r in rows.values():
             cross = ", ".join(f"{clip} {_cross(c)}" for clip, c in r["crossover_vs_A"].items())
             if all(_cross(c) == "no common rates" for c in r["crossover_vs_A"].values()):
                 cross = "no common rates (A's lowest CRF costs more bits)"
             n = r.get("clips_overlapping", clips)
             bd = _fmt(r["bd_rate"]) + ("" if n == clips else f" ({n} of {clips} clips overlap)")
-            lines.append(f"| {pipe} | {r['against']} | {bd} | {_fmt(r['bd_rate_vs_hull'])} | "
+            lines.append(f"| {r['pipeline']} | {r['against']} | {bd} | {_fmt(r['bd_rate_vs_hull'])} | "
                          f"{_fmt(r['rate_change_at_crf'])} | {cross} |")
         lines.append("")
     if res["summary"].get("no_codec"):

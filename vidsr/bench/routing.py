@@ -91,7 +91,7 @@ def _routed_models(scale: int, models: list[str] | None) -> list[str]:
         return [e for e in registry.shipped_models() if e["name"] == name]
 
     if models is None:
-        models = sorted({e["name"] for e in registry.shipped_models()})
+        models = sorted({e["name"] for e in registry.general_models()})  # a delivery model only when named
     return [name for name in models
             if any(e["scale"] == scale and registry.architecture(e["architecture"]).router for e in entries(name))]
 

@@ -142,7 +142,8 @@ def _vidsr(lr: Path, out: Path, stats: Path, *flags: str) -> float:
 def uniform_configs(models: list[str] | None) -> list[tuple[str, str]]:
     """(model, route) for each network route of each shipped routed x2 model."""
     out = []
-    for e in sorted(registry.shipped_models(), key=lambda e: e["name"]):
+    # a delivery model (trained on decoded video) only when named
+    for e in sorted(registry.shipped_models() if models else registry.general_models(), key=lambda e: e["name"]):
         if e["scale"] != 2 or registry.architecture(e["architecture"]).router is None:
             continue
         if models and e["name"] not in models:

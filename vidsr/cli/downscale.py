@@ -14,7 +14,7 @@ SCALES = (2, 4)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..delivery.downscale import MODES
+    from ..delivery.downscale import DEFAULT_MODE, MODES
 
     p = Parser(
         prog="vidsr downscale",
@@ -26,11 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="video or image file")
     p.add_argument("-o", "--output", type=Path, help="output file (default: INPUT_down<scale>.mp4, or .png for images)")
     p.add_argument("--scale", type=int, choices=SCALES, help="downscaling factor (default 2)")
-    p.add_argument("--model", help="the upscaler the client runs (default: the one a downscaler ships for at the "
-                   "scale; vidsr downscale --list lists them)")
-    p.add_argument("--mode", choices=MODES, default="fast",
-                   help="fast: the learned downscaler (default); hcd: each frame refined against the full "
-                   "upscaler through a codec stand-in (much slower, better)")
+    p.add_argument("--model", help="the upscaler the client runs (default: the delivery upscaler of the scale, "
+                   "trained on decoded video; vidsr downscale --list lists what ships)")
+    p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
+                   help="bicubic (default): the antialiased bicubic downscale the upscalers are trained to invert; "
+                   "fast: the learned downscaler shipped for the upscaler; hcd: fast, then each frame refined "
+                   "against the full upscaler through a codec stand-in (hundreds of times slower). "
+                   "BENCHMARKS.md has what each saves")
     p.add_argument("--preset", help="a preset name or .toml file: its encoder settings and container are used")
     p.add_argument("--codec", help="any FFmpeg video encoder (default libx264, or the container's own)")
     p.add_argument("--crf", type=int, help="constant rate factor (default: encoder's); --mode hcd refines for it")
@@ -46,9 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--list"]:
-        from ..delivery.downscale import shipped_pairs
+        from ..delivery.downscale import delivery_upscalers, shipped_pairs
 
-        print("\n".join(shipped_pairs()) or "no delivery downscaler ships")
+        for scale in SCALES:
+            for name in delivery_upscalers(scale):
+                print(f"{name} x{scale}: the delivery upscaler (trained on decoded video), --mode bicubic")
+        print("\n".join(f"{pair}: --mode fast, hcd" for pair in shipped_pairs()) or "no learned downscaler ships")
         return 0
     run(build_parser().parse_args(argv))
     return 0
@@ -68,7 +73,7 @@ def encoder_settings(args):
     pix_fmt = args.pix_fmt if args.pix_fmt is not None else preset.get("pix_fmt")
     options = {**preset.encoder_options, **_encoder_options(args.encoder_opt)}
     if args.model is None:
-        default_upscaler(scale)  # a scale no downscaler ships for fails here, before any work
+        default_upscaler(scale, args.mode)  # a scale no downscaler ships for fails here, before any work
     return scale, codec, preset.get("container"), crf, pix_fmt, options
 
 
@@ -94,7 +99,7 @@ def run(args, on_frame=None, segment=None):
     else:
         dst = video_output(src, args.output, scale, codec, container, label="down")
     prepare_outputs(src, dst, args.stats, args.overwrite)
-    upscaler = args.model or default_upscaler(scale)
+    upscaler = args.model or default_upscaler(scale, args.mode)
     encoder = "png" if image else video_encoder_for(container_format_for(dst), codec)[0].name
     fd = FrameDownscaler(upscaler, scale, args.mode, qp_for(encoder, crf), resolve_device(args.device))
     if image:

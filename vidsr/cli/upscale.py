@@ -162,6 +162,8 @@ def list_models() -> int:
             roles.append("default")
         if d.weights_file and registry.best_routed(d.scale) == d.name:
             roles.append("routed default: --fps-target, --budget < 1")
+        if d.weights_file and not registry.for_clean_input(d.info):
+            roles.append("delivery: for video vidsr downscale made; val PSNR on x264-coded input")
         role = f" ({'; '.join(roles)})" if roles else ""
         print(f"{d.name:<{w}} {'x' + str(d.scale):>5} {d.params:>8,} {size:>7} {d.macs_per_pixel:>9,.0f}  {psnr:>10}  "
               f"{routed:>8}  {routes}{role}")

@@ -18,12 +18,14 @@ import torch
 
 from ..errors import InputError, OutputError, SettingsError, WeightsError
 from ..models import registry
-from ..models.downscaler import lr_size
+from ..models.downscaler import bicubic_downscale, lr_size
 from .codec_proxy import qstep_of_qp
 from .hcd import HCDRefiner, HCDSettings
 from .tags import DeliveryTag
 
-MODES = ("fast", "hcd")
+MODES = ("bicubic", "fast", "hcd")
+DEFAULT_MODE = "bicubic"  # measured best after a real codec (BENCHMARKS: Delivery)
+BICUBIC = "bicubic"  # the tag's downscaler field in --mode bicubic: no weights
 # the QP each encoder's CRF scale roughly quantises at, for the codec stand-in of --mode hcd:
 # x264/x265 CRF is on H.264's QP scale; VP9/AV1's 0-63 maps onto 0-51; other encoders are lossless
 # or intra codecs at high quality, where only 8-bit rounding remains
@@ -42,23 +44,49 @@ def shipped_pairs() -> list[str]:
     return [f"{e['upscaler']} x{e['scale']}" for e in registry.shipped_downscalers()]
 
 
-def default_upscaler(scale: int) -> str:
-    """The upscaler a downscaler ships for at ``scale`` (the routed default first)."""
+def delivery_upscalers(scale: int) -> list[str]:
+    """The shipped upscalers at ``scale`` trained on decoded video: made for what vidsr downscale delivers."""
+    return [m["name"] for m in registry.shipped_models() if m["scale"] == scale and not registry.for_clean_input(m)]
+
+
+def default_upscaler(scale: int, mode: str = DEFAULT_MODE) -> str:
+    """The upscaler a delivery file is made for at ``scale``: a delivery upscaler (trained on
+    decoded video, what the client will upscale) first, then the routed default. ``fast`` and
+    ``hcd`` need a learned downscaler shipped for it."""
+    if mode == "bicubic":
+        name = next(iter(delivery_upscalers(scale)), None) or registry.best_routed(scale) or registry.best_shipped(scale)
+        if name is None:
+            raise SettingsError(f"no upscaler ships for x{scale}")
+        return name
     entries = [e["upscaler"] for e in registry.shipped_downscalers() if e["scale"] == scale]
     if not entries:
         raise SettingsError(f"no delivery downscaler ships for x{scale}; shipped: {', '.join(shipped_pairs()) or 'none'}")
+    for name in entries:
+        model = registry.manifest_entry(name, scale)
+        if model is not None and not registry.for_clean_input(model):
+            return name
     routed = registry.best_routed(scale)
     return routed if routed in entries else entries[0]
 
 
 class FrameDownscaler:
-    """HR luma -> LR luma for one stream. ``hcd`` refines each frame against the full upscaler,
-    through the codec stand-in at ``qp``, starting from the frame before (``HCDRefiner``)."""
+    """HR luma -> LR luma for one stream. ``bicubic``: the antialiased bicubic downscale every
+    shipped upscaler was trained to invert; ``fast``: the learned downscaler shipped for the
+    upscaler; ``hcd`` refines each frame against the full upscaler, through the codec stand-in at
+    ``qp``, starting from the frame before (``HCDRefiner``)."""
 
-    def __init__(self, upscaler: str, scale: int, mode: str = "fast", qp: float = 0.0, device: str = "cpu",
+    def __init__(self, upscaler: str, scale: int, mode: str = DEFAULT_MODE, qp: float = 0.0, device: str = "cpu",
                  hcd: HCDSettings = HCDSettings()):
         if mode not in MODES:
             raise SettingsError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.scale, self.mode, self.qp, self.refiner = scale, mode, qp, None
+        self.device = torch.device(device)
+        if mode == "bicubic":
+            if registry.manifest_entry(upscaler, scale) is None:
+                raise SettingsError(f"{upscaler} x{scale} is not a shipped upscaler to downscale for")
+            self.entry, self.net = None, lambda hr: bicubic_downscale(hr, scale)
+            self.tag = DeliveryTag(upscaler, scale, BICUBIC, mode)
+            return
         entry = registry.downscaler_entry(upscaler, scale)
         if entry is None:
             raise SettingsError(f"no delivery downscaler ships for {upscaler} x{scale}; shipped: "
@@ -67,12 +95,10 @@ class FrameDownscaler:
         if upscaler_entry is None or upscaler_entry["sha256"] != entry["upscaler_sha256"]:
             raise WeightsError(f"the downscaler for {upscaler} x{scale} was trained against other {upscaler} weights; "
                                "refusing a pair that does not match")
-        self.entry, self.scale, self.mode, self.qp = entry, scale, mode, qp
+        self.entry = entry
         self.net = registry.load_downscaler(entry, device)
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.device = torch.device(device)
-        self.refiner = None
         if mode == "hcd":
             up = registry.load(upscaler, scale, device=device)
             for p in up.module.parameters():

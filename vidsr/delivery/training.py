@@ -35,9 +35,10 @@ from ..metrics import psnr
 from ..models import registry, weights
 from ..models.downscaler import bicubic_downscale
 from ..train.data import PatchSampler, default_folder, load_pairs, shown
-from .codec_proxy import codec, inter_rate, qstep_of_qp, rate
+from .codec_proxy import codec, inter_rate, qstep_of_qp, quantise_levels, rate, straight_through
 
 ARCH = "learned-downscaler"
+CODEC_FORWARDS = ("standin", "libx264", "libx265")
 VAL_QPS = (0, 24, 32)  # 0: 8-bit rounding alone (a lossless codec)
 LOSS_BORDER = 4  # LR pixels at each patch side left out of the loss: the upscaler pads there
 
@@ -56,6 +57,12 @@ class DownscalerConfig:
     convs: int = 3
     rate_weight: float = 0.5
     inter_weight: float = 0.0  # the inter-frame rate proxy's weight (codec_proxy.inter_rate)
+    # what the upscaler is shown in the forward pass: "standin" (the block-DCT stand-in at the drawn
+    # QP) or a real encoder ("libx264"): the batch's LR patches, tiled into one frame, coded as the
+    # second frame of a clip whose first is their moved predecessors, at a CRF drawn from
+    # qp_min..qp_max. The gradient is the stand-in's either way (straight-through); the real
+    # encoder only makes the forward pass what the client will decode.
+    codec_forward: str = "standin"
     qp_min: float = 14.0
     qp_max: float = 36.0
     predownscale: int = 2
@@ -94,7 +101,9 @@ class DownscalerTrainer:
         pairs = load_pairs(self.train_dir, cfg.scale, cfg.predownscale)
         # with the inter-frame rate, patches one LR pixel larger each side: two windows of each,
         # moved against each other by up to one LR pixel, are a frame and its predecessor
-        self.margin = 1 if cfg.inter_weight else 0
+        if cfg.codec_forward not in CODEC_FORWARDS:
+            raise SettingsError(f"codec_forward must be one of {', '.join(CODEC_FORWARDS)}, not {cfg.codec_forward!r}")
+        self.margin = 1 if (cfg.inter_weight or cfg.codec_forward != "standin") else 0
         self.sampler = PatchSampler(pairs, cfg.scale, cfg.patch + 2 * self.margin, seed=cfg.seed)
         self.qp_rng = np.random.default_rng(cfg.seed + 1)
         self.step, self.seconds = 0, 0.0
@@ -149,7 +158,30 @@ class DownscalerTrainer:
         prev = torch.stack([big[i, :, s + dy : s + dy + p, s + dx : s + dx + p] for i, (dy, dx) in enumerate(moves)])
         return hr, prev, -moves / s
 
-    def loss(self, big: torch.Tensor, qstep: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def _real_codec(self, lr: torch.Tensor, prev: torch.Tensor, crf: int) -> torch.Tensor:
+        """The batch's LR patches as the real encoder gives them back: tiled into one frame, coded
+        after a frame of their predecessors (so as an inter frame); straight-through."""
+        from ..train.coded import encode_planes
+
+        y = quantise_levels(lr)
+        n, _, h, w = y.shape
+        cols = math.ceil(math.sqrt(n))
+        rows = math.ceil(n / cols)
+
+        def mosaic(x: torch.Tensor) -> np.ndarray:
+            tiles = torch.zeros(rows * cols, h, w, dtype=x.dtype)
+            tiles[:n] = x.detach()[:, 0].clamp(0, 1)
+            grid = tiles.reshape(rows, cols, h, w).permute(0, 2, 1, 3).reshape(rows * h, cols * w)
+            return np.round(grid.numpy() * 255).astype(np.uint8)
+
+        decoded = encode_planes([mosaic(prev), mosaic(y)], self.cfg.codec_forward, crf)[-1]
+        tiles = torch.from_numpy(decoded.astype(np.float32) / 255).reshape(rows, h, cols, w).permute(0, 2, 1, 3)
+        real = tiles.reshape(rows * cols, h, w)[:n, None]
+        return straight_through(y, real)
+
+    def loss(self, big: torch.Tensor, qstep: torch.Tensor, crf: int | None = None) -> tuple[torch.Tensor, dict]:
+        """``qstep``: the stand-in's step per patch (and the rate proxy's); ``crf``: the real
+        encoder's, with ``codec_forward`` set to one."""
         cfg, s = self.cfg, self.cfg.scale
         b = LOSS_BORDER * s
         if self.margin:
@@ -157,17 +189,25 @@ class DownscalerTrainer:
         else:
             hr = big
         lr = self.net(hr)
-        out = self.upscaler.differentiable(codec(lr, qstep))
         with torch.no_grad():
             ref_lr = bicubic_downscale(hr, s)
-            ref_out = self.upscaler.differentiable(codec(ref_lr, qstep))
+        if cfg.codec_forward == "standin":
+            decoded, ref_decoded = codec(lr, qstep), codec(ref_lr, qstep)
+        else:
+            with torch.no_grad():
+                prev_lr, ref_prev = self.net(prev), bicubic_downscale(prev, s)
+            decoded = self._real_codec(lr, prev_lr, crf)
+            ref_decoded = self._real_codec(ref_lr, ref_prev, crf)
+        out = self.upscaler.differentiable(decoded)
+        with torch.no_grad():
+            ref_out = self.upscaler.differentiable(ref_decoded)
             ref_err = (ref_out - hr)[..., b:-b, b:-b].square().mean(dim=(1, 2, 3)).clamp_min(1e-8)
             ref_rate = rate(ref_lr, qstep).clamp_min(1e-3)
         err = (out - hr)[..., b:-b, b:-b].square().mean(dim=(1, 2, 3))
         bits = rate(lr, qstep)
         loss = err / ref_err + cfg.rate_weight * bits / ref_rate
         parts = {"err": float((err.detach() / ref_err).mean()), "rate": float((bits.detach() / ref_rate).mean())}
-        if self.margin:
+        if cfg.inter_weight:
             # the predecessor's LR is the downscaler's own too: its motion-compensated residual is what
             # an inter frame codes
             inter = inter_rate(lr, self.net(prev), motion[:, 0], motion[:, 1], qstep)
@@ -198,8 +238,12 @@ class DownscalerTrainer:
                 for g in self.opt.param_groups:
                     g["lr"] = self.lr_at(self.step)
                 _, hr = self.sampler.batch(cfg.batch)
-                qp = self.qp_rng.uniform(cfg.qp_min, cfg.qp_max, size=cfg.batch)
-                loss, parts = self.loss(hr, torch.tensor([qstep_of_qp(q) for q in qp], dtype=torch.float32))
+                if cfg.codec_forward == "standin":
+                    qp, crf = self.qp_rng.uniform(cfg.qp_min, cfg.qp_max, size=cfg.batch), None
+                else:  # one real encode per batch: one CRF
+                    crf = int(self.qp_rng.integers(round(cfg.qp_min), round(cfg.qp_max) + 1))
+                    qp = np.full(cfg.batch, float(crf))
+                loss, parts = self.loss(hr, torch.tensor([qstep_of_qp(q) for q in qp], dtype=torch.float32), crf)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
@@ -256,7 +300,8 @@ class DownscalerTrainer:
             "training": {
                 "train_data": f"{self.train_dir.name}/ (predownscale x{cfg.predownscale})",
                 "iterations": self.step, "batch": cfg.batch, "patch": cfg.patch, "lr": cfg.lr, "seed": cfg.seed,
-                "rate_weight": cfg.rate_weight, "inter_weight": cfg.inter_weight, "qp": [cfg.qp_min, cfg.qp_max], "seconds": round(self.seconds),
+                "rate_weight": cfg.rate_weight, "inter_weight": cfg.inter_weight, "qp": [cfg.qp_min, cfg.qp_max],
+                **({"codec_forward": cfg.codec_forward} if cfg.codec_forward != "standin" else {}), "seconds": round(self.seconds),
             },
             "validation": self.validate(),
         }

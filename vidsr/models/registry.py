@@ -154,10 +154,23 @@ def shipped_models() -> list[dict]:
     return weights.read_manifest(SHIPPED_DIR)
 
 
+def for_clean_input(entry: dict) -> bool:
+    """Whether a shipped model is for ordinary footage. A model trained on decoded video
+    (``"input": "coded"``, the delivery upscalers) is chosen only by name or by a delivery tag: on a
+    clean frame it restores less detail than the others, so no automatic choice lands on it."""
+    return entry.get("input", "clean") == "clean"
+
+
+def general_models() -> list[dict]:
+    """The shipped models an automatic choice (default model, frame-rate target, benchmarks'
+    model sets) picks from."""
+    return [m for m in shipped_models() if for_clean_input(m)]
+
+
 def _best(scale: int, keep, score) -> str | None:
-    """The shipped model at ``scale`` whose router family passes ``keep`` with the highest
+    """The general shipped model at ``scale`` whose router family passes ``keep`` with the highest
     ``score(entry)``; None if none ships."""
-    found = [m for m in shipped_models() if m["scale"] == scale and keep(architecture(m["architecture"]).router)]
+    found = [m for m in general_models() if m["scale"] == scale and keep(architecture(m["architecture"]).router)]
     return max(found, key=score)["name"] if found else None
 
 
@@ -183,7 +196,7 @@ def best_routed(scale: int) -> str | None:
 def dearer_routed(scale: int, name: str) -> list[str]:
     """The shipped ARM models at ``scale`` whose full network beats ``name``'s on validation, best
     first: what a frame-rate target that leaves ``name`` time over may switch to (``vidsr.policy``)."""
-    entries = [m for m in shipped_models() if m["scale"] == scale]
+    entries = [m for m in general_models() if m["scale"] == scale]
     own = next((_full_psnr(m) for m in entries if m["name"] == name), None)
     if own is None:
         return []

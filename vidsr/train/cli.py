@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=("l1", "l2"), default="l1",
                    help="reconstruction loss: l1 (default, as published) or l2, the mean squared error PSNR "
                    "measures (for a last fine-tune; may be changed on a resume)")
+    p.add_argument("--codec-crfs", type=int, nargs="+", metavar="CRF",
+                   help="train on LR encoded by a real --codec at these CRFs and decoded (an upscaler for decoded "
+                   "delivery video; validation through the same codec)")
+    p.add_argument("--codec", default="libx264", choices=("libx264", "libx265"), help="with --codec-crfs: the encoder")
     p.add_argument("--finish", action="store_true",
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
@@ -118,6 +122,7 @@ def main(argv: list[str]) -> int:
         **({} if args.select is None else {"select": args.select}),
         **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
         full_width_steps=args.full_width_steps, ema=args.ema, loss=args.loss,
+        codec_crfs=args.codec_crfs, codec=args.codec,
     )
     if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder
         raise SettingsError(f"{cfg.out} has no checkpoint: there is no run to finish")

@@ -39,6 +39,7 @@ from ..errors import SettingsError
 from ..models import registry, weights
 from ..models.descriptor import Upscaler
 from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
+from .coded import coded_pairs
 from .data import PatchSampler, default_folder, load_pairs
 from .evaluate import evaluate, routed_validation, upscale_image
 
@@ -115,6 +116,11 @@ class TrainConfig:
     # the reconstruction loss: "l1" (as every published recipe here trains) or "l2" (mean squared
     # error, what PSNR measures: a last fine-tune with it is a common way to buy PSNR after L1)
     loss: str = "l1"
+    # CRFs the training LR is encoded at by a real ``codec`` and decoded again (``coded.py``): an
+    # upscaler for decoded delivery video, not for clean frames. Validation goes through the same
+    # codec at the same CRFs (one inter frame per image and CRF). None: clean pairs.
+    codec_crfs: list[int] | None = None
+    codec: str = "libx264"
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -148,9 +154,13 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_dir = Path(cfg.train_dir or default_folder("train"))
         self.val_dir = Path(cfg.val_dir or default_folder("val"))
-        self.sampler = PatchSampler(load_pairs(self.train_dir, cfg.scale, cfg.predownscale, cfg.predownscale_kernel),
-                                    cfg.scale, cfg.patch, cfg.seed, cfg.texture_bias)
+        train_pairs = load_pairs(self.train_dir, cfg.scale, cfg.predownscale, cfg.predownscale_kernel)
         self.val_pairs = load_pairs(self.val_dir, cfg.scale, 1)
+        self.images, self.val_images = len(train_pairs), len(self.val_pairs)
+        if cfg.codec_crfs:
+            train_pairs = coded_pairs(train_pairs, cfg.scale, cfg.codec_crfs, cfg.codec, seed=cfg.seed)
+            self.val_pairs = coded_pairs(self.val_pairs, cfg.scale, cfg.codec_crfs, cfg.codec, seed=cfg.seed, keep="last")
+        self.sampler = PatchSampler(train_pairs, cfg.scale, cfg.patch, cfg.seed, cfg.texture_bias)
         self.step = 0
         self.schedule: list[tuple[int, int, float]] = []  # extra cosine segments (start, end, peak lr)
         self.elapsed = 0.0  # seconds spent in earlier invocations
@@ -552,11 +562,13 @@ class Trainer:
             "scale": cfg.scale,
             "architecture": cfg.arch,
             "config": {**self.arch.defaults, **cfg.model_config},
+            **({"input": "coded"} if cfg.codec_crfs else {}),
             "file": file,
             "sha256": sha,
             "bytes": (cfg.out / file).stat().st_size,
             "training": {
-                "train_data": f"{self.train_dir.name}/ ({len(self.sampler.pairs)} images, predownscale x{cfg.predownscale})",
+                "train_data": f"{self.train_dir.name}/ ({self.images} images, predownscale x{cfg.predownscale})",
+                **({"codec": {"encoder": cfg.codec, "crfs": list(cfg.codec_crfs)}} if cfg.codec_crfs else {}),
                 "iterations": self.weights_step or self.step,  # of the exported weights
                 **({"run_iterations": self.step} if self.weights_step else {}),
                 "batch": cfg.batch,
@@ -573,7 +585,8 @@ class Trainer:
                 "device": cfg.device,
             },
             "validation": {
-                "data": f"{self.val_dir.name}/ ({len(self.val_pairs)} images)",
+                "data": f"{self.val_dir.name}/ ({self.val_images} images"
+                        + (f", {cfg.codec} CRFs {', '.join(map(str, cfg.codec_crfs))})" if cfg.codec_crfs else ")"),
                 "psnr_y": round(full["psnr_y"], 4),
                 "ssim": round(full["ssim"], 4),
                 "bicubic_psnr_y": round(full["bicubic_psnr_y"], 4),

@@ -1,0 +1,119 @@
+"""Training for decoded video: LR that went through a real encoder (``vidsr.train.coded``), the
+delivery upscaler it trains (never an automatic choice), and the delivery downscaler trained with
+the real encoder in its forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vidsr.delivery.training import DownscalerConfig, DownscalerTrainer
+from vidsr.models import registry
+from vidsr.models.downscaler import bicubic_downscale
+from vidsr.train.coded import coded_pairs, encode_planes
+from vidsr.train.data import make_pair
+from vidsr.train.trainer import Trainer
+
+from .test_training import blocks_image, config, image_dirs  # noqa: F401  (the fixture)
+
+
+def _pair(seed: int = 0):
+    hr = torch.from_numpy(blocks_image(seed)[..., 0].astype(np.float32) / 255)
+    return make_pair("blocks", hr, 2)
+
+
+def _mae(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().mean())
+
+
+def test_encode_planes_gives_back_every_frame_and_loses_more_at_a_higher_crf():
+    rng = np.random.default_rng(0)
+    planes = [rng.integers(0, 256, (32, 48), dtype=np.uint8) for _ in range(3)]
+    low, high = encode_planes(planes, "libx264", 5), encode_planes(planes, "libx264", 45)
+    assert len(low) == len(high) == 3
+    err = lambda dec: np.mean([np.abs(d.astype(int) - p).mean() for d, p in zip(dec, planes)])  # noqa: E731
+    assert err(low) < 3 < err(high)
+
+
+def test_coded_pairs_are_decoded_clips_aligned_with_their_hr_crops():
+    pair = _pair()
+    out = coded_pairs([pair], 2, crfs=(10, 40), frames=4, seed=1)
+    assert len(out) == 2 * 4
+    for p in out:
+        assert p.hr.shape == (p.lr.shape[0] * 2, p.lr.shape[1] * 2)
+        clean = bicubic_downscale(p.hr[None, None], 2)[0, 0]
+        # aligned: the decoded LR is far closer to its own HR crop's downscale than to a shifted one
+        shifted = torch.roll(clean, shifts=(1, 1), dims=(0, 1))
+        if "crf10" in p.name:
+            assert _mae(p.lr, clean) < 0.5 * _mae(p.lr, shifted)
+    low = np.mean([_mae(p.lr, bicubic_downscale(p.hr[None, None], 2)[0, 0]) for p in out if "crf10" in p.name])
+    high = np.mean([_mae(p.lr, bicubic_downscale(p.hr[None, None], 2)[0, 0]) for p in out if "crf40" in p.name])
+    assert low < high  # the codec really ran, and harder at the higher CRF
+    assert len(coded_pairs([pair], 2, crfs=(10, 40), frames=4, keep="last")) == 2
+
+
+def test_a_model_trained_on_coded_pairs_is_marked_for_decoded_input(image_dirs, tmp_path):  # noqa: F811
+    trainer = Trainer(config(image_dirs, tmp_path / "run", iterations=4, codec_crfs=[20, 30]), progress=False)
+    assert all("@libx264-crf" in p.name for p in trainer.sampler.pairs + trainer.val_pairs)
+    entry = trainer.run()
+    assert entry["input"] == "coded"
+    assert entry["training"]["codec"] == {"encoder": "libx264", "crfs": [20, 30]}
+    assert not registry.for_clean_input(entry)
+    clean = Trainer(config(image_dirs, tmp_path / "clean", iterations=4), progress=False).run()
+    assert registry.for_clean_input(clean) and "input" not in clean
+
+
+def test_a_model_for_decoded_input_is_never_an_automatic_choice(monkeypatch):
+    """Even with the best validation figures of its scale, a delivery upscaler is not the default,
+    not the routed default and not what a frame-rate target switches to."""
+    real = registry.shipped_models()
+    best = max((e for e in real if e["scale"] == 2 and registry.architecture(e["architecture"]).router == "arm"),
+               key=lambda e: e["validation"]["psnr_y"])
+    coded = {**best, "name": "coded-test", "input": "coded",
+             "validation": {**best["validation"], "psnr_y": 99.0, "routed": {"psnr_y": 99.0}}}
+    monkeypatch.setattr(registry, "shipped_models", lambda: real + [coded])
+    assert "coded-test" not in {e["name"] for e in registry.general_models()}
+    assert registry.default_model(2) != "coded-test"
+    assert registry.best_routed(2) != "coded-test"
+    assert all("coded-test" not in registry.dearer_routed(2, e["name"]) for e in real if e["scale"] == 2)
+    assert registry.manifest_entry("coded-test", 2)["input"] == "coded"  # by name it is there
+
+
+def test_downscale_defaults_to_the_delivery_upscaler_where_one_ships():
+    from vidsr.delivery.downscale import default_upscaler
+
+    for scale in {e["scale"] for e in registry.shipped_downscalers()}:
+        for_delivery = [e["upscaler"] for e in registry.shipped_downscalers() if e["scale"] == scale
+                        and not registry.for_clean_input(registry.manifest_entry(e["upscaler"], scale))]
+        if for_delivery:
+            assert default_upscaler(scale) == for_delivery[0]
+
+
+@pytest.mark.parametrize("encoder", ["libx264", "libx265"])
+def test_the_real_encoder_forward_trains_every_downscaler_parameter(image_dirs, tmp_path, encoder):  # noqa: F811
+    """With ``codec_forward`` a real encoder, the upscaler sees the decoded patches (an untrained
+    downscaler is the bicubic one, so its error equals the bicubic reference's through the same
+    encode) and the gradient still reaches every parameter through the stand-in."""
+    train, val = image_dirs
+    cfg = DownscalerConfig(upscaler="arm-plain", scale=2, out=tmp_path / "down", iterations=2, batch=4, patch=16,
+                           train_dir=train, val_dir=val, predownscale=1, codec_forward=encoder, qp_min=30, qp_max=30,
+                           threads=1)
+    trainer = DownscalerTrainer(cfg, progress=False)
+    _, big = trainer.sampler.batch(4)
+    q = torch.full((4,), 10.0)
+    loss, parts = trainer.loss(big, q, crf=30)
+    assert parts["err"] == pytest.approx(1.0, abs=1e-6)
+    # the real encoder changed the patches: the stand-in's forward differs from it
+    hr = big[..., 2:-2, 2:-2]
+    lr = bicubic_downscale(hr, 2)
+    real = trainer._real_codec(lr, bicubic_downscale(big[..., :-4, :-4], 2), 30)
+    assert 0 < _mae(real, lr) < 0.1
+    torch.nn.init.normal_(trainer.net.body[-1].weight, std=0.01)  # past the zero start, every layer has a gradient
+    loss, _ = trainer.loss(big, q, crf=30)
+    loss.backward()
+    for name, p in trainer.net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with pytest.raises(Exception, match="codec_forward"):
+        DownscalerTrainer(DownscalerConfig(upscaler="arm-plain", scale=2, out=tmp_path / "bad", codec_forward="mpeg2",
+                                           train_dir=train, val_dir=val, predownscale=1), progress=False)

@@ -1,0 +1,71 @@
+"""Training pairs whose low-resolution side went through a real video encoder.
+
+An upscaler for delivery (``vidsr downscale`` -> encode -> ``vidsr``) never sees a clean
+downscale: it sees what the decoder gives back, with the encoder's blocking, ringing and lost
+texture. Trained on clean pairs it restores detail the codec never kept and sharpens its
+artefacts. Here each training pair's LR becomes short clips encoded by the real encoder (PyAV's
+libx264 by default) at several CRFs and decoded again; each decoded frame is paired with the
+matching crop of the HR. A clip is a window that moves by up to one LR pixel per frame, so most
+frames are inter frames coded against a moved reference, as most frames of a video are.
+"""
+
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+import torch
+
+from .data import Pair
+
+ENCODER_OPTIONS = {"libx264": {"preset": "medium"}, "libx265": {"preset": "fast", "x265-params": "log-level=error"}}
+
+
+def encode_planes(planes: list[np.ndarray], encoder: str, crf: int) -> list[np.ndarray]:
+    """8-bit luma planes (all one even size) through ``encoder`` at ``crf`` as one clip (neutral
+    chroma); the decoded luma planes, in order."""
+    h, w = planes[0].shape
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        stream = out.add_stream(encoder, rate=30, options={**ENCODER_OPTIONS.get(encoder, {}), "crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        yuv = np.full((h * 3 // 2, w), 128, np.uint8)
+        for i, plane in enumerate(planes):
+            yuv[:h] = plane
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    buf.seek(0)
+    with av.open(buf) as c:
+        decoded = [f.to_ndarray(format="yuv420p")[:h] for f in c.decode(video=0)]
+    if len(decoded) != len(planes):
+        raise RuntimeError(f"{encoder} crf {crf}: {len(decoded)} frames decoded of {len(planes)}")
+    return decoded
+
+
+def coded_pairs(pairs: list[Pair], scale: int, crfs, encoder: str = "libx264", frames: int = 6,
+                seed: int = 0, keep: str = "all") -> list[Pair]:
+    """Each pair as ``frames``-frame clips, one per CRF in ``crfs``, through ``encoder``; each
+    decoded frame paired with its HR crop (``keep="last"``: only each clip's last frame, an inter
+    frame, for a small validation set). The motion per clip is drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for pair in pairs:
+        lr8 = np.round(pair.lr.numpy() * 255).clip(0, 255).astype(np.uint8)
+        big_h, big_w = lr8.shape
+        h, w = (big_h - frames) // 2 * 2, (big_w - frames) // 2 * 2  # even: yuv420p
+        if h < 16 or w < 16:
+            continue
+        for crf in crfs:
+            dy, dx = (int(v) for v in rng.integers(-1, 2, size=2))
+            # the window has at least ``frames`` pixels of slack each way: start where the whole move fits
+            y0, x0 = ({1: 0, -1: frames - 1, 0: frames // 2}[d] for d in (dy, dx))
+            starts = [(y0 + k * dy, x0 + k * dx) for k in range(frames)]
+            decoded = encode_planes([lr8[y : y + h, x : x + w] for y, x in starts], encoder, crf)
+            kept = list(zip(starts, decoded))[-1:] if keep == "last" else list(zip(starts, decoded))
+            for k, ((y, x), plane) in enumerate(kept):
+                hr = pair.hr[y * scale : (y + h) * scale, x * scale : (x + w) * scale].contiguous()
+                out.append(Pair(f"{pair.name}@{encoder}-crf{crf}-{k}", hr, torch.from_numpy(plane.astype(np.float32) / 255)))
+    return out
