@@ -303,3 +303,16 @@ def test_the_delivery_report_gives_each_lr_before_the_codec_against_b():
     text = report(res)
     assert "| x2 | D-fast | 34.70 | -0.30 | -1.00 .. +0.40 |" in text
     assert "| x2 | D-hcd | 36.00 | +1.00 | +1.00 .. +1.00 |" in text
+
+
+def test_list_names_each_upscaler_a_file_can_be_made_for_with_its_modes():
+    from vidsr.delivery.downscale import delivery_upscalers
+
+    r = run_vidsr("downscale", "--list")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for e in SHIPPED:
+        assert any(line.startswith(f"{e['upscaler']} x{e['scale']}: --mode bicubic, fast, hcd") for line in lines)
+    for scale in (2, 4):
+        for name in delivery_upscalers(scale):
+            assert any(line.startswith(f"{name} x{scale}:") and "delivery upscaler" in line for line in lines)

@@ -14,7 +14,8 @@ CRF, side by side on the same frames:
   upscaler (how much of D's gain is only the matching kernel);
 - ``D-fast`` / ``D-hcd``: ``vidsr downscale --mode fast|hcd`` -> encode -> the delivery upscaler
   (what ``vidsr`` picks from the file's tag);
-- ``B@0.5`` / ``D-fast@0.5`` / ``D-hcd@0.5``: the same with the client running ``--budget 0.5``.
+- ``B@0.5`` / ``D-bicubic@0.5`` / ``D-fast@0.5`` / ``D-hcd@0.5``: the same with the client running
+  ``--budget 0.5`` (first codec only).
 Bitrate is the encoded video bitstream's size; PSNR-Y (and SSIM) at the source resolution against
 the source, mean over frames. Chroma goes through swscale in every pipeline. Each pipeline's LR is
 also upscaled as it is, before any codec: the most that LR gives the upscaler, which the codec's
@@ -47,12 +48,13 @@ CLIPS = ("sample", "val-pan", "static", "animation")
 CODECS = {"libx264": ({"preset": "medium"}, (18, 22, 26, 30, 34)),
           "libx265": ({"preset": "fast", "x265-params": "log-level=error"}, (20, 24, 28, 32, 36))}
 HCD_QP = 26  # the codec stand-in's QP D-hcd is refined at (the middle of the x264 CRFs)
-PIPELINES = ("A", "B", "B-delivery", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-fast@0.5", "D-hcd@0.5")
+PIPELINES = ("A", "B", "B-delivery", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-bicubic@0.5", "D-fast@0.5",
+             "D-hcd@0.5")
 BASELINE = "arm-plain"  # the upscaler of B: the general model the delivery upscaler was fine-tuned from
 # (pipeline, the pipeline it is measured against) in the tables
 COMPARISONS = (("D-bicubic", "B"), ("D-fast", "B"), ("D-hcd", "B"), ("B-delivery", "B"), ("D-bicubic", "B-delivery"),
-               ("D-fast", "B-delivery"), ("D-hcd", "B-delivery"), ("C", "B"), ("B", "A"), ("D-fast@0.5", "B@0.5"),
-               ("D-hcd@0.5", "B@0.5"))
+               ("D-fast", "B-delivery"), ("D-hcd", "B-delivery"), ("C", "B"), ("B", "A"), ("D-bicubic@0.5", "B@0.5"),
+               ("D-fast@0.5", "B@0.5"), ("D-hcd@0.5", "B@0.5"))
 
 
 def source_frames(name: str, val_dir: Path, frames: int) -> list[av.VideoFrame]:
@@ -213,7 +215,7 @@ def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscalers: d
                     if pipe == "B":
                         up = [luma(f) for f in lanczos(dec, *SOURCE)]
                         curves["C"].append({"codec": codec, "crf": crf, "kbps": kbps, **dict(zip(("psnr", "ssim"), score(up, src_y)))})
-                    if pipe in ("B", "D-fast", "D-hcd") and codec == codecs[0]:
+                    if pipe in ("B", "D-bicubic", "D-fast", "D-hcd") and codec == codecs[0]:
                         outs, _ = upscale_all(eng, dec, 0.5)
                         curves[pipe + "@0.5"].append({"codec": codec, "crf": crf, "kbps": kbps,
                                                       **dict(zip(("psnr", "ssim"), score(outs, src_y)))})
@@ -313,13 +315,13 @@ def draw(res: dict, path: Path) -> None:
     panels = [(s, c) for s in map(str, res["scales"]) for c in res["codecs"]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
     for ax, (scale, codec) in zip(axes[0], panels):
-        for pipe in ("A", "B", "B-delivery", "C", "D-fast", "D-hcd", "D-hcd@0.5"):
+        for pipe in ("A", "B", "B-delivery", "C", "D-bicubic", "D-fast", "D-hcd", "D-bicubic@0.5"):
             per = [[x for x in r[scale]["curves"].get(pipe, []) if x["codec"] == codec] for r in res["clips"].values()]
             if not per or not per[0]:
                 continue
             kbps = np.mean([[x["kbps"] for x in p] for p in per], axis=0)
             psnr = np.mean([[x["psnr"] for x in p] for p in per], axis=0)
-            ax.plot(kbps, psnr, marker="o", ms=3, label=pipe, linestyle="--" if pipe in ("C", "D-hcd@0.5") else "-")
+            ax.plot(kbps, psnr, marker="o", ms=3, label=pipe, linestyle="--" if pipe in ("C", "D-bicubic@0.5") else "-")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

@@ -48,12 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--list"]:
-        from ..delivery.downscale import delivery_upscalers, shipped_pairs
+        from ..delivery.downscale import delivery_upscalers
+        from ..models import registry
 
-        for scale in SCALES:
-            for name in delivery_upscalers(scale):
-                print(f"{name} x{scale}: the delivery upscaler (trained on decoded video), --mode bicubic")
-        print("\n".join(f"{pair}: --mode fast, hcd" for pair in shipped_pairs()) or "no learned downscaler ships")
+        pairs = [(name, scale) for scale in SCALES for name in delivery_upscalers(scale)]
+        pairs += [(e["upscaler"], e["scale"]) for e in registry.shipped_downscalers() if (e["upscaler"], e["scale"]) not in pairs]
+        for name, scale in pairs:
+            modes = "bicubic" + (", fast, hcd" if registry.downscaler_entry(name, scale) else "")
+            role = " (the delivery upscaler: trained on decoded video)" if name in delivery_upscalers(scale) else ""
+            print(f"{name} x{scale}: --mode {modes}{role}")
         return 0
     run(build_parser().parse_args(argv))
     return 0
