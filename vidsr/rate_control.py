@@ -23,6 +23,7 @@ import numpy as np
 
 from .budget import MacBudget
 from .controller import FpsController
+from .models import registry
 
 SWITCH_COST_SHARE = 0.1  # of the rest of the stream's time, what a decision on headroom may stall it
 
@@ -139,9 +140,14 @@ class FrameRateTarget:
         # the note when no switch can use the time: none left to try, or the rest too short for one
         if c.has_headroom and not self._noted_headroom and (not self.dearer or not self._worth_deciding_again()):
             self._noted_headroom = True
-            self.note(f"{self.engine.descriptor.name} runs its full network on every pixel faster than "
-                      f"{self.target_fps:g} fps; a dearer model (vidsr --list-models, --model NAME) would turn "
-                      "the spare time into quality")
+            d = self.engine.descriptor
+            if not registry.for_clean_input(d.info):
+                # a delivery upscaler: the file was made for it, and a general model restores its
+                # decoded frames worse, so there is nothing dearer to suggest
+                self.note(f"{d.name} runs its full network on every pixel faster than {self.target_fps:g} fps")
+            else:
+                self.note(f"{d.name} runs its full network on every pixel faster than {self.target_fps:g} fps; a "
+                          "dearer model (vidsr --list-models, --model NAME) would turn the spare time into quality")
 
 
 def _built_once(build: Callable[[], object]) -> Callable[[], object]:
