@@ -117,3 +117,11 @@ def test_the_real_encoder_forward_trains_every_downscaler_parameter(image_dirs, 
     with pytest.raises(Exception, match="codec_forward"):
         DownscalerTrainer(DownscalerConfig(upscaler="arm-plain", scale=2, out=tmp_path / "bad", codec_forward="mpeg2",
                                            train_dir=train, val_dir=val, predownscale=1), progress=False)
+
+
+def test_an_encoder_without_crfs_to_train_at_is_refused_in_one_line():
+    from .conftest import run_vidsr
+
+    r = run_vidsr("train", "--arch", "plain", "--codec", "libx265")
+    assert r.returncode == 2
+    assert "--codec goes with --codec-crfs" in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr

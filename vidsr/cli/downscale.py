@@ -51,11 +51,12 @@ def main(argv: list[str]) -> int:
         from ..delivery.downscale import delivery_upscalers
         from ..models import registry
 
-        pairs = [(name, scale) for scale in SCALES for name in delivery_upscalers(scale)]
-        pairs += [(e["upscaler"], e["scale"]) for e in registry.shipped_downscalers() if (e["upscaler"], e["scale"]) not in pairs]
+        delivery = [(name, scale) for scale in SCALES for name in delivery_upscalers(scale)]
+        pairs = delivery + [(e["upscaler"], e["scale"]) for e in registry.shipped_downscalers()
+                            if (e["upscaler"], e["scale"]) not in delivery]
         for name, scale in pairs:
             modes = "bicubic" + (", fast, hcd" if registry.downscaler_entry(name, scale) else "")
-            role = " (the delivery upscaler: trained on decoded video)" if name in delivery_upscalers(scale) else ""
+            role = " (the delivery upscaler: trained on decoded video)" if (name, scale) in delivery else ""
             print(f"{name} x{scale}: --mode {modes}{role}")
         return 0
     run(build_parser().parse_args(argv))

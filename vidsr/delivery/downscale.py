@@ -61,9 +61,8 @@ def default_upscaler(scale: int, mode: str = DEFAULT_MODE) -> str:
     entries = [e["upscaler"] for e in registry.shipped_downscalers() if e["scale"] == scale]
     if not entries:
         raise SettingsError(f"no delivery downscaler ships for x{scale}; shipped: {', '.join(shipped_pairs()) or 'none'}")
-    for name in entries:
-        model = registry.manifest_entry(name, scale)
-        if model is not None and not registry.for_clean_input(model):
+    for name in delivery_upscalers(scale):
+        if name in entries:
             return name
     routed = registry.best_routed(scale)
     return routed if routed in entries else entries[0]

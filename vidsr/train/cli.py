@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec-crfs", type=int, nargs="+", metavar="CRF",
                    help="train on LR encoded by a real --codec at these CRFs and decoded (an upscaler for decoded "
                    "delivery video; validation through the same codec)")
-    p.add_argument("--codec", default="libx264", choices=("libx264", "libx265"), help="with --codec-crfs: the encoder")
+    p.add_argument("--codec", choices=("libx264", "libx265"), help="with --codec-crfs: the encoder (default libx264)")
     p.add_argument("--finish", action="store_true",
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
@@ -104,6 +104,8 @@ def main(argv: list[str]) -> int:
                         ("--full-width-steps", args.full_width_steps)):
         if value is not None and registry.architecture(args.arch).router != "arm":
             raise SettingsError(f"{flag} applies to ARM supernets, not {args.arch}")
+    if args.codec is not None and not args.codec_crfs:
+        raise SettingsError("--codec goes with --codec-crfs (the CRFs to train at)")
     if args.full_width_steps is not None:
         if args.full_width_steps < 0:
             raise SettingsError(f"--full-width-steps must be 0 or more, not {args.full_width_steps}")
@@ -122,7 +124,7 @@ def main(argv: list[str]) -> int:
         **({} if args.select is None else {"select": args.select}),
         **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
         full_width_steps=args.full_width_steps, ema=args.ema, loss=args.loss,
-        codec_crfs=args.codec_crfs, codec=args.codec,
+        codec_crfs=args.codec_crfs, **({} if args.codec is None else {"codec": args.codec}),
     )
     if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder
         raise SettingsError(f"{cfg.out} has no checkpoint: there is no run to finish")
