@@ -39,14 +39,15 @@ import torch
 from ..budget import MacBudget
 from ..io.formats import plane_view
 from ..metrics import ssim
-from ..models.downscaler import bicubic_downscale
+from ..train.coded import ENCODER_OPTIONS
 from .rd import bd_rate, crossover
 
 SOURCE = (640, 360)
 FPS = 30
 CLIPS = ("sample", "val-pan", "static", "animation")
-CODECS = {"libx264": ({"preset": "medium"}, (18, 22, 26, 30, 34)),
-          "libx265": ({"preset": "fast", "x265-params": "log-level=error"}, (20, 24, 28, 32, 36))}
+# (encoder options, CRFs): the options are the ones the delivery upscaler was trained through
+CODECS = {"libx264": (ENCODER_OPTIONS["libx264"], (18, 22, 26, 30, 34)),
+          "libx265": (ENCODER_OPTIONS["libx265"], (20, 24, 28, 32, 36))}
 HCD_QP = 26  # the codec stand-in's QP D-hcd is refined at (the middle of the x264 CRFs)
 PIPELINES = ("A", "B", "B-delivery", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-bicubic@0.5", "D-fast@0.5",
              "D-hcd@0.5")
@@ -162,10 +163,10 @@ def make_lrs(src, scale: int, upscaler: str) -> tuple[dict, dict]:
         planes = [np.round(fd.luma(y)[0, 0].detach().numpy() * 255).astype(np.uint8) for y in ys]
         return with_luma(lz, planes), (time.perf_counter() - t0) / len(ys)
 
-    bic = [np.round(bicubic_downscale(y, scale)[0, 0].clamp(0, 1).numpy() * 255).astype(np.uint8) for y in ys]
+    bicubic, _ = through(FrameDownscaler(upscaler, scale, "bicubic"))  # vidsr downscale's default
     fast, fast_s = through(FrameDownscaler(upscaler, scale, "fast"))
     hcd, hcd_s = through(FrameDownscaler(upscaler, scale, "hcd", HCD_QP))
-    return {"lanczos": lz, "bicubic": with_luma(lz, bic), "fast": fast, "hcd": hcd}, {"fast": fast_s, "hcd": hcd_s}
+    return {"lanczos": lz, "bicubic": bicubic, "fast": fast, "hcd": hcd}, {"fast": fast_s, "hcd": hcd_s}
 
 
 def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscalers: dict, baseline: str, progress) -> dict:
@@ -232,7 +233,7 @@ def run(val_dir: Path | None, clips, frames: int = 16, scales=(2, 4), codecs=("l
     from ..train.data import default_folder, shown
 
     val_dir = Path(val_dir or default_folder("val"))
-    upscalers = {s: upscaler or default_upscaler(s) for s in scales}
+    upscalers = {s: upscaler or default_upscaler(s, "fast") for s in scales}  # fast and hcd run too
     res = {"data": shown(val_dir), "frames": frames, "source": f"{SOURCE[0]}x{SOURCE[1]}",
            "upscalers": {str(s): u for s, u in upscalers.items()}, "baseline": baseline,
            "scales": list(scales), "codecs": list(codecs), "clips": {}}
