@@ -368,3 +368,23 @@ def test_frames_that_keep_tiles_and_run_the_full_network_on_the_rest_show_headro
             clock[0] += 0.02  # five times faster than the target
             c.observe(frames)
         assert c.has_headroom == headroom
+
+
+def test_a_run_behind_its_schedule_gets_no_try_allowance():
+    """On or ahead of schedule a route everywhere priced up to TRY_OVER beyond the allowance may be
+    tried; behind it, not: the try's overrun would be repaid at once by poorer frames."""
+    from vidsr.budget import TRY_OVER
+    from vidsr.routing.protocol import uniform_unit
+
+    clock = [0.0]
+    unit = uniform_unit("w16")
+    c = FpsController(10.0, {unit: 1e9}, clock=lambda: clock[0])
+    c.budget()
+    for _ in range(5):
+        _frame_at(clock, c, 10.0, unit, 80.0)  # 90 ms frames at a 100 ms period: ahead
+        c.budget()
+    ahead = c.budget()
+    assert ahead.try_allowance(100.0) == pytest.approx(100.0 * (1 + TRY_OVER))
+    _frame_at(clock, c, 10.0, unit, 200.0)  # one slow frame puts the run behind
+    behind = c.budget()
+    assert behind.try_allowance(100.0) == pytest.approx(100.0)

@@ -243,20 +243,38 @@ def test_a_width_that_runs_goes_on_within_the_keep_allowance(keep_over):
 @pytest.mark.parametrize("price, tried", [(52.0, True), (60.0, False)])
 def test_a_width_priced_just_beyond_the_budget_is_tried_now_and_then(price, tried):
     """A calibrated price can be too dear, and a width never bought is never measured again: one
-    priced within the budget's try allowance (25% over) is run now and then, at most once per
-    TRY_EVERY frames; one priced further out never is."""
-    from vidsr.routing.arm import TRY_EVERY
+    priced within the budget's try allowance (25% over) is run now and then, first after TRY_EVERY
+    frames and then twice as long after each try (a try that found it too dear is repaid by poorer
+    frames); one priced further out never is."""
+    from vidsr.routing.arm import RECHECK_FRAMES, TRY_BACKOFF, TRY_EVERY
 
     engine, x = flat_table_engine(), textured_frame()
     # tiles bought one by one too dear to route: the choice is between the widths everywhere
     prices = {**UNIFORM_PRICES, "w8": 100.0, "w16": 200.0, uniform_unit("w16"): price}
-    runs = [engine.upscale(x, TimeBudget(ms=44.0, unit_ms=prices))[1].route_shares for _ in range(3 * TRY_EVERY)]
+    frames = TRY_EVERY * (2 ** (TRY_BACKOFF + 1) + 2 ** TRY_BACKOFF)
+    runs = [engine.upscale(x, TimeBudget(ms=44.0, unit_ms=prices))[1].route_shares for _ in range(frames)]
     tries = [i for i, r in enumerate(runs) if r == {"w16": 1.0}]
     assert all(r in ({"w8": 1.0}, {"w16": 1.0}) for r in runs)
     if tried:
-        assert len(tries) >= 2 and min(np.diff(tries)) >= TRY_EVERY
+        # (up to RECHECK_FRAMES later: a kept width is re-planned, and so may give way to a try,
+        # every RECHECK_FRAMES frames)
+        expected = [TRY_EVERY * 2 ** min(k, TRY_BACKOFF) for k in range(len(tries))]
+        assert len(tries) == TRY_BACKOFF + 2
+        assert all(e <= w <= e + RECHECK_FRAMES for w, e in zip(np.diff([0] + tries), expected))
     else:
         assert tries == []
+
+
+def test_a_budget_behind_its_schedule_tries_no_dearer_width():
+    """A try's overrun adds to the run's debt, which the next frames repay with poorer plans: behind
+    schedule (the fps controller's ``try_over`` 0) a width priced beyond the allowance is not tried."""
+    from vidsr.routing.arm import TRY_EVERY
+
+    engine, x = flat_table_engine(), textured_frame()
+    prices = {**UNIFORM_PRICES, "w8": 100.0, "w16": 200.0, uniform_unit("w16"): 52.0}
+    runs = [engine.upscale(x, TimeBudget(ms=44.0, unit_ms=prices, try_over=0.0))[1].route_shares
+            for _ in range(3 * TRY_EVERY)]
+    assert runs == [{"w8": 1.0}] * len(runs)
 
 
 def test_kept_tiles_fall_due_on_different_frames():

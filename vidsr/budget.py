@@ -86,6 +86,10 @@ class TimeBudget:
     # that a width at the stream's own frame rate, over its allowance on half the frames, is not
     # left for a poorer routed plan; 0 for a fixed budget (VapourSynth's ``max_ms``), a limit per frame
     keep_over: float = 0.0
+    # how far beyond its uniform allowance a route everywhere that does not run may be priced and be
+    # tried (``try_allowance``); the fps controller sets 0 while the run is behind its schedule, where
+    # a try's overrun would be repaid at once by poorer frames
+    try_over: float = TRY_OVER
 
     full_network = False  # a time is never "the full network regardless": what fits is bought
 
@@ -120,7 +124,7 @@ class TimeBudget:
     def try_allowance(self, uniform_allowance: float) -> float:
         """What a try of one route everywhere may be priced at (``ARMRouter._try_dearer``): a
         measured price it may turn out to be below, and what the schedule repays if not."""
-        return uniform_allowance * (1 + TRY_OVER)
+        return uniform_allowance * (1 + self.try_over)
 
     def keep_allowance(self, uniform_allowance: float) -> float:
         """What one route everywhere that already runs may be priced at and go on (``keep_over``)."""

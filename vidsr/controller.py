@@ -186,9 +186,10 @@ class FpsController:
             uniform_extra += JITTER * self.period_ms + max(-correction, 0.0)
             keep_over = TRY_OVER
         # a try of another setting buys what the fastest would (its prices): the try measures that
-        # work on the other setting, and the frame is no poorer for it (its extra time is repaid)
+        # work on the other setting, and the frame is no poorer for it (its extra time is repaid).
+        # A try of a dearer route is made only on schedule: behind it, its overrun adds to the debt
         return TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(fastest), threads=self.current.threads,
-                          margin_ms=uniform_extra, keep_over=keep_over)
+                          margin_ms=uniform_extra, keep_over=keep_over, try_over=TRY_OVER if slack >= 0 else 0.0)
 
     def exclude(self, seconds: float) -> None:
         """Time spent outside the frames' work (a one-time decision, such as pricing a dearer model)

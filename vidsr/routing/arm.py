@@ -44,6 +44,11 @@ SWITCH_MARGIN = 0.03
 # routed plan's small windows cost more time per MAC than a uniform pass's large ones
 ROUTED_MARGIN_DB = 0.5
 TRY_EVERY = 15  # frames between tries of one route everywhere priced just beyond the budget
+# each try of a route doubles the wait before its next, up to 2**this: a try that found the route
+# too dear puts the run behind, and the frames that repay it run poorer plans (on a slow pan at the
+# w16 speed, a try of w24 every TRY_EVERY frames cost the frames after it 0.7-2.3 dB each); a price
+# that drifts back to a calibration taken while the encoder was idle would bring the try back
+TRY_BACKOFF = 3
 # A tile's price includes the context its window computes beyond its core, which depends on its
 # neighbours' routes (a side facing the same route is shared in one merged window): the plan is
 # re-solved this many times with the halos of the previous solution.
@@ -70,7 +75,7 @@ class ARMRouter:
         self._choice = _NO_CHOICE  # the last frame's configuration: a route everywhere, or None (routed)
         self._kept_frames = 0  # frames the current route everywhere has been kept without planning
         self._frames = 0  # frames planned (kept ones included)
-        self._tried: dict[int, int] = {}  # route -> the frame it was last tried everywhere (``_try_dearer``)
+        self._tried: dict[int, tuple[int, int]] = {}  # route -> (frame last tried everywhere, tries) (``_try_dearer``)
 
     def reset(self) -> None:
         self._previous = None
@@ -183,16 +188,19 @@ class ARMRouter:
 
     def _try_dearer(self, budget, mse, pixels, allowance: float, errors: dict, best_error: float) -> int | None:
         """The dearest route everywhere that does not fit but is priced within the budget's try
-        allowance and predicted better than the frame's choice, at most once per ``TRY_EVERY``
-        frames per route; else None. Its price is the calibration's guess until it runs: a guess
-        too dear would otherwise keep it from ever running, and so from ever being measured."""
+        allowance and predicted better than the frame's choice, ``TRY_EVERY`` frames after the
+        stream began and then twice as long after each try of that route (up to ``TRY_BACKOFF``
+        doublings); else None. Its price is the calibration's guess until it runs: a guess too dear
+        would otherwise keep it from ever running, and so from ever being measured."""
         tries = budget.try_allowance(allowance)
         for r in range(len(self.names) - 1, 0, -1):
             if r in errors:  # it fits, and so do the cheaper ones
                 return None
+            last, count = self._tried.get(r, (0, 0))
+            wait = TRY_EVERY * 2 ** min(count, TRY_BACKOFF)
             if (self._uniform_price(budget, pixels, r) <= tries and float((mse[r] * pixels).sum()) < best_error
-                    and self._frames - self._tried.get(r, 0) >= TRY_EVERY):
-                self._tried[r] = self._frames
+                    and self._frames - last >= wait):
+                self._tried[r] = (self._frames, count + 1)
                 return r
         return None
 
