@@ -11,8 +11,9 @@ frame is static. While the frame budget stays within a dead band of the budget t
 were planned with (and their routes still fit), static tiles keep their routes and only the
 changing tiles are planned, with their share of that budget moved as the frame's budget moved
 (not with what the frame's budget leaves, which swings with its jitter); outside the band
-everything is re-planned, with a small bonus for each static tile's previous route so near-equal
-tiles do not swap. A still tile that reached its reuse age limit is refreshed on its route or a
+everything is re-planned. Either way each re-planned tile values its previous route a little more
+(``HYSTERESIS``), so near-equal tiles do not swap: a moving subject's tiles hold still background
+too, which each swap changes. A still tile that reached its reuse age limit is refreshed on its route or a
 dearer one, never a cheaper one (``_refresh_not_cheaper``).
 
 A frame that ran one route everywhere keeps it without planning (no solve; its edge scores are read
@@ -33,7 +34,11 @@ from .protocol import INTERPOLATION_UNIT, TilePlan, uniform_unit
 from .solver import solve
 
 STATIC_DIFF = 1.0 / 255  # mean absolute change of a tile below which it counts as static
-HYSTERESIS = 0.08  # on a re-plan, static tiles value their previous route's MSE this much lower
+# on a re-plan, every tile values its previous route's MSE this much lower: near-equal tiles do not
+# swap routes frame to frame. A moving subject's tiles are re-planned every frame, and the still
+# background they hold changed with each swap (static clip with a moving subject, fps target
+# between the widths' speeds: 35-45% fewer swaps, flicker on still pixels 0.11 -> 0.10)
+HYSTERESIS = 0.08
 DEADBAND = 0.10  # relative budget change within which static tiles keep their routes
 # the frame's configuration (routed, or one route everywhere) changes only for a predicted error
 # this much lower: two that predict nearly the same must not alternate frame to frame (flicker)
@@ -244,12 +249,10 @@ class ARMRouter:
                 # at most the dead band times the static tiles' cost beyond the budget, which the
                 # controller repays
                 share = max(anchor - kept_cost, 0.0) * total / max(anchor, 1e-12)
+                values = _stay(values, old_routes, moving, mse, pixels)
                 routes[moving] = solve(costs[:, moving], values[:, moving], share)
             return routes, anchor
-        idx = np.nonzero(static)[0]
-        values = values.copy()
-        values[old_routes[idx], idx] += HYSTERESIS * mse[old_routes[idx], idx] * pixels[idx]
-        return solve(costs, values, total), total
+        return solve(costs, _stay(values, old_routes, np.ones_like(static), mse, pixels), total), total
 
     def calibration_plan(self):
         """ARM's units are whole tiles of each route: nothing to declare beyond its routes."""
@@ -296,6 +299,14 @@ def _kept_free(costs: np.ndarray, free) -> np.ndarray:
     costs = costs.copy()
     costs[free[0], free[1]] = 0.0
     return costs
+
+
+def _stay(values: np.ndarray, old_routes: np.ndarray, tiles: np.ndarray, mse: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``values`` with each of ``tiles``' previous route valued as if its error were ``HYSTERESIS`` lower."""
+    idx = np.nonzero(tiles)[0]
+    values = values.copy()
+    values[old_routes[idx], idx] += HYSTERESIS * mse[old_routes[idx], idx] * pixels[idx]
+    return values
 
 
 def _refresh_not_cheaper(values: np.ndarray, routes: np.ndarray, due: np.ndarray) -> np.ndarray:
