@@ -388,3 +388,24 @@ def test_a_run_behind_its_schedule_gets_no_try_allowance():
     _frame_at(clock, c, 10.0, unit, 200.0)  # one slow frame puts the run behind
     behind = c.budget()
     assert behind.try_allowance(100.0) == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("one_thread_cost, clearly_slower", [(2.5, True), (1.1, False)])
+def test_a_setting_calibrated_clearly_slower_is_first_tried_after_a_lost_tries_wait(one_thread_cost, clearly_slower):
+    """Calibration prices every thread setting before the stream. One it priced CLEARLY_SLOWER than
+    the first setting is first tried in the stream only after the wait of a lost try: each try of a
+    setting twice as slow overspends a frame by most of a period, which the next frames repay, and
+    over a short clip two such tries put a run at a width's own frame rate behind. One calibrated
+    close to the first is tried within the first frames, as a burst could have misled calibration."""
+    from vidsr.controller import EXPLORE_AFTER
+
+    m = Machine(unit_cost={2: 1.0, 1: one_thread_cost}, noise=0.0)
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
+    c.seed({"net": 1.0}, threads=2)
+    c.seed({"net": one_thread_cost}, threads=1)
+    threads = [b.threads for b in budgets_of(c, m, 4 * EXPLORE_EVERY)]
+    first = threads.index(1)
+    if clearly_slower:
+        assert 2 * EXPLORE_EVERY <= first <= 2 * EXPLORE_EVERY + 2
+    else:
+        assert first <= EXPLORE_AFTER + 2

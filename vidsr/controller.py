@@ -209,10 +209,26 @@ class FpsController:
         measured = [s for s in self.settings if s.speed is not None]
         best = min(measured, key=lambda s: s.speed) if measured else self.settings[0]
         if self.frames > EXPLORE_AFTER:
-            stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= self._explore_every(s, best)]
+            stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= self._explore_every(s, best)
+                     and self.frames >= self._first_try(s, best)]
             if stale:
                 return min(stale, key=lambda s: s.last_used), best
         return best, best
+
+    def _first_try(self, s: ThreadSetting, fastest: ThreadSetting) -> int:
+        """The frame from which ``s`` may be tried: at once, unless it never ran in the stream and
+        calibration priced it ``CLEARLY_SLOWER`` than ``fastest`` on the work both priced; then
+        after the wait of a lost try. A try of a setting twice as slow overspends its frame by most
+        of a period, and at a width's own frame rate the frames after it repay that with routed
+        plans 1-2 dB poorer (two tries in the first second of a 2 s clip put the run two periods
+        behind)."""
+        if s.samples or s.last_used >= 0:
+            return 0
+        units = [u for u in s.seeded if u in fastest.seeded and self.unit_macs.get(u, 0) > 0]
+        if not units:
+            return 0
+        ratio = sum(s.seeded[u] for u in units) / max(sum(fastest.seeded[u] for u in units), 1e-12)
+        return EXPLORE_EVERY * 2 if ratio > CLEARLY_SLOWER else 0
 
     @staticmethod
     def _explore_every(s: ThreadSetting, fastest: ThreadSetting) -> int:
