@@ -13,8 +13,8 @@ changing tiles are planned, with their share of that budget moved as the frame's
 (not with what the frame's budget leaves, which swings with its jitter); outside the band
 everything is re-planned. Either way each re-planned tile values its previous route a little more
 (``HYSTERESIS``), so near-equal tiles do not swap: a moving subject's tiles hold still background
-too, which each swap changes. A still tile that reached its reuse age limit is refreshed on its route or a
-dearer one, never a cheaper one (``_refresh_not_cheaper``).
+too, which each swap changes. A still tile that reached its reuse age limit is refreshed on its
+route or a dearer one, never a cheaper one (``_refresh_not_cheaper``).
 
 A frame that ran one route everywhere keeps it without planning (no solve; its edge scores are read
 only for the frame's predicted PSNR) while that route still fits the budget, no dearer route
