@@ -49,6 +49,22 @@ def test_unchanged_tiles_keep_their_output_and_the_changed_ones_get_the_time():
     assert s2.predicted_psnr >= s3.predicted_psnr - 1e-6
 
 
+def test_a_change_between_the_sampled_pixels_still_makes_its_tile_run_again():
+    """``reusable`` looks at every few pixels first; a change none of them sees must still count."""
+    _, engine = arm_engine()
+    x = textured_frame(seed=5)
+    stream = StreamState()
+    engine.upscale(x, MacBudget(0.4), stream=stream)
+    y = x.clone()
+    y[..., 1, 1] = (y[..., 1, 1] + 0.5) % 1.0  # off every sampled row and column, in the first tile
+    grid = engine.grid(*x.shape[-2:])
+    keep, _, _ = stream.reusable(y, grid, stream.key)
+    assert not keep[0] and keep[1:].any()
+    moving = torch.roll(x, 1, dims=-1)  # every tile changed: settled by the sampled pixels
+    keep, _, due = stream.reusable(moving, grid, stream.key)
+    assert not keep.any() and not due.any()
+
+
 def test_a_static_clip_comes_out_identical_frame_after_frame():
     _, engine = arm_engine()
     x = textured_frame(seed=2)

@@ -96,6 +96,20 @@ def test_regions_cover_each_requested_tile_once_and_stay_bounded():
     assert len(grid.regions(range(len(grid)), max_side=100)) == 1  # everything wanted: one window
 
 
+@pytest.mark.parametrize("tile, stride", [(16, 4), (3, 4)])  # 3: cores no sampled row crosses
+def test_tile_max_of_a_sampled_plane_is_the_largest_sampled_value_of_each_core(tile, stride):
+    grid = TileGrid(37, 53, tile, 1)
+    x = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(4))
+    got = grid.tile_max(x[..., ::stride, ::stride], stride=stride)
+    rows = torch.arange(37) % stride == 0
+    cols = torch.arange(53) % stride == 0
+    for n in range(2):
+        for i, t in enumerate(grid.tiles):
+            r, c = divmod(i, grid.cols)
+            core = x[n, 0, t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w][rows[t.y0 : t.y0 + t.h]][:, cols[t.x0 : t.x0 + t.w]]
+            assert got[n, r, c] == (core.max() if core.numel() else -torch.inf)
+
+
 def test_tile_max_is_the_largest_value_over_each_core():
     grid = TileGrid(37, 53, 16, 3)  # unequal cores
     x = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(3))

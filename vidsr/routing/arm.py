@@ -126,7 +126,10 @@ class ARMRouter:
                 return _kept_free(budget.with_context(alone, self.macs, computed, grid.window_pixels(), self.descriptor.scale), free)
 
             for _ in range(CONTEXT_ROUNDS):
+                before = routes
                 routes, anchor = self._solve_with_memory(static, priced(routes), values, mse, pixels, total)
+                if np.array_equal(routes, before):  # a fixed point: every further round solves the same
+                    break
             # the last round's halos are the round before's: if the plan's own context overspends, ask
             # for that much less
             for _ in range(CONTEXT_ROUNDS):
@@ -324,4 +327,4 @@ def _refresh_not_cheaper(values: np.ndarray, routes: np.ndarray, due: np.ndarray
 
 
 def _tile_change(x: torch.Tensor, prev: torch.Tensor, grid) -> torch.Tensor:
-    return grid.tile_means((x - prev).abs())
+    return grid.tile_means((x - prev).abs_())

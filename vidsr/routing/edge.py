@@ -18,10 +18,12 @@ import torch.nn.functional as F
 def laplacian_abs(plane: torch.Tensor) -> torch.Tensor:
     """|Laplacian| (4-neighbour, 3x3) of (N, 1, H, W) luma in [0, 1], on the 0..255 scale, edges
     replicated. Written as shifted slices, not a conv: a one-channel 3x3 conv is a poor fit for
-    oneDNN, and this runs on every frame."""
+    oneDNN, and this runs on every frame: one new plane, summed into in place (a sum of four
+    slices and a scaled centre, each a temporary plane, took three times as long)."""
     p = F.pad(plane, (1, 1, 1, 1), mode="replicate")
-    neighbours = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
-    return neighbours.sub_(p[..., 1:-1, 1:-1] * 4).abs_().mul_(255.0)
+    lap = p[..., :-2, 1:-1] + p[..., 2:, 1:-1]
+    lap.add_(p[..., 1:-1, :-2]).add_(p[..., 1:-1, 2:]).add_(p[..., 1:-1, 1:-1], alpha=-4.0)
+    return lap.abs_().mul_(255.0)
 
 
 def tile_edge_scores(plane: torch.Tensor, tile) -> torch.Tensor:

@@ -30,13 +30,17 @@ def upper_hull(costs: np.ndarray, values: np.ndarray) -> list[int]:
     return out
 
 
-def hull_steps(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
+def cheapest(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per item, its cheapest route (ties: the most valuable): where its hull starts."""
+    return np.lexsort((-values, costs), axis=0)[0]
+
+
+def hull_steps(costs: np.ndarray, values: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     """(routes - 1, items): the route each item moves to at each upgrade step along its hull
-    (-1 once its hull ends). Start: the cheapest route (ties: the most valuable)."""
+    (-1 once its hull ends), from ``start`` (default: ``cheapest``)."""
     routes, items = costs.shape
     idx = np.arange(items)
-    order = np.lexsort((-values, costs), axis=0)  # per item: by cost, then by value descending
-    current = order[0]
+    current = cheapest(costs, values) if start is None else start
     steps = np.full((max(routes - 1, 0), items), -1, dtype=np.int64)
     active = np.ones(items, dtype=bool)
     for k in range(routes - 1):
@@ -64,10 +68,10 @@ def solve(costs: np.ndarray, values: np.ndarray, budget: float) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     routes, items = costs.shape
     idx = np.arange(items)
-    start = np.lexsort((-values, costs), axis=0)[0]
+    start = cheapest(costs, values)
     choice = start.copy()
     spent = costs[start, idx].sum()
-    steps = hull_steps(costs, values)
+    steps = hull_steps(costs, values, start)
     # every step as (item, step number, from, to, extra cost, worth)
     if not len(steps):
         return choice
@@ -89,9 +93,15 @@ def solve(costs: np.ndarray, values: np.ndarray, budget: float) -> np.ndarray:
     moved = furthest >= 0
     choice[moved] = steps[furthest[moved], idx[moved]]
     room -= dc[:prefix].sum()
-    # then fill what is left with later steps that still fit, item by item in order
+    # then fill what is left with later steps that still fit, item by item in order, until what is
+    # left is less than any later step costs
     blocked = np.zeros(items, dtype=bool)
-    for i, fa, fb, c in zip(item[prefix:], a[prefix:], b[prefix:], dc[prefix:]):
+    rest = dc[prefix:]
+    least_after = np.minimum.accumulate(rest[::-1])[::-1] if len(rest) else rest
+    for i, fa, fb, c, least in zip(item[prefix:].tolist(), a[prefix:].tolist(), b[prefix:].tolist(), rest.tolist(),
+                                   least_after.tolist()):
+        if room < least:
+            break
         if blocked[i] or choice[i] != fa:
             continue
         if c <= room:
