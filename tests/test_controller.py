@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidsr.controller import EXPLORE_EVERY, SPEED_SAMPLES, FpsController
+from vidsr.controller import EXPLORE_EVERY, RESERVE_PERIODS, SPEED_SAMPLES, FpsController
 from vidsr.engine import FrameStats, TimeBudget
 
 
@@ -245,6 +245,29 @@ def test_time_spent_outside_the_frames_is_not_repaid_by_them():
     assert paused == pytest.approx(plain)
     assert min(frames_after(1500.0, False)[:5]) == 0.0  # not excluded: the frames pay it back
 
+
+
+def test_time_ahead_of_schedule_is_held_up_to_the_reserve_until_the_last_frames():
+    """Being ahead of schedule by less than ``RESERVE_PERIODS`` buys the next frame nothing more;
+    beyond it only the excess is spent; in the stream's last ``catch_up_frames`` frames all of it."""
+    period = 1000.0 / 30.0
+
+    def next_budget(slack_periods: float, total_frames: int = 0, frames: int = 20) -> float:
+        m = Machine(noise=0.0)
+        c = FpsController(30.0, {"net": 1e7}, clock=m.clock, total_frames=total_frames)
+        for _ in range(frames):
+            c.observe(m.run_frame(c.budget()))
+        m.now = c.start * 1000.0 + c.frames * period - slack_periods * period  # that far ahead (or behind)
+        return c.budget().ms
+
+    held = next_budget(0.0)
+    assert next_budget(RESERVE_PERIODS * 0.5) == pytest.approx(held)
+    assert next_budget(RESERVE_PERIODS) == pytest.approx(held)
+    assert next_budget(RESERVE_PERIODS + 0.5) == pytest.approx(held + 0.5 * period / 8)  # the excess, over 8 frames
+    # the same time ahead, in the stream's last frames: spent
+    assert next_budget(RESERVE_PERIODS * 0.5, total_frames=25) == pytest.approx(held + RESERVE_PERIODS * 0.5 * period / 8)
+    # a debt is repaid whatever is left of the stream
+    assert next_budget(-0.5) == pytest.approx(held - 0.5 * period / 8)
 
 
 def test_the_first_frame_buys_network_and_measures_the_rest_of_a_frame():

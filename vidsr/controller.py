@@ -10,8 +10,10 @@ The per-unit costs are calibrated online (exponential averages), so the router s
 milliseconds on the routes that buy the most quality per millisecond here. The budget for the next
 frame is the target period minus the measured non-network time, corrected by how far the run is
 ahead of or behind its schedule (an integral term, so the average rate converges to the target
-instead of settling a margin away from it). Units never measured yet are guessed from their MACs
-at the speed measured for the others.
+instead of settling a margin away from it). Time ahead is spent only beyond a reserve of
+``RESERVE_PERIODS`` (all of it in the stream's last frames, when its length is known): a frame
+over its period then comes out of the reserve instead of a catch-up. Units never measured yet
+are guessed from their MACs at the speed measured for the others.
 
 It also chooses how many CPU threads the networks get. With the decoder and encoder threads
 competing for the same cores, a multi-threaded pass over a few tiles stalls at every layer's barrier
@@ -79,6 +81,12 @@ CLEARLY_SLOWER = 1.5
 # what one route everywhere may spend beyond a routed plan's allowance (see the module's note)
 JITTER = 0.05  # of the period
 DEBT_PERIODS = 2.0  # how far behind schedule the run may fall before the catch-up applies to it too
+# Time ahead of schedule up to this many periods is held, not spent, until the stream's last
+# ``catch_up_frames`` frames. Going up from a width everywhere buys little (a routed plan with a
+# few dearer tiles: +0.2 dB a frame on a slow pan), while coming back down costs much (the catch-up
+# frames' routed plans, -1.4 dB each): the first frames run ahead while the encoder fills its
+# lookahead, and that time spent at once left nothing for the encoder's burst that follows
+RESERVE_PERIODS = 1.0
 
 
 @dataclass
@@ -114,7 +122,7 @@ def _judged(s: ThreadSetting, fastest: ThreadSetting) -> bool:
 class FpsController:
     def __init__(self, target_fps: float, unit_macs: dict[str, float], margin: float = 0.02,
                  catch_up_frames: int = 8, smoothing: float = 0.3, clock=time.perf_counter,
-                 threads: tuple[int | None, ...] = (None,)):
+                 threads: tuple[int | None, ...] = (None,), total_frames: int = 0):
         if target_fps <= 0:
             raise ValueError("target fps must be positive")
         self.target_fps = target_fps
@@ -122,6 +130,7 @@ class FpsController:
         self.unit_macs = dict(unit_macs)
         self.margin = margin
         self.catch_up_frames = catch_up_frames
+        self.total_frames = total_frames  # the stream's length when known (0: unknown), for the reserve
         self.alpha = smoothing
         self.clock = clock
         # thread settings to choose among; the first is used until the others have been measured
@@ -174,7 +183,7 @@ class FpsController:
             return TimeBudget(ms=self.period_ms * (1.0 - self.margin) * FIRST_FRAME_SHARE, unit_ms=self.prices(),
                               threads=self.current.threads, margin_ms=self.period_ms * (self.margin + JITTER))
         slack = self.frames * self.period_ms - (now - self.start) * 1000.0  # > 0: ahead of schedule
-        correction = max(-self.period_ms, min(self.period_ms, slack / self.catch_up_frames))
+        correction = max(-self.period_ms, min(self.period_ms, self._spendable(slack) / self.catch_up_frames))
         avail = self.period_ms * (1.0 - self.margin) - self.overhead_ms + correction
         self.current, fastest = self._choose_setting()
         self.current.last_used = self.frames
@@ -191,6 +200,13 @@ class FpsController:
         # A try of a dearer route is made only on schedule: behind it, its overrun adds to the debt
         return TimeBudget(ms=max(avail, 0.0), unit_ms=self.prices(fastest), threads=self.current.threads,
                           margin_ms=uniform_extra, keep_over=keep_over, try_over=TRY_OVER if slack >= 0 else 0.0)
+
+    def _spendable(self, slack: float) -> float:
+        """The part of the schedule's slack the next frames may spend: all of a debt, and of time
+        ahead what is beyond ``RESERVE_PERIODS`` (all of it in the stream's last frames)."""
+        if slack <= 0 or (self.total_frames and self.frames >= self.total_frames - self.catch_up_frames):
+            return slack
+        return max(slack - RESERVE_PERIODS * self.period_ms, 0.0)
 
     def exclude(self, seconds: float) -> None:
         """Time spent outside the frames' work (a one-time decision, such as pricing a dearer model)

@@ -59,7 +59,9 @@ class FrameRateTarget:
         self._calibration_s = 0.0  # what calibrating the running model took, on its own thread count
 
     def _new_controller(self, engine, shape) -> FpsController:
-        return FpsController(self.target_fps, engine.unit_macs(*shape), threads=engine.threads.options())
+        done = self.controller.frames if self.controller is not None else 0  # a switch: the rest of the stream
+        return FpsController(self.target_fps, engine.unit_macs(*shape), threads=engine.threads.options(),
+                             total_frames=max(self.frames - done, 1) if self.frames else 0)
 
     def before(self, luma: np.ndarray):
         """The budget for the frame whose luma plane (as decoded) is ``luma``."""
