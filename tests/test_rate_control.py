@@ -149,3 +149,26 @@ def test_a_delivery_upscaler_with_time_to_spare_is_not_told_to_take_a_dearer_mod
     assert sum("runs its full network on every pixel faster" in n for n in notes) == 1
     assert not any("dearer model" in n for n in notes)
 
+
+
+def test_a_container_without_a_frame_count_gives_the_target_its_length_from_the_duration(media, tmp_path, monkeypatch):
+    """Matroska keeps no frame count; the fps target still learns the stream's length (it spends
+    its reserve in the last frames, and judges whether a second decision is worth its time)."""
+    from vidsr import pipeline
+    from vidsr.io.source import open_source
+
+    container, info = open_source(media["odd.mkv"])
+    container.close()
+    assert not info.frames and pipeline.expected_frames(info) == 6
+    seen = []
+
+    class Recording(FrameRateTarget):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.frames)
+
+    monkeypatch.setattr(pipeline, "FrameRateTarget", Recording)
+    job = VideoJob(input=media["odd.mkv"], output=tmp_path / "o.mkv", scale=2, encode=EncodeOptions(),
+                   engine=named_arm_engine("cheap", 0.0), fps_target=30.0, progress=False)
+    upscale_video(job, lambda message: None)
+    assert seen == [6]

@@ -158,6 +158,14 @@ def _get(q: queue.Queue, stop: threading.Event):
             continue
 
 
+def expected_frames(info: VideoInfo) -> int | None:
+    """The stream's length in frames: the container's count, else its duration at its frame rate
+    (Matroska says no count), else None."""
+    if info.frames:
+        return info.frames
+    return int(round(info.duration * info.average_rate)) if info.duration and info.average_rate else None
+
+
 def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
     def output_size(info: VideoInfo) -> tuple[int, int]:
         return info.width * job.scale, info.height * job.scale
@@ -167,7 +175,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
         if job.engine is not None:
             if job.fps_target is not None and job.engine.router is not None:
                 rate = FrameRateTarget(job.engine, job.fps_target, info.bit_depth, info.colour.full_range, note,
-                                       job.dearer, info.frames)
+                                       job.dearer, (expected_frames(info) or 0) if job.segment is None else 0)
                 summary.fps_target = job.fps_target
             else:
                 rate = FixedBudget(job.engine, job.budget)
@@ -206,7 +214,7 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
         container.close()
         raise InputError(f"{job.input}: output would be {out_w}x{out_h}, over the limit of "
                          f"{MAX_OUTPUT_PIXELS // 10**6} MP; use a smaller --scale")
-    total = info.frames or (int(round(info.duration * info.average_rate)) if info.duration and info.average_rate else None)
+    total = expected_frames(info)
 
     def note(msg: str) -> None:
         summary.warnings.append(msg)

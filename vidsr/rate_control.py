@@ -44,7 +44,7 @@ class FrameRateTarget:
     def __init__(self, engine, target_fps: float, bits: int, full_range: bool, note: Callable[[str], None],
                  dearer: list[Callable[[], object]] = (), frames: int = 0):
         self.engine = engine
-        self.frames = frames  # the stream's length in frames when the container says (0: unknown)
+        self.frames = frames  # the stream's length in frames (the count, or its duration at its rate; 0: unknown)
         self.target_fps = target_fps
         self.bits, self.full_range = bits, full_range  # how the stream's luma planes are coded
         self.note = note
