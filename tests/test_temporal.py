@@ -200,12 +200,17 @@ def test_one_route_everywhere_is_kept_without_solving_until_the_recheck(monkeypa
     solves = []
     real = arm.solve
     monkeypatch.setattr(arm, "solve", lambda *a, **k: (solves.append(1), real(*a, **k))[1])
+    scored = []  # a kept frame scores no edges either (they only fed its predicted PSNR)
+    real_scores = arm.tile_edge_scores
+    monkeypatch.setattr(arm, "tile_edge_scores", lambda *a, **k: (scored.append(1), real_scores(*a, **k))[1])
     planned = []
     for _ in range(2 * arm.RECHECK_FRAMES + 1):
-        before = len(solves)
+        before, before_scored = len(solves), len(scored)
         _, stats = engine.upscale(x, TimeBudget(ms=45.0, unit_ms=UNIFORM_PRICES))
+        # a kept frame reports the last planned frame's prediction
         assert stats.route_shares == {"w16": 1.0} and stats.predicted_psnr == pytest.approx(35.0, abs=1e-4)
         planned.append(len(solves) > before)
+        assert (len(scored) > before_scored) == planned[-1]
     assert [i for i, p in enumerate(planned) if p] == [0, arm.RECHECK_FRAMES, 2 * arm.RECHECK_FRAMES]
     before = len(solves)
     _, stats = engine.upscale(x, TimeBudget(ms=25.0, unit_ms=UNIFORM_PRICES))  # w16 no longer fits

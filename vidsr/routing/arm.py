@@ -16,8 +16,8 @@ everything is re-planned. Either way each re-planned tile values its previous ro
 too, which each swap changes. A still tile that reached its reuse age limit is refreshed on its
 route or a dearer one, never a cheaper one (``_refresh_not_cheaper``).
 
-A frame that ran one route everywhere keeps it without planning (no solve; its edge scores are read
-only for the frame's predicted PSNR) while that route still fits the budget, no dearer route
+A frame that ran one route everywhere keeps it without planning (no solve, no edge scores: it
+reports the last planned frame's predicted PSNR) while that route still fits the budget, no dearer route
 everywhere does, no tile could keep its output, and fewer than ``RECHECK_FRAMES`` frames have passed
 since a full plan chose it: a plan costs a few milliseconds a frame, which at a width's own frame
 rate is what keeps that width from fitting. A route everywhere that runs goes on while priced
@@ -77,6 +77,7 @@ class ARMRouter:
             raise ValueError(f"{d.name} has no Edge-to-PSNR table in its weights") from None
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
         self._previous: tuple | None = None  # (frame, routes, budget planned with) of the last frame
+        self._planned_mse: np.ndarray | None = None  # (routes, tiles) predicted errors of the last planned frame
         self._choice = _NO_CHOICE  # the last frame's configuration: a route everywhere, or None (routed)
         self._kept_frames = 0  # frames the current route everywhere has been kept without planning
         self._frames = 0  # frames planned (kept ones included)
@@ -84,6 +85,7 @@ class ARMRouter:
 
     def reset(self) -> None:
         self._previous = None
+        self._planned_mse = None
         self._choice = _NO_CHOICE
         self._kept_frames = self._frames = 0
         self._tried = {}
@@ -101,13 +103,16 @@ class ARMRouter:
         how much the networks changed a tile."""
         self._frames += 1
         pixels = grid.core_pixels * self.descriptor.scale**2
+        # a kept configuration decides nothing from the table: it reports the last planned frame's
+        # prediction, and the edge scores (about 0.7 ms, 1% of a frame at a width's own rate) wait
+        kept = self._keep_configuration(x, budget, pixels, reuse)
+        if kept is not None:
+            return kept
         scores = tile_edge_scores(x, grid).flatten()
         mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
         if evidence is not None:
             mse = evidence.adjust(mse)
-        kept = self._keep_configuration(x, budget, mse, pixels, reuse)
-        if kept is not None:
-            return kept
+        self._planned_mse = mse
         self._kept_frames = 0
         values = -mse * pixels
         if reuse is not None and reuse[2].any():
@@ -212,11 +217,13 @@ class ARMRouter:
                 return r
         return None
 
-    def _keep_configuration(self, x, budget, mse, pixels, reuse) -> TilePlan | None:
-        """The last frame's route everywhere again, unplanned (see the module's note), or None to plan."""
+    def _keep_configuration(self, x, budget, pixels, reuse) -> TilePlan | None:
+        """The last frame's route everywhere again, unplanned (see the module's note), or None to
+        plan. Its predicted errors are the last planned frame's."""
         r = self._choice
         if (r is _NO_CHOICE or r is None or self._kept_frames >= RECHECK_FRAMES - 1 or self._previous is None
-                or self._previous[0].shape != x.shape or (reuse is not None and reuse[0].any())):
+                or self._previous[0].shape != x.shape or (reuse is not None and reuse[0].any())
+                or self._planned_mse is None or self._planned_mse.shape[1] != len(pixels)):
             return None
         allowance = self._uniform_allowance(budget, pixels)
         dearer_fits = r + 1 < len(self.names) and self._fits_everywhere(budget, pixels, r + 1, allowance)
@@ -225,7 +232,7 @@ class ARMRouter:
         self._kept_frames += 1
         routes = np.full(len(pixels), r, dtype=np.int64)
         self._previous = (x.clone(), routes, self._previous[2])
-        return TilePlan.uniform(r, len(pixels), mse, uniform_unit(self.names[r]))
+        return TilePlan.uniform(r, len(pixels), self._planned_mse, uniform_unit(self.names[r]))
 
     def _static_tiles(self, x, grid) -> np.ndarray | None:
         """Tiles whose input barely changed since the last frame, or None with no last frame."""
