@@ -222,8 +222,7 @@ class ARMRouter:
         plan. Its predicted errors are the last planned frame's."""
         r = self._choice
         if (r is _NO_CHOICE or r is None or self._kept_frames >= RECHECK_FRAMES - 1 or self._previous is None
-                or self._previous[0].shape != x.shape or (reuse is not None and reuse[0].any())
-                or self._planned_mse is None or self._planned_mse.shape[1] != len(pixels)):
+                or self._previous[0].shape != x.shape or (reuse is not None and reuse[0].any())):
             return None
         allowance = self._uniform_allowance(budget, pixels)
         dearer_fits = r + 1 < len(self.names) and self._fits_everywhere(budget, pixels, r + 1, allowance)
