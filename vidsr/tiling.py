@@ -115,13 +115,16 @@ class TileGrid:
         device: a maximum per slice, six times faster than scattering every pixel into its core.
         ``stride``: ``plane`` holds every ``stride``-th row and column of the frame only (a core
         that none of them crosses gets -inf)."""
-        row_sizes = np.bincount(self._row_of[::stride], minlength=self.rows)
-        col_sizes = np.bincount(self._col_of[::stride], minlength=self.cols)
-        if (row_sizes == 0).any() or (col_sizes == 0).any():
+        key = ("max sizes", stride)
+        if key not in self._pooling:  # sampled rows and columns per core row and column
+            self._pooling[key] = (np.bincount(self._row_of[::stride], minlength=self.rows).tolist(),
+                                  np.bincount(self._col_of[::stride], minlength=self.cols).tolist())
+        row_sizes, col_sizes = self._pooling[key]
+        if 0 in row_sizes or 0 in col_sizes:
             return self._tile_max_scattered(plane, stride)
         v = plane[:, 0]
-        bands = torch.stack([b.amax(1) for b in v.split(row_sizes.tolist(), 1)], 1)  # (N, rows, W)
-        return torch.stack([c.amax(2) for c in bands.split(col_sizes.tolist(), 2)], 2)
+        bands = torch.stack([b.amax(1) for b in v.split(row_sizes, 1)], 1)  # (N, rows, W)
+        return torch.stack([c.amax(2) for c in bands.split(col_sizes, 2)], 2)
 
     def _tile_max_scattered(self, plane: torch.Tensor, stride: int) -> torch.Tensor:
         """``tile_max`` where some core has no sampled row or column: every pixel scattered into
