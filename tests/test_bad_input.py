@@ -344,3 +344,72 @@ def test_non_finite_numbers_in_a_preset_are_refused(cli, media, tmp_path, line):
 def test_non_finite_numbers_in_bench_flags_are_refused(cli):
     r = cli("bench", "fps", "--seconds", "nan")
     assert r.code == 2 and "finite number" in r.error_lines[0], r.err
+
+
+@pytest.fixture(scope="module")
+def cut_matroska(tmp_path_factory) -> Path:
+    """A 20-frame Matroska clip cut in half: Matroska keeps no frame count, so only the length its
+    header states (and the bytes it promises) show the loss."""
+    root = tmp_path_factory.mktemp("cut")
+    whole = root / "whole.mkv"
+    out = av.open(str(whole), "w")
+    v = out.add_stream("ffv1", rate=25)
+    v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+    rng = np.random.default_rng(2)
+    for i in range(20):
+        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), format="rgb24")
+        f.pts = i
+        for p in v.encode(f):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    out.close()
+    data = whole.read_bytes()
+    cut = root / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    return cut
+
+
+def test_truncated_matroska_is_refused(cli, cut_matroska, tmp_path):
+    dst = tmp_path / "out.mkv"
+    assert_refused(cli(cut_matroska, "-o", dst, "--model", "lanczos"), dst, "truncated")
+    assert source.matroska_shortfall(cut_matroska) > 0
+    assert source.matroska_shortfall(cut_matroska.with_name("whole.mkv")) == 0
+
+
+def test_skip_damaged_counts_the_frames_a_cut_matroska_lost(cli, cut_matroska, tmp_path):
+    dst = tmp_path / "out.mkv"
+    r = cli(cut_matroska, "-o", dst, "--model", "lanczos", "--skip-damaged")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        written = sum(1 for _ in c.decode(video=0))
+    assert 0 < written < 20
+    assert written + frames_reported(r.err) == 20
+
+
+def test_frames_a_demuxer_skipped_are_counted_in_a_damaged_file():
+    """A damaged Matroska file: the decoder rejects one frame (pts 240) and the demuxer, resyncing,
+    skips the packets up to pts 480 without a trace. Every one of those frames is reported."""
+    ledger = source._Ledger()
+    ledger.sent = [i * 40 for i in range(7)] + [480 + i * 40 for i in range(8)]
+    ledger.out = set(ledger.sent) - {240}
+    ledger.produced = len(ledger.out)
+    ledger.rejected = "Invalid data"
+    ledger.unaccounted()
+    found = ledger.damage()
+    assert sum(d.count for d in found) == 1 + 5  # frame 6, and frames 7-11 that never arrived
+    assert [(d.frame, d.count) for d in found] == [(6, 1), (7, 5)]
+    healthy = source._Ledger()  # the same pause in a file with no damage is the file's own
+    healthy.sent = list(ledger.sent)
+    healthy.out, healthy.produced = set(healthy.sent), len(healthy.sent)
+    healthy.unaccounted()
+    assert healthy.damage() == []
+
+
+def test_output_without_a_suffix_or_inside_a_file(cli, media, tmp_path):
+    dst = tmp_path / "out"
+    assert_refused(cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos"), dst, "needs a suffix")
+    blocker = tmp_path / "file.mp4"
+    blocker.write_bytes(b"x")
+    assert_refused(cli(media["cfr.mp4"], "-o", blocker / "out.mp4", "--model", "lanczos"), None, "is a file, not a folder")
+    assert blocker.read_bytes() == b"x"

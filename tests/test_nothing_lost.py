@@ -15,6 +15,7 @@ import av.bitstream
 import pytest
 
 from vidsr.io.hdr import HdrMetadata
+from vidsr.io.source import implied_matrix
 
 from .media import MAX_CLL, SOURCES, make_carrier, make_data_carrier
 
@@ -163,7 +164,9 @@ def _check_main_video(src, dst, warnings):
     assert [round(float(f.pts * f.time_base), 3) for f in b] == [round(float(f.pts * f.time_base), 3) for f in a]
     # the encoder chose its own GOP: not every frame a keyframe, even from an intra-only source
     assert sum(f.key_frame for f in b) == 1
-    assert (b[0].colorspace, b[0].color_primaries, b[0].color_trc) == (a[0].colorspace, a[0].color_primaries, a[0].color_trc)
+    # a matrix the source leaves unnamed comes out named: the one its size implies
+    space = a[0].colorspace if a[0].colorspace not in (0, 2) else implied_matrix(a[0].height)
+    assert (b[0].colorspace, b[0].color_primaries, b[0].color_trc) == (space, a[0].color_primaries, a[0].color_trc)
     # an unspecified range may come out as limited, what players assume for it
     assert b[0].color_range == a[0].color_range or (a[0].color_range, b[0].color_range) == (0, 1)
     assert _bits(b[0]) == _bits(a[0]) or any("cannot encode" in w for w in warnings)
@@ -267,3 +270,116 @@ def test_audio_converted_to_a_codec_with_fixed_rates_is_resampled(cli, tmp_path)
         audio = c.streams.audio[0]
         assert (audio.codec_context.name, audio.codec_context.sample_rate) == ("opus", 48000)
         assert sum(f.samples for f in c.decode(audio)) / 48000 > 0.5  # the whole tone, not a stub
+
+
+def _small_clip(path, frames=6, width=64, height=48, timecode=None, pcm=False, rgb=False, chapters=False):
+    """A tiny clip: H.264 (or RGB in PNG), optionally with a QuickTime timecode, PCM audio or two
+    chapters ("Intro" at 0, "Rest" at 0.12 s)."""
+    import numpy as np
+
+    out = av.open(str(path), "w")
+    if chapters:
+        out.set_chapters([{"id": 1, "start": 0, "end": 3, "time_base": Fraction(1, 25), "metadata": {"title": "Intro"}},
+                          {"id": 2, "start": 3, "end": frames, "time_base": Fraction(1, 25), "metadata": {"title": "Rest"}}])
+    v = out.add_stream("png" if rgb else "libx264", rate=25)
+    v.width, v.height, v.pix_fmt = width, height, "rgb24" if rgb else "yuv420p"
+    if timecode:
+        v.metadata["timecode"] = timecode
+    a = out.add_stream("pcm_s16le", rate=48000, layout="stereo") if pcm else None
+    for i in range(frames):
+        f = av.VideoFrame.from_ndarray(np.full((height, width, 3), (200, 40 + 20 * i, 60), np.uint8), format="rgb24")
+        f.pts = i
+        for p in v.encode(f):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    if a is not None:
+        samples = np.zeros((1, 2 * 48000 * frames // 25), np.int16)  # packed stereo
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, 0
+        for p in a.encode(frame):
+            out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    out.close()
+    return path
+
+
+@pytest.mark.parametrize("container", ["mp4", "mov", "mkv"])
+def test_a_timecode_track_is_kept_as_the_videos_timecode(cli, tmp_path, container):
+    """Cameras write a QuickTime timecode track, a data stream with no codec FFmpeg names."""
+    src = _small_clip(tmp_path / "camera.mov", timecode="01:00:00:00")
+    with av.open(str(src)) as c:
+        assert any(s.type == "data" for s in c.streams)  # the muxer wrote the track
+    dst = tmp_path / f"out.{container}"
+    r = cli(src, "-o", dst, "--model", "lanczos")
+    assert r.code == 0, r.err
+    assert "warning" not in r.err
+    with av.open(str(dst)) as c:
+        tags = {k.lower(): v for k, v in c.streams.video[0].metadata.items()}
+        assert tags.get("timecode") == "01:00:00:00"
+        if container != "mkv":  # MP4 and MOV write a timecode track again
+            assert any(s.type == "data" and s.metadata.get("timecode") == "01:00:00:00" for s in c.streams)
+
+
+def test_pcm_audio_goes_to_a_container_that_holds_it_or_is_converted(cli, tmp_path):
+    """PCM with no channel order: MP4 refuses it only when it writes its index, so the default
+    output is Matroska, and an MP4 asked for gets the audio converted, every sample of it."""
+    src = _small_clip(tmp_path / "pcm.mkv", frames=10, pcm=True)
+    with av.open(str(src)) as c:
+        want = sum(f.samples for f in c.decode(audio=0))
+    r = cli(src, "--model", "lanczos")
+    assert r.code == 0, r.err
+    with av.open(str(tmp_path / "pcm_x2.mkv")) as c:
+        assert c.streams.audio[0].codec_context.name == "pcm_s16le"
+    dst = tmp_path / "out.mp4"
+    r = cli(src, "-o", dst, "--model", "lanczos")
+    assert r.code == 0, r.err
+    assert "transcoding to aac" in r.err
+    with av.open(str(dst)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert abs(sum(f.samples for f in c.decode(audio=0)) - want) <= 1024  # one AAC frame of padding
+
+
+@pytest.mark.parametrize(("height", "matrix"), [(48, 6), (720, 1)])
+def test_an_rgb_source_names_the_matrix_it_was_converted_with(cli, tmp_path, height, matrix):
+    """RGB becomes YUV with the matrix its size implies (BT.601 below 720 lines, BT.709 from
+    there); the output names it, so a player at the upscaled size does not assume the other."""
+    src = _small_clip(tmp_path / "rgb.mov", frames=2, width=64 if height == 48 else 1280, height=height, rgb=True)
+    dst = tmp_path / "out.mp4"
+    r = cli(src, "-o", dst, "--model", "bicubic")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        frame = next(c.decode(video=0))
+        assert frame.colorspace == matrix
+        r_, g, b = frame.to_ndarray(format="rgb24")[frame.height // 2, frame.width // 2]
+        assert abs(int(r_) - 200) <= 3 and abs(int(g) - 40) <= 3 and abs(int(b) - 60) <= 3
+
+
+def test_file_tags_are_not_carried_twice(cli, tmp_path):
+    """MP4 brands describe the file, not its content: a delivery file (MP4 storing its tags) made
+    from a delivery file must not pile them up."""
+    src = _small_clip(tmp_path / "a.mp4", width=128, height=96)
+    first, second = tmp_path / "b.mp4", tmp_path / "c.mp4"
+    assert cli("downscale", src, "-o", first).code == 0
+    assert cli("downscale", first, "-o", second).code == 0
+    with av.open(str(second)) as c:
+        assert ";" not in c.metadata.get("major_brand", "")
+
+
+@pytest.mark.parametrize("source", ["mkv", "mp4"])
+def test_chapters_are_carried(cli, tmp_path, source):
+    """Chapters survive into every container that holds them (from MP4, whose chapter titles sit in
+    a text track FFmpeg shows as a data stream, with no warning about that stream); MPEG-TS says
+    it leaves them out."""
+    src = _small_clip(tmp_path / f"chapters.{source}", chapters=True)
+    for container in ("mp4", "mkv", "mov"):
+        dst = tmp_path / f"out.{container}"
+        r = cli(src, "-o", dst, "--model", "lanczos")
+        assert r.code == 0, r.err
+        assert "warning" not in r.err
+        with av.open(str(dst)) as c:
+            got = [(ch["metadata"]["title"], round(float(ch["start"] * ch["time_base"]), 3)) for ch in c.chapters()]
+        assert got == [("Intro", 0.0), ("Rest", 0.12)]
+    r = cli(src, "-o", tmp_path / "out.ts", "--model", "lanczos")
+    assert r.code == 0 and "2 chapters: mpegts cannot hold them" in r.err

@@ -75,6 +75,8 @@ def check_target(path: Path, overwrite: bool, what: str = "output") -> None:
     if path.is_dir():
         raise OutputError(f"{path}: is a directory; the {what} must name a file")
     if not path.parent.is_dir():
+        if path.parent.exists():
+            raise OutputError(f"{path.parent}: is a file, not a folder, so the {what} cannot go inside it")
         raise OutputError(f"{path.parent}: {what} folder does not exist")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists (use -y to overwrite)")

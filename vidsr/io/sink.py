@@ -22,7 +22,8 @@ from .encoder import EncodeOptions, build_options, open_encoder
 from .formats import output_format
 from .output_paths import cannot_write, temp_path_for
 from .source import VideoInfo
-from .streams import AudioTranscoder, SubtitleTranscoder, attachment_of, describe_output, label, muxer, plan
+from .streams import (CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of, describe_output, is_timecode,
+                      label, muxer, plan)
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told to log errors only
 
@@ -39,6 +40,8 @@ MUXER_OPTIONS = {"mpegts": {"avoid_negative_ts": "disabled"}}
 
 def container_format_for(path: Path) -> str:
     """The FFmpeg muxer a file name implies."""
+    if not path.suffix:
+        raise OutputError(f"{path}: the output name needs a suffix that names its container (.mp4, .mkv, ...)")
     try:
         out = av.open(io.BytesIO(), "w", format=_FORMAT_BY_SUFFIX.get(path.suffix.lower(), path.suffix.lower().lstrip(".")))
     except (ValueError, av.error.FFmpegError):
@@ -91,6 +94,10 @@ def _available(name: str) -> bool:
         return True
     except (ValueError, av.error.FFmpegError):
         return False
+
+
+# container tags that describe a file, not its content: not carried into an output
+FILE_KEYS = {"major_brand", "minor_version", "compatible_brands", "encoder"}
 
 
 class MediaSink:
@@ -172,11 +179,26 @@ class MediaSink:
 
     def _describe_video(self, source) -> None:
         src_video = source.streams[self.info.index]
-        self.video.metadata.update({k: v for k, v in src_video.metadata.items() if k.lower() in ("language", "title", "handler_name")})
-        # the source's tags, but not a delivery tag: only the downscaler writes one (its own)
-        self.container.metadata.update({k: v for k, v in source.metadata.items() if not tags.is_key(k)})
+        self.video.metadata.update({k: v for k, v in src_video.metadata.items()
+                                    if k.lower() in ("language", "title", "handler_name", "timecode")})
+        # a timecode track's start timecode, where only the track has it
+        for s in self.info.other_streams:
+            if is_timecode(s) and "timecode" not in self.video.metadata:
+                self.video.metadata["timecode"] = s.metadata["timecode"]
+        # the source's tags, but not a delivery tag (only the downscaler writes one, its own) nor what
+        # describes the source's file rather than its content (its brands, the program that wrote it):
+        # the output's muxer writes its own, and MP4 with stored tags would add them a second time
+        self.container.metadata.update({k: v for k, v in source.metadata.items()
+                                        if not tags.is_key(k) and k.lower() not in FILE_KEYS})
         if self.tag is not None:
             self.container.metadata[tags.KEY] = self.tag
+        chapters = source.chapters()
+        if chapters:  # timestamps are unchanged, so each chapter still starts on its frame
+            if self.container.format.name.split(",")[0] in CHAPTER_FORMATS:
+                self.container.set_chapters(chapters)
+            else:
+                self.warn(f"{len(chapters)} chapters: {self.container.format.name.split(',')[0]} cannot hold them; "
+                          "they are left out (write to .mkv or .mp4 to keep them)")
 
     def _carry_streams(self) -> None:
         """Map every other input stream to a copy, an attachment, a conversion, or nothing (with a

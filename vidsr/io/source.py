@@ -65,6 +65,11 @@ class VideoInfo:
     other_streams: list = field(default_factory=list)  # av streams to carry over
     cover_pictures: dict[int, bytes] = field(default_factory=dict)  # stream index -> picture file bytes
     hdr: HdrMetadata | None = None  # HDR10 static metadata of the first frame
+    # the video stream's own length, when the file states one (Matroska keeps no frame count, but a
+    # DURATION tag), and the bytes a Matroska file's header promises beyond its end: both reveal a
+    # cut file the frame count cannot
+    stream_duration: float | None = None
+    missing_bytes: int = 0
 
     @property
     def rotation(self) -> int:
@@ -134,13 +139,77 @@ def _probe(container, path: Path) -> VideoInfo:
         frames=st.frames or 0,
         duration=duration,
         codec=cc.name,
-        colour=Colour(int(cc.colorspace or 2), int(cc.color_primaries or 2), int(cc.color_trc or 2), int(cc.color_range or 0)),
+        # RGB (matrix 0) is converted to YUV, with the matrix a source that names none implies
+        colour=Colour(int(cc.colorspace) if cc.colorspace not in (None, 0, 2) else implied_matrix(cc.height),
+                      int(cc.color_primaries or 2), int(cc.color_trc or 2), int(cc.color_range or 0)),
         display_matrix=(cc.coded_side_data or {}).get("display_matrix"),
         sample_aspect_ratio=st.sample_aspect_ratio,
         container=container.format.name,
         index=st.index,
         other_streams=others,
+        stream_duration=_stream_duration(st),
+        missing_bytes=matroska_shortfall(path) if container.format.name.startswith("matroska") else 0,
     )
+
+
+# FFmpeg's matrix codes: BT.709, and BT.601 (SMPTE 170M)
+BT709, BT601 = 1, 6
+
+
+def implied_matrix(height: int) -> int:
+    """The YUV matrix of a source that names none: what players assume for its size (BT.709 from
+    720 lines, BT.601 below), and the one RGB sources are converted with (``_to_work``). The output
+    names it, since at another size a player would assume the other one and shift the colours."""
+    return BT709 if height >= 720 else BT601
+
+
+def _stream_duration(st) -> float | None:
+    """The video stream's length in seconds as the file states it: the stream's duration, or the
+    DURATION tag Matroska muxers write per track (HH:MM:SS.fraction)."""
+    if st.duration is not None and st.time_base:
+        return float(st.duration * st.time_base)
+    tag = next((v for k, v in st.metadata.items() if k.upper() == "DURATION"), None)
+    try:
+        h, m, sec = tag.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (AttributeError, ValueError):
+        return None
+
+
+def _ebml_number(data: bytes, pos: int, keep_marker: bool) -> tuple[int | None, int]:
+    """An EBML variable-length number at ``pos``: (value, position after it). The value is None
+    for a size of all ones (unknown, as a live stream writes)."""
+    first = data[pos]
+    length = 9 - first.bit_length() if first else 9
+    if length > 8 or pos + length > len(data):
+        raise ValueError("not an EBML number")
+    value = int.from_bytes(data[pos : pos + length], "big")
+    if not keep_marker:
+        value &= (1 << (7 * length)) - 1
+        if value == (1 << (7 * length)) - 1:
+            return None, pos + length
+    return value, pos + length
+
+
+def matroska_shortfall(path: Path) -> int:
+    """How many bytes the Matroska Segment's size says the file should hold beyond its end (0 for a
+    whole file, a live file of unknown size, or one this does not parse)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+        size = path.stat().st_size
+        element, pos = _ebml_number(head, 0, keep_marker=True)
+        length, pos = _ebml_number(head, pos, keep_marker=False)
+        if element != 0x1A45DFA3 or length is None:
+            return 0
+        pos += length  # past the EBML header: the Segment follows
+        element, pos = _ebml_number(head, pos, keep_marker=True)
+        length, pos = _ebml_number(head, pos, keep_marker=False)
+        if element != 0x18538067 or length is None:
+            return 0
+        return max(pos + length - size, 0)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 # The first frame is looked for among this many packets, no further (a damaged start would
@@ -207,6 +276,7 @@ class _Ledger:
         self.lost: dict[int, str] = {}  # decode position -> reason, for frames known to be lost
         self.rejected: str | None = None  # the decoder's first error; which frame it cost shows later
         self.cut: str | None = None  # why reading stopped early, when it did
+        self.cut_frames = 0  # how many frames a cut lost, where the file's stated length tells
 
     def lose(self, pts: int | None, reason: str) -> None:
         position = self.sent.index(pts) if pts is not None and pts in self.sent else len(self.sent) - 1
@@ -239,11 +309,53 @@ class _Ledger:
                 last.count += 1
             else:
                 runs.append(Damage(index, 1, reason))
+        if runs:
+            runs = sorted(runs + self.skipped_by_demuxer(), key=lambda d: d.frame)
         missing_tail = header_frames - len(self.sent)
         if missing_tail > 0 or self.cut:
             reason = self.cut or f"the file is truncated (its header lists {header_frames} frames)"
-            runs.append(Damage(len(self.sent), max(missing_tail, 1), reason))
+            runs.append(Damage(len(self.sent), max(missing_tail, self.cut_frames, 1), reason))
         return runs
+
+    def skipped_by_demuxer(self) -> list[Damage]:
+        """Frames a damaged file lost without a trace: a demuxer that meets damaged data skips to
+        the next readable packet, so those frames never reach the decoder. In a stream whose
+        timestamps keep one step, a gap of k steps is k - 1 such frames. Only looked for in a file
+        already found damaged (a healthy file may pause on purpose); each is placed after the frame
+        before it."""
+        times = sorted(p for p in self.sent if p is not None)
+        steps = [b - a for a, b in zip(times, times[1:])]
+        if len(steps) < 4:
+            return []
+        step = sorted(steps)[len(steps) // 2]
+        if step <= 0 or sum(1 for d in steps if d == step) < 0.8 * len(steps):
+            return []  # variable frame rate: a gap says nothing
+        out = []
+        for index, d in enumerate(steps):
+            if d >= 2 * step and d % step == 0:
+                out.append(Damage(index + 1, d // step - 1, "missing from the file (the demuxer skipped damaged data "
+                                  f"and the timestamps jump {d // step} frames)"))
+        return out
+
+    def cut_short(self, info: VideoInfo) -> None:
+        """Where the header keeps no frame count, a file whose frames end before the length its
+        stream states, or that holds fewer bytes than its header says, is truncated."""
+        if info.frames or self.cut:
+            return
+        times = [p for p in self.sent if p is not None]
+        rate = float(info.average_rate) if info.average_rate else 0.0
+        if info.stream_duration and times and rate > 0:
+            first, last = min(times) * info.time_base, max(times) * info.time_base
+            end = float(last) + 1 / rate
+            # the stated length may count from 0 or from the first timestamp: short by both counts
+            short = info.stream_duration - max(end, end - float(first))
+            if short > 1.5 / rate:
+                self.cut = (f"the file is truncated (its video stops {short:.2f} s before the "
+                            f"{info.stream_duration:.2f} s it states)")
+                self.cut_frames = max(round(short * rate), 1)
+                return
+        if info.missing_bytes:
+            self.cut = f"the file is truncated ({info.missing_bytes} bytes of it are missing)"
 
 
 def decode(
@@ -324,6 +436,7 @@ def decode(
         ledger.cut = f"reading the file failed ({_reason(e)})"
     yield from good_frames(None)
     ledger.unaccounted()
+    ledger.cut_short(info)
     found = ledger.damage(info.frames)
     if found and not skip_damaged:
         raise InputError(f"{container.name}: damaged video at {found[0].describe()} (--skip-damaged drops such frames)")
@@ -336,7 +449,7 @@ def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:
     if frame.format.name == info.work_format:
         return frame
     rng = "JPEG" if (frame.color_range == 2 or frame.format.name.startswith("yuvj")) else "MPEG"
-    src_space = frame.colorspace if frame.colorspace not in (None, 2) else ("ITU709" if info.height >= 720 else "ITU601")
+    src_space = frame.colorspace if frame.colorspace not in (None, 0, 2) else ("ITU709" if implied_matrix(info.height) == BT709 else "ITU601")
     out = frame.reformat(format=info.work_format, src_colorspace=src_space, dst_colorspace=src_space,
                          src_color_range=rng, dst_color_range=rng)
     out.pts, out.time_base = frame.pts, frame.time_base

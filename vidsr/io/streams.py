@@ -30,6 +30,8 @@ COVER_ART_FORMATS = {"mp4"}
 TS_CODECS = {"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs", "dirac", "vc1",
              "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m",
              "dvb_subtitle", "dvb_teletext", "klv", "timed_id3", "bin_data"}
+# Muxers that write chapters (FFmpeg's others drop them without a word).
+CHAPTER_FORMATS = {"mp4", "mov", "matroska", "webm"}
 # Suffixes to suggest when a stream has to be left out, in the order they are offered.
 SUGGESTED = {"matroska": ".mkv", "mp4": ".mp4", "mov": ".mov", "mpegts": ".ts"}
 
@@ -50,12 +52,18 @@ class Muxer:
 
     def accepts(self, stream) -> bool:
         """Whether the muxer takes a copy of this very stream. Writing a header is where a muxer
-        refuses one, and FFmpeg's codec list says yes to some it then refuses (Opus in MOV)."""
+        refuses one, and FFmpeg's codec list says yes to some it then refuses (Opus in MOV). Audio
+        also writes a packet and the trailer: MP4 takes PCM with no channel order in the header and
+        refuses it only when it writes the trailer."""
         try:
             with av.open(io.BytesIO(), "w", format=self.name) as out:
                 copy = out.add_stream_from_template(stream)
                 copy.disposition = stream.disposition
                 out.start_encoding()
+                if stream.type == "audio":
+                    packet = av.Packet(bytes(max(stream.codec_context.block_align or 0, 64)))
+                    packet.stream, packet.pts, packet.dts, packet.time_base = copy, 0, 0, copy.time_base
+                    out.mux(packet)
         except (ValueError, av.error.FFmpegError):
             return False
         return True
@@ -88,10 +96,18 @@ def is_cover_art(stream) -> bool:
 
 
 def codec_of(stream) -> str:
-    """The codec name of any stream; attachments and data streams have no codec context."""
+    """The codec name of any stream; attachments and data streams have no codec context, and a
+    timecode track (QuickTime 'tmcd') has no codec FFmpeg names."""
     if stream.codec_context is not None:
         return stream.codec_context.name
-    return stream.name if stream.type == "data" else stream.metadata.get("mimetype", "attachment")
+    if stream.type == "data":
+        return stream.name or ("timecode" if is_timecode(stream) else "data")
+    return stream.metadata.get("mimetype", "attachment")
+
+
+def is_timecode(stream) -> bool:
+    """A timecode track: a data stream whose only content is the start timecode in its tags."""
+    return stream.type == "data" and not stream.name and "timecode" in stream.metadata
 
 
 def label(stream) -> str:
@@ -112,7 +128,8 @@ class Carry:
     """The plan for one input stream.
 
     action: "copy" (packets muxed as they are), "attach" (written once, as a Matroska attachment),
-    "audio" / "subtitle" (decoded and re-encoded to ``target``) or "drop".
+    "audio" / "subtitle" (decoded and re-encoded to ``target``), "timecode" (the output video's
+    timecode tag stands for it), "chapters" (the output's chapters stand for it) or "drop".
     """
 
     stream: object
@@ -132,7 +149,21 @@ class Carry:
         return None
 
 
+def is_chapter_track(stream) -> bool:
+    """MP4/MOV keep chapter titles in a text track, which FFmpeg reads as the file's chapters and
+    shows as a data stream of raw bytes. The output's own chapters stand for it."""
+    return (stream.type == "data" and codec_of(stream) == "bin_data" and stream.container.format.name.startswith("mov")
+            and bool(stream.container.chapters()))
+
+
 def plan_one(stream, mux: Muxer) -> Carry:
+    if is_chapter_track(stream):
+        return Carry(stream, "chapters")
+    if is_timecode(stream):
+        # The start timecode goes onto the output's video stream as a tag: MP4 and MOV muxers write
+        # a new timecode track from it, other containers keep the tag. Frame timing is unchanged,
+        # so the timecode still names the same frames.
+        return Carry(stream, "timecode")
     if stream.type == "attachment":
         return Carry(stream, "attach" if mux.name in ATTACHMENT_FORMATS else "drop")
     codec = codec_of(stream)
@@ -155,8 +186,9 @@ def plan(streams, container_format: str) -> list[Carry]:
 
 
 def holds_all(container_format: str, streams) -> bool:
-    """Whether a container carries every stream as it is (copied or attached, nothing converted)."""
-    return all(c.action in ("copy", "attach") for c in plan(streams, container_format))
+    """Whether a container carries every stream as it is (copied, attached or a timecode, nothing
+    converted)."""
+    return all(c.action in ("copy", "attach", "timecode", "chapters") for c in plan(streams, container_format))
 
 
 def attachment_of(stream, cover_pictures: dict[int, bytes]) -> tuple[str, str, bytes] | None:
@@ -178,16 +210,33 @@ def describe_output(out, stream) -> None:
     out.disposition = stream.disposition
 
 
+# FFmpeg's default layout per channel count, for audio that names no channel order
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def ordered_layout(layout) -> str:
+    """The layout to encode: the source's, or where it names no channel order (PCM's "2 channels",
+    which encoders refuse) the usual one for as many channels."""
+    if layout is None:
+        return "stereo"
+    if layout.name.endswith("channels"):
+        return DEFAULT_LAYOUTS.get(layout.nb_channels, layout.name)
+    return layout.name
+
+
 class AudioTranscoder:
     def __init__(self, container, stream, codec: str):
         self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
         self.decoder.extradata = stream.codec_context.extradata
         layout = stream.codec_context.layout
         rate = stream.codec_context.sample_rate
+        # PCM packets do not say their rate, channels or sample format: the decoder is told them
+        self.decoder.sample_rate, self.decoder.layout = rate, layout
+        self.decoder.format = stream.codec_context.format
         rates = av.Codec(codec, "w").audio_rates  # Opus, say, takes 48 kHz but not 44.1 kHz
         if rates and rate not in rates:
             rate = max(rates)
-        self.out = container.add_stream(codec, rate=rate, layout=layout.name if layout else "stereo")
+        self.out = container.add_stream(codec, rate=rate, layout=ordered_layout(layout))
         describe_output(self.out, stream)
         self.resampler = av.AudioResampler(format=self.out.codec_context.format, layout=self.out.codec_context.layout, rate=rate)
 
