@@ -83,3 +83,10 @@ def test_bench_commands_run_end_to_end_on_small_images(cli, tmp_path):
             "--json", str(tmp_path / "none.json"))  # ships at x2 and x4 only: nothing to measure
     assert r.code != 0 and "no routed model arm-wdsr at scale 3" in r.err and "Traceback" not in r.err
     assert not (tmp_path / "none.json").exists()
+
+
+def test_a_missing_image_folder_is_one_line(cli, tmp_path):
+    r = cli("bench", "quality", "--val-dir", tmp_path / "nowhere")
+    assert r.code == 2
+    assert len(r.error_lines) == 1 and "--val-dir" in r.error_lines[0]
+    assert "Traceback" not in r.err

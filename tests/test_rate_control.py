@@ -150,6 +150,24 @@ def test_a_delivery_upscaler_with_time_to_spare_is_not_told_to_take_a_dearer_mod
     assert not any("dearer model" in n for n in notes)
 
 
+def test_the_best_shipped_model_with_time_to_spare_is_not_told_to_take_a_dearer_model():
+    """There is no dearer model to suggest when the running one is the best that ships."""
+    from vidsr.models import registry
+
+    best = registry.default_model(2)
+    engine = named_arm_engine(best, 0.0)
+    notes = []
+    rate = FrameRateTarget(engine, 1000.0, 8, False, notes.append, dearer=[], frames=None)
+    plane = (np.random.default_rng(0).random((48, 64)) * 255).astype(np.uint8)
+    for k in range(4):
+        budget = rate.before(plane)
+        _, stats = rate.engine.upscale_plane(plane, budget=budget)
+        if k == 2:
+            rate.controller.has_headroom = True
+        rate.after(stats)
+    assert sum(f"the best model shipped for x2" in n for n in notes) == 1
+    assert not any("dearer model" in n for n in notes)
+
 
 def test_a_container_without_a_frame_count_gives_the_target_its_length_from_the_duration(media, tmp_path, monkeypatch):
     """Matroska keeps no frame count; the fps target still learns the stream's length (it spends

@@ -147,6 +147,9 @@ class FrameRateTarget:
                 # a delivery upscaler: the file was made for it, and a general model restores its
                 # decoded frames worse, so there is nothing dearer to suggest
                 self.note(f"{d.name} runs its full network on every pixel faster than {self.target_fps:g} fps")
+            elif registry.default_model(d.scale) == d.name:
+                self.note(f"{d.name} runs its full network on every pixel faster than {self.target_fps:g} fps; "
+                          f"it is the best model shipped for x{d.scale}")
             else:
                 self.note(f"{d.name} runs its full network on every pixel faster than {self.target_fps:g} fps; a "
                           "dearer model (vidsr --list-models, --model NAME) would turn the spare time into quality")

@@ -31,7 +31,9 @@ def probe(path: Path) -> tuple[str, str]:
                 return "other", "no video stream"
             return "video", ""
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
-        return "other", f"not a readable media file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        # FFmpeg's reason without PyAV's "[Errno N]" prefix and file name (the row names the file)
+        reason = getattr(e, "strerror", None) or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return "other", f"not a readable media file ({reason})"
 
 
 def discover(src: Path, skip: Path | None = None) -> list[Found]:

@@ -86,6 +86,15 @@ def main(argv: list[str]) -> int:
     for q in sub.choices.values():
         q.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args(argv)
+    if hasattr(args, "val_dir"):  # the benchmarks built from the validation images: refuse a missing folder up front
+        from ..errors import SettingsError
+        from ..train.data import default_folder, list_images
+
+        args.val_dir = args.val_dir or default_folder("val")
+        try:
+            list_images(args.val_dir)
+        except FileNotFoundError as e:
+            raise SettingsError(f"{e} (give the validation images with --val-dir or $VIDSR_DATA)") from None
     print(f"machine: {machine()}\n")
     if args.which == "overhead":
         from .overhead import report, run

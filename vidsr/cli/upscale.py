@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="vidsr",
         description="Upscale a video (re-encoded, keeping audio, subtitles, timestamps and colour "
-        "metadata) or an image (written as PNG). Subcommands: vidsr train, vidsr bench.",
+        "metadata) or an image (written as PNG). Subcommands: vidsr downscale, vidsr batch, vidsr train, "
+        "vidsr bench (each with --help).",
     )
     p.add_argument("input", nargs="?", type=Path, help="video or image file")
     p.add_argument("-o", "--output", type=Path, help="output file (default: INPUT_x<scale>.mp4, or .png for images)")
