@@ -119,3 +119,9 @@ def test_a_model_the_user_named_is_never_switched(cli, media, tmp_path):
     lines = [json.loads(line) for line in stats.read_text().splitlines()]
     assert len(lines) == 12 and {rec["model"] for rec in lines} == {"arm-plain"}
     assert "switched" not in r.err
+
+
+def test_pcsr_flags_on_a_model_that_routes_otherwise_are_named(cli, media, tmp_path):
+    r = cli(media["odd.mkv"], "-o", tmp_path / "o.mkv", "--model", "arm-espcn", "--budget", "0.5", "--pcsr-mode", "k")
+    assert r.code == 0, r.err
+    assert "--pcsr-mode and --pcsr-k have no effect: arm-espcn" in r.err

@@ -383,3 +383,20 @@ def test_chapters_are_carried(cli, tmp_path, source):
         assert got == [("Intro", 0.0), ("Rest", 0.12)]
     r = cli(src, "-o", tmp_path / "out.ts", "--model", "lanczos")
     assert r.code == 0 and "2 chapters: mpegts cannot hold them" in r.err
+
+
+def test_an_alpha_channel_that_cannot_be_carried_is_named(cli, tmp_path):
+    import numpy as np
+
+    src = tmp_path / "alpha.mov"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("png", rate=25)
+        v.width, v.height, v.pix_fmt = 32, 32, "rgba"
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(np.full((32, 32, 4), 128, np.uint8), format="rgba")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+    r = cli(src, "-o", tmp_path / "out.mkv", "--model", "lanczos")
+    assert r.code == 0, r.err
+    assert "alpha channel (rgba) is not carried" in r.err

@@ -25,7 +25,7 @@ import av
 from tqdm import tqdm
 
 from .errors import InputError, OutputError
-from .io.formats import bit_depth, plane_view
+from .io.formats import bit_depth, has_alpha, plane_view
 from .io.sink import EncodeOptions, MediaSink
 from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, decode_range, open_source
 from .rate_control import FixedBudget, FrameRateTarget
@@ -220,6 +220,8 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
         summary.warnings.append(msg)
         warn(msg)
 
+    if has_alpha(info.source_format):
+        note(f"the video's alpha channel ({info.source_format}) is not carried: the output is opaque")
     if job.segment is not None:  # the segment's file holds its video alone; the join carries the rest
         total = None
         info = dataclasses.replace(info, other_streams=[], cover_pictures={})

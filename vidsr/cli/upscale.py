@@ -260,6 +260,8 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
         if s.budget < 1 and engine.router is None:
             _warn(f"--budget {s.budget:g} has no effect: {name} with --router {s.router} "
                   f"has a single route (the full network runs everywhere)")
+        if (s.pcsr_mode != "budget" or s.pcsr_k) and not _routes_with_pcsr(engine):
+            _warn(f"--pcsr-mode and --pcsr-k have no effect: {name} does not route with PCSR")
 
     if image:
         from ..io.images import upscale_image
@@ -274,6 +276,12 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
         dearer = policy.dearer_candidates(engine, load)  # the model was ours to choose
     return _run_video(args, s, src, dst, engine_or_none, name if engine_or_none is None else "lanczos", dearer,
                       on_frame, segment)
+
+
+def _routes_with_pcsr(engine) -> bool:
+    from ..routing.pcsr import PCSRRouter
+
+    return isinstance(engine.router, PCSRRouter)
 
 
 def _follow_delivery_tag(src: Path, s: Settings, quiet: bool) -> None:

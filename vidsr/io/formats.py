@@ -35,6 +35,12 @@ def describe(fmt: av.VideoFormat) -> tuple[int, tuple[int, int] | None, bool]:
     return bits, shifts, False
 
 
+def has_alpha(fmt_name: str) -> bool:
+    """Whether a pixel format carries an alpha plane (video keeps colour only: no encoder we write
+    through takes one)."""
+    return any(c.is_alpha for c in av.VideoFormat(fmt_name).components)
+
+
 def working_format(fmt: av.VideoFormat) -> str:
     """The planar format a source format is processed in (itself when it already is one)."""
     bits, shifts, _ = describe(fmt)
