@@ -185,6 +185,12 @@ def test_downscale_tags_the_output_and_vidsr_follows_the_tag(tmp_path, suffix):
     # a scale asked for wins over the tag
     r = run_vidsr(lr, "-o", tmp_path / "up4.mp4", "--scale", "4", "--quiet")
     assert r.returncode == 0 and video_frames(tmp_path / "up4.mp4")[0].width == 192
+    # a model asked for wins too, and the run says what the file was made for
+    r = run_vidsr(lr, "-o", tmp_path / "up_espcn.mp4", "--model", "arm-espcn")
+    assert r.returncode == 0 and f"downscaled for {upscaler} x2" in r.stderr and "arm-espcn x2 as asked" in r.stderr
+    # a preset's model does not: a preset is for general video, the file was made for its model
+    r = run_vidsr(lr, "-o", tmp_path / "up_rt.mp4", "--preset", "realtime")
+    assert r.returncode == 0 and "instead of the preset's model" in r.stderr
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")

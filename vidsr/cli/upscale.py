@@ -81,7 +81,8 @@ class Settings:
     crf: int | None = None
     pix_fmt: str | None = None
     encoder_options: dict = field(default_factory=dict)
-    scale_given: bool = False  # by a flag or the preset (else a delivery tag may set it)
+    scale_given: bool = False  # by a flag or the preset
+    model_flag: bool = False  # --model or --scale given as flags: they beat a delivery tag (a preset's do not)
 
 
 def resolve_settings(args) -> Settings:
@@ -96,6 +97,7 @@ def resolve_settings(args) -> Settings:
             setattr(s, key, value)
     s.container = preset.get("container")
     s.scale_given = args.scale is not None or preset.get("scale") is not None
+    s.model_flag = args.model is not None or args.scale is not None
     # budget and fps target are two ways of saying one thing: a flag for either beats the preset's
     if args.budget is not None and args.fps_target is not None:
         raise SettingsError("give --budget or --fps-target, not both")
@@ -285,19 +287,24 @@ def _routes_with_pcsr(engine) -> bool:
 
 
 def _follow_delivery_tag(src: Path, s: Settings, quiet: bool) -> None:
-    """A file ``vidsr downscale`` made names the upscaler and scale it was made for: with neither
-    a model nor a scale asked for, use them (and say so)."""
+    """A file ``vidsr downscale`` made names the upscaler and scale it was made for: unless
+    ``--model`` or ``--scale`` asks otherwise, use them, over a preset's model and scale (a preset
+    is an operating point for general video; the file was made for its model). Either way, say so."""
     from ..delivery import tags
 
-    if s.model is not None or s.scale_given:
-        return
     tag = tags.read(src)
     if tag is None:
         return
+    made_for = f"{src.name} was downscaled for {tag.upscaler} x{tag.scale} (--mode {tag.mode})"
+    if s.model_flag:
+        if (s.model, s.scale) != (tag.upscaler, tag.scale) and not quiet:
+            print(f"vidsr: {made_for}; using {s.model or 'the default model'} x{s.scale} as asked", file=sys.stderr)
+        return
+    overridden = s.model is not None and s.model != tag.upscaler or s.scale_given and s.scale != tag.scale
     s.model, s.scale = tag.upscaler, tag.scale
     if not quiet:
-        print(f"vidsr: {src.name} was downscaled for {tag.upscaler} x{tag.scale} (--mode {tag.mode}); "
-              "upscaling with it", file=sys.stderr)
+        print(f"vidsr: {made_for}; upscaling with it" + (" instead of the preset's model" if overridden else ""),
+              file=sys.stderr)
 
 
 def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=(), on_frame=None,
