@@ -400,3 +400,28 @@ def test_an_alpha_channel_that_cannot_be_carried_is_named(cli, tmp_path):
     r = cli(src, "-o", tmp_path / "out.mkv", "--model", "lanczos")
     assert r.code == 0, r.err
     assert "alpha channel (rgba) is not carried" in r.err
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_track_titles_from_mp4_survive(cli, tmp_path, container):
+    """MP4 gives a track's title back as ``name``; written again it must be the ``title``."""
+    from .media import Spec, make_video
+
+    src = make_video(tmp_path / "titled.mp4", Spec(audio="aac", frames=4))
+    titled = tmp_path / "titled2.mp4"
+    with av.open(str(src)) as c, av.open(str(titled), "w") as out:
+        pairs = []
+        for s in c.streams:
+            o = out.add_stream_from_template(s)
+            o.metadata["title"] = f"{s.type} track"
+            pairs.append((s, o))
+        for p in c.demux():
+            if p.dts is not None:
+                p.stream = dict((a.index, b) for a, b in pairs)[p.stream.index]
+                out.mux(p)
+    dst = tmp_path / f"out.{container}"
+    r = cli(titled, "-o", dst, "--model", "lanczos")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        titles = {s.type: s.metadata.get("title") or s.metadata.get("name") for s in c.streams}
+    assert titles == {"video": "video track", "audio": "audio track"}

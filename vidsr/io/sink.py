@@ -23,7 +23,7 @@ from .formats import output_format
 from .output_paths import cannot_write, temp_path_for
 from .source import VideoInfo
 from .streams import (CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of, describe_output, is_timecode,
-                      label, muxer, plan)
+                      label, muxer, plan, track_tags)
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told to log errors only
 
@@ -179,8 +179,7 @@ class MediaSink:
 
     def _describe_video(self, source) -> None:
         src_video = source.streams[self.info.index]
-        self.video.metadata.update({k: v for k, v in src_video.metadata.items()
-                                    if k.lower() in ("language", "title", "handler_name", "timecode")})
+        self.video.metadata.update(track_tags(src_video.metadata, keep=("language", "title", "handler_name", "timecode")))
         # a timecode track's start timecode, where only the track has it
         for s in self.info.other_streams:
             if is_timecode(s) and "timecode" not in self.video.metadata:

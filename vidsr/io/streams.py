@@ -204,9 +204,20 @@ def attachment_of(stream, cover_pictures: dict[int, bytes]) -> tuple[str, str, b
     return name, mime, cover_pictures[stream.index]
 
 
+def track_tags(metadata: dict, keep=None) -> dict:
+    """An input stream's tags for its output stream (``keep``: only those keys, lower case), less
+    what describes the input file (its duration, its encoder). FFmpeg reads an MP4/MOV track's
+    title as ``name`` but writes the ``title`` tag: the one becomes the other."""
+    tags = {k: v for k, v in metadata.items() if k.lower() not in ("duration", "encoder")
+            and (keep is None or k.lower() in keep or k.lower() == "name")}
+    if "name" in tags and not any(k.lower() == "title" for k in tags):
+        tags["title"] = tags.pop("name")
+    return tags
+
+
 def describe_output(out, stream) -> None:
     """Give an output stream the input's tags (language, title, ...) and disposition."""
-    out.metadata.update({k: v for k, v in stream.metadata.items() if k.lower() not in ("duration", "encoder")})
+    out.metadata.update(track_tags(stream.metadata))
     out.disposition = stream.disposition
 
 
