@@ -266,6 +266,28 @@ def test_weights_without_manifest_entry_are_refused(saved_model, tmp_path):
         registry.load(str(other / path.name), 2)
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"architecture": None}, "has no architecture"),
+    ({"sha256": None}, "has no sha256"),
+    ({"scale": "two"}, "has scale 'two'"),
+    ({"architecture": "nonsense"}, "unknown architecture 'nonsense'"),
+    ({"architecture": "arm-plain"}, "config .* does not fit architecture arm-plain"),  # espcn's options, another net
+])
+def test_a_manifest_entry_that_cannot_describe_its_file_is_refused_in_one_line(saved_model, change, message):
+    path, _ = saved_model
+    manifest = path.parent / "manifest.json"
+    data = json.loads(manifest.read_text())
+    entry = data["models"][0]
+    for key, value in change.items():
+        if value is None:
+            del entry[key]
+        else:
+            entry[key] = value
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match=message):
+        registry.load(str(path), 2)
+
+
 def test_weights_that_do_not_fit_the_architecture_are_refused(saved_model):
     path, _ = saved_model
     manifest = path.parent / "manifest.json"

@@ -221,6 +221,7 @@ def manifest_entry(name: str, scale: int | None) -> dict | None:
         if not entries:
             raise WeightsError(f"{path} is not listed in {path.parent / weights.MANIFEST}; refusing unverified weights")
         entry = entries[0]
+        _check_entry(entry, path.parent / weights.MANIFEST)
         if scale is not None and entry["scale"] != scale:
             raise SettingsError(f"{path} is a x{entry['scale']} model, but --scale is {scale}")
         return entry
@@ -237,6 +238,21 @@ def manifest_entry(name: str, scale: int | None) -> dict | None:
     raise SettingsError(f"model {name!r} has no x{scale} weights (available: {', '.join(f'x{s}' for s in scales)})")
 
 
+def _check_entry(entry: dict, manifest: Path) -> None:
+    """A manifest entry beside a user's weights file, checked before anything is built from it."""
+    missing = [k for k in ("architecture", "scale", "sha256") if not entry.get(k)]
+    if missing:
+        raise WeightsError(f"{manifest}: the entry for {entry['file']} has no {', '.join(missing)}")
+    if not isinstance(entry["scale"], int) or entry["scale"] not in SCALES:
+        raise WeightsError(f"{manifest}: the entry for {entry['file']} has scale {entry['scale']!r}; "
+                           f"it must be one of {', '.join(map(str, SCALES))}")
+    if entry["architecture"] not in ARCHITECTURES:
+        raise WeightsError(f"{manifest}: the entry for {entry['file']} names an unknown architecture "
+                           f"{entry['architecture']!r} (known: {', '.join(sorted(ARCHITECTURES))})")
+    if not isinstance(entry.get("config") or {}, dict):
+        raise WeightsError(f"{manifest}: the entry for {entry['file']} has a config that is not a table")
+
+
 def load(name: str | None, scale: int, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Upscaler:
     """Resolve a model name (or weights path) at ``scale`` and return it ready to run."""
     if scale not in SCALES:
@@ -247,7 +263,11 @@ def load(name: str | None, scale: int, device: str | torch.device = "cpu", dtype
         module = build_module(name, scale)
         return Upscaler(describe(name, name, scale), module).to(device, dtype)
     arch_name = entry["architecture"]
-    module = build_module(arch_name, scale, entry.get("config"))
+    try:
+        module = build_module(arch_name, scale, entry.get("config"))
+    except TypeError as e:  # options the architecture does not take
+        raise WeightsError(f"{entry['file']}: its manifest's config {entry.get('config')} does not fit "
+                           f"architecture {arch_name} ({e})") from None
     state, extras = weights.load_checked(entry)
     _load_state(module, state, entry["file"], arch_name)
     desc = describe(entry["name"], arch_name, scale, entry.get("config"), entry)
@@ -294,5 +314,7 @@ def _load_state(module: nn.Module, state: dict, file: str, arch: str) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise WeightsError(f"weights {file} do not fit architecture {arch}: {first}") from None
+        # torch's message: a header line, then the missing, unexpected and mis-shaped tensors
+        detail = " ".join(line.strip() for line in str(e).strip().splitlines()[1:])
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise WeightsError(f"weights {file} do not fit architecture {arch}: {detail}") from None
