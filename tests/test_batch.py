@@ -296,3 +296,41 @@ def test_a_downscale_batch_tags_every_output_and_segments_keep_the_tag(tmp_path,
         assert (c.streams.video[0].width, c.streams.video[0].height) == (32, 24)
     again = run_batch(opts)
     assert (again.done, again.skipped) == (0, 2)
+
+
+def _dry(src, dst, *flags, overwrite=False):
+    return run_batch(Options(src, dst, flags=["--model", "lanczos", *flags], dry_run=True, progress=False,
+                             overwrite=overwrite))
+
+
+def test_outputs_never_land_on_inputs_collide_or_replace_files_the_batch_did_not_write(tmp_path):
+    from vidsr.errors import SettingsError
+
+    clip = make_video(tmp_path / "clip.mp4", Spec(width=32, height=32, frames=2))
+    # DST holding SRC: sub/a.mp4's output would be the input sub/sub/a.mp4 ... of SRC itself
+    (tmp_path / "t3" / "sub" / "sub").mkdir(parents=True)
+    shutil.copy(clip, tmp_path / "t3" / "sub" / "a.mp4")
+    shutil.copy(clip, tmp_path / "t3" / "sub" / "sub" / "a.mp4")
+    before = (tmp_path / "t3" / "sub" / "a.mp4").read_bytes()
+    with pytest.raises(SettingsError, match="would land inside SRC on the input"):
+        _dry(tmp_path / "t3" / "sub", tmp_path / "t3")
+    assert (tmp_path / "t3" / "sub" / "a.mp4").read_bytes() == before
+    # a file already in DST that no run of this batch wrote
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dst").mkdir()
+    shutil.copy(clip, tmp_path / "src" / "clip.mp4")
+    (tmp_path / "dst" / "clip.mp4").write_text("precious")
+    with pytest.raises(SettingsError, match="not written by this batch; --overwrite"):
+        _dry(tmp_path / "src", tmp_path / "dst")
+    assert _dry(tmp_path / "src", tmp_path / "dst", overwrite=True).done == 1
+    # two inputs, one output name
+    (tmp_path / "pair").mkdir()
+    shutil.copy(clip, tmp_path / "pair" / "clip")
+    shutil.copy(clip, tmp_path / "pair" / "clip.mp4")
+    with pytest.raises(SettingsError, match="would both be written to clip.mp4"):
+        _dry(tmp_path / "pair", tmp_path / "out")
+    # DST that is a file; a model nobody ships (before any worker starts)
+    with pytest.raises(SettingsError, match="DST must be a folder"):
+        _dry(tmp_path / "src", clip)
+    with pytest.raises(SettingsError, match="unknown model"):
+        run_batch(Options(tmp_path / "src", tmp_path / "o2", flags=["--model", "bogus"], dry_run=True, progress=False))

@@ -43,6 +43,7 @@ class Options:
     retry_failed: bool = False
     segment_seconds: float = 60.0  # a video twice this long or more runs in segments of about this
     progress: bool = True
+    overwrite: bool = False  # replace files in DST that the batch did not write
 
 
 @dataclass
@@ -120,6 +121,34 @@ def classify(opts: Options, manifest: Manifest, digest: str) -> tuple[list[Item]
     return items, others
 
 
+def check_outputs(opts: Options, items: list[Item], manifest: Manifest) -> None:
+    """Before anything runs: no output may land on an input or inside SRC (a DST that holds SRC),
+    two inputs may not share an output (``clip`` and ``clip.mp4``), and a file in DST that this
+    batch did not write is not replaced unless ``overwrite`` says so."""
+    src, dst = opts.src.resolve(), opts.dst.resolve()
+    dst_in_src = dst.is_relative_to(src)  # then DST's own tree is left out of the search
+    inputs = {i.path.resolve(): i.rel for i in items}
+    owner: dict[Path, str] = {}
+    foreign = []
+    for i in items:
+        out = i.output.resolve()
+        if out in inputs or (out.is_relative_to(src) and not dst_in_src):
+            raise SettingsError(f"{i.rel}: its output {i.output} would land inside SRC"
+                                f"{' on the input ' + inputs[out] if out in inputs else ''}; choose a DST outside SRC")
+        if out in owner:
+            raise SettingsError(f"{owner[out]} and {i.rel} would both be written to {i.output.relative_to(opts.dst)}; "
+                                "rename one of them")
+        owner[out] = i.rel
+        record = manifest.get(i.rel)
+        made_here = record is not None and record.output and (opts.dst / record.output).resolve() == out
+        if i.state == "todo" and out.exists() and not made_here:
+            foreign.append(i.output)
+    if foreign and not opts.overwrite:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise SettingsError(f"{foreign[0]}{more}: already in DST and not written by this batch; "
+                            "--overwrite replaces them")
+
+
 def _segment_folder(opts: Options, item: Item, digest: str) -> Path:
     key = hashlib.sha256(f"{item.rel}|{digest}|{item.size}|{item.mtime_ns}".encode()).hexdigest()[:16]
     return opts.dst / SEGMENTS_DIR / key
@@ -156,7 +185,26 @@ def validate_flags(job: str, flags: list[str]) -> None:
             raise SettingsError(f"{reserved} is the batch's to set, not a flag for its files")
     from .jobs import settings
 
-    settings(job, job_args(job, flags, Path("input"), Path("output.mp4")))
+    args = job_args(job, flags, Path("input"), Path("output.mp4"))
+    settings(job, args)
+    if getattr(args, "model", None):  # a misspelt model fails here, not in every file's task
+        _check_model_name(args.model)
+
+
+def _check_model_name(name: str) -> None:
+    """A model the batch's files ask for: a weights file that exists, or a name the shipped manifest
+    or the interpolations know (read without torch: the driver leaves it to the workers, which
+    check the weights themselves)."""
+    from ..models import weights
+
+    if name.endswith(".safetensors") or "/" in name or "\\" in name:
+        if not Path(name).is_file():
+            raise SettingsError(f"weights file {name} does not exist")
+        return
+    shipped = {e["name"] for e in weights.read_manifest(Path(__file__).resolve().parent.parent / "weights")}
+    known = shipped | {"bicubic", "lanczos"}
+    if name not in known:
+        raise SettingsError(f"unknown model {name!r}; choose from {', '.join(sorted(known))} or give a .safetensors path")
 
 
 def run_batch(opts: Options) -> Report:
@@ -165,10 +213,13 @@ def run_batch(opts: Options) -> Report:
         raise SettingsError(f"{opts.src}: not a folder")
     if opts.dst.resolve() == opts.src.resolve():
         raise SettingsError("DST must not be SRC: outputs would mix with the inputs")
+    if opts.dst.exists() and not opts.dst.is_dir():
+        raise SettingsError(f"{opts.dst}: is a file; DST must be a folder (made if missing)")
     validate_flags(opts.job, opts.flags)
     digest = settings_digest(opts.job, opts.flags)
     manifest = Manifest(opts.dst)  # reading it writes nothing (a dry run leaves DST as it was)
     items, others = classify(opts, manifest, digest)
+    check_outputs(opts, items, manifest)
     report = Report(not_media=len(others))
     for f in others:
         _write(f"vidsr batch: skipping {f.rel}: {f.reason}")

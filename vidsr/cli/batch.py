@@ -19,7 +19,7 @@ def build_parser() -> Parser:
         "command again skips what is done and unchanged and redoes what changed. Flags not listed here "
         "go to the job (e.g. --scale 4 --fps-target 30 --codec libx265).",
         usage="vidsr batch SRC DST [--job upscale|downscale] [--workers N] [--address auto|HOST:PORT] [--dry-run] "
-        "[--retry-failed] [--segment-seconds S] [--quiet] [JOB FLAGS ...]",
+        "[--retry-failed] [--segment-seconds S] [--overwrite] [--quiet] [JOB FLAGS ...]",
     )
     p.add_argument("src", type=Path, help="folder to read")
     p.add_argument("dst", type=Path, help="folder to write (made if missing)")
@@ -33,6 +33,8 @@ def build_parser() -> Parser:
     p.add_argument("--segment-seconds", type=finite_float, default=60.0,
                    help="split videos at least twice this long at keyframes into segments of about this many "
                    "seconds, run as separate tasks and joined without a second encode (0: never split; default 60)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files already in DST that this batch did not write (refused by default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-file lines")
     return p
 
@@ -50,7 +52,7 @@ def main(argv: list[str]) -> int:
     from ..batch.driver import Options, run_batch
 
     report = run_batch(Options(args.src, args.dst, args.job, job_flags, args.workers, args.address, args.dry_run,
-                               args.retry_failed, args.segment_seconds, not args.quiet))
+                               args.retry_failed, args.segment_seconds, not args.quiet, args.overwrite))
     if not args.quiet:
         verb = "would run" if args.dry_run else "done"
         print(f"vidsr batch: {report.done} {verb}, {report.skipped} skipped (done before), {report.failed} failed, "
