@@ -581,3 +581,32 @@ def test_arm_only_training_flags_are_refused_for_other_architectures(image_dirs,
     r = cli(*cli_train_args(image_dirs, out, 2), flag, value)
     assert r.code != 0 and f"{flag} applies to ARM supernets, not plain" in r.err and "Traceback" not in r.err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--batch", "0"], "--batch: must be at least 1"),
+    (["--val-every", "0"], "--val-every: must be at least 1"),
+    (["--iterations", "0"], "--iterations: must be at least 1"),
+    (["--seed", "-1"], "--seed: must be at least 0"),
+    (["--clip", "-1"], "--clip must be 0"),
+    (["--device", "bogus"], "unknown --device"),
+    (["--config", '{"bogus": 1}'], "does not fit plain"),
+])
+def test_nonsense_training_flags_are_one_line(image_dirs, tmp_path, cli, flags, needle):
+    out = tmp_path / "run"
+    r = cli(*cli_train_args(image_dirs, out, 2), *flags)
+    assert r.code == 2 and needle in r.err and "Traceback" not in r.err
+
+
+def test_a_damaged_checkpoint_is_named_not_a_traceback(image_dirs, tmp_path, cli):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    r = cli(*cli_train_args(image_dirs, out, 2))
+    assert r.code == 2 and "cannot resume from this checkpoint" in r.err and "Traceback" not in r.err
+
+
+def test_data_names_the_folder_of_train_and_val(image_dirs, tmp_path, cli):
+    train, _ = image_dirs
+    r = cli("train", "--arch", "plain", "--data", tmp_path / "nowhere", "--iterations", "2", "--out", tmp_path / "run")
+    assert r.code == 2 and str(tmp_path / "nowhere" / "train") in r.err

@@ -29,6 +29,31 @@ def finite_float(text: str) -> float:
     return value
 
 
+def at_least(low: int):
+    """argparse type for an integer flag of ``low`` or more (a batch of 0 images, a validation
+    every 0 steps or a seed of -1 fail later, deep in torch, with a traceback)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """argparse type for a finite float flag above 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return value
+
+
 def run_with_stats(job, stats_path, on_frame, run):
     """``run(job)`` with each frame's record going to the ``--stats`` file (written under a partial
     name, kept only if the run succeeds) and to ``on_frame``; returns what ``run`` returns."""

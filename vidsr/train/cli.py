@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli.options import Parser, finite_float
+from ..cli.options import Parser, at_least, finite_float, positive_float
 from ..errors import SettingsError
 from ..models import registry
 from .trainer import CLIP_GRAD_NORM
@@ -24,24 +24,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train from a recipe (recipes/NAME.toml or a file): its init run first, then its segments, "
                    "in RUNS/NAME; rerun to resume")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="with --recipe: the folder of run folders (default runs/)")
-    p.add_argument("--data", type=Path, help="with --recipe: the folder holding train/ and val/ (default ../shared/data "
-                   "or $VIDSR_DATA)")
+    p.add_argument("--data", type=Path, help="the folder holding train/ and val/ (default ../shared/data or $VIDSR_DATA; "
+                   "--train-dir and --val-dir name them one by one)")
     trainable = [a.name for a in registry.ARCHITECTURES.values() if a.trainable]
     p.add_argument("--arch", choices=trainable, help="architecture to train")
     p.add_argument("--scale", type=int, choices=registry.SCALES, default=2)
     p.add_argument("--out", type=Path, help="run folder (default: runs/<arch>-x<scale>)")
-    p.add_argument("--iterations", type=int, default=10000)
+    p.add_argument("--iterations", type=at_least(1), default=10000)
     p.add_argument("--time-limit", type=finite_float, help="stop after this many seconds (checkpointed; rerun resumes)")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--patch", type=int, default=48, help="LR patch side")
-    p.add_argument("--lr", type=finite_float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=at_least(1), default=16)
+    p.add_argument("--patch", type=at_least(8), default=48, help="LR patch side")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--seed", type=at_least(0), default=0)
     p.add_argument("--train-dir", type=Path, help="training images (default: ../shared/data/train or $VIDSR_DATA/train)")
     p.add_argument("--val-dir", type=Path, help="validation images (default: ../shared/data/val or $VIDSR_DATA/val)")
-    p.add_argument("--predownscale", type=int, default=2, help="downscale training images by this first (JPEG cleanup)")
-    p.add_argument("--val-every", type=int, default=1000)
-    p.add_argument("--checkpoint-every", type=int, default=200)
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--predownscale", type=at_least(1), default=2, help="downscale training images by this first (JPEG cleanup)")
+    p.add_argument("--val-every", type=at_least(1), default=1000)
+    p.add_argument("--checkpoint-every", type=at_least(1), default=200)
+    p.add_argument("--threads", type=at_least(1), help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--config", type=json.loads, default={}, help='architecture options as JSON, e.g. \'{"blocks": 4}\'')
     p.add_argument("--extend", action="store_true",
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=("widths", "full"),
                    help="ARM only: keep the state best by the mean gain over every width (default) or by "
                    "the full width alone (for a supernet shipped mainly as a full network)")
-    p.add_argument("--full-width-steps", type=int, metavar="N",
+    p.add_argument("--full-width-steps", type=at_least(0), metavar="N",
                    help="ARM only: train the full width alone for the first N steps, then draw widths "
                    "(default: a tenth of --iterations from scratch, 0 with --init)")
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_device(device: str) -> None:
+    """A device torch can train on here, or one line saying why not."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise SettingsError(f"unknown --device {device!r}; cpu, cuda, cuda:1, ...") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SettingsError(f"--device {device}: torch sees no CUDA device here")
+    if dev.type not in ("cpu", "cuda"):
+        raise SettingsError(f"--device {device}: vidsr trains on cpu or cuda")
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from .trainer import TrainConfig, Trainer, publish
@@ -93,7 +107,10 @@ def main(argv: list[str]) -> int:
     if args.publish is True:
         raise SettingsError("--publish needs a RUN folder (or --recipe)")
     if args.publish:
-        entry = publish(args.publish, name=args.name)
+        try:
+            entry = publish(args.publish, name=args.name)
+        except FileNotFoundError as e:
+            raise SettingsError(str(e)) from None
         print(f"published {entry['name']} as {entry['file']} (val PSNR-Y {entry['validation']['psnr_y']} dB)")
         return 0
     if args.name is not None:
@@ -104,6 +121,16 @@ def main(argv: list[str]) -> int:
                         ("--full-width-steps", args.full_width_steps)):
         if value is not None and registry.architecture(args.arch).router != "arm":
             raise SettingsError(f"{flag} applies to ARM supernets, not {args.arch}")
+    if args.time_limit is not None and args.time_limit < 0:
+        raise SettingsError(f"--time-limit must be 0 (stop at once, checkpointed) or more, not {args.time_limit:g}")
+    if args.clip < 0:
+        raise SettingsError(f"--clip must be 0 (none) or more, not {args.clip:g}")
+    if not isinstance(args.config, dict):
+        raise SettingsError("--config must be a JSON object, e.g. '{\"blocks\": 4}'")
+    _check_device(args.device)
+    if args.data is not None:  # the folder holding train/ and val/, where the folders are not named one by one
+        args.train_dir = args.train_dir or args.data / "train"
+        args.val_dir = args.val_dir or args.data / "val"
     if args.codec is not None and not args.codec_crfs:
         raise SettingsError("--codec goes with --codec-crfs (the CRFs to train at)")
     if args.full_width_steps is not None:
@@ -132,6 +159,8 @@ def main(argv: list[str]) -> int:
         trainer = Trainer(cfg, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
         raise SettingsError(str(e)) from None
+    except TypeError as e:  # --config options the architecture does not take
+        raise SettingsError(f"--config {json.dumps(args.config)} does not fit {args.arch}: {e}") from None
     try:
         entry = trainer.finish() if args.finish else trainer.run()
     except FileNotFoundError as e:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
 import signal
 import time
@@ -473,7 +474,12 @@ class Trainer:
         os.replace(tmp, path)
 
     def _load_checkpoint(self) -> None:
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        try:
+            state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{self.ckpt_path}: cannot resume from this checkpoint ({reason}); "
+                             "remove it (or choose another --out) to start the run again") from None
         saved = state["config"]
         for key in ("arch", "scale", "iterations", "model_config"):
             if saved[key] == self.cfg.to_json()[key]:
