@@ -191,6 +191,14 @@ def test_downscale_tags_the_output_and_vidsr_follows_the_tag(tmp_path, suffix):
     # a preset's model does not: a preset is for general video, the file was made for its model
     r = run_vidsr(lr, "-o", tmp_path / "up_rt.mp4", "--preset", "realtime")
     assert r.returncode == 0 and "instead of the preset's model" in r.stderr
+    # the tag's own scale asked for still takes the tag's model; a router it does not use takes another
+    r = run_vidsr(lr, "-o", tmp_path / "up_s2.mp4", "--scale", "2")
+    assert r.returncode == 0 and "upscaling with it" in r.stderr
+    r = run_vidsr(lr, "-o", tmp_path / "up_pcsr.mp4", "--router", "pcsr")
+    assert r.returncode == 0 and "--router pcsr takes another model" in r.stderr
+    # downscaling a delivery file again says what the client will restore
+    r = run_vidsr("downscale", lr, "-o", tmp_path / f"lr2{suffix}")
+    assert r.returncode == 0 and "is already a delivery file" in r.stderr
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")

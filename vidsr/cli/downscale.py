@@ -103,6 +103,12 @@ def run(args, on_frame=None, segment=None):
     else:
         dst = video_output(src, args.output, scale, codec, container, label="down")
     prepare_outputs(src, dst, args.stats, args.overwrite)
+    from ..delivery import tags
+
+    earlier = tags.read(src)
+    if earlier is not None and segment is None:  # a batch's segments would each say it
+        _warn(f"{src.name} is already a delivery file (x{earlier.scale} for {earlier.upscaler}); the new tag names "
+              f"this x{scale} step only, so a client restores {src.name}, not the picture it was made from")
     upscaler = args.model or default_upscaler(scale, args.mode)
     encoder = "png" if image else video_encoder_for(container_format_for(dst), codec)[0].name
     fd = FrameDownscaler(upscaler, scale, args.mode, qp_for(encoder, crf), resolve_device(args.device))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..budget import MacBudget
-from ..errors import InputError, SettingsError
+from ..errors import InputError, SettingsError, VidsrError
 from ..routing import PCSR_MODES, PREDICTORS, ROUTER_CHOICES
 from .options import Parser, finite_float, run_with_stats
 
@@ -82,7 +82,8 @@ class Settings:
     pix_fmt: str | None = None
     encoder_options: dict = field(default_factory=dict)
     scale_given: bool = False  # by a flag or the preset
-    model_flag: bool = False  # --model or --scale given as flags: they beat a delivery tag (a preset's do not)
+    model_flag: bool = False  # --model given as a flag: it beats a delivery tag (a preset's does not)
+    scale_flag: bool = False  # --scale given as a flag
 
 
 def resolve_settings(args) -> Settings:
@@ -97,7 +98,7 @@ def resolve_settings(args) -> Settings:
             setattr(s, key, value)
     s.container = preset.get("container")
     s.scale_given = args.scale is not None or preset.get("scale") is not None
-    s.model_flag = args.model is not None or args.scale is not None
+    s.model_flag, s.scale_flag = args.model is not None, args.scale is not None
     # budget and fps target are two ways of saying one thing: a flag for either beats the preset's
     if args.budget is not None and args.fps_target is not None:
         raise SettingsError("give --budget or --fps-target, not both")
@@ -295,10 +296,26 @@ def _follow_delivery_tag(src: Path, s: Settings, quiet: bool) -> None:
     tag = tags.read(src)
     if tag is None:
         return
+    from ..models import registry
+
     made_for = f"{src.name} was downscaled for {tag.upscaler} x{tag.scale} (--mode {tag.mode})"
-    if s.model_flag:
-        if (s.model, s.scale) != (tag.upscaler, tag.scale) and not quiet:
-            print(f"vidsr: {made_for}; using {s.model or 'the default model'} x{s.scale} as asked", file=sys.stderr)
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(f"vidsr: {made_for}; {msg}", file=sys.stderr)
+
+    if s.model_flag or (s.scale_flag and s.scale != tag.scale):
+        if (s.model, s.scale) != (tag.upscaler, tag.scale):
+            say(f"using {s.model or 'the default model'} x{s.scale} as asked")
+        return
+    try:
+        router = registry.architecture(registry.manifest_entry(tag.upscaler, tag.scale)["architecture"]).router
+    except (VidsrError, KeyError, TypeError):
+        say("no such model ships here; upscaling with the default model (--model to choose)")
+        s.scale = tag.scale
+        return
+    if s.router in ("arm", "pcsr") and router != s.router:
+        say(f"it routes with {router.upper()}, so --router {s.router} takes another model")
         return
     overridden = s.model is not None and s.model != tag.upscaler or s.scale_given and s.scale != tag.scale
     s.model, s.scale = tag.upscaler, tag.scale
