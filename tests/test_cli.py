@@ -125,3 +125,17 @@ def test_pcsr_flags_on_a_model_that_routes_otherwise_are_named(cli, media, tmp_p
     r = cli(media["odd.mkv"], "-o", tmp_path / "o.mkv", "--model", "arm-espcn", "--budget", "0.5", "--pcsr-mode", "k")
     assert r.code == 0, r.err
     assert "--pcsr-mode and --pcsr-k have no effect: arm-espcn" in r.err
+
+
+def test_flags_that_do_not_apply_are_named(cli, media, tmp_path):
+    """Encoder flags on an image (written as PNG) and a preset's upscaling settings on vidsr
+    downscale do nothing; the run says so instead of ignoring them silently."""
+    import numpy as np
+    from PIL import Image
+
+    img = tmp_path / "img.png"
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(img)
+    r = cli(img, "-o", tmp_path / "up.png", "--model", "lanczos", "--crf", "30")
+    assert r.code == 0 and "--crf applies to video; an image is written as PNG" in r.err
+    r = cli("downscale", media["odd.mkv"], "-o", tmp_path / "lr.mkv", "--preset", "realtime")
+    assert r.code == 0 and "preset realtime: fps_target, model are upscaling settings" in r.err

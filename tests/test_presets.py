@@ -28,6 +28,7 @@ def test_shipped_presets_are_valid_and_listed(cli):
     ("[encoder]\ncrf = 99", "encoder.crf must be <= 63"),
     ("[encoder]\nspeed = 1", "unknown key 'encoder.speed'"),
     ("budget = ", "not valid TOML"),
+    ("budget = 0.5\nfps_target = 30", "budget or fps_target, not both"),
 ])
 def test_preset_validation_errors(tmp_path, text, needle):
     path = tmp_path / "mine.toml"

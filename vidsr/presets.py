@@ -111,6 +111,8 @@ def validate(name: str, data: dict) -> Preset:
             continue
         _check(name, key, TOP_KEYS, key, value)
         preset.values[key] = value
+    if "budget" in preset.values and "fps_target" in preset.values:  # two ways of saying one thing, as the flags
+        raise SettingsError(f"preset {name}: give budget or fps_target, not both")
     return preset
 
 

@@ -91,7 +91,7 @@ def run(args, on_frame=None, segment=None):
     from ..io.output_paths import default_output, prepare_outputs, video_output
     from ..io.sink import EncodeOptions, container_format_for, video_encoder_for
     from ..pipeline import Summary
-    from .upscale import _warn
+    from .upscale import _warn, warn_encoder_flags_on_image
 
     scale, codec, container, crf, pix_fmt, options = encoder_settings(args)
     src: Path = args.input
@@ -99,12 +99,23 @@ def run(args, on_frame=None, segment=None):
         raise InputError(f"{src}: no such file")
     image = is_image(src)
     if image:
+        warn_encoder_flags_on_image(args)
         dst = args.output or default_output(src, scale, ".png", "down")
     else:
         dst = video_output(src, args.output, scale, codec, container, label="down")
     prepare_outputs(src, dst, args.stats, args.overwrite)
     from ..delivery import tags
 
+    if args.preset and segment is None:
+        from .. import presets
+
+        values = presets.load(args.preset).values
+        # the settings a user would expect to matter here (a model, a scale, a speed), not routing details
+        unused = sorted(k for k in ("model", "scale", "fps_target", "budget") if k in values
+                        and not (k == "budget" and values[k] >= 1))
+        if unused:
+            _warn(f"preset {args.preset}: {', '.join(unused)} {'is an upscaling setting' if len(unused) == 1 else 'are upscaling settings'}; "
+                  "vidsr downscale takes only its encoder settings and container")
     earlier = tags.read(src)
     if earlier is not None and segment is None:  # a batch's segments would each say it
         _warn(f"{src.name} is already a delivery file (x{earlier.scale} for {earlier.upscaler}); the new tag names "

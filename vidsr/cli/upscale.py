@@ -219,6 +219,7 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
 
     image = is_image(src)
     if image:
+        warn_encoder_flags_on_image(args)
         dst = args.output or default_output(src, s.scale, ".png")
     else:
         dst = video_output(src, args.output, s.scale, s.codec, s.container)
@@ -279,6 +280,14 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
         dearer = policy.dearer_candidates(engine, load)  # the model was ours to choose
     return _run_video(args, s, src, dst, engine_or_none, name if engine_or_none is None else "lanczos", dearer,
                       on_frame, segment)
+
+
+def warn_encoder_flags_on_image(args) -> None:
+    """An image is written as PNG, losslessly: the video encoder's flags do not apply."""
+    given = [flag for flag, value in (("--codec", args.codec), ("--crf", args.crf), ("--pix-fmt", args.pix_fmt),
+                                      ("--encoder-opt", args.encoder_opt)) if value]
+    if given:
+        _warn(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to video; an image is written as PNG")
 
 
 def _routes_with_pcsr(engine) -> bool:
