@@ -429,6 +429,13 @@ def test_vidsr_errors_become_vs_errors_with_the_same_message(kwargs):
     ({"tile": 4}, "tile must be an integer >= 8"),
     ({"device": "tpu"}, "unknown device"),
     ({"clip": "not a clip"}, "clip must be a video clip"),
+    ({"max_ms": float("nan")}, "max_ms must be a positive, finite number"),
+    ({"max_ms": float("inf")}, "max_ms must be a positive, finite number"),
+    ({"max_ms": 10.0, "budget": 0.5}, "budget or max_ms, not both"),
+    ({"fp16": "no"}, "fp16 must be True or False"),
+    ({"batch": True}, "batch must be an integer"),
+    ({"overlap": True}, "overlap must be an integer"),
+    ({"model": ""}, "model must be a name or a path"),
 ])
 def test_bad_arguments_are_vs_errors(kwargs, match):
     args = {"clip": core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=1), "model": "lanczos", **kwargs}
@@ -551,3 +558,17 @@ def test_max_ms_needs_a_routed_model(untrained_net):
     clip = make_clip(core, vs.GRAYS, length=2)
     with pytest.raises(vs.Error, match="max_ms needs a routed model"):
         vsvidsr.upscale(clip, scale=2, model=untrained_net, device="cpu", max_ms=5)
+
+
+def test_a_nan_sample_does_not_spread():
+    clip = core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=1, color=[0.5, 0.5, 0.5])
+
+    def poison(n, f):
+        out = f.copy()
+        np.asarray(out[0])[8, 8] = float("nan")
+        return out
+
+    clip = core.std.ModifyFrame(clip, clip, poison)
+    out = vsvidsr.upscale(clip, scale=2, model="lanczos", device="cpu").get_frame(0)
+    planes = np.stack([np.asarray(out[p]) for p in range(3)])
+    assert np.isfinite(planes).all()

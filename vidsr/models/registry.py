@@ -216,7 +216,7 @@ def manifest_entry(name: str, scale: int | None) -> dict | None:
     if name.endswith(".safetensors") or "/" in name or "\\" in name:
         path = Path(name)
         if not path.is_file():
-            raise WeightsError(f"weights file {path} does not exist")
+            raise WeightsError(f"weights file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
         entries = [e for e in weights.read_manifest(path.parent) if e["file"] == path.name]
         if not entries:
             raise WeightsError(f"{path} is not listed in {path.parent / weights.MANIFEST}; refusing unverified weights")

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import math
+
 import vapoursynth as vs
 
 from vidsr.presets import MIN_TILE  # light: no torch until the first frame
@@ -125,15 +127,21 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
         raise vs.Error(f"vsvidsr.upscale: scale must be an integer (2, 3 or 4), got {scale!r}")
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0.0 <= budget <= 1.0:
         raise vs.Error(f"vsvidsr.upscale: budget must be between 0 and 1, got {budget!r}")
-    if tile is not None and (not isinstance(tile, int) or tile < MIN_TILE):
+    # bool is an int in Python: True is no tile size, batch or overlap
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE):
         raise vs.Error(f"vsvidsr.upscale: tile must be an integer >= {MIN_TILE}, got {tile!r}")
-    if overlap is not None and (not isinstance(overlap, int) or overlap < 0):
+    if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0):
         raise vs.Error(f"vsvidsr.upscale: overlap must be an integer >= 0, got {overlap!r}")
-    if max_ms is not None and (isinstance(max_ms, bool) or not isinstance(max_ms, (int, float)) or max_ms <= 0):
-        raise vs.Error(f"vsvidsr.upscale: max_ms must be a positive number of milliseconds, got {max_ms!r}")
-    if not isinstance(batch, int) or batch < 1:
+    if max_ms is not None and (isinstance(max_ms, bool) or not isinstance(max_ms, (int, float))
+                               or not math.isfinite(max_ms) or max_ms <= 0):
+        raise vs.Error(f"vsvidsr.upscale: max_ms must be a positive, finite number of milliseconds, got {max_ms!r}")
+    if max_ms is not None and budget != 1.0:
+        raise vs.Error("vsvidsr.upscale: give budget or max_ms, not both (max_ms is a budget in milliseconds)")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise vs.Error(f"vsvidsr.upscale: batch must be an integer >= 1, got {batch!r}")
-    if model is not None and not isinstance(model, str):
+    if not isinstance(fp16, bool):
+        raise vs.Error(f"vsvidsr.upscale: fp16 must be True or False, got {fp16!r}")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
         raise vs.Error(f"vsvidsr.upscale: model must be a name or a path, got {model!r}")
     if router is not None and not isinstance(router, str):
         raise vs.Error(f"vsvidsr.upscale: router must be auto, none, arm or pcsr, got {router!r}")

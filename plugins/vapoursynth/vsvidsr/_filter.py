@@ -133,7 +133,9 @@ class FrameFunction:
     def planes(self, planes: np.ndarray, budget, n: int = -2):
         """(C, H, W) float planes of frame ``n`` -> (C, H*s, W*s) float32 planes and the engine's stats."""
         up = self.engine.upscaler
-        x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)).to(device=up.device, dtype=up.dtype)[None]
+        # a NaN sample would spread through every kernel and network footprint it falls in: read it as 0
+        planes = np.nan_to_num(np.ascontiguousarray(planes, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        x = torch.from_numpy(planes).to(device=up.device, dtype=up.dtype)[None]
         # float luma (GRAY, YUV) is nominal 0..1, black to white
         out, stats = upscale_colour(lambda y: self._upscale_luma(y, budget, n), x, self.engine.scale,
                                     rgb=self.family == "rgb", full_range_luma=True)
