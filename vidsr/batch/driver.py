@@ -27,6 +27,9 @@ from .jobs import job_args
 from .manifest import Manifest, Record, settings_digest
 from .runner import Task, make_worker_class, plan_workers, start_ray, task_result
 
+# suffixes that say a file is a video or an image: one of these that cannot be opened counts as failed
+MEDIA_SUFFIXES = {".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".nut", ".mxf", ".flv",
+                  ".wmv", ".mpg", ".mpeg", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 SEGMENTS_DIR = ".vidsr-segments"  # in DST: the encoded segments of long files, until they are joined
 SEGMENT_CONTAINER = ".mp4"  # keeps every timestamp exactly, negative decode timestamps included
 
@@ -220,12 +223,17 @@ def run_batch(opts: Options) -> Report:
     manifest = Manifest(opts.dst)  # reading it writes nothing (a dry run leaves DST as it was)
     items, others = classify(opts, manifest, digest)
     check_outputs(opts, items, manifest)
-    report = Report(not_media=len(others))
+    # a file named as media that cannot be read is a damaged input, not a stray file: it fails the batch
+    broken = [f for f in others if Path(f.rel).suffix.lower() in MEDIA_SUFFIXES]
+    others = [f for f in others if f not in broken]
+    report = Report(not_media=len(others), failed=len(broken))
+    for f in broken:
+        _write(f"vidsr batch: failed {f.rel}: {f.reason}")
     for f in others:
         _write(f"vidsr batch: skipping {f.rel}: {f.reason}")
     todo = [i for i in items if i.state == "todo"]
     report.skipped = sum(i.state == "skip" for i in items)
-    report.failed = sum(i.state == "failed" for i in items)
+    report.failed += sum(i.state == "failed" for i in items)
     for i in items:
         if i.state == "failed":
             _write(f"vidsr batch: {i.rel}: failed before ({i.error}); --retry-failed runs it again")
