@@ -224,13 +224,14 @@ def test_killing_the_driver_loses_only_the_work_in_flight(tmp_path, local_ray):
     journal = tmp_path / "dst" / JOURNAL
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+        if journal.exists() and journal.read_text().count('"status": "done"') >= 2:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)
     proc.wait(timeout=60)
-    done_before = len(Manifest(tmp_path / "dst").records)
+    done_before = sum(r.status == "done" for r in Manifest(tmp_path / "dst").records.values())
     assert 2 <= done_before < 6, "the driver was not killed half-way"
+    # a file finished but not yet recorded is the batch's own: the rerun redoes it, no --overwrite needed
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     records = Manifest(tmp_path / "dst").records
@@ -335,3 +336,16 @@ def test_outputs_never_land_on_inputs_collide_or_replace_files_the_batch_did_not
         _dry(tmp_path / "src", clip)
     with pytest.raises(SettingsError, match="unknown model"):
         run_batch(Options(tmp_path / "src", tmp_path / "o2", flags=["--model", "bogus"], dry_run=True, progress=False))
+
+
+def test_an_output_a_killed_run_finished_but_never_recorded_is_the_batchs_own(tmp_path):
+    """A run killed between a worker renaming its output into place and the driver recording it:
+    the file's "started" record says the output is the batch's, so the rerun redoes it."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    make_video(src / "c.mp4", Spec(width=32, height=32, frames=2))
+    st = (src / "c.mp4").stat()
+    Manifest(dst).record(Record("c.mp4", st.st_size, st.st_mtime_ns, "", "upscale", "x", "started", output="c.mp4"))
+    (dst / "c.mp4").write_bytes(b"finished, not recorded")
+    assert _dry(src, dst).done == 1

@@ -248,6 +248,9 @@ def run_batch(opts: Options) -> Report:
         report.seconds = time.perf_counter() - started
         return report
     opts.dst.mkdir(parents=True, exist_ok=True)
+    for i in todo:  # an output written by this run is the batch's even if the run dies before recording it
+        manifest.record(Record(i.rel, i.size, i.mtime_ns, "", opts.job, digest, "started",
+                               output=i.output.relative_to(opts.dst).as_posix()))
     tasks = {i.rel: tasks_for(opts, i, digest) for i in todo}
     _run_on_ray(opts, todo, tasks, manifest, digest, report)
     report.seconds = time.perf_counter() - started

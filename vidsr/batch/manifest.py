@@ -27,7 +27,7 @@ class Record:
     sha256: str
     job: str  # "upscale" or "downscale"
     settings: str  # digest of the job's flags: a change redoes the file
-    status: str  # "done" or "failed"
+    status: str  # "done", "failed", or "started" (written before the file runs, so its output counts as the batch's)
     output: str | None = None  # path relative to DST
     output_sha256: str | None = None
     error: str | None = None
