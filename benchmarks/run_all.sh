@@ -4,7 +4,7 @@
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
 # running moves them.
 # Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [batch]
-#        [video] [video-predictors] [delivery]   (default: all)
+#        [video] [video-predictors] [delivery] [delivery-long]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
@@ -20,10 +20,11 @@ declare -A ARGS=(
   [video]="--seconds 2 --models arm-espcn arm-plain --parts targets"
   [video-predictors]="--seconds 2 --parts predictors"
   [delivery]="--frames 12 --plot benchmarks/results/delivery.png"
+  [delivery-long]="--frames 48 --scales 2 --codecs libx264"
 )
-for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video video-predictors delivery}"; do
+for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video video-predictors delivery delivery-long}"; do
   for name in $result; do
-    which=${name%%-*}  # fps-espcn is the fps bench with other arguments (video-predictors: video)
+    which=${name%%-*}  # fps-espcn is the fps bench with other arguments (video-predictors: video, delivery-long: delivery)
     echo "== vidsr bench $which ${ARGS[$name]}"
     # shellcheck disable=SC2086
     "$VIDSR" bench "$which" ${ARGS[$name]} --json "benchmarks/results/$name.json" | tee "benchmarks/results/$name.md"
