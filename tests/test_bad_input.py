@@ -37,23 +37,26 @@ def frames_reported(err: str) -> int:
     return sum(int(line.split("damaged ")[1].split(" frame")[0]) if " frames (" in line else 1 for line in lines)
 
 
+def noise_clip(path: Path, codec: str, frames: int, rng, options=None, container_options=None) -> Path:
+    """A 96x64 clip of random frames at 25 fps (``rng`` draws them, and goes on from there)."""
+    with av.open(str(path), "w", options=container_options or {}) as out:
+        v = out.add_stream(codec, rate=25, options=options or {})
+        v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+    return path
+
+
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory):
     """A clean faststart clip, the same cut at 60% (truncated) and with a chunk overwritten."""
     root = tmp_path_factory.mktemp("damaged")
     clean = root / "clean.mp4"
-    out = av.open(str(clean), "w", options={"movflags": "faststart"})
-    v = out.add_stream("libx264", rate=25, options={"g": "10"})
-    v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
     rng = np.random.default_rng(1)
-    for i in range(30):
-        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), format="rgb24")
-        f.pts = i
-        for p in v.encode(f):
-            out.mux(p)
-    for p in v.encode():
-        out.mux(p)
-    out.close()
+    noise_clip(clean, "libx264", 30, rng, {"g": "10"}, {"movflags": "faststart"})
     data = clean.read_bytes()
     (root / "truncated.mp4").write_bytes(data[: len(data) * 6 // 10])
     corrupt = bytearray(data)
@@ -352,18 +355,7 @@ def cut_matroska(tmp_path_factory) -> Path:
     header states (and the bytes it promises) show the loss."""
     root = tmp_path_factory.mktemp("cut")
     whole = root / "whole.mkv"
-    out = av.open(str(whole), "w")
-    v = out.add_stream("ffv1", rate=25)
-    v.width, v.height, v.pix_fmt = 96, 64, "yuv420p"
-    rng = np.random.default_rng(2)
-    for i in range(20):
-        f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), format="rgb24")
-        f.pts = i
-        for p in v.encode(f):
-            out.mux(p)
-    for p in v.encode():
-        out.mux(p)
-    out.close()
+    noise_clip(whole, "ffv1", 20, np.random.default_rng(2))
     data = whole.read_bytes()
     cut = root / "cut.mkv"
     cut.write_bytes(data[: len(data) // 2])
