@@ -128,6 +128,7 @@ def _probe(container, path: Path) -> VideoInfo:
     # everything but the stream we upscale is carried over: audio, subtitles, data, attachments,
     # cover art and any further video streams (the sink copies, converts or names what it drops)
     others = [s for s in container.streams if s.index != st.index]
+    matroska = container.format.name.startswith("matroska")
     return VideoInfo(
         width=cc.width,
         height=cc.height,
@@ -147,8 +148,10 @@ def _probe(container, path: Path) -> VideoInfo:
         container=container.format.name,
         index=st.index,
         other_streams=others,
-        stream_duration=_stream_duration(st),
-        missing_bytes=matroska_shortfall(path) if container.format.name.startswith("matroska") else 0,
+        # Matroska only: it states both exactly, where other formats' durations may be estimates
+        # (from the bitrate, for elementary streams) that would call a whole file cut
+        stream_duration=_stream_duration(st) if matroska else None,
+        missing_bytes=matroska_shortfall(path) if matroska else 0,
     )
 
 
@@ -164,8 +167,8 @@ def implied_matrix(height: int) -> int:
 
 
 def _stream_duration(st) -> float | None:
-    """The video stream's length in seconds as the file states it: the stream's duration, or the
-    DURATION tag Matroska muxers write per track (HH:MM:SS.fraction)."""
+    """The video stream's length in seconds as a Matroska file states it: the stream's duration, or
+    the DURATION tag Matroska muxers write per track (HH:MM:SS.fraction)."""
     if st.duration is not None and st.time_base:
         return float(st.duration * st.time_base)
     tag = next((v for k, v in st.metadata.items() if k.upper() == "DURATION"), None)
