@@ -52,15 +52,16 @@ class Muxer:
 
     def accepts(self, stream) -> bool:
         """Whether the muxer takes a copy of this very stream. Writing a header is where a muxer
-        refuses one, and FFmpeg's codec list says yes to some it then refuses (Opus in MOV). Audio
+        refuses one, and FFmpeg's codec list says yes to some it then refuses (Opus in MOV). PCM
         also writes a packet and the trailer: MP4 takes PCM with no channel order in the header and
-        refuses it only when it writes the trailer."""
+        refuses it only when it writes the trailer. (Only PCM: a muxer parses some coded packets,
+        E-AC-3 in MP4 say, and would refuse a made-up one that the real stream's packets pass.)"""
         try:
             with av.open(io.BytesIO(), "w", format=self.name) as out:
                 copy = out.add_stream_from_template(stream)
                 copy.disposition = stream.disposition
                 out.start_encoding()
-                if stream.type == "audio":
+                if stream.type == "audio" and codec_of(stream).startswith("pcm_"):
                     packet = av.Packet(bytes(max(stream.codec_context.block_align or 0, 64)))
                     packet.stream, packet.pts, packet.dts, packet.time_base = copy, 0, 0, copy.time_base
                     out.mux(packet)
