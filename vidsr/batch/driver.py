@@ -204,8 +204,8 @@ def _check_model_name(name: str) -> None:
         if not Path(name).is_file():
             raise SettingsError(f"weights file {name} does not exist")
         return
-    shipped = {e["name"] for e in weights.read_manifest(Path(__file__).resolve().parent.parent / "weights")}
-    known = shipped | {"bicubic", "lanczos"}
+    shipped = {e["name"] for e in weights.read_manifest(weights.SHIPPED_DIR)}
+    known = shipped | {"bicubic", "lanczos"}  # the interpolations (registry.ARCHITECTURES, which needs torch)
     if name not in known:
         raise SettingsError(f"unknown model {name!r}; choose from {', '.join(sorted(known))} or give a .safetensors path")
 

@@ -193,11 +193,12 @@ class MediaSink:
             self.container.metadata[tags.KEY] = self.tag
         chapters = source.chapters()
         if chapters:  # timestamps are unchanged, so each chapter still starts on its frame
-            if self.container.format.name.split(",")[0] in CHAPTER_FORMATS:
+            fmt = self.container.format.name.split(",")[0]
+            if fmt in CHAPTER_FORMATS:
                 self.container.set_chapters(chapters)
             else:
-                self.warn(f"{len(chapters)} chapters: {self.container.format.name.split(',')[0]} cannot hold them; "
-                          "they are left out (write to .mkv or .mp4 to keep them)")
+                self.warn(f"{len(chapters)} chapters: {fmt} cannot hold them; they are left out "
+                          "(write to .mkv or .mp4 to keep them)")
 
     def _carry_streams(self) -> None:
         """Map every other input stream to a copy, an attachment, a conversion, or nothing (with a

@@ -187,8 +187,8 @@ def plan(streams, container_format: str) -> list[Carry]:
 
 
 def holds_all(container_format: str, streams) -> bool:
-    """Whether a container carries every stream as it is (copied, attached or a timecode, nothing
-    converted)."""
+    """Whether a container carries every stream as it is (copied, attached, or standing in the
+    output's timecode tag or chapters; nothing converted or left out)."""
     return all(c.action in ("copy", "attach", "timecode", "chapters") for c in plan(streams, container_format))
 
 

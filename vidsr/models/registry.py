@@ -31,7 +31,7 @@ from .pcsr import PCSR
 from .plain import PlainSR, SlimPlain
 from .wdsr import WDSR, SlimWDSR
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED_DIR = weights.SHIPPED_DIR
 SCALES = (2, 3, 4)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from ..errors import WeightsError
 
 MANIFEST = "manifest.json"
+# the weights that ship with vidsr (their manifest is readable without torch: vidsr batch's driver checks names)
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 EXTRA_PREFIX = "extra."
 FORMAT_VERSION = 1
 
