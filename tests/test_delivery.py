@@ -159,6 +159,37 @@ def test_tag_text_round_trips():
     assert tags.DeliveryTag.parse(tag.text()) == tag
     assert tags.from_metadata({"VIDSR_DELIVERY": tag.text()}) == tag
     assert tags.DeliveryTag.parse("upscaler=x") is None
+    sized = tag.with_size(97, 55)
+    assert "size=97x55" in sized.text() and tags.DeliveryTag.parse(sized.text()) == sized
+    for bad in ("97", "97x", "0x55", "axb"):
+        assert tags.DeliveryTag.parse(tag.text() + f" size={bad}") is None
+
+
+def test_tag_crops_only_what_padding_explains():
+    tag = tags.DeliveryTag("arm-plain", 2, "bicubic", "bicubic", (97, 55))
+    assert tag.crop(100, 56) == (97, 55)  # 50x28 low resolution: padded to even sides
+    assert tag.crop(97, 55) is None  # nothing to crop
+    assert tag.crop(200, 112) is None  # not a file this source made at x2
+    assert tag.crop(96, 56) is None  # narrower than the source: not from it
+    assert tags.DeliveryTag("arm-plain", 2, "bicubic", "bicubic").crop(100, 56) is None  # no size named
+
+
+@pytest.mark.parametrize("fmt", ["yuv420p", "yuv444p"])
+def test_resized_frame_cuts_and_pads_every_plane_in_place(fmt):
+    from vidsr.io.formats import plane_view, resized_frame
+
+    frame = av.VideoFrame.from_ndarray(
+        (np.random.default_rng(0).random((30, 42, 3)) * 255).astype(np.uint8), "rgb24").reformat(format=fmt)
+    padded = resized_frame(frame, 47, 33)
+    assert (padded.width, padded.height, padded.format.name) == (47, 33, fmt)
+    for i in range(3):
+        src, out = plane_view(frame, i), plane_view(padded, i)
+        h, w = src.shape
+        assert np.array_equal(out[:h, :w], src)  # the picture stays where it was: no resampling
+        assert np.array_equal(out[h:, :w], np.repeat(src[-1:], out.shape[0] - h, 0))  # the edges repeat
+        assert np.array_equal(out[:, w:], np.repeat(out[:, w - 1: w], out.shape[1] - w, 1))
+    cut = resized_frame(padded, 42, 30)
+    assert all(np.array_equal(plane_view(cut, i), plane_view(frame, i)) for i in range(3))
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
@@ -172,7 +203,7 @@ def test_downscale_tags_the_output_and_vidsr_follows_the_tag(tmp_path, suffix):
     assert len(frames) == 5 and (frames[0].width, frames[0].height) == (48, 32)
     tag = tags.read(lr)
     upscaler = default_upscaler(2)  # the delivery upscaler, where one ships
-    assert tag == tags.DeliveryTag(upscaler, 2, "bicubic", "bicubic")
+    assert tag == tags.DeliveryTag(upscaler, 2, "bicubic", "bicubic", (96, 64))
     with av.open(str(lr)) as c:
         assert len(c.streams.audio) == 1
     up = tmp_path / "up.mp4"
@@ -201,6 +232,47 @@ def test_downscale_tags_the_output_and_vidsr_follows_the_tag(tmp_path, suffix):
     assert r.returncode == 0 and "is already a delivery file" in r.stderr
 
 
+@pytest.mark.parametrize("width,height,pix_fmt,codec,scale,lr", [
+    (110, 62, "yuv420p", "libx264", 2, (56, 32)),  # 55x31 would force 4:4:4 on a 4:2:0 file
+    (97, 55, "yuv444p", "ffv1", 2, (50, 28)),
+    (106, 62, "yuv420p", "libx264", 4, (28, 16)),
+])
+def test_a_size_the_scale_does_not_divide_comes_back_exactly(tmp_path, width, height, pix_fmt, codec, scale, lr):
+    src = make_video(tmp_path / "src.mkv", Spec(width=width, height=height, frames=4, pix_fmt=pix_fmt, codec=codec))
+    down, up = tmp_path / "lr.mkv", tmp_path / "up.mkv"
+    r = run_vidsr("downscale", src, "-o", down, "--scale", scale, "--mode", "bicubic", "--quiet")
+    assert r.returncode == 0, r.stderr
+    frames = video_frames(down)
+    assert (frames[0].width, frames[0].height) == lr and frames[0].format.name == pix_fmt  # even sides: no 4:4:4
+    assert tags.read(down).size == (width, height)
+    r = run_vidsr(down, "-o", up, "--model", "bicubic", "--scale", scale, "--quiet")
+    assert r.returncode == 0, r.stderr
+    out, ref = video_frames(up), video_frames(src)
+    assert len(out) == 4 and (out[0].width, out[0].height) == (width, height)
+    for a, b in zip(out, ref):  # cropped, not stretched: the round trip stays close to the source everywhere
+        diff = np.abs(a.to_ndarray(format="rgb24").astype(int) - b.to_ndarray(format="rgb24").astype(int))
+        assert diff[:, -3:].mean() < 2.5 * diff.mean() + 1 and diff.mean() < 12 * scale
+    # at another scale there is nothing to crop to
+    r = run_vidsr(down, "-o", tmp_path / "other.mkv", "--scale", 3, "--model", "bicubic", "--quiet")
+    assert r.returncode == 0 and video_frames(tmp_path / "other.mkv")[0].width == lr[0] * 3
+
+
+def test_a_tag_naming_a_size_the_file_cannot_come_from_is_said_and_not_cropped(tmp_path):
+    src = make_video(tmp_path / "src.mkv", Spec(width=64, height=48, frames=2))
+    lr = tmp_path / "lr.mkv"
+    with av.open(str(src)) as i, av.open(str(lr), "w") as o:  # remuxed with a tag from another source
+        o.metadata[tags.KEY] = tags.DeliveryTag("bicubic", 2, "bicubic", "bicubic", (300, 200)).text()
+        ins = i.streams.video[0]
+        out = o.add_stream_from_template(ins)
+        for packet in i.demux(ins):
+            if packet.size:  # not the demuxer's closing empty packet
+                packet.stream = out
+                o.mux(packet)
+    r = run_vidsr(lr, "-o", tmp_path / "up.mkv", "--model", "bicubic")
+    assert r.returncode == 0, r.stderr
+    assert "names a 300x200 source" in r.stderr and video_frames(tmp_path / "up.mkv")[0].width == 128
+
+
 @pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
 def test_downscale_image_is_tagged_and_followed(tmp_path):
     from PIL import Image
@@ -217,6 +289,14 @@ def test_downscale_image_is_tagged_and_followed(tmp_path):
     assert r.returncode == 0 and "downscaled for" in r.stderr
     with Image.open(tmp_path / "up.png") as im:
         assert im.size == (50, 40)
+    # odd sides: padded down, cropped back up
+    Image.fromarray(rgb[:39, :49]).save(tmp_path / "odd.png")
+    assert run_vidsr("downscale", tmp_path / "odd.png", "-o", tmp_path / "odd_lr.png", "--quiet").returncode == 0
+    with Image.open(tmp_path / "odd_lr.png") as im:
+        assert im.size == (25, 20)
+    assert run_vidsr(tmp_path / "odd_lr.png", "-o", tmp_path / "odd_up.png", "--quiet").returncode == 0
+    with Image.open(tmp_path / "odd_up.png") as im:
+        assert im.size == (49, 39)
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
@@ -226,7 +306,8 @@ def test_fast_mode_tags_the_learned_downscaler_it_ran(tmp_path):
     assert r.returncode == 0, r.stderr
     upscaler = default_upscaler(2, "fast")
     assert registry.downscaler_entry(upscaler, 2) is not None
-    assert tags.read(tmp_path / "lr.mkv") == tags.DeliveryTag(upscaler, 2, registry.downscaler_entry(upscaler, 2)["sha256"], "fast")
+    assert tags.read(tmp_path / "lr.mkv") == tags.DeliveryTag(upscaler, 2, registry.downscaler_entry(upscaler, 2)["sha256"],
+                                                              "fast", (64, 48))
 
 
 def test_bicubic_mode_is_the_antialiased_bicubic_downscale():

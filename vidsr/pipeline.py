@@ -25,7 +25,7 @@ import av
 from tqdm import tqdm
 
 from .errors import InputError, OutputError
-from .io.formats import bit_depth, has_alpha, plane_view
+from .io.formats import bit_depth, has_alpha, plane_view, resized_frame
 from .io.sink import EncodeOptions, MediaSink
 from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, decode_range, open_source
 from .rate_control import FixedBudget, FrameRateTarget
@@ -59,6 +59,8 @@ class VideoJob:
     dearer: list[Callable[[], object]] = field(default_factory=list)
     # a segment of the video (``vidsr batch``): the frames with timestamps in [start, end), video only
     segment: tuple[int, int | None] | None = None
+    # a delivery file's tag, when upscaled at its scale: the output is cropped to the source's size
+    delivery: object | None = None  # vidsr.delivery.tags.DeliveryTag
 
 
 @dataclass
@@ -168,7 +170,8 @@ def expected_frames(info: VideoInfo) -> int | None:
 
 def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
     def output_size(info: VideoInfo) -> tuple[int, int]:
-        return info.width * job.scale, info.height * job.scale
+        full = info.width * job.scale, info.height * job.scale
+        return delivered_size(job.delivery, *full, warn) or full
 
     def upscaler(info: VideoInfo, sink: MediaSink, note: Callable[[str], None], summary: Summary):
         rate = None
@@ -191,7 +194,8 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 stream.clear()
                 last[0] = engine
             out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.pix_fmt, out_bits,
-                                        sink.width, sink.height, summary, stream if keeps else None)
+                                        info.width * job.scale, info.height * job.scale, summary,
+                                        stream if keeps else None, crop=(sink.width, sink.height))
             if rate is not None:
                 rate.after(stats)
             return out
@@ -321,10 +325,23 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def delivered_size(tag, width: int, height: int, warn: Callable[[str], None]) -> tuple[int, int] | None:
+    """The size to crop a delivery file's upscaled ``width`` x ``height`` frames to (its source's), or
+    None to keep them whole; a tag whose size this file cannot have come from is said once."""
+    if tag is None or tag.size is None:
+        return None
+    crop = tag.crop(width, height)
+    if crop is None and (width, height) != tag.size:
+        warn(f"the delivery tag names a {tag.size[0]}x{tag.size[1]} source, which a {width // tag.scale}x"
+             f"{height // tag.scale} file at x{tag.scale} cannot have come from; keeping {width}x{height}")
+    return crop
+
+
 def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, budget, pix_fmt: str, out_bits: int,
-                   out_w: int, out_h: int, summary: Summary, stream=None) -> tuple[_Processed, FrameStats | None]:
+                   out_w: int, out_h: int, summary: Summary, stream=None,
+                   crop: tuple[int, int] | None = None) -> tuple[_Processed, FrameStats | None]:
     """swscale makes the whole output frame (chroma, and luma as the fallback); the engine, if any,
-    then replaces its luma plane."""
+    then replaces its luma plane; ``crop``: the (width, height) kept of it, from the top left."""
     frame = item.frame
     rng = "JPEG" if info.colour.full_range else "MPEG"
     t0 = time.perf_counter()
@@ -350,6 +367,8 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, 
         if stats.counts:
             record["counts"] = stats.counts
     record["ms"] = ms
+    if crop is not None and crop != (out_w, out_h):
+        base = resized_frame(base, *crop)
     base.pts, base.time_base = frame.pts, frame.time_base
     c = info.colour
     base.colorspace, base.color_range = c.space, c.range

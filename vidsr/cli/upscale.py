@@ -214,7 +214,8 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
     src: Path = args.input
     if not src.exists():
         raise InputError(f"{src}: no such file")
-    _follow_delivery_tag(src, s, args.quiet)
+    tag = _follow_delivery_tag(src, s, args.quiet)
+    delivery = tag if tag is not None and s.scale == tag.scale else None  # at its scale: crop to the source's size
     from ..io.output_paths import default_output, prepare_outputs, video_output
 
     image = is_image(src)
@@ -228,7 +229,8 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
     if not image and s.model in INTERPOLATION:  # swscale does it all: no torch, no engine
         if s.fps_target is not None:
             _warn(f"--fps-target has nothing to adapt with --model {s.model}; running as fast as it can")
-        return _run_video(args, s, src, dst, engine=None, interpolation=s.model, on_frame=on_frame, segment=segment)
+        return _run_video(args, s, src, dst, engine=None, interpolation=s.model, on_frame=on_frame, segment=segment,
+                          delivery=delivery)
 
     from .. import policy
     from ..engine import resolve_device
@@ -270,7 +272,7 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
     if image:
         from ..io.images import upscale_image
 
-        upscale_image(engine, src, dst, budget=MacBudget(s.budget))
+        upscale_image(engine, src, dst, budget=MacBudget(s.budget), delivery=delivery, warn=_warn)
         if not args.quiet:
             print(f"wrote {dst}", file=sys.stderr)
         return Summary(frames=1)
@@ -279,7 +281,7 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
     if s.fps_target is not None and engine_or_none is not None and not s.model and s.router == "auto":
         dearer = policy.dearer_candidates(engine, load)  # the model was ours to choose
     return _run_video(args, s, src, dst, engine_or_none, name if engine_or_none is None else "lanczos", dearer,
-                      on_frame, segment)
+                      on_frame, segment, delivery=delivery)
 
 
 def warn_encoder_flags_on_image(args) -> None:
@@ -296,15 +298,16 @@ def _routes_with_pcsr(engine) -> bool:
     return isinstance(engine.router, PCSRRouter)
 
 
-def _follow_delivery_tag(src: Path, s: Settings, quiet: bool) -> None:
+def _follow_delivery_tag(src: Path, s: Settings, quiet: bool):
     """A file ``vidsr downscale`` made names the upscaler and scale it was made for: unless
     ``--model`` or ``--scale`` asks otherwise, use them, over a preset's model and scale (a preset
-    is an operating point for general video; the file was made for its model). Either way, say so."""
+    is an operating point for general video; the file was made for its model). Either way, say so.
+    Returns the tag (None: the file has none)."""
     from ..delivery import tags
 
     tag = tags.read(src)
     if tag is None:
-        return
+        return None
     from ..models import registry
 
     made_for = f"{src.name} was downscaled for {tag.upscaler} x{tag.scale} (--mode {tag.mode})"
@@ -316,25 +319,26 @@ def _follow_delivery_tag(src: Path, s: Settings, quiet: bool) -> None:
     if s.model_flag or (s.scale_flag and s.scale != tag.scale):
         if (s.model, s.scale) != (tag.upscaler, tag.scale):
             say(f"using {s.model or 'the default model'} x{s.scale} as asked")
-        return
+        return tag
     try:
         router = registry.architecture(registry.manifest_entry(tag.upscaler, tag.scale)["architecture"]).router
     except (VidsrError, KeyError, TypeError):
         say("no such model ships here; upscaling with the default model (--model to choose)")
         s.scale = tag.scale
-        return
+        return tag
     if s.router in ("arm", "pcsr") and router != s.router:
         say(f"it routes with {router.upper()}, so --router {s.router} takes another model")
-        return
+        return tag
     overridden = s.model is not None and s.model != tag.upscaler or s.scale_given and s.scale != tag.scale
     s.model, s.scale = tag.upscaler, tag.scale
     if not quiet:
         print(f"vidsr: {made_for}; upscaling with it" + (" instead of the preset's model" if overridden else ""),
               file=sys.stderr)
+    return tag
 
 
 def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=(), on_frame=None,
-               segment=None):
+               segment=None, delivery=None):
     from ..io.sink import EncodeOptions
     from ..pipeline import VideoJob, upscale_video
 
@@ -353,6 +357,7 @@ def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: s
         progress=not args.quiet,
         dearer=list(dearer),
         segment=segment,
+        delivery=delivery,
     )
     summary = run_with_stats(job, args.stats, on_frame, lambda j: upscale_video(j, _warn))
     if not args.quiet:

@@ -105,8 +105,8 @@ class FrameDownscaler:
             self.refiner = HCDRefiner(self.net, up.differentiable, hcd, qstep_of_qp(qp) if qp else 0.0)
         self.tag = DeliveryTag(upscaler, scale, entry["sha256"], mode)
 
-    def size(self, height: int, width: int) -> tuple[int, int]:
-        return lr_size(height, width, self.scale)
+    def size(self, height: int, width: int, even: bool = False) -> tuple[int, int]:
+        return lr_size(height, width, self.scale, even)
 
     def reset(self) -> None:
         """A new stream: nothing of the last one's frames is kept."""
@@ -133,31 +133,38 @@ class DownscaleJob:
     progress: bool = True
     stats: Callable[[dict], None] | None = None
     segment: tuple[int, int | None] | None = None
+    source_size: tuple[int, int] | None = None  # (width, height), once the input is open
 
     @property
     def tag(self) -> str:
-        return self.downscaler.tag.text()
+        tag = self.downscaler.tag
+        return (tag.with_size(*self.source_size) if self.source_size else tag).text()
 
 
 def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
     from ..engine import Engine, plane_to_unit
-    from ..io.formats import bit_depth, plane_view
+    from ..io.formats import bit_depth, plane_view, resized_frame
     from ..pipeline import SWSCALE, _Processed, transcode
 
     fd = job.downscaler
     fd.reset()
 
     def output_size(info):
-        h, w = fd.size(info.height, info.width)
+        job.source_size = (info.width, info.height)  # the tag names it: the upscaler crops back to it
+        h, w = fd.size(info.height, info.width, even=True)
         return w, h
 
     def downscaler(info, sink, note, summary):
         out_bits = bit_depth(sink.pix_fmt)
         rng = "JPEG" if info.colour.full_range else "MPEG"
 
+        padded = (sink.width * fd.scale, sink.height * fd.scale)
+
         def process(item) -> _Processed:
             frame = item.frame
             t0 = time.perf_counter()
+            if (frame.width, frame.height) != padded:  # edges replicated: an exact 1/scale, luma and chroma alike
+                frame = resized_frame(frame, *padded)
             base = frame.reformat(width=sink.width, height=sink.height, format=sink.pix_fmt,
                                   interpolation=SWSCALE["lanczos"], src_color_range=rng, dst_color_range=rng)
             t1 = time.perf_counter()
@@ -165,10 +172,10 @@ def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
                                       torch.float32))
             plane_view(base, 0)[:] = Engine.from_unit(y[0, 0].detach().clone(), out_bits, info.colour.full_range)
             t2 = time.perf_counter()
-            base.pts, base.time_base = frame.pts, frame.time_base
+            base.pts, base.time_base = item.frame.pts, item.frame.time_base
             base.colorspace, base.color_range = info.colour.space, info.colour.range
             record = {"frame": summary.frames,
-                      "pts": None if frame.pts is None else round(float(frame.pts * frame.time_base), 6),
+                      "pts": None if item.frame.pts is None else round(float(item.frame.pts * item.frame.time_base), 6),
                       "ms": {"decode": round(item.ms, 3), "swscale": round((t1 - t0) * 1000, 3),
                              "downscale": round((t2 - t1) * 1000, 3)}}
             summary.frames += 1
@@ -196,4 +203,5 @@ def downscale_image(fd: FrameDownscaler, src: Path, dst: Path) -> None:
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(fd.device)
     out, _ = through_luma(lambda y: (fd.luma(y).detach(), None),
                           lambda planes: bicubic_downscale(planes, fd.scale).clamp(0, 1), x, rgb=x.shape[1] >= 3)
-    write_png(dst, out[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy(), info, text={"vidsr_delivery": fd.tag.text()})
+    tag = fd.tag.with_size(arr.shape[1], arr.shape[0])
+    write_png(dst, out[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy(), info, text={"vidsr_delivery": tag.text()})

@@ -1,9 +1,11 @@
 """The delivery tag: what a downscaled file says about the upscaler it was made for.
 
 One container metadata entry (``vidsr_delivery``; MP4/MOV store it with ``use_metadata_tags``,
-Matroska as a tag) or PNG text chunk, ``upscaler=NAME scale=S downscaler=SHA256 mode=MODE``, so that
-``vidsr FILE`` with no ``--model`` and no ``--scale`` upscales it with the model and scale it was
-made for. An upscaled output does not keep the tag: it is no longer a delivery file.
+Matroska as a tag) or PNG text chunk, ``upscaler=NAME scale=S downscaler=SHA256 mode=MODE
+size=WxH``, so that ``vidsr FILE`` with no ``--model`` and no ``--scale`` upscales it with the model
+and scale it was made for. ``size`` is the source's: a side that is not a multiple of the scale (or,
+in video, of twice it, for 4:2:0 chroma) was padded, and the upscaler crops back to it. An upscaled
+output does not keep the tag: it is no longer a delivery file.
 """
 
 from __future__ import annotations
@@ -23,15 +25,35 @@ class DeliveryTag:
     scale: int
     downscaler: str  # sha256 of the downscaler's weights
     mode: str
+    size: tuple[int, int] | None = None  # the source's (width, height); None in files tagged before it was
 
     def text(self) -> str:
-        return f"upscaler={self.upscaler} scale={self.scale} downscaler={self.downscaler} mode={self.mode}"
+        text = f"upscaler={self.upscaler} scale={self.scale} downscaler={self.downscaler} mode={self.mode}"
+        return text + (f" size={self.size[0]}x{self.size[1]}" if self.size else "")
+
+    def with_size(self, width: int, height: int) -> "DeliveryTag":
+        return DeliveryTag(self.upscaler, self.scale, self.downscaler, self.mode, (width, height))
+
+    def crop(self, width: int, height: int) -> tuple[int, int] | None:
+        """The (width, height) to crop an upscaled ``width`` x ``height`` frame of this file to: the
+        source's, when padding explains the difference (each side short of it by less than two LR
+        pixels); None when there is nothing to crop or the file's size does not fit the tag's."""
+        if self.size is None or (width, height) == self.size:
+            return None
+        fits = all(0 <= up - src < 2 * self.scale for up, src in zip((width, height), self.size))
+        return self.size if fits else None
 
     @classmethod
     def parse(cls, text: str) -> "DeliveryTag | None":
         fields = dict(part.partition("=")[::2] for part in text.split())
         try:
-            return cls(fields["upscaler"], int(fields["scale"]), fields["downscaler"], fields.get("mode", "fast"))
+            size = None
+            if "size" in fields:
+                w, _, h = fields["size"].partition("x")
+                size = (int(w), int(h))
+                if min(size) < 1:
+                    return None
+            return cls(fields["upscaler"], int(fields["scale"]), fields["downscaler"], fields.get("mode", "fast"), size)
         except (KeyError, ValueError):
             return None
 

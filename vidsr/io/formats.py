@@ -101,3 +101,19 @@ def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:
     dtype = np.uint16 if bit_depth(frame.format.name) > 8 else np.uint8
     itemsize = np.dtype(dtype).itemsize
     return np.frombuffer(p, dtype).reshape(p.height, p.line_size // itemsize)[:, : p.width]
+
+
+def resized_frame(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """``frame`` (planar) cut or padded to ``width`` x ``height`` at its top-left corner, each plane
+    at its own subsampling: cut, the rows and columns past the size are dropped; padded, the last
+    row and column repeat (the edge replication the downscaler pads with). No resampling, so luma
+    and chroma stay aligned. Colour tags are kept; timestamps are the caller's."""
+    out = av.VideoFrame(width, height, frame.format.name)
+    for i in range(len(out.planes)):
+        src, dst = plane_view(frame, i), plane_view(out, i)
+        h, w = min(src.shape[0], dst.shape[0]), min(src.shape[1], dst.shape[1])
+        dst[:h, :w] = src[:h, :w]
+        dst[h:, :w] = src[h - 1: h, :w]
+        dst[:, w:] = dst[:, w - 1: w]
+    out.colorspace, out.color_range = frame.colorspace, frame.color_range
+    return out

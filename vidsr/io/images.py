@@ -156,9 +156,10 @@ def write_png(path: Path, arr: np.ndarray, info: dict, text: dict[str, str] | No
         raise
 
 
-def upscale_image(engine, src: Path, dst: Path, budget):
+def upscale_image(engine, src: Path, dst: Path, budget, delivery=None, warn=None):
     """Upscale one image file with ``engine`` under ``budget`` and write a PNG; returns the
-    engine's stats."""
+    engine's stats. ``delivery``: the file's delivery tag, when upscaled at its scale (the output
+    is cropped to the source's size)."""
     import torch
 
     from ..colour import upscale_colour
@@ -173,5 +174,10 @@ def upscale_image(engine, src: Path, dst: Path, budget):
     device, dtype = engine.upscaler.device, engine.upscaler.dtype
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device, dtype)  # (1, C, H, W)
     out, stats = upscale_colour(lambda y: engine.upscale(y, budget), t, s, rgb=t.shape[1] >= 3)
+    from ..pipeline import delivered_size
+
+    crop = delivered_size(delivery, w * s, h * s, warn or (lambda message: None))
+    if crop is not None:
+        out = out[..., : crop[1], : crop[0]]
     write_png(dst, out[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy(), info)
     return stats

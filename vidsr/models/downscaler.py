@@ -8,7 +8,8 @@ loop (``vidsr.delivery.training``), the residual puts in the detail that upscale
 and a codec keeps. Its last layer starts at zero, so an untrained downscaler is the bicubic one.
 
 A side that is not a multiple of the scale is padded (edges replicated) to the next multiple, so
-no source pixel is dropped; the upscaled frame is cropped back to the source's size.
+no source pixel is dropped (video pads to even low-resolution sides); the delivery tag names the
+source's size and the upscaler crops back to it (``vidsr.delivery.tags``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ def pad_to_multiple(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
-def lr_size(height: int, width: int, scale: int) -> tuple[int, int]:
-    """The low-resolution (height, width) of a frame: every source pixel kept (sides rounded up)."""
-    return -(-height // scale), -(-width // scale)
+def lr_size(height: int, width: int, scale: int, even: bool = False) -> tuple[int, int]:
+    """The low-resolution (height, width) of a frame: every source pixel kept (sides rounded up);
+    ``even``: rounded up to even sides, as 4:2:0 video needs them (an odd side would force 4:4:4,
+    which many players cannot decode)."""
+    h, w = -(-height // scale), -(-width // scale)
+    return (h + h % 2, w + w % 2) if even else (h, w)
 
 
 def bicubic_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
