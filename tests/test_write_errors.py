@@ -135,3 +135,41 @@ def test_disk_filling_up_midway_is_one_line_and_leaves_nothing(inputs, tmp_path)
                                                       "--codec", "ffv1", "--model", "lanczos", "--quiet"])
     _assert_refused(r.returncode, r.stderr)
     assert "out.mkv: cannot write (No space left on device)" in r.stderr and left == []
+
+
+def _clip_with_timestamps(path, pts_ms: list[int]):
+    """An FFV1 Matroska clip whose frames are timed at ``pts_ms`` (milliseconds), as given."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt, s.time_base = 64, 48, "yuv420p", Fraction(1, 1000)
+        for i, pts in enumerate(pts_ms):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 30 * i, np.uint8), "rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = pts, s.time_base
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_a_repeated_timestamp_is_named_where_the_output_cannot_hold_it(tmp_path):
+    import av
+
+    from .conftest import run_vidsr
+
+    src = _clip_with_timestamps(tmp_path / "dup.mkv", [0, 40, 80, 80, 120, 160])
+    # MP4 refuses two frames at one time: one line that says which frame and what holds it, nothing left
+    r = run_vidsr(src, "-o", tmp_path / "up.mp4", "--model", "bicubic")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "input frame 4 is timed at 0.080 s, not after the frame before it" in r.stderr and "-o NAME.mkv" in r.stderr
+    assert not (tmp_path / "up.mp4").exists() and no_partial_files(tmp_path)
+    # Matroska keeps them, every frame at its own time
+    r = run_vidsr(src, "-o", tmp_path / "up.mkv", "--model", "bicubic", "--quiet")
+    assert r.returncode == 0, r.stderr
+    with av.open(str(tmp_path / "up.mkv")) as c:
+        times = [round(float(f.pts * f.time_base), 3) for f in c.decode(video=0)]
+    assert times == [0.0, 0.04, 0.08, 0.08, 0.12, 0.16]

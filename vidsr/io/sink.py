@@ -114,7 +114,10 @@ class MediaSink:
         self.frames_in = 0
         self.packets_out = 0
         self.encoded = video_template is not None
+        self._last_time = None  # the latest frame time written, in seconds (a Fraction)
+        self._not_after = None  # (input frame number, seconds) of the first frame not after the one before
         fmt = container_format_for(final)
+        self.format = fmt
         if not self.encoded:
             codec, note = video_encoder_for(fmt, enc.codec, info.work_format)
             if note:
@@ -230,10 +233,29 @@ class MediaSink:
 
     def write_frame(self, frame: av.VideoFrame) -> None:
         self.frames_in += 1
+        if frame.pts is not None and frame.time_base is not None:
+            t = frame.pts * frame.time_base
+            if self._last_time is not None and t <= self._last_time and self._not_after is None:
+                self._not_after = (self.frames_in, float(t))
+            self._last_time = t if self._last_time is None else max(t, self._last_time)
         # A decoded frame keeps its picture type, and encoders obey a forced one: from an intra-only
         # source (FFV1, ProRes, MJPEG) every frame would be a keyframe. The encoder picks its own GOP.
         frame.pict_type = av.video.frame.PictureType.NONE
-        self._mux_video(self.video.encode(frame))
+        try:
+            self._mux_video(self.video.encode(frame))
+        except (av.error.FFmpegError, OSError) as e:
+            raise self._explained(e) from None
+
+    def _explained(self, error: Exception) -> Exception:
+        """The error to raise for an encoder's or muxer's refusal: a frame whose time is not after the
+        one before explains FFmpeg's bare "Invalid argument" (MP4, MOV, MPEG-TS and most encoders
+        take only rising timestamps; x264 into Matroska keeps a repeated one)."""
+        if self._not_after is None:
+            return cannot_write(self.final, error) if isinstance(error, OSError) else error
+        n, t = self._not_after
+        return OutputError(f"{self.final}: input frame {n} is timed at {t:.3f} s, not after the frame before it; "
+                           f"{self.video.codec_context.name} into {self.format} takes only rising timestamps "
+                           "(libx264 into Matroska keeps them: -o NAME.mkv)")
 
     def write_encoded(self, packet: av.Packet) -> None:
         """Mux an already encoded video packet (``video_template``), in decode order."""
@@ -280,7 +302,8 @@ class MediaSink:
             os.replace(self.tmp, self.final)
         except (av.error.FFmpegError, OSError) as e:
             self.abort()
-            raise cannot_write(self.final, e) from None
+            explained = self._explained(e)
+            raise (cannot_write(self.final, e) if explained is e else explained) from None
         except BaseException:
             self.abort()
             raise
