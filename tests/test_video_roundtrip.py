@@ -34,6 +34,23 @@ def test_vfr_stays_vfr(cli, media, tmp_path):
     assert len(set(np.round(gaps, 3))) >= 3  # 40 ms, 80 ms and the 200 ms gap are all still there
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+def test_each_frame_keeps_its_duration_the_last_one_too(cli, tmp_path, suffix):
+    # an animated GIF holds each picture for its own time, the last one longest, as GIFs often do:
+    # encoders drop frame durations, and without them the muxer guessed the last frame's
+    from PIL import Image
+
+    pictures = [Image.fromarray(np.full((24, 32, 3), 50 * i, np.uint8)) for i in range(4)]
+    pictures[0].save(tmp_path / "in.gif", save_all=True, append_images=pictures[1:], duration=[100, 200, 300, 900])
+    dst = tmp_path / f"out{suffix}"
+    assert cli(tmp_path / "in.gif", "-o", dst, "--model", "bicubic", "--quiet").code == 0
+    frames = video_frames(dst)
+    assert seconds(frames) == [0.0, 0.1, 0.3, 0.6]
+    assert [round(float(f.duration * f.time_base), 3) for f in frames] == [0.1, 0.2, 0.3, 0.9]
+    with av.open(str(dst)) as c:
+        assert c.duration / 1e6 == pytest.approx(1.5, abs=0.002)
+
+
 @pytest.mark.parametrize("name,kinds", [("cfr.mp4", ("audio", "subtitles")), ("vfr.mkv", ("audio", "subtitles"))])
 def test_other_streams_copied_packet_for_packet(cli, media, tmp_path, name, kinds):
     src = media[name]

@@ -25,7 +25,7 @@ import av
 from tqdm import tqdm
 
 from .errors import InputError, OutputError
-from .io.formats import bit_depth, has_alpha, plane_view, resized_frame
+from .io.formats import bit_depth, has_alpha, plane_view, resized_frame, timed_like
 from .io.sink import EncodeOptions, MediaSink
 from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, decode_range, open_source
 from .rate_control import FixedBudget, FrameRateTarget
@@ -369,7 +369,7 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, 
     record["ms"] = ms
     if crop is not None and crop != (out_w, out_h):
         base = resized_frame(base, *crop)
-    base.pts, base.time_base = frame.pts, frame.time_base
+    timed_like(base, frame)
     c = info.colour
     base.colorspace, base.color_range = c.space, c.range
     summary.frames += 1

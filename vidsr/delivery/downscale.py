@@ -143,7 +143,7 @@ class DownscaleJob:
 
 def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
     from ..engine import Engine, plane_to_unit
-    from ..io.formats import bit_depth, plane_view, resized_frame
+    from ..io.formats import bit_depth, plane_view, resized_frame, timed_like
     from ..pipeline import SWSCALE, _Processed, transcode
 
     fd = job.downscaler
@@ -172,7 +172,7 @@ def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
                                       torch.float32))
             plane_view(base, 0)[:] = Engine.from_unit(y[0, 0].detach().clone(), out_bits, info.colour.full_range)
             t2 = time.perf_counter()
-            base.pts, base.time_base = item.frame.pts, item.frame.time_base
+            timed_like(base, item.frame)
             base.colorspace, base.color_range = info.colour.space, info.colour.range
             record = {"frame": summary.frames,
                       "pts": None if item.frame.pts is None else round(float(item.frame.pts * item.frame.time_base), 6),

@@ -103,6 +103,13 @@ def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:
     return np.frombuffer(p, dtype).reshape(p.height, p.line_size // itemsize)[:, : p.width]
 
 
+def timed_like(out: av.VideoFrame, frame: av.VideoFrame) -> av.VideoFrame:
+    """``out`` timed as ``frame`` (a new frame made from it carries no timing): its timestamp and
+    its duration, which the muxer needs for the last frame (a GIF's last frame shows for its own)."""
+    out.pts, out.time_base, out.duration = frame.pts, frame.time_base, frame.duration
+    return out
+
+
 def resized_frame(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
     """``frame`` (planar) cut or padded to ``width`` x ``height`` at its top-left corner, each plane
     at its own subsampling: cut, the rows and columns past the size are dropped; padded, the last

@@ -116,6 +116,9 @@ class MediaSink:
         self.encoded = video_template is not None
         self._last_time = None  # the latest frame time written, in seconds (a Fraction)
         self._not_after = None  # (input frame number, seconds) of the first frame not after the one before
+        # each frame's duration in seconds by its time, until its packet comes out of the encoder:
+        # encoders drop frame durations, and the muxer needs them for the last frame
+        self._durations: dict = {}
         fmt = container_format_for(final)
         self.format = fmt
         if not self.encoded:
@@ -238,6 +241,8 @@ class MediaSink:
             if self._last_time is not None and t <= self._last_time and self._not_after is None:
                 self._not_after = (self.frames_in, float(t))
             self._last_time = t if self._last_time is None else max(t, self._last_time)
+            if frame.duration:
+                self._durations[t] = frame.duration * frame.time_base
         # A decoded frame keeps its picture type, and encoders obey a forced one: from an intra-only
         # source (FFV1, ProRes, MJPEG) every frame would be a keyframe. The encoder picks its own GOP.
         frame.pict_type = av.video.frame.PictureType.NONE
@@ -266,6 +271,10 @@ class MediaSink:
     def _mux_video(self, packets) -> None:
         for p in packets:
             self.packets_out += 1
+            if not self.encoded and p.pts is not None and p.time_base is not None:
+                duration = self._durations.pop(p.pts * p.time_base, None)
+                if duration is not None and not p.duration:
+                    p.duration = max(1, round(duration / p.time_base))
             self._mux(p)
 
     def _mux(self, packet: av.Packet) -> None:

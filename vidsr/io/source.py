@@ -22,7 +22,7 @@ import av
 import av.error
 
 from ..errors import InputError
-from .formats import describe, working_format
+from .formats import describe, timed_like, working_format
 from .hdr import HdrMetadata
 from .streams import is_cover_art
 
@@ -455,8 +455,7 @@ def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:
     src_space = frame.colorspace if frame.colorspace not in (None, 0, 2) else ("ITU709" if implied_matrix(info.height) == BT709 else "ITU601")
     out = frame.reformat(format=info.work_format, src_colorspace=src_space, dst_colorspace=src_space,
                          src_color_range=rng, dst_color_range=rng)
-    out.pts, out.time_base = frame.pts, frame.time_base
-    return out
+    return timed_like(out, frame)
 
 
 def decode_range(container, info: VideoInfo, start: int, end: int | None) -> Iterator[av.VideoFrame]:
