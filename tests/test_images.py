@@ -127,3 +127,37 @@ def test_sixteen_bit_png_keeps_icc_profile_and_exif_orientation(cli, tmp_path):
     assert out.shape == (80, 32, 3)  # turned upright
     assert out[:30].mean() > 50000 and out[50:].mean() < 5000  # the bright half is now on top
     assert Image.open(dst).info.get("icc_profile") == icc
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_an_animated_picture_is_a_video_every_frame_kept(cli, tmp_path, suffix):
+    import av
+
+    pictures = [Image.fromarray(pattern(i, 24, 32)) for i in range(3)]
+    src = tmp_path / f"anim{suffix}"
+    pictures[0].save(src, save_all=True, append_images=pictures[1:], duration=100, loop=0)
+    r = cli(src, "-o", tmp_path / "anim.mkv", "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(tmp_path / "anim.mkv")) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 3 and (frames[0].width, frames[0].height) == (64, 48)
+    assert [round(float(f.pts * f.time_base), 3) for f in frames] == [0.0, 0.1, 0.2]
+    # written back as the same kind of picture: an animated one, every frame in it
+    r = cli(src, "-o", tmp_path / f"big{suffix}", "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+    with Image.open(tmp_path / f"big{suffix}") as im:
+        assert im.n_frames == 3 and im.size == (64, 48)
+
+
+def test_a_float_image_is_read_from_black_at_0_to_white_at_1(cli, tmp_path):
+    ramp = np.tile(np.linspace(0, 1, 40, dtype=np.float32), (20, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp.tif")
+    r = cli(tmp_path / "ramp.tif", "-o", tmp_path / "big.png", "--model", "bicubic")
+    assert r.code == 0, r.err
+    out = np.asarray(Image.open(tmp_path / "big.png"), dtype=np.float64) / 65535
+    assert out.shape == (40, 80)
+    assert np.abs(out[:, 4:-4] - np.repeat(ramp, 2, 1)[:20].repeat(2, 0)[:, 4:-4]).mean() < 0.01  # the ramp, not black
+    # values on another scale are not guessed at
+    Image.fromarray(ramp * 255).save(tmp_path / "scaled.tif")
+    r = cli(tmp_path / "scaled.tif", "-o", tmp_path / "no.png", "--model", "bicubic")
+    assert r.code == 2 and "from 0 (black) to 1 (white)" in r.err and not (tmp_path / "no.png").exists()

@@ -33,14 +33,16 @@ IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "TIFF"}  # what Pillow calls the 
 
 def is_image(path: Path) -> bool:
     """A still image vidsr writes as PNG: by its name where that says so, else by its content (a
-    file named otherwise, as a batch finds them). Animated formats (GIF) are videos to FFmpeg."""
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return True
+    file named otherwise, as a batch finds them). Animated pictures (GIF, APNG, animated WebP) are
+    videos: FFmpeg decodes every frame with its time, where an image reader sees only the first."""
     try:
         with Image.open(path) as im:
-            return im.format in IMAGE_FORMATS
+            if getattr(im, "is_animated", False):
+                return False
+            named = path.suffix.lower() in IMAGE_SUFFIXES
+            return named or im.format in IMAGE_FORMATS
     except (UnidentifiedImageError, OSError, ValueError):
-        return False
+        return path.suffix.lower() in IMAGE_SUFFIXES  # named so: reading it says what is wrong
 
 
 def read_image(path: Path) -> tuple[np.ndarray, dict]:
@@ -62,6 +64,14 @@ def read_image(path: Path) -> tuple[np.ndarray, dict]:
                 arr = np.asarray(im, dtype=np.float32)[..., None] / 65535.0
                 info["bits"] = 16
                 return arr, info
+            if im.mode == "F":  # 32-bit float grey (TIFF): black is 0 and white 1, the usual convention
+                arr = np.asarray(im, dtype=np.float32)[..., None]
+                low, high = float(np.nanmin(arr)), float(np.nanmax(arr))
+                if not (np.isfinite(arr).all() and low >= -1e-3 and high <= 1 + 1e-3):
+                    raise InputError(f"{path}: a float image must hold values from 0 (black) to 1 (white); "
+                                     f"this one holds {low:g} to {high:g}")
+                info["bits"] = 16
+                return np.clip(arr, 0, 1), info
             mode = {"L": "L", "LA": "LA", "RGBA": "RGBA", "PA": "RGBA"}.get(im.mode, "RGBA" if "transparency" in im.info else "RGB")
             arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
