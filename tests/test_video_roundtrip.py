@@ -200,3 +200,60 @@ def test_archive_preset_default_name_is_mkv(cli, media, tmp_path):
     assert (tmp_path / "clip_x2.mkv").exists() and not (tmp_path / "clip_x2.mp4").exists()
     with av.open(str(tmp_path / "clip_x2.mkv")) as c:
         assert c.streams.video[0].codec_context.name == "ffv1"
+
+
+@pytest.mark.parametrize("codec,suffix", [("qtrle", ".mov"), ("gif", ".gif")])
+def test_an_rgb_encoder_gets_the_network_picture(cli, media, tmp_path, codec, suffix):
+    # the engine writes luma into a YUV frame; an encoder that takes only RGB (or a palette) gets
+    # that frame converted, not the upscaled luma written over its packed samples
+    src = media["odd.mkv"]
+    ref, out = tmp_path / "ref.mkv", tmp_path / f"rgb{suffix}"
+    assert cli(src, "-o", ref, "--model", "arm-espcn", "--codec", "ffv1", "--pix-fmt", "yuv444p", "--quiet").code == 0
+    r = cli(src, "-o", out, "--model", "arm-espcn", "--codec", codec, "--quiet")
+    assert r.code == 0, r.err
+    a, b = video_frames(ref), video_frames(out)
+    assert len(a) == len(b)
+    want, got = (f.to_ndarray(format="rgb24").astype(float) for f in (a[2], b[2]))
+    if codec == "gif":  # 3-3-2 bit colour, dithered: compared as the eye averages it, over 4x4 blocks
+        want, got = (x[:60, :88].reshape(15, 4, 22, 4, 3).mean((1, 3)) for x in (want, got))
+    assert np.abs(want - got).mean() < (8 if codec == "gif" else 3)
+
+
+@pytest.mark.parametrize("suffix,format_name", [(".mpg", "mpeg"), (".m2ts", "mpegts"), (".y4m", "yuv4mpegpipe")])
+def test_common_suffixes_name_their_containers(cli, media, tmp_path, suffix, format_name):
+    dst = tmp_path / f"out{suffix}"
+    r = cli(media["odd.mkv"], "-o", dst, "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        assert c.format.name == format_name
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert len(times) == 6 and np.allclose(np.diff(times), 1 / 25)  # the frame rate, not the time base's
+
+
+def test_mpeg2_takes_the_frame_rate_as_its_time_base(cli, media, tmp_path):
+    # MPEG-2 takes only its standard frame rates: given MP4's 1/12800 it refused every MP4 source
+    dst = tmp_path / "out.ts"
+    r = cli(media["cfr.mp4"], "-o", dst, "--model", "bicubic", "--codec", "mpeg2video", "--quiet")
+    assert r.code == 0, r.err
+    assert seconds(video_frames(dst)) == seconds(video_frames(media["cfr.mp4"]))
+
+
+def test_a_varying_frame_rate_into_a_constant_rate_container_is_refused(cli, media, tmp_path):
+    from fractions import Fraction
+
+    src = tmp_path / "vfr.mkv"  # frames 40 ms apart, but one 20 ms after the one before
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt, s.time_base = 32, 24, "yuv420p", Fraction(1, 1000)
+        s.codec_context.time_base = s.time_base  # else the encoder rounds each time to 1/25 s
+        for pts in (0, 40, 60, 100, 140):
+            f = av.VideoFrame(32, 24, "yuv420p")
+            f.pts, f.time_base = pts, s.time_base
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    dst = tmp_path / "out.avi"
+    r = cli(src, "-o", dst, "--model", "bicubic")
+    assert r.code == 2 and "keeps a constant frame rate" in r.err and "write .mkv or .mp4" in r.err, r.err
+    assert not dst.exists() and no_partial_files(tmp_path)
+    # a constant rate is fine, gaps of whole frames too (the muxer fills them)
+    assert cli(media["vfr.mkv"], "-o", dst, "--model", "bicubic", "--quiet").code == 0

@@ -182,7 +182,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 summary.fps_target = job.fps_target
             else:
                 rate = FixedBudget(job.engine, job.budget)
-        out_bits = bit_depth(sink.pix_fmt)
+        out_bits = bit_depth(sink.frame_format)
         # what the last frames leave for the next (vidsr.temporal)
         stream, last = StreamState(reuse=job.reuse, evidence=job.predictor == "last-frame"), [None]
         keeps = job.reuse or stream.evidence is not None
@@ -193,7 +193,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
             if engine is not last[0]:  # another model: nothing of the last one's output is kept
                 stream.clear()
                 last[0] = engine
-            out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.pix_fmt, out_bits,
+            out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.frame_format, out_bits,
                                         info.width * job.scale, info.height * job.scale, summary,
                                         stream if keeps else None, crop=(sink.width, sink.height))
             if rate is not None:

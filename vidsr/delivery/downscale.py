@@ -155,7 +155,7 @@ def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
         return w, h
 
     def downscaler(info, sink, note, summary):
-        out_bits = bit_depth(sink.pix_fmt)
+        out_bits = bit_depth(sink.frame_format)
         rng = "JPEG" if info.colour.full_range else "MPEG"
 
         padded = (sink.width * fd.scale, sink.height * fd.scale)
@@ -165,7 +165,7 @@ def downscale_video(job: DownscaleJob, warn: Callable[[str], None]):
             t0 = time.perf_counter()
             if (frame.width, frame.height) != padded:  # edges replicated: an exact 1/scale, luma and chroma alike
                 frame = resized_frame(frame, *padded)
-            base = frame.reformat(width=sink.width, height=sink.height, format=sink.pix_fmt,
+            base = frame.reformat(width=sink.width, height=sink.height, format=sink.frame_format,
                                   interpolation=SWSCALE["lanczos"], src_color_range=rng, dst_color_range=rng)
             t1 = time.perf_counter()
             y = fd.luma(plane_to_unit(plane_view(frame, 0), info.bit_depth, info.colour.full_range, fd.device,

@@ -51,6 +51,21 @@ def working_format(fmt: av.VideoFormat) -> str:
     return family + _BITS_SUFFIX[bits]
 
 
+def luma_first(fmt_name: str) -> bool:
+    """Whether a frame of this format has its luma alone in plane 0, at the bit depth's own scale
+    (planar YUV and grey, NV12): the engine writes its upscaled luma there. RGB, packed YUV and
+    high-bit semi-planar formats (P010, its samples in the high bits) are made from such a frame."""
+    fmt = av.VideoFormat(fmt_name)
+    return fmt_name in ("nv12", "nv21") or (fmt_name.startswith(("yuv", "gray"))
+                                            and (fmt.is_planar or len(fmt.components) == 1))
+
+
+def frame_format(encoder_fmt: str) -> str:
+    """The format the pipeline builds output frames in, for an encoder taking ``encoder_fmt``: that
+    format where the luma can be written into it, else 4:4:4 YUV at its depth (the sink converts)."""
+    return encoder_fmt if luma_first(encoder_fmt) else with_bits("yuv444p", _round_bits(bit_depth(encoder_fmt)))
+
+
 def bit_depth(fmt_name: str) -> int:
     return describe(av.VideoFormat(fmt_name))[0]
 

@@ -19,7 +19,7 @@ import av.error
 from ..delivery import tags
 from ..errors import OutputError, SettingsError
 from .encoder import EncodeOptions, build_options, open_encoder
-from .formats import output_format
+from .formats import describe, frame_format, output_format, timed_like
 from .output_paths import cannot_write, temp_path_for
 from .source import VideoInfo
 from .streams import (CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of, describe_output, is_timecode,
@@ -52,7 +52,14 @@ def container_format_for(path: Path) -> str:
 
 
 _FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm", ".avi": "avi",
-                     ".nut": "nut", ".ts": "mpegts"}
+                     ".nut": "nut", ".ts": "mpegts", ".m2ts": "mpegts", ".mts": "mpegts", ".m2t": "mpegts",
+                     ".mpg": "mpeg", ".mpeg": "mpeg", ".y4m": "yuv4mpegpipe",
+                     ".png": "apng", ".apng": "apng"}  # a video (an animated picture) written as PNG: APNG
+# encoders whose time base must be one frame (MPEG-1/2 take only their standard rates; MPEG-4 Part 2
+# a denominator below 2^16), and containers that write it as the frame rate (YUV4MPEG's header):
+# they get the stream's frame rate, not the container's time base
+FRAME_TIME_BASE = {"mpeg1video", "mpeg2video", "mpeg4"}
+FRAME_RATE_CONTAINERS = {"yuv4mpegpipe", "avi"}
 
 
 def encoder_named(name: str) -> av.Codec:
@@ -115,6 +122,7 @@ class MediaSink:
         self.packets_out = 0
         self.encoded = video_template is not None
         self._last_time = None  # the latest frame time written, in seconds (a Fraction)
+        self._first_time = None
         self._not_after = None  # (input frame number, seconds) of the first frame not after the one before
         # each frame's duration in seconds by its time, until its packet comes out of the encoder:
         # encoders drop frame durations, and the muxer needs them for the last frame
@@ -131,6 +139,8 @@ class MediaSink:
                 raise SettingsError(str(e)) from None
             for n in notes:
                 warn(n)
+            # what the pipeline fills (its luma plane written by the engine); converted to pix_fmt here
+            self.frame_format = frame_format(self.pix_fmt)
         self.tag = tag
         options = dict(MUXER_OPTIONS.get(fmt, {}))
         if tag is not None:
@@ -165,8 +175,16 @@ class MediaSink:
         cc.width, cc.height, cc.pix_fmt = width, height, self.pix_fmt
         cc.time_base = info.time_base
         self.video.time_base = info.time_base
+        if (codec.name in FRAME_TIME_BASE or self.format in FRAME_RATE_CONTAINERS) and rate:
+            cc.time_base = 1 / rate  # frames are retimed to it as they are encoded
+            if self.format in FRAME_RATE_CONTAINERS:
+                self.video.time_base = cc.time_base
         c = info.colour
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = c.space, c.primaries, c.transfer, c.range
+        self._matrix = c.space  # the frames' YUV matrix, for an RGB encoder (the source's, or the one its size implies)
+        self._range = "JPEG" if c.full_range else "MPEG"
+        if describe(av.VideoFormat(self.pix_fmt))[2]:
+            cc.colorspace = 0  # RGB samples: no matrix applies
         if info.sample_aspect_ratio:
             cc.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix:
@@ -243,13 +261,32 @@ class MediaSink:
             self._last_time = t if self._last_time is None else max(t, self._last_time)
             if frame.duration:
                 self._durations[t] = frame.duration * frame.time_base
+            self._check_on_rate(t)
         # A decoded frame keeps its picture type, and encoders obey a forced one: from an intra-only
         # source (FFV1, ProRes, MJPEG) every frame would be a keyframe. The encoder picks its own GOP.
         frame.pict_type = av.video.frame.PictureType.NONE
+        if frame.format.name != self.pix_fmt:  # an RGB or packed encoder: converted with the output's matrix
+            frame = timed_like(frame.reformat(format=self.pix_fmt, src_colorspace=self._matrix,
+                                              src_color_range=self._range, dst_color_range=self._range), frame)
         try:
             self._mux_video(self.video.encode(frame))
         except (av.error.FFmpegError, OSError) as e:
             raise self._explained(e) from None
+
+    def _check_on_rate(self, t) -> None:
+        """A container that keeps a frame rate instead of times (AVI, YUV4MPEG) places a frame by its
+        count: a frame off the rate's grid would be moved without a word, so it is refused (a gap of
+        whole frames is kept: the muxer fills it)."""
+        rate = self.info.average_rate
+        if self.encoded or self.format not in FRAME_RATE_CONTAINERS or not rate:
+            return
+        if self._first_time is None:
+            self._first_time = t
+        k = (t - self._first_time) * rate
+        if abs(k - round(k)) > 0.25:
+            raise OutputError(f"{self.final}: {self.format} keeps a constant frame rate ({float(rate):.6g} fps), and input "
+                              f"frame {self.frames_in} at {float(t):.3f} s is off it (the input's frame rate varies); "
+                              "write .mkv or .mp4, which keep each frame's time")
 
     def _explained(self, error: Exception) -> Exception:
         """The error to raise for an encoder's or muxer's refusal: a frame whose time is not after the
@@ -305,7 +342,7 @@ class MediaSink:
                 if kind == "convert":
                     for p in target.feed(None):
                         self._mux(p)
-            if self.packets_out != self.frames_in:
+            if self.packets_out != self.frames_in and not self._one_packet_animation():
                 raise OutputError(f"encoder returned {self.packets_out} frames for {self.frames_in} given; output not written")
             self.container.close()
             os.replace(self.tmp, self.final)
@@ -316,6 +353,10 @@ class MediaSink:
         except BaseException:
             self.abort()
             raise
+
+    def _one_packet_animation(self) -> bool:
+        """An animated WebP is one packet holding every frame (libwebp_anim writes it at the end)."""
+        return not self.encoded and self.video.codec_context.name == "libwebp_anim" and self.packets_out == 1
 
     def abort(self) -> None:
         """Drop the partial output. Never raises: it runs while another error is on its way out."""
