@@ -111,7 +111,7 @@ def resolve_settings(args) -> Settings:
     elif preset.get("budget") is not None:
         s.budget = preset.get("budget")
     if not 0.0 <= s.budget <= 1.0:
-        raise SettingsError(f"--budget must be between 0 and 1, got {s.budget:g}")
+        raise SettingsError(f"--budget must be between 0 and 1, got {s.budget!r}")
     if s.fps_target is not None and s.fps_target <= 0:
         raise SettingsError(f"--fps-target must be positive, got {s.fps_target:g}")
     if s.tile is not None and s.tile < presets.MIN_TILE:

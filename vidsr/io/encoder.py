@@ -112,4 +112,6 @@ def _why_not_opened(name: str, cc, error, logs) -> str:
         return (f"{name} cannot encode {w}x{h} in {fmt}: its chroma subsampling needs {need}; "
                 f"use --pix-fmt {'yuv444p' + fmt[7:]} (or a size that is even)")
     said = [msg.strip() for lvl, _, msg in logs if lvl <= av.logging.ERROR and msg.strip()]
-    return f"{name} refused its settings: {said[-1] if said else error}"
+    # the first line gives the reason; what follows may be a list it introduces (DNxHD lists every
+    # valid profile, and its last entry read as if it were the output's settings)
+    return f"{name} refused its settings: {said[0].rstrip(':') if said else error}"
