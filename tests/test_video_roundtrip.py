@@ -257,3 +257,40 @@ def test_a_varying_frame_rate_into_a_constant_rate_container_is_refused(cli, med
     assert not dst.exists() and no_partial_files(tmp_path)
     # a constant rate is fine, gaps of whole frames too (the muxer fills them)
     assert cli(media["vfr.mkv"], "-o", dst, "--model", "bicubic", "--quiet").code == 0
+
+
+def _combing(frames) -> float:
+    """How far each line strays from the mean of its neighbours, over the whole clip (luma, 8-bit):
+    high where two fields of a moving picture are woven into one frame."""
+    y = np.stack([f.to_ndarray(format="gray").astype(float) for f in frames])
+    return float(np.abs(y[:, 1:-1] - (y[:, :-2] + y[:, 2:]) / 2).mean())
+
+
+def test_interlaced_video_is_deinterlaced_frame_for_frame(cli, tmp_path):
+    # a bar moving 6 px a field: woven into frames, its edges comb
+    src = tmp_path / "interlaced.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=25, options={"x264-params": "interlaced=1:tff=1", "crf": "4"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(8):
+            picture = np.full((48, 64, 3), 30, np.uint8)
+            for line in range(48):
+                x = 6 + 12 * i + 6 * (line % 2)  # the bottom field is half a frame later
+                picture[line, x: x + 10] = 220
+            f = av.VideoFrame.from_ndarray(picture, "rgb24").reformat(format="yuv420p")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    before = video_frames(src)
+    assert all(f.interlaced_frame for f in before)
+    dst = tmp_path / "out.mkv"
+    r = cli(src, "-o", dst, "--model", "bicubic")
+    assert r.code == 0 and "the video is interlaced: deinterlacing it" in r.err, r.err
+    after = video_frames(dst)
+    assert seconds(after) == seconds(before)  # one frame per frame, each at its time
+    assert not any(f.interlaced_frame for f in after)
+    small = [f.reformat(width=64, height=48, interpolation="AREA") for f in after]
+    assert _combing(small) < 0.5 * _combing(before)
+    # a progressive source is left as it is
+    r = cli(tmp_path / "out.mkv", "-o", tmp_path / "again.mkv", "--model", "bicubic")
+    assert r.code == 0 and "deinterlacing" not in r.err
