@@ -257,6 +257,22 @@ def test_a_size_the_scale_does_not_divide_comes_back_exactly(tmp_path, width, he
     assert r.returncode == 0 and video_frames(tmp_path / "other.mkv")[0].width == lr[0] * 3
 
 
+def test_a_model_or_router_asked_for_keeps_the_files_scale(tmp_path):
+    # only --scale changes the scale: an x4 file upscaled with another model still comes back whole
+    src = make_video(tmp_path / "src.mp4", Spec(width=100, height=60, frames=2))
+    lr = tmp_path / "lr.mp4"
+    assert run_vidsr("downscale", src, "-o", lr, "--scale", 4, "--mode", "bicubic", "--quiet").returncode == 0
+    r = run_vidsr(lr, "-o", tmp_path / "up.mp4", "--model", "arm-espcn")
+    assert r.returncode == 0 and "using arm-espcn x4 as asked (--model arm-espcn)" in r.stderr, r.stderr
+    assert video_frames(tmp_path / "up.mp4")[0].width == 100
+    r = run_vidsr(lr, "-o", tmp_path / "up_pcsr.mp4", "--router", "pcsr")
+    assert r.returncode == 0 and "takes another model (at x4)" in r.stderr, r.stderr
+    assert video_frames(tmp_path / "up_pcsr.mp4")[0].width == 100
+    r = run_vidsr(lr, "-o", tmp_path / "up_x2.mp4", "--model", "arm-espcn", "--scale", 2)
+    assert r.returncode == 0 and "x2 as asked (--model arm-espcn and --scale 2)" in r.stderr, r.stderr
+    assert video_frames(tmp_path / "up_x2.mp4")[0].width == 52
+
+
 def test_a_tag_naming_a_size_the_file_cannot_come_from_is_said_and_not_cropped(tmp_path):
     src = make_video(tmp_path / "src.mkv", Spec(width=64, height=48, frames=2))
     lr = tmp_path / "lr.mkv"

@@ -316,9 +316,13 @@ def _follow_delivery_tag(src: Path, s: Settings, quiet: bool):
         if not quiet:
             print(f"vidsr: {made_for}; {msg}", file=sys.stderr)
 
+    preset_scale = s.scale if s.scale_given and not s.scale_flag else None
+    if not s.scale_flag:
+        s.scale = tag.scale  # the file's scale, whatever model or router is asked for: only --scale changes it
     if s.model_flag or (s.scale_flag and s.scale != tag.scale):
         if (s.model, s.scale) != (tag.upscaler, tag.scale):
-            say(f"using {s.model or 'the default model'} x{s.scale} as asked")
+            asked = [f"--model {s.model}"] * s.model_flag + [f"--scale {s.scale}"] * (s.scale_flag and s.scale != tag.scale)
+            say(f"using {s.model or 'the default model'} x{s.scale} as asked ({' and '.join(asked)})")
         return tag
     try:
         router = registry.architecture(registry.manifest_entry(tag.upscaler, tag.scale)["architecture"]).router
@@ -327,13 +331,14 @@ def _follow_delivery_tag(src: Path, s: Settings, quiet: bool):
         s.scale = tag.scale
         return tag
     if s.router in ("arm", "pcsr") and router != s.router:
-        say(f"it routes with {router.upper()}, so --router {s.router} takes another model")
+        say(f"it routes with {router.upper()}, so --router {s.router} takes another model (at x{s.scale})")
         return tag
-    overridden = s.model is not None and s.model != tag.upscaler or s.scale_given and s.scale != tag.scale
+    overridden = [f"model {s.model}"] * (s.model is not None and s.model != tag.upscaler)
+    overridden += [f"x{preset_scale}"] * (preset_scale is not None and preset_scale != tag.scale)
     s.model, s.scale = tag.upscaler, tag.scale
     if not quiet:
-        print(f"vidsr: {made_for}; upscaling with it" + (" instead of the preset's model" if overridden else ""),
-              file=sys.stderr)
+        print(f"vidsr: {made_for}; upscaling with it" + (f" instead of the preset's {' and '.join(overridden)}"
+                                                          if overridden else ""), file=sys.stderr)
     return tag
 
 
