@@ -405,3 +405,22 @@ def test_output_without_a_suffix_or_inside_a_file(cli, media, tmp_path):
     blocker.write_bytes(b"x")
     assert_refused(cli(media["cfr.mp4"], "-o", blocker / "out.mp4", "--model", "lanczos"), None, "is a file, not a folder")
     assert blocker.read_bytes() == b"x"
+
+
+def test_a_whole_matroska_file_declaring_a_wrong_frame_rate_is_not_called_truncated(cli, tmp_path):
+    # a remux that takes the stream's parameters from an H.264 stream declaring 1/time base as its
+    # rate (12800 fps) writes that rate into Matroska: the frames' own spacing says 24 fps
+    src = make_video(tmp_path / "src.mp4", Spec(width=32, height=24, frames=8, rate=24))
+    mkv = tmp_path / "remux.mkv"
+    with av.open(str(src)) as i, av.open(str(mkv), "w") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        out.codec_context.framerate = 12800
+        for packet in i.demux(i.streams.video[0]):
+            if packet.size:
+                packet.stream = out
+                o.mux(packet)
+    with av.open(str(mkv)) as c:
+        assert c.streams.video[0].average_rate > 1000  # the wrong rate is what the file says
+    r = cli(mkv, "-o", tmp_path / "out.mkv", "--model", "bicubic")
+    assert r.code == 0, r.err
+    assert len(list(av.open(str(tmp_path / "out.mkv")).decode(video=0))) == 8

@@ -174,6 +174,8 @@ class MediaSink:
         cc = self.video.codec_context
         cc.width, cc.height, cc.pix_fmt = width, height, self.pix_fmt
         cc.time_base = info.time_base
+        if rate:  # what the bitstream declares (H.264's VUI); else encoders declare 1/time base (12800 fps)
+            cc.framerate = rate
         self.video.time_base = info.time_base
         if (codec.name in FRAME_TIME_BASE or self.format in FRAME_RATE_CONTAINERS) and rate:
             cc.time_base = 1 / rate  # frames are retimed to it as they are encoded

@@ -13,6 +13,7 @@ skipped frame is reported.
 from __future__ import annotations
 
 import os
+import statistics
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -345,10 +346,13 @@ class _Ledger:
         stream states, or that holds fewer bytes than its header says, is truncated."""
         if info.frames or self.cut:
             return
-        times = [p for p in self.sent if p is not None]
+        times = sorted(p for p in self.sent if p is not None)
         rate = float(info.average_rate) if info.average_rate else 0.0
+        if len(times) > 2:  # the frames' own spacing: a declared rate may be wrong (1/time base, 12800 fps)
+            spacing = float(statistics.median(b - a for a, b in zip(times, times[1:])) * info.time_base)
+            rate = 1 / spacing if spacing > 0 else rate
         if info.stream_duration and times and rate > 0:
-            first, last = min(times) * info.time_base, max(times) * info.time_base
+            first, last = times[0] * info.time_base, times[-1] * info.time_base
             end = float(last) + 1 / rate
             # the stated length may count from 0 or from the first timestamp: short by both counts
             short = info.stream_duration - max(end, end - float(first))
