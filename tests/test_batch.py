@@ -349,3 +349,32 @@ def test_an_output_a_killed_run_finished_but_never_recorded_is_the_batchs_own(tm
     Manifest(dst).record(Record("c.mp4", st.st_size, st.st_mtime_ns, "", "upscale", "x", "started", output="c.mp4"))
     (dst / "c.mp4").write_bytes(b"finished, not recorded")
     assert _dry(src, dst).done == 1
+
+
+def test_the_settings_digest_counts_the_files_flags_name(tmp_path):
+    from vidsr.batch.manifest import settings_digest
+
+    preset = tmp_path / "mine.toml"
+    preset.write_text("crf = 40\n")
+    flags = ["--preset", str(preset)]
+    first = settings_digest("upscale", flags)
+    assert settings_digest("upscale", flags) == first
+    assert settings_digest("upscale", ["--preset=" + str(preset)]) != settings_digest("upscale", ["--preset=x"])
+    preset.write_text("crf = 20\n")  # the same command, another preset: its outputs are not the same
+    assert settings_digest("upscale", flags) != first
+
+
+def test_editing_a_preset_the_batch_names_redoes_its_files(tmp_path, local_ray, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    make_video(src / "a.mp4", Spec(frames=4))
+    preset = tmp_path / "mine.toml"
+    preset.write_text("[encoder]\ncrf = 40\n")
+    flags = FLAGS + ["--preset", str(preset)]
+    assert run_batch(Options(src, dst, flags=flags, progress=False)).done == 1
+    assert run_batch(Options(src, dst, flags=flags, progress=False)).skipped == 1
+    small = (dst / "a.mp4").stat().st_size
+    preset.write_text("[encoder]\ncrf = 10\n")
+    assert run_batch(Options(src, dst, flags=flags, progress=False)).done == 1
+    assert (dst / "a.mp4").stat().st_size > small
+    assert "done a.mp4" not in capsys.readouterr().err  # no progress (--quiet): no per-file lines

@@ -329,6 +329,7 @@ def _finish(opts: Options, item: Item, results: list, manifest: Manifest, digest
         record.output_sha256 = sha256_of(item.output)
         report.done += 1
         report.frames += record.frames
-        _write(f"done {item.rel} -> {record.output} ({record.frames} frames, {record.seconds:.1f} s)")
+        if opts.progress:  # --quiet: failures only
+            _write(f"done {item.rel} -> {record.output} ({record.frames} frames, {record.seconds:.1f} s)")
     manifest.record(record)
     bar.update(1)

@@ -36,8 +36,19 @@ class Record:
 
 
 def settings_digest(job: str, flags: list[str]) -> str:
-    """A short digest of what decides a file's output: the job and its flags, in order."""
-    return hashlib.sha256(json.dumps([job, flags]).encode()).hexdigest()[:16]
+    """A short digest of what decides a file's output: the job, its flags in order, and the content
+    of each file a flag names (a preset, a weights file: editing one changes the outputs, and the
+    same command must redo them)."""
+    named = []
+    for flag in flags:
+        path = Path(flag.partition("=")[2] if flag.startswith("--") and "=" in flag else flag)
+        if not flag.startswith("-") or "=" in flag:
+            try:
+                if path.is_file():
+                    named.append(hashlib.sha256(path.read_bytes()).hexdigest())
+            except OSError:
+                pass  # unreadable here: the run itself says so
+    return hashlib.sha256(json.dumps([job, flags] + ([named] if named else [])).encode()).hexdigest()[:16]
 
 
 class Manifest:

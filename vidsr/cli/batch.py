@@ -35,7 +35,7 @@ def build_parser() -> Parser:
                    "seconds, run as separate tasks and joined without a second encode (0: never split; default 60)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files already in DST that this batch did not write (refused by default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-file lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, per-file lines or summary; failures are still said")
     return p
 
 
