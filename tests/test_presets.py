@@ -24,6 +24,8 @@ def test_shipped_presets_are_valid_and_listed(cli):
     ("router = 'fast'", "router must be one of"),
     ("fps_target = 0", "fps_target must be > 0"),
     ("tile = 12.5", "tile must be an integer"),
+    ("scale = 2.0", "scale must be one of 2, 3, 4"),  # a float scale failed deep in the model
+    ("scale = true", "scale must be one of 2, 3, 4"),
     ("tile = 4", "tile must be >= 8"),
     ("[encoder]\ncrf = 99", "encoder.crf must be <= 63"),
     ("[encoder]\nspeed = 1", "unknown key 'encoder.speed'"),

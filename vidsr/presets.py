@@ -33,7 +33,8 @@ def _number(lo=None, hi=None, integer=False, lo_open=False):
 
 
 def _choice(options):
-    return lambda v: None if v in options else f"one of {', '.join(map(str, options))}"
+    # of the options' own type: 2.0 == 2 (and true == 1), but a float scale fails deep in the model
+    return lambda v: None if any(type(v) is type(o) and v == o for o in options) else f"one of {', '.join(map(str, options))}"
 
 
 def _string(v):
