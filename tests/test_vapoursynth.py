@@ -572,3 +572,30 @@ def test_a_nan_sample_does_not_spread():
     out = vsvidsr.upscale(clip, scale=2, model="lanczos", device="cpu").get_frame(0)
     planes = np.stack([np.asarray(out[p]) for p in range(3)])
     assert np.isfinite(planes).all()
+
+
+def test_frames_in_sequence_differ_from_frames_alone_by_at_most_the_reuse_bound(routed_net, monkeypatch):
+    # a clip drifting 0.3 of an 8-bit level a frame: in sequence, tiles whose input moved less than
+    # the reuse bound keep the last frame's output; asked for alone, each frame is computed in full.
+    # The two differ, by what the bound allows and no more. (Routed plans: one width everywhere keeps nothing.)
+    from vidsr import temporal
+
+    monkeypatch.setattr("vidsr.routing.arm.ROUTED_MARGIN_DB", 0.0)
+    still = make_clip(core, vs.GRAYS, length=1, width=128, height=96) * 8
+
+    def drift(n, f):
+        out = f.copy()
+        np.asarray(out[0])[...] = np.clip(np.asarray(f[0]) + n * 0.3 / 255, 0, 1)
+        return out
+
+    clip = core.std.ModifyFrame(still, still, drift)
+    in_order = vsvidsr.upscale(clip, scale=2, model=routed_net, device="cpu", tile=16, budget=0.5)
+    sequence = [planes_of(in_order.get_frame(n)) for n in range(8)]
+    alone = {}
+    for n in (7, 3, 5):
+        vsvidsr.clear_cache()
+        fresh = vsvidsr.upscale(clip, scale=2, model=routed_net, device="cpu", tile=16, budget=0.5)
+        alone[n] = planes_of(fresh.get_frame(n))
+    worst = max(float(np.abs(sequence[n] - alone[n]).max()) for n in alone)
+    assert 0 < worst <= 2 * temporal.REUSE_DIFF  # kept tiles differ, within two levels (the model's gain on one)
+    assert max(float(np.abs(sequence[n] - alone[n]).mean()) for n in alone) < temporal.REUSE_DIFF  # the lag of a kept tile

@@ -110,13 +110,15 @@ def upscale(clip: vs.VideoNode, scale: int = 2, model: str | None = None, budget
              side (default: the model's receptive radius, so tiles merge without seams).
     max_ms   instead of ``budget``: milliseconds of network time per frame (routed models). The
              price of each route's work is measured once, when the clip is built, so every frame
-             is planned from the same prices and frame n stays the same whatever order frames are
+             is planned from the same prices and frame n plans the same whatever order frames are
              asked in; another run of the script measures again, so outputs can differ slightly
              between runs. A frame's ``VidsrBudget`` property still wins.
     device   "auto" (CUDA if torch sees one), "cpu", "cuda", "cuda:N".
     batch    tiles per model call; fp16: run the model in half precision (CUDA only).
 
-    Output frame n is the upscale of input frame n alone; input frame properties are kept
+    Output frame n is the upscale of input frame n alone (but for a routed model's tiles kept from
+    frame n-1 when it was computed just before, where their input changed by at most one 8-bit
+    level); input frame properties are kept
     (``_SARNum``/``_SARDen`` unchanged, since both axes scale alike; an attached ``_Alpha`` frame
     is dropped), and per-frame stats are added: VidsrBudget, VidsrModel, VidsrRoutes,
     VidsrRouteShares (share of output pixels per route, same order), VidsrMACsPerPixel,
