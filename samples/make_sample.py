@@ -9,6 +9,7 @@ from Debian's plasma-workspace-wallpapers, GPL-2+ / CC-BY-SA-4.0); the clip is s
 from __future__ import annotations
 
 import argparse
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_PHOTO = HERE.parent.parent / "shared" / "data" / "train" / "plasma-EveningGlow.jpg"
+# the training photograph the sample pans over: ../shared/data beside the checkout, or $VIDSR_DATA
+DEFAULT_PHOTO = (Path(os.environ["VIDSR_DATA"]) if os.environ.get("VIDSR_DATA") else HERE.parent.parent / "shared" / "data") \
+    / "train" / "plasma-EveningGlow.jpg"
 
 
 def camera_path(t: float) -> tuple[float, float, float]:

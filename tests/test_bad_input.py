@@ -349,6 +349,26 @@ def test_non_finite_numbers_in_bench_flags_are_refused(cli):
     assert r.code == 2 and "finite number" in r.error_lines[0], r.err
 
 
+@pytest.mark.parametrize("args,message", [
+    (["quality", "--scales", "0"], "invalid choice: 0"),
+    (["overhead", "--repeats", "0"], "must be at least 1"),
+    (["delivery", "--frames", "0"], "must be at least 1"),
+    (["video", "--seconds", "0"], "must be above 0"),
+    (["fps", "--targets", "-5"], "must be above 0"),
+    (["fps", "--model", "nosuch"], "unknown model 'nosuch'"),
+    (["quality", "--json", "{tmp}"], "is a folder; name a file"),
+])
+def test_bench_flags_a_run_cannot_use_are_one_line_before_it_starts(cli, tmp_path, args, message):
+    r = cli("bench", *[a.format(tmp=tmp_path) for a in args])
+    assert r.code == 2 and message in r.err and "Traceback" not in r.err and len(r.error_lines) == 1, r.err
+
+
+def test_a_bench_without_the_sample_photograph_says_where_it_looks(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDSR_DATA", str(tmp_path))
+    r = cli("bench", "overhead", "--repeats", "1")
+    assert r.code == 2 and "plasma-EveningGlow.jpg: not found" in r.err and "$VIDSR_DATA" in r.err, r.err
+
+
 @pytest.fixture(scope="module")
 def cut_matroska(tmp_path_factory) -> Path:
     """A 20-frame Matroska clip cut in half: Matroska keeps no frame count, so only the length its

@@ -76,7 +76,7 @@ def test_bench_commands_run_end_to_end_on_small_images(cli, tmp_path):
     assert routed["tile"] == 48 and routed["oracle"]["tile"] == 48 and "Router tiles: 48 px" in r.out
     assert json.loads((tmp_path / "r48.json").read_text())["repeats"] == 1 and "best of 1 pass over" in r.out
     r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--repeats", "0")
-    assert r.code != 0 and "--repeats must be at least 1" in r.err and "Traceback" not in r.err
+    assert r.code != 0 and "--repeats: must be at least 1" in r.err and "Traceback" not in r.err
     r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--tile", "4")
     assert r.code != 0 and "--tile must be at least 8" in r.err and "Traceback" not in r.err
     r = cli("bench", "routing", "--val-dir", str(val), "--scales", "3", "--models", "arm-wdsr",
