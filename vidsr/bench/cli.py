@@ -86,6 +86,7 @@ def main(argv: list[str]) -> int:
     for q in sub.choices.values():
         q.add_argument("--json", type=Path, help="also write the raw results here")
     args = p.parse_args(argv)
+    _check_up_front(args)  # before the data: these say what is wrong with the command itself
     if hasattr(args, "val_dir"):  # the benchmarks built from the validation images: refuse a missing folder up front
         from ..errors import SettingsError
         from ..train.data import default_folder, list_images
@@ -95,7 +96,6 @@ def main(argv: list[str]) -> int:
             list_images(args.val_dir)
         except FileNotFoundError as e:
             raise SettingsError(f"{e} (give the validation images with --val-dir or $VIDSR_DATA)") from None
-    _check_up_front(args)
     print(f"machine: {machine()}\n")
     if args.which == "overhead":
         from .overhead import report, run
