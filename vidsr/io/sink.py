@@ -259,7 +259,7 @@ class MediaSink:
         if frame.pts is not None and frame.time_base is not None:
             t = frame.pts * frame.time_base
             if self._last_time is not None and t <= self._last_time and self._not_after is None:
-                self._not_after = (self.frames_in, float(t))
+                self._not_after = (self.frames_in - 1, float(t))  # counted from 0, as damage is
             self._last_time = t if self._last_time is None else max(t, self._last_time)
             if frame.duration:
                 self._durations[t] = frame.duration * frame.time_base
@@ -287,7 +287,7 @@ class MediaSink:
         k = (t - self._first_time) * rate
         if abs(k - round(k)) > 0.25:
             raise OutputError(f"{self.final}: {self.format} keeps a constant frame rate ({float(rate):.6g} fps), and input "
-                              f"frame {self.frames_in} at {float(t):.3f} s is off it (the input's frame rate varies); "
+                              f"frame {self.frames_in - 1} at {float(t):.3f} s is off it (the input's frame rate varies); "
                               "write .mkv or .mp4, which keep each frame's time")
 
     def _explained(self, error: Exception) -> Exception:

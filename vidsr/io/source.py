@@ -274,6 +274,7 @@ class _Ledger:
 
     def __init__(self):
         self.sent: list[int | None] = []  # pts of each packet, in decode order
+        self.durations: dict[int, int] = {}  # a packet's stated duration by its pts, where it states one
         self.out: set[int | None] = set()  # pts of the frames the decoder gave back (good or flagged)
         self.produced = 0  # frames the decoder gave back
         self.not_decoded = 0  # packets never given to the decoder (flagged corrupt by the demuxer)
@@ -353,7 +354,8 @@ class _Ledger:
             rate = 1 / spacing if spacing > 0 else rate
         if info.stream_duration and times and rate > 0:
             first, last = times[0] * info.time_base, times[-1] * info.time_base
-            end = float(last) + 1 / rate
+            # the last frame lasts what its packet states where that is longer (a GIF's held last picture)
+            end = float(last) + max(1 / rate, float(self.durations.get(times[-1], 0) * info.time_base))
             # the stated length may count from 0 or from the first timestamp: short by both counts
             short = info.stream_duration - max(end, end - float(first))
             if short > 1.5 / rate:
@@ -433,6 +435,8 @@ def decode(
                     on_packet(packet)
                 continue
             ledger.sent.append(packet.pts)
+            if packet.pts is not None and packet.duration:
+                ledger.durations[packet.pts] = packet.duration
             if packet.is_corrupt:
                 ledger.not_decoded += 1
                 ledger.lose(packet.pts, "its data is incomplete or flagged corrupt by the demuxer")
