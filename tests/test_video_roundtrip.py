@@ -296,3 +296,36 @@ def test_interlaced_video_is_deinterlaced_frame_for_frame(cli, tmp_path):
     # a progressive source is left as it is
     r = cli(tmp_path / "out.mkv", "-o", tmp_path / "again.mkv", "--model", "bicubic")
     assert r.code == 0 and "deinterlacing" not in r.err
+
+
+def test_an_interlaced_stream_that_changes_size_is_deinterlaced_whole(tmp_path):
+    # the deinterlacer is built for the stream's size: one that changes mid-stream gets a new one
+    # (the old one held the first part's last frame), so no frame is cut to the first size
+    from fractions import Fraction
+
+    from vidsr.io.deinterlace import deinterlaced
+
+    src = tmp_path / "changes.ts"
+    with av.open(str(src), "w", format="mpegts") as out:
+        s = out.add_stream("h264", rate=25)
+        s.width, s.height, s.time_base = 48, 32, Fraction(1, 90000)
+        i = 0
+        for w, h in [(48, 32), (64, 48)]:
+            cc = av.CodecContext.create("libx264", "w")
+            cc.width, cc.height, cc.pix_fmt, cc.time_base, cc.framerate = w, h, "yuv420p", Fraction(1, 25), 25
+            cc.options = {"bframes": "0", "x264-params": "interlaced=1:tff=1"}
+            packets = []
+            for _ in range(4):
+                f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i % 250, np.uint8), "rgb24").reformat(format="yuv420p")
+                f.pts, i = i, i + 1
+                packets += cc.encode(f)
+            for p in packets + cc.encode(None):
+                p.stream, p.pts, p.dts, p.time_base = s, p.pts * 3600, p.dts * 3600, s.time_base
+                out.mux(p)
+    with av.open(str(src)) as c:
+        frames = [f.reformat(format="yuv420p") for f in c.decode(video=0)]
+    assert all(f.interlaced_frame for f in frames)
+    notes = []
+    out = list(deinterlaced(frames, notes.append))
+    assert [(f.width, f.height) for f in out] == [(f.width, f.height) for f in frames] == [(48, 32)] * 4 + [(64, 48)] * 4
+    assert [f.pts for f in out] == [f.pts for f in frames] and len(notes) == 1

@@ -27,15 +27,20 @@ OPTIONS = "mode=send_frame:parity=auto:deint=interlaced"
 def deinterlaced(frames: Iterable[av.VideoFrame], note: Callable[[str], None]) -> Iterator[av.VideoFrame]:
     """``frames`` (planar, in presentation order), progressive: unchanged until the first frame
     flagged interlaced, then all through ``bwdif``; ``note`` is told once when that starts."""
-    graph, sink, timing = None, None, deque()
+    graph, sink, timing, shape = None, None, deque(), None
     for frame in frames:
         if graph is None:
             if not frame.interlaced_frame:
                 yield frame
                 continue
-            graph, sink = _graph(frame)
             note(f"the video is interlaced: deinterlacing it ({FILTER}, one frame per frame, each at its "
-                 "own time) before upscaling")
+                 "own time)")
+        if (frame.width, frame.height, frame.format.name) != shape:  # the first, or the stream changed size
+            if graph is not None:
+                graph.push(None)  # what the old graph holds comes out first, at its own size
+                yield from _pulled(sink, timing)
+            graph, sink = _graph(frame)
+            shape = (frame.width, frame.height, frame.format.name)
         timing.append(frame)
         graph.push(frame)
         yield from _pulled(sink, timing)
