@@ -329,3 +329,25 @@ def test_an_interlaced_stream_that_changes_size_is_deinterlaced_whole(tmp_path):
     out = list(deinterlaced(frames, notes.append))
     assert [(f.width, f.height) for f in out] == [(f.width, f.height) for f in frames] == [(48, 32)] * 4 + [(64, 48)] * 4
     assert [f.pts for f in out] == [f.pts for f in frames] and len(notes) == 1
+
+
+def test_animated_webp_keeps_a_bt709_sources_colours(cli, tmp_path):
+    # WebP reads any YUV it is given as BT.601: it is given RGB, converted with the source's matrix
+    src = tmp_path / "red.mkv"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 32, 24, "yuv420p"  # a format WebP takes as it is
+        s.codec_context.colorspace, s.codec_context.color_range = 1, 1  # BT.709, limited
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), (200, 40, 40), np.uint8), "rgb24").reformat(
+                format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    r = cli(src, "-o", tmp_path / "red.webp", "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+    from PIL import Image
+
+    with Image.open(tmp_path / "red.webp") as im:  # (identical frames: the encoder may merge them)
+        colour = np.asarray(im.convert("RGB"), dtype=float)[8:-8, 8:-8].mean((0, 1))
+    assert np.abs(colour - (200, 40, 40)).max() < 4, colour

@@ -60,6 +60,9 @@ _FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "
 # they get the stream's frame rate, not the container's time base
 FRAME_TIME_BASE = {"mpeg1video", "mpeg2video", "mpeg4"}
 FRAME_RATE_CONTAINERS = {"yuv4mpegpipe", "avi"}
+# encoders that read any YUV they are given as BT.601 limited range (WebP is defined so): given RGB,
+# they convert it themselves, and decoders give the same RGB back
+RGB_IN = {"libwebp", "libwebp_anim"}
 
 
 def encoder_named(name: str) -> av.Codec:
@@ -137,6 +140,8 @@ class MediaSink:
                 self.pix_fmt, notes = output_format(info.work_format, codec, width, height, enc.pix_fmt)
             except ValueError as e:
                 raise SettingsError(str(e)) from None
+            if codec.name in RGB_IN and not enc.pix_fmt and "bgra" in {f.name for f in codec.video_formats or []}:
+                self.pix_fmt, notes = "bgra", []  # converted here with the source's own matrix and range
             for n in notes:
                 warn(n)
             # what the pipeline fills (its luma plane written by the engine); converted to pix_fmt here
