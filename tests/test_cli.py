@@ -137,5 +137,7 @@ def test_flags_that_do_not_apply_are_named(cli, media, tmp_path):
     Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(img)
     r = cli(img, "-o", tmp_path / "up.png", "--model", "lanczos", "--crf", "30")
     assert r.code == 0 and "--crf applies to video; an image is written as PNG" in r.err
+    r = cli(img, "-o", tmp_path / "up2.png", "--model", "lanczos", "--stats", tmp_path / "s.jsonl")
+    assert r.code == 0 and "--stats applies to video" in r.err and not (tmp_path / "s.jsonl").exists()
     r = cli("downscale", media["odd.mkv"], "-o", tmp_path / "lr.mkv", "--preset", "realtime")
     assert r.code == 0 and "preset realtime: fps_target, model are upscaling settings" in r.err

@@ -285,9 +285,11 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
 
 
 def warn_encoder_flags_on_image(args) -> None:
-    """An image is written as PNG, losslessly: the video encoder's flags do not apply."""
+    """An image is written as PNG, losslessly: the video encoder's flags do not apply, nor
+    ``--stats`` (its lines are per frame of a video)."""
     given = [flag for flag, value in (("--codec", args.codec), ("--crf", args.crf), ("--pix-fmt", args.pix_fmt),
-                                      ("--encoder-opt", args.encoder_opt)) if value]
+                                      ("--encoder-opt", args.encoder_opt), ("--stats", getattr(args, "stats", None)))
+             if value]
     if given:
         _warn(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to video; an image is written as PNG")
 
