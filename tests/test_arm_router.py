@@ -43,7 +43,7 @@ def test_budget_one_runs_the_full_network_even_where_the_table_prefers_a_cheaper
     router = build_router(up)
     assert router.plan(textured_frame(), Engine(up, tile=16).grid(96, 128), MacBudget(0.99)).routes.max() < 2
     y1, s1 = Engine(up, tile=16, router=router).upscale(textured_frame(), MacBudget(1.0))
-    assert s1.route_shares == {"w16": 1.0}
+    assert s1.route_shares["w16"] == 1.0 and s1.full_network
     full = Engine(up, tile=16, context=up.descriptor.tile.context).upscale(textured_frame())[0]
     assert torch.allclose(y1, full, atol=1e-5)
 

@@ -73,6 +73,7 @@ def test_one_route_everywhere_is_that_route_of_the_model():
         out, stats = engine.upscale_uniform(x, route)
         with torch.no_grad():
             assert torch.allclose(out, module(x, route).clamp(0, 1), atol=1e-5)
-        assert stats.route_shares == {route: 1.0}
+        assert stats.route_shares == {r: float(r == route) for r in ("bicubic", "w4", "w8")}  # every route, in order
         assert stats.macs_per_pixel == up.descriptor.route(route).macs_per_pixel
+        assert stats.full_network == (route == "w8")  # a narrower width everywhere is not the full network
     assert engine.upscale_uniform(x, "w8")[1].budget == 1.0 == engine.upscale(x, MacBudget(1.0))[1].budget

@@ -91,7 +91,9 @@ class Executor:
             out = grid.new_output(x, self.scale)
             route = int(plan.routes[0])
             ms = self.run_tiles(x, grid, range(len(grid)), names[route], out, UNROUTED_REGION_SIDE)
-            stats = FrameStats(budget=self._fraction(self.macs[route]), route_shares={names[route]: 1.0},
+            # every route named, in order (the full network last), as a routed frame's stats name them
+            stats = FrameStats(budget=self._fraction(self.macs[route]),
+                               route_shares={n: float(r == route) for r, n in enumerate(names)},
                                macs_per_pixel=float(self.macs[route]), ms={plan.unit or names[route]: ms})
             if plan.unit:  # bought under a budget: its time prices the next frames
                 stats.work = {plan.unit: 1}
