@@ -432,3 +432,16 @@ def test_a_setting_calibrated_clearly_slower_is_first_tried_after_a_lost_tries_w
         assert 2 * EXPLORE_EVERY <= first <= 2 * EXPLORE_EVERY + 2
     else:
         assert first <= EXPLORE_AFTER + 2
+
+
+def test_a_setting_calibrated_far_dearer_is_not_the_one_that_starts():
+    """Calibration on a busy machine priced two threads at 60 times one: at those prices the frame
+    buys no network work, so two threads would never run to be measured and the run would stay on
+    interpolation. Until a setting has run, the calibrated prices choose the one to start on."""
+    m = Machine(unit_cost={2: 1.0, 1: 1.6}, noise=0.0)
+    c = FpsController(30.0, {"net": 1e7}, clock=m.clock, threads=(2, 1))
+    c.seed({"net": 100.0}, threads=2)
+    c.seed({"net": 1.6}, threads=1)
+    budgets = [b for b in budgets_of(c, m, 12) if isinstance(b, TimeBudget)]
+    assert budgets[0].threads == 1  # the one calibration priced within reach
+    assert any(b.unit_ms["net"] <= 1.6 + 1e-9 for b in budgets[:3])  # and at its price the frames buy work

@@ -180,6 +180,7 @@ class FpsController:
         if self.start is None:
             self.start = self.last = now
         if self.overhead_ms is None:
+            self.current = self._choose_setting()[0]  # calibration's choice: nothing has run yet
             return TimeBudget(ms=self.period_ms * (1.0 - self.margin) * FIRST_FRAME_SHARE, unit_ms=self.prices(),
                               threads=self.current.threads, margin_ms=self.period_ms * (self.margin + JITTER))
         slack = self.frames * self.period_ms - (now - self.start) * 1000.0  # > 0: ahead of schedule
@@ -224,13 +225,22 @@ class FpsController:
         if len(self.settings) == 1:
             return self.settings[0], self.settings[0]
         measured = [s for s in self.settings if s.speed is not None]
-        best = min(measured, key=lambda s: s.speed) if measured else self.settings[0]
+        # until a setting has run, calibration's prices choose: one that calibrated far dearer (a
+        # burst while it was timed, or threads that cost more than they give on a small frame) buys
+        # no network work at those prices, so it would never run to be measured
+        best = min(measured, key=lambda s: s.speed) if measured else min(self.settings, key=self._calibrated_cost)
         if self.frames > EXPLORE_AFTER:
             stale = [s for s in self.settings if s is not best and self.frames - s.last_used >= self._explore_every(s, best)
                      and self.frames >= self._first_try(s, best)]
             if stale:
                 return min(stale, key=lambda s: s.last_used), best
         return best, best
+
+    def _calibrated_cost(self, s: ThreadSetting) -> float:
+        """What calibration priced ``s``'s work at, over the units every setting priced (0 where
+        none were: the first setting keeps its place)."""
+        units = [u for u in s.seeded if self.unit_macs.get(u, 0) > 0 and all(u in t.seeded for t in self.settings)]
+        return sum(s.seeded[u] for u in units)
 
     def _first_try(self, s: ThreadSetting, fastest: ThreadSetting) -> int:
         """The frame from which ``s`` may be tried: at once, unless it never ran in the stream and
