@@ -63,6 +63,7 @@ FRAME_RATE_CONTAINERS = {"yuv4mpegpipe", "avi"}
 # encoders that read any YUV they are given as BT.601 limited range (WebP is defined so): given RGB,
 # they convert it themselves, and decoders give the same RGB back
 RGB_IN = {"libwebp", "libwebp_anim"}
+DURATIONS_HELD = 256  # frame durations awaiting their packets: well beyond any encoder's delay
 
 
 def encoder_named(name: str) -> av.Codec:
@@ -268,6 +269,8 @@ class MediaSink:
             self._last_time = t if self._last_time is None else max(t, self._last_time)
             if frame.duration:
                 self._durations[t] = frame.duration * frame.time_base
+                if len(self._durations) > DURATIONS_HELD:  # a packet retimed by its encoder never claims its entry
+                    del self._durations[min(self._durations)]
             self._check_on_rate(t)
         # A decoded frame keeps its picture type, and encoders obey a forced one: from an intra-only
         # source (FFV1, ProRes, MJPEG) every frame would be a keyframe. The encoder picks its own GOP.
