@@ -172,7 +172,7 @@ def expected_frames(info: VideoInfo) -> int | None:
 def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
     def output_size(info: VideoInfo) -> tuple[int, int]:
         full = info.width * job.scale, info.height * job.scale
-        return delivered_size(job.delivery, *full, warn) or full
+        return (job.delivery.crop(*full, warn) if job.delivery is not None else None) or full
 
     def upscaler(info: VideoInfo, sink: MediaSink, note: Callable[[str], None], summary: Summary):
         rate = None
@@ -324,18 +324,6 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-def delivered_size(tag, width: int, height: int, warn: Callable[[str], None]) -> tuple[int, int] | None:
-    """The size to crop a delivery file's upscaled ``width`` x ``height`` frames to (its source's), or
-    None to keep them whole; a tag whose size this file cannot have come from is said once."""
-    if tag is None or tag.size is None:
-        return None
-    crop = tag.crop(width, height)
-    if crop is None and (width, height) != tag.size:
-        warn(f"the delivery tag names a {tag.size[0]}x{tag.size[1]} source, which a {width // tag.scale}x"
-             f"{height // tag.scale} file at x{tag.scale} cannot have come from; keeping {width}x{height}")
-    return crop
 
 
 def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, budget, pix_fmt: str, out_bits: int,

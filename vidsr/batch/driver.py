@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import SettingsError, VidsrError
-from ..models.weights import sha256_of
+from ..models.weights import check_model_name, sha256_of
 from . import segments as seg
 from .discover import discover
 from .jobs import job_args
@@ -191,23 +191,7 @@ def validate_flags(job: str, flags: list[str]) -> None:
     args = job_args(job, flags, Path("input"), Path("output.mp4"))
     settings(job, args)
     if getattr(args, "model", None):  # a misspelt model fails here, not in every file's task
-        _check_model_name(args.model)
-
-
-def _check_model_name(name: str) -> None:
-    """A model the batch's files ask for: a weights file that exists, or a name the shipped manifest
-    or the interpolations know (read without torch: the driver leaves it to the workers, which
-    check the weights themselves)."""
-    from ..models import weights
-
-    if name.endswith(".safetensors") or "/" in name or "\\" in name:
-        if not Path(name).is_file():
-            raise SettingsError(f"weights file {name} does not exist")
-        return
-    shipped = {e["name"] for e in weights.read_manifest(weights.SHIPPED_DIR)}
-    known = shipped | {"bicubic", "lanczos"}  # the interpolations (registry.ARCHITECTURES, which needs torch)
-    if name not in known:
-        raise SettingsError(f"unknown model {name!r}; choose from {', '.join(sorted(known))} or give a .safetensors path")
+        check_model_name(args.model)
 
 
 def run_batch(opts: Options) -> Report:

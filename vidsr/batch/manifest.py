@@ -41,13 +41,12 @@ def settings_digest(job: str, flags: list[str]) -> str:
     same command must redo them)."""
     named = []
     for flag in flags:
-        path = Path(flag.partition("=")[2] if flag.startswith("--") and "=" in flag else flag)
-        if not flag.startswith("-") or "=" in flag:
-            try:
-                if path.is_file():
-                    named.append(hashlib.sha256(path.read_bytes()).hexdigest())
-            except OSError:
-                pass  # unreadable here: the run itself says so
+        value = flag.partition("=")[2] if flag.startswith("-") else flag  # "--preset=FILE", or FILE after "--preset"
+        try:
+            if value and Path(value).is_file():
+                named.append(hashlib.sha256(Path(value).read_bytes()).hexdigest())
+        except OSError:
+            pass  # unreadable here: the run itself says so
     return hashlib.sha256(json.dumps([job, flags] + ([named] if named else [])).encode()).hexdigest()[:16]
 
 

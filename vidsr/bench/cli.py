@@ -156,9 +156,9 @@ def _check_up_front(args) -> None:
         raise SettingsError(f"--json {args.json} is a folder; name a file")
     model = getattr(args, "model", None)
     if model:
-        from ..batch.driver import _check_model_name
+        from ..models.weights import check_model_name
 
-        _check_model_name(model)
+        check_model_name(model)
     sample = args.which in ("overhead", "batch") or (args.which == "video" and "sample" in (args.clips or ["sample"]))
     if sample:
         root = Path(__file__).resolve().parents[2] / "samples"

@@ -34,14 +34,19 @@ class DeliveryTag:
     def with_size(self, width: int, height: int) -> "DeliveryTag":
         return DeliveryTag(self.upscaler, self.scale, self.downscaler, self.mode, (width, height))
 
-    def crop(self, width: int, height: int) -> tuple[int, int] | None:
+    def crop(self, width: int, height: int, warn=None) -> tuple[int, int] | None:
         """The (width, height) to crop an upscaled ``width`` x ``height`` frame of this file to: the
         source's, when padding explains the difference (each side short of it by less than two LR
-        pixels); None when there is nothing to crop or the file's size does not fit the tag's."""
+        pixels); None when there is nothing to crop or the file's size does not fit the tag's, which
+        ``warn`` is told."""
         if self.size is None or (width, height) == self.size:
             return None
-        fits = all(0 <= up - src < 2 * self.scale for up, src in zip((width, height), self.size))
-        return self.size if fits else None
+        if all(0 <= up - src < 2 * self.scale for up, src in zip((width, height), self.size)):
+            return self.size
+        if warn is not None:
+            warn(f"the delivery tag names a {self.size[0]}x{self.size[1]} source, which a {width // self.scale}x"
+                 f"{height // self.scale} file at x{self.scale} cannot have come from; keeping {width}x{height}")
+        return None
 
     @classmethod
     def parse(cls, text: str) -> "DeliveryTag | None":

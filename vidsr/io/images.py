@@ -184,9 +184,7 @@ def upscale_image(engine, src: Path, dst: Path, budget, delivery=None, warn=None
     device, dtype = engine.upscaler.device, engine.upscaler.dtype
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].to(device, dtype)  # (1, C, H, W)
     out, stats = upscale_colour(lambda y: engine.upscale(y, budget), t, s, rgb=t.shape[1] >= 3)
-    from ..pipeline import delivered_size
-
-    crop = delivered_size(delivery, w * s, h * s, warn or (lambda message: None))
+    crop = delivery.crop(w * s, h * s, warn) if delivery is not None else None
     if crop is not None:
         out = out[..., : crop[1], : crop[0]]
     write_png(dst, out[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy(), info)

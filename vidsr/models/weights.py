@@ -101,3 +101,19 @@ def load_checked(entry: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.
     state = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
     extras = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
     return state, extras
+
+
+def check_model_name(name: str) -> None:
+    """A model a command asks for, checked without torch (``vidsr batch``'s driver and ``vidsr
+    bench`` leave loading to their workers): a weights file that exists, or a name the shipped
+    manifest or the interpolations know."""
+    from ..errors import SettingsError
+
+    if name.endswith(".safetensors") or "/" in name or "\\" in name:
+        if not Path(name).is_file():
+            raise SettingsError(f"weights file {name} does not exist")
+        return
+    shipped = {e["name"] for e in read_manifest(SHIPPED_DIR)}
+    known = shipped | {"bicubic", "lanczos"}  # the interpolations (registry.ARCHITECTURES, which needs torch)
+    if name not in known:
+        raise SettingsError(f"unknown model {name!r}; choose from {', '.join(sorted(known))} or give a .safetensors path")
