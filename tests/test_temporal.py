@@ -130,6 +130,90 @@ def test_the_integer_path_keeps_tiles_as_the_float_path_does():
     assert stats.counts.get("reused", 0) > 0 and np.array_equal(first, second)
 
 
+CORNER = (slice(60, 62), slice(124, 126))  # a 2x2 block at the corner of a 32-px tile in the busy half
+
+
+def touched(x: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """``x`` with the ``CORNER`` block changed by ``k`` times four reuse bounds."""
+    y = x.clone()
+    y[..., CORNER[0], CORNER[1]] += k * 4 * REUSE_DIFF
+    return y.clamp(0, 1)
+
+
+def corner_engine() -> Engine:
+    up = synthetic_arm(randomized=True)
+    return Engine(up, tile=32, router=build_router(up))
+
+
+def split_tile(engine, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(the tile ``touched`` changes, its output pixels beyond twice the receptive radius of the
+    change (still pixels are judged per block of the radius, with its neighbours), those within
+    the radius) as (H*2, W*2) masks."""
+    grid = engine.grid(*x.shape[-2:])
+    y, x0 = CORNER[0].start, CORNER[1].start
+    tile = next(i for i, t in enumerate(grid.tiles) if t.y0 <= y < t.y0 + t.h and t.x0 <= x0 < t.x0 + t.w)
+    t, r = grid.tiles[tile], engine.context
+    in_tile = torch.zeros(x.shape[-2:], dtype=torch.bool)
+    in_tile[t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w] = True
+    near, reach = torch.zeros_like(in_tile), torch.zeros_like(in_tile)
+    near[max(0, y - r) : y + 2 + r, max(0, x0 - r) : x0 + 2 + r] = True
+    reach[max(0, y - 2 * r) : y + 2 + 2 * r, max(0, x0 - 2 * r) : x0 + 2 + 2 * r] = True
+    up = lambda m: m.repeat_interleave(2, 0).repeat_interleave(2, 1)  # noqa: E731
+    far = up(in_tile & ~reach)
+    assert far.sum() >= 4 * 200  # a test of something
+    return tile, far, up(in_tile & near)
+
+
+def test_a_tile_that_runs_again_keeps_its_still_pixels_from_a_dearer_route():
+    """Something moves in a corner of a tile computed on a dear route; the frame after has less
+    time, so the tile runs on a cheaper route. Its pixels beyond the network's reach of the change
+    keep their output (a route swap there is shimmer the source does not have); the rest is new."""
+    engine = corner_engine()
+    x = textured_frame(seed=7)
+    tile, far, near = split_tile(engine, x)
+    stream = StreamState()
+    first, _ = engine.upscale(x, MacBudget(0.5), stream=stream)
+    dear = int(stream.routes[tile])
+    second, _ = engine.upscale(touched(x), MacBudget(0.0), stream=stream)
+    assert int(stream.routes[tile]) < dear  # computed again, on a cheaper route
+    assert torch.equal(second[0, 0][far], first[0, 0][far])
+    assert not torch.equal(second[0, 0][near], first[0, 0][near])
+    fresh, _ = Engine(engine.upscaler, tile=32, router=build_router(engine.upscaler)).upscale(touched(x), MacBudget(0.0))
+    assert not torch.equal(fresh[0, 0][far], first[0, 0][far])  # what the tile's pixels were without it
+    grid = engine.grid(*x.shape[-2:])
+    kept = far[::2, ::2]
+    assert (stream.pixel_routes[kept] == dear).all() and (stream.pixel_age[kept] == 1).all()
+
+
+def test_still_pixels_take_a_dearer_routes_output_when_their_tile_gets_one():
+    engine = corner_engine()
+    x = textured_frame(seed=8)
+    tile, far, _ = split_tile(engine, x)
+    stream = StreamState()
+    first, _ = engine.upscale(x, MacBudget(0.02), stream=stream)
+    cheap = int(stream.routes[tile])
+    second, _ = engine.upscale(touched(x), MacBudget(0.5), stream=stream)
+    assert int(stream.routes[tile]) > cheap
+    assert not torch.equal(second[0, 0][far], first[0, 0][far])  # upgraded, not kept
+    grid = engine.grid(*x.shape[-2:])
+    in_tile = torch.from_numpy(grid.core_mask(np.arange(len(grid)) == tile))
+    assert (stream.pixel_routes[in_tile] == int(stream.routes[tile])).all()
+
+
+def test_no_still_pixel_is_kept_for_more_than_max_age_frames():
+    """A tile whose corner changes every frame runs every frame; its still pixels stay at most
+    MAX_AGE frames in a row, then are computed again."""
+    engine = corner_engine()
+    x = textured_frame(seed=9)
+    tile, far, _ = split_tile(engine, x)
+    stream = StreamState()
+    ages = []
+    for k in range(MAX_AGE + 3):
+        engine.upscale(touched(x, k % 2), MacBudget(0.5), stream=stream)
+        ages.append(int(stream.pixel_age[far[::2, ::2]].max()))
+    assert max(ages) == MAX_AGE and ages[MAX_AGE + 1] == 0
+
+
 # unit prices where w16 on every tile costs 40 ms, twice w8's
 UNIFORM_PRICES = {"interpolation": 1.0, "w8": 1.0, "w16": 2.0, uniform_unit("w8"): 20.0, uniform_unit("w16"): 40.0}
 
@@ -332,3 +416,44 @@ def test_a_still_tile_refreshed_at_its_age_limit_does_not_fall_to_a_cheaper_rout
         refreshed += int(due.sum())
         assert (stream.routes[due] >= before[due]).all(), k
     assert refreshed >= still.sum() // 2
+
+
+def test_the_benchmarks_flicker_counts_only_change_the_truth_does_not_have():
+    from vidsr.bench.video import flicker
+
+    truth = np.zeros((5, 8, 8), np.uint8)
+    truth[:, :, :4] = np.arange(5)[:, None, None] * 10  # the left half moves, the right half is still
+    outs = truth.astype(np.float32).copy()
+    assert flicker(outs, truth) == 0  # the left half's change is the truth's
+    outs[3, 0, 4] += 6  # one still pixel of 32 changes in frame 3 and back in frame 4
+    assert flicker(outs, truth) == pytest.approx((6 / 32 + 6 / 32) / 4)  # frames 1-4, WARMUP skips frame 0 only
+
+
+def test_the_still_pixels_benchmark_runs_each_way_on_the_same_budgets(tmp_path):
+    """On a clip whose subject moves over a still background, keeping still pixels of the tiles
+    that run again gives less flicker than computing them again."""
+    import av
+
+    from vidsr.bench.video import still_pixels
+
+    h, w, n = 128, 192, 10
+    background = (textured_frame(h, w, seed=3)[0, 0].numpy() * 219 + 16).astype(np.uint8)
+    frames = []
+    for i in range(n):
+        f = background.copy()
+        f[40:72, 10 + 12 * i : 42 + 12 * i] = 200  # a flat block crossing the frame
+        frames.append(f)
+    path = tmp_path / "clip.mkv"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("ffv1", rate=30)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i, f in enumerate(frames):
+            yuv = np.concatenate([f, np.full((h // 2, w), 128, np.uint8)])
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame.pts = i
+            out.mux(s.encode(frame))
+        out.mux(s.encode(None))
+    truth = np.stack([np.kron(f, np.ones((2, 2), np.uint8)) for f in frames])
+    res = still_pixels(path, truth)
+    assert res["on"]["flicker"] < res["off"]["flicker"]
+    assert abs(res["on"]["psnr_y"] - res["off"]["psnr_y"]) < 0.5

@@ -160,7 +160,12 @@ class Engine:
             stream.evidence.observe(plan.routes, disagreement(out, base, grid, self.scale), computed)
         if plan.reuse is not None:
             stream.fill(out, grid, plan.reuse, self.scale)
-        stream.remember(x, grid, key + (self.descriptor.name, grid.tile), plan.routes, plan.reuse, out)
+        key = key + (self.descriptor.name, grid.tile)
+        # frames planned as alone keep only what the same route computed (their order must not matter)
+        still = stream.still_pixels(x, grid, key, plan.routes, plan.reuse, self.context, same_route=not stream.reallocate)
+        if still is not None:
+            stream.fill_pixels(out, still, self.scale)
+        stream.remember(x, grid, key, plan.routes, plan.reuse, out, still)
         return out
 
     def to_unit(self, plane: np.ndarray, bits: int, full_range: bool) -> torch.Tensor:

@@ -16,10 +16,18 @@ cheaper one (that would change a still picture twice: down now, and up again whe
 On static content the output is then the same from frame to frame, which also removes flicker
 there.
 
+A tile that runs again because something moved in it keeps its still pixels: an output pixel whose
+input within the network's receptive radius (the tiles' context) is within the same bound keeps its
+previous output when that came from the same route or a dearer one (``still_pixels``). Without
+this, the background around a moving subject changed whenever its tile's route did (a route swap
+shows as shimmer on pixels the truth keeps unchanged); with it, a still pixel only ever changes to
+a dearer route's output. Each output pixel keeps its own reference input, route and age, so the
+same bound and the same ``MAX_AGE`` hold per pixel.
+
 The state belongs to the stream, not the engine: the CLI keeps one per run; the VapourSynth filter,
 asked for frames in any order, keeps one and uses it only when the frame before is the last one it
 computed. There it does not move the budget (``reallocate=False``): a frame is planned as it would
-be alone, and only tiles that take the same route as before keep their output, so a frame's output
+be alone, and only tiles (and still pixels) that take the same route as before keep their output, so a frame's output
 depends on the order frames are asked for by no more than the reuse bound lets the input differ.
 """
 
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .routing.evidence import RouteEvidence
 
@@ -48,9 +57,10 @@ def age_limits(tiles: int) -> np.ndarray:
 
 
 class StreamState:
-    def __init__(self, reallocate: bool = True, reuse: bool = True, evidence: bool = False):
+    def __init__(self, reallocate: bool = True, reuse: bool = True, evidence: bool = False, still: bool = True):
         self.reallocate = reallocate  # whether a kept tile's time goes to the others (planned with reuse)
         self.reuse = reuse  # whether unchanged tiles keep their output (``--no-reuse`` turns it off)
+        self.still = still  # whether tiles that run keep their still pixels (off only to measure it)
         # the last frames' disagreement as the router's evidence (``--predictor last-frame``)
         self.evidence = RouteEvidence() if evidence else None
         self.clear()
@@ -61,6 +71,11 @@ class StreamState:
         self.reference: torch.Tensor | None = None  # (1, 1, H, W) input each tile was computed from
         self.routes: np.ndarray | None = None  # per tile, the route its output came from
         self.age: np.ndarray | None = None  # per tile, frames in a row its output was reused
+        # per input pixel: the route its output block came from, and frames since it was computed;
+        # per tile the dearest of its pixels' routes
+        self.pixel_routes: torch.Tensor | None = None
+        self.pixel_age: torch.Tensor | None = None
+        self.tile_best: np.ndarray | None = None
         self.output = None  # the last output plane (integer numpy or float tensor)
         if getattr(self, "evidence", None) is not None:
             self.evidence.clear()
@@ -85,18 +100,73 @@ class StreamState:
         young = self.age < age_limits(len(self.age))
         return unchanged & young, self.routes, unchanged & ~young
 
-    def remember(self, x: torch.Tensor, grid, key, routes: np.ndarray, reused: np.ndarray | None, output) -> None:
+    def still_pixels(self, x: torch.Tensor, grid, key, routes: np.ndarray, reused: np.ndarray | None,
+                     radius: int, same_route: bool = False) -> torch.Tensor | None:
+        """Input pixels of the tiles this frame computed whose previous output stays: every input
+        pixel within ``radius`` of it (the receptive field) within ``REUSE_DIFF`` of its reference,
+        computed fewer than ``MAX_AGE`` frames ago by a route at least as dear as its tile's now
+        (``same_route``: the same route, for frames planned as alone). (H, W) bool, or None."""
+        if not (self.reuse and self.still) or self.key != key or self.reference is None or self.pixel_routes is None:
+            return None
+        computed = np.ones(len(routes), dtype=bool) if reused is None else ~reused
+        # where the dearest route of a tile's pixels is cheaper than its route now, nothing stays
+        candidate = computed & (self.tile_best > 0) & (self.tile_best >= routes)
+        if not candidate.any():
+            return None
+        # only the candidate tiles' box (and the reach around it) is looked at: usually a few tiles
+        # around what moves
+        ys, xs = grid.core_rows_cols(candidate)
+        y0, y1 = max(0, ys[0] - 2 * radius), min(grid.height, ys[1] + 2 * radius)
+        x0, x1 = max(0, xs[0] - 2 * radius), min(grid.width, xs[1] + 2 * radius)
+        # no change within ``radius`` of a pixel, judged per block of ``radius`` pixels with its eight
+        # neighbours (a superset of the radius: it keeps a little less, and costs a block maximum
+        # instead of a sliding one, which took half a 30 fps frame)
+        b = max(1, radius)
+        change = (x[0, 0, y0:y1, x0:x1] - self.reference[0, 0, y0:y1, x0:x1]).abs_()
+        h, w = change.shape
+        change = F.pad(change, (0, -w % b, 0, -h % b))
+        blocks = change.reshape(change.shape[0] // b, b, change.shape[1] // b, b).amax(dim=(1, 3))
+        moved = F.max_pool2d(blocks[None, None], 3, 1, 1)[0, 0] > REUSE_DIFF * (1 + 1e-6)
+        if bool(moved.all()):
+            return None
+        box = (slice(y0, y1), slice(x0, x1))
+        here = ~moved.repeat_interleave(b, 0).repeat_interleave(b, 1)[:h, :w]
+        here &= grid.per_pixel(candidate, x.device)[box] & (self.pixel_age[box] < MAX_AGE)
+        old_routes, new_routes = self.pixel_routes[box], grid.per_pixel(routes.astype(np.int8), x.device)[box]
+        here &= (old_routes == new_routes) if same_route else (old_routes >= new_routes)
+        keep = torch.zeros(x.shape[-2:], dtype=torch.bool, device=x.device)
+        keep[box] = here
+        return keep if bool(keep.any()) else None
+
+    def remember(self, x: torch.Tensor, grid, key, routes: np.ndarray, reused: np.ndarray | None, output,
+                 still: torch.Tensor | None = None) -> None:
         """After a frame: tiles that ran take this frame's input as their reference; reused ones
-        keep theirs and age by one."""
-        if self.key != key or self.reference is None or reused is None or not reused.any():
+        keep theirs and age by one. Per pixel the same, where ``still`` pixels of the tiles that ran
+        kept their previous output."""
+        routes = np.asarray(routes)
+        new_routes = grid.per_pixel(routes.astype(np.int8), x.device)  # routes are few; ages under MAX_AGE
+        fresh = self.key != key or self.reference is None or self.pixel_routes is None
+        if fresh or ((reused is None or not reused.any()) and still is None):
             self.reference = x.clone()
             self.age = np.zeros(len(routes), dtype=np.int64)
+            self.pixel_routes = new_routes
+            self.pixel_age = torch.zeros(new_routes.shape, dtype=torch.int16, device=x.device)
+            self.tile_best = routes.copy()
         else:
-            keep = torch.from_numpy(grid.core_mask(reused)).to(x.device)
-            self.reference = torch.where(keep, self.reference, x)
-            self.age = np.where(reused, self.age + 1, 0)
+            kept = torch.zeros(new_routes.shape, dtype=torch.bool, device=x.device) if reused is None else \
+                grid.per_pixel(reused, x.device)
+            if still is not None:
+                kept |= still
+            self.reference = torch.where(kept, self.reference, x)
+            self.age = np.zeros(len(routes), dtype=np.int64) if reused is None else np.where(reused, self.age + 1, 0)
+            self.pixel_routes = torch.where(kept, self.pixel_routes, new_routes)
+            self.pixel_age = torch.where(kept, self.pixel_age + 1, 0).to(torch.int16)
+            best = self.tile_best if reused is None else np.where(reused, self.tile_best, routes)
+            if still is not None:
+                best = grid.tile_max(self.pixel_routes[None, None].float()).flatten().cpu().numpy().astype(routes.dtype)
+            self.tile_best = best
         self.key = key
-        self.routes = np.asarray(routes).copy()
+        self.routes = routes.copy()
         self.output = output.copy() if isinstance(output, np.ndarray) else output.clone()
 
     def fill(self, out, grid, reused: np.ndarray, scale: int) -> None:
@@ -105,3 +175,12 @@ class StreamState:
         for g in grid.regions(np.nonzero(reused)[0], max_side=max(grid.rows, grid.cols)):
             rows, cols = slice(g.y0 * s, (g.y0 + g.h) * s), slice(g.x0 * s, (g.x0 + g.w) * s)
             out[..., rows, cols] = self.output[..., rows, cols]
+
+    def fill_pixels(self, out, still: torch.Tensor, scale: int) -> None:
+        """Write the previous output of the ``still`` input pixels' blocks into ``out`` (same kind)."""
+        if isinstance(out, np.ndarray):
+            mask = still.cpu().numpy().repeat(scale, 0).repeat(scale, 1)
+            out[mask] = self.output[mask]
+        else:
+            mask = still.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+            out[..., mask] = self.output[..., mask]

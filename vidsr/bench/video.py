@@ -20,7 +20,9 @@ absolute frame-to-frame change of the output minus that of the truth, over the p
 keeps unchanged (8-bit levels).
 A second table measures the reuse bound: at a fixed budget, each clip's frames planned as alone,
 with and without keeping the tiles whose input changed less than a bound (same routes either way),
-and the PSNR-Y of the kept tiles both ways.
+and the PSNR-Y of the kept tiles both ways. A third measures keeping still pixels in tiles that run
+again: each clip in-process at a budget that moves from frame to frame as an fps target's does
+(the same drawn sequence both ways), with and without, PSNR-Y and flicker.
 """
 
 from __future__ import annotations
@@ -115,15 +117,21 @@ def score(path: Path, truth: np.ndarray) -> tuple[float, float | None]:
         for frame in c.decode(video=0):
             ys.append(frame.to_ndarray()[: frame.height].astype(np.float32))
     ps = [psnr(y / 255, t.astype(np.float32) / 255, 2) for y, t in zip(ys, truth)]
+    return float(np.mean(ps)), flicker(ys, truth)
+
+
+def flicker(outs, truth: np.ndarray) -> float | None:
+    """The output's mean absolute frame-to-frame change minus the truth's, over the pixels the
+    truth keeps unchanged, after the first quarter of the frames; None when it keeps too few."""
     flick, count = 0.0, 0
-    for k in range(max(1, int(len(ys) * WARMUP)), min(len(ys), len(truth))):
+    for k in range(max(1, int(len(outs) * WARMUP)), min(len(outs), len(truth))):
         still = truth[k] == truth[k - 1]
         if still.mean() < 0.05:
             continue
-        change = np.abs((ys[k] - ys[k - 1]) - (truth[k].astype(np.float32) - truth[k - 1]))
+        change = np.abs((outs[k].astype(np.float32) - outs[k - 1]) - (truth[k].astype(np.float32) - truth[k - 1]))
         flick += float(change[still].mean())
         count += 1
-    return float(np.mean(ps)), (flick / count if count else None)
+    return flick / count if count else None
 
 
 def _vidsr(lr: Path, out: Path, stats: Path, *flags: str) -> float:
@@ -191,6 +199,31 @@ def reuse_bound(lr: Path, truth: np.ndarray, model: str = "arm-plain", budget: f
                           "fresh_psnr": 10 * np.log10(255**2 / (fresh_err / kept_px)) if kept_px else None}
     finally:
         temporal.REUSE_DIFF = before
+    return res
+
+
+STILL_BUDGETS = (0.08, 0.2)  # shares of the MACs a frame's budget is drawn between (arm-plain at 360p: about
+# what 20-30 fps leave on this kind of machine)
+
+
+def still_pixels(lr: Path, truth: np.ndarray, model: str = "arm-plain") -> dict:
+    """PSNR-Y and flicker with and without keeping still pixels of tiles that run again, the
+    frames planned with reuse at budgets drawn per frame (the same sequence both ways)."""
+    from .. import temporal
+    from ..budget import MacBudget
+    from ..policy import load_engine
+
+    engine = load_engine(model, 2)
+    with av.open(str(lr)) as c:
+        planes = [plane_view(f, 0).copy() for f in c.decode(video=0)]
+    budgets = np.random.default_rng(0).uniform(*STILL_BUDGETS, len(planes))
+    res = {"budgets": list(STILL_BUDGETS)}
+    for keep in (False, True):
+        engine.router.reset()
+        stream = temporal.StreamState(still=keep)
+        outs = [engine.upscale_plane(p, budget=MacBudget(float(b)), stream=stream)[0] for p, b in zip(planes, budgets)]
+        res["on" if keep else "off"] = {"psnr_y": float(np.mean([psnr(o / 255, t / 255, 2) for o, t in zip(outs, truth)])),
+                                         "flicker": flicker(outs, truth)}
     return res
 
 
@@ -384,7 +417,7 @@ def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: li
                 best = max((u for u in uniform if u["fps"] >= f * 0.98), key=lambda u: u["psnr_y"], default=None)
                 row["best_uniform"] = best and {"run": best["run"], "psnr_y": best["psnr_y"], "fps": best["fps"]}
             res["clips"][name].update({"lanczos_psnr_y": lanczos["psnr_y"], "rows": rows,
-                                       "reuse_bound": reuse_bound(lr, truth)})
+                                       "reuse_bound": reuse_bound(lr, truth), "still_pixels": still_pixels(lr, truth)})
     return res
 
 
@@ -496,5 +529,15 @@ def targets_report(res: dict) -> str:
             else:
                 out.append(f"| {float(bound):g} | {b['kept_share']:.0%} | {b['kept_psnr']:.3f} | {b['fresh_psnr']:.3f} | "
                            f"{b['kept_psnr'] - b['fresh_psnr']:+.3f} |")
+        still = c.get("still_pixels")
+        if still:
+            lo, hi = still["budgets"]
+            out.append(f"\nStill pixels (arm-plain, reuse on, each frame's budget drawn between {lo:g} and {hi:g} of the "
+                       "MACs, the same draws both ways): tiles that run again keeping the pixels nothing changed near\n")
+            out.append("| still pixels | PSNR-Y (dB) | flicker |")
+            out.append("| --- | ---: | ---: |")
+            for key, label in (("off", "computed again"), ("on", "kept")):
+                fl = still[key]["flicker"]
+                out.append(f"| {label} | {still[key]['psnr_y']:.3f} | {'-' if fl is None else f'{fl:.3f}'} |")
         out.append("")
     return "\n".join(out)
