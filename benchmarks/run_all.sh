@@ -4,7 +4,7 @@
 # Run it on a quiet machine: the timings are ratios measured in the same run, but anything else
 # running moves them.
 # Usage: benchmarks/run_all.sh [overhead] [quality] [routing] [routing-tile32] [fps] [fps-espcn] [batch]
-#        [video] [video-predictors] [delivery] [delivery-long]   (default: all)
+#        [video] [video-predictors] [video-still] [delivery] [delivery-long]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIDSR=${VIDSR:-.venv/bin/vidsr}
@@ -19,12 +19,13 @@ declare -A ARGS=(
   [batch]="--clips 8 --seconds 4 --long-seconds 24 --segment-seconds 6"
   [video]="--seconds 2 --models arm-espcn arm-plain --parts targets"
   [video-predictors]="--seconds 2 --parts predictors"
+  [video-still]="--seconds 2 --parts still"
   [delivery]="--frames 12 --plot benchmarks/results/delivery.png"
   [delivery-long]="--frames 48 --scales 2 --codecs libx264"
 )
-for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video video-predictors delivery delivery-long}"; do
+for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video video-predictors video-still delivery delivery-long}"; do
   for name in $result; do
-    which=${name%%-*}  # fps-espcn is the fps bench with other arguments (video-predictors: video, delivery-long: delivery)
+    which=${name%%-*}  # fps-espcn is the fps bench with other arguments (video-predictors, video-still: video; delivery-long: delivery)
     echo "== vidsr bench $which ${ARGS[$name]}"
     # shellcheck disable=SC2086
     "$VIDSR" bench "$which" ${ARGS[$name]} --json "benchmarks/results/$name.json" | tee "benchmarks/results/$name.md"

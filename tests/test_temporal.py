@@ -164,38 +164,40 @@ def split_tile(engine, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor
     return tile, far, up(in_tile & near)
 
 
+def corner_moves(seed: int, before: float, after: float):
+    """A frame at MAC budget ``before``, then the same frame ``touched`` at ``after``, through one
+    stream: (engine, stream, the touched tile, its far and near pixels, both outputs, the tile's
+    route in the first frame)."""
+    engine = corner_engine()
+    x = textured_frame(seed=seed)
+    tile, far, near = split_tile(engine, x)
+    stream = StreamState()
+    first, _ = engine.upscale(x, MacBudget(before), stream=stream)
+    route = int(stream.routes[tile])
+    second, _ = engine.upscale(touched(x), MacBudget(after), stream=stream)
+    return engine, stream, tile, far, near, first[0, 0], second[0, 0], route
+
+
 def test_a_tile_that_runs_again_keeps_its_still_pixels_from_a_dearer_route():
     """Something moves in a corner of a tile computed on a dear route; the frame after has less
     time, so the tile runs on a cheaper route. Its pixels beyond the network's reach of the change
     keep their output (a route swap there is shimmer the source does not have); the rest is new."""
-    engine = corner_engine()
-    x = textured_frame(seed=7)
-    tile, far, near = split_tile(engine, x)
-    stream = StreamState()
-    first, _ = engine.upscale(x, MacBudget(0.5), stream=stream)
-    dear = int(stream.routes[tile])
-    second, _ = engine.upscale(touched(x), MacBudget(0.0), stream=stream)
+    engine, stream, tile, far, near, first, second, dear = corner_moves(7, 0.5, 0.0)
     assert int(stream.routes[tile]) < dear  # computed again, on a cheaper route
-    assert torch.equal(second[0, 0][far], first[0, 0][far])
-    assert not torch.equal(second[0, 0][near], first[0, 0][near])
-    fresh, _ = Engine(engine.upscaler, tile=32, router=build_router(engine.upscaler)).upscale(touched(x), MacBudget(0.0))
-    assert not torch.equal(fresh[0, 0][far], first[0, 0][far])  # what the tile's pixels were without it
-    grid = engine.grid(*x.shape[-2:])
+    assert torch.equal(second[far], first[far])
+    assert not torch.equal(second[near], first[near])
+    fresh, _ = Engine(engine.upscaler, tile=32, router=build_router(engine.upscaler)).upscale(
+        touched(textured_frame(seed=7)), MacBudget(0.0))
+    assert not torch.equal(fresh[0, 0][far], first[far])  # what the tile's pixels were without it
     kept = far[::2, ::2]
     assert (stream.pixel_routes[kept] == dear).all() and (stream.pixel_age[kept] == 1).all()
 
 
 def test_still_pixels_take_a_dearer_routes_output_when_their_tile_gets_one():
-    engine = corner_engine()
-    x = textured_frame(seed=8)
-    tile, far, _ = split_tile(engine, x)
-    stream = StreamState()
-    first, _ = engine.upscale(x, MacBudget(0.02), stream=stream)
-    cheap = int(stream.routes[tile])
-    second, _ = engine.upscale(touched(x), MacBudget(0.5), stream=stream)
+    engine, stream, tile, far, _, first, second, cheap = corner_moves(8, 0.02, 0.5)
     assert int(stream.routes[tile]) > cheap
-    assert not torch.equal(second[0, 0][far], first[0, 0][far])  # upgraded, not kept
-    grid = engine.grid(*x.shape[-2:])
+    assert not torch.equal(second[far], first[far])  # upgraded, not kept
+    grid = engine.grid(*stream.reference.shape[-2:])
     in_tile = torch.from_numpy(grid.core_mask(np.arange(len(grid)) == tile))
     assert (stream.pixel_routes[in_tile] == int(stream.routes[tile])).all()
 
@@ -434,7 +436,7 @@ def test_the_still_pixels_benchmark_runs_each_way_on_the_same_budgets(tmp_path):
     that run again gives less flicker than computing them again."""
     import av
 
-    from vidsr.bench.video import still_pixels
+    from vidsr.bench.video import still_pixels, still_report
 
     h, w, n = 128, 192, 10
     background = (textured_frame(h, w, seed=3)[0, 0].numpy() * 219 + 16).astype(np.uint8)
@@ -457,3 +459,5 @@ def test_the_still_pixels_benchmark_runs_each_way_on_the_same_budgets(tmp_path):
     res = still_pixels(path, truth)
     assert res["on"]["flicker"] < res["off"]["flicker"]
     assert abs(res["on"]["psnr_y"] - res["off"]["psnr_y"]) < 0.5
+    row = still_report({"clips": {"moving-block": {"still_pixels": res}}}).splitlines()[-1]
+    assert row.startswith("| moving-block |") and f"{res['on']['flicker']:.3f}" in row

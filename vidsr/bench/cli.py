@@ -48,9 +48,11 @@ def main(argv: list[str]) -> int:
     pv.add_argument("--clips", nargs="+", default=None, help="clips to run (default: all)")
     pv.add_argument("--seconds", type=positive_float, default=2.0)
     pv.add_argument("--models", nargs="+", help="routed models whose routes are the fixed configurations (default: all)")
-    pv.add_argument("--parts", nargs="+", choices=("targets", "predictors"), default=["targets", "predictors"],
+    pv.add_argument("--parts", nargs="+", choices=("targets", "predictors", "still"),
+                    default=["targets", "predictors", "still"],
                     help="targets: --fps-target against the fixed configurations; predictors: how much of the "
-                    "oracle's gain each route predictor reaches (default: both)")
+                    "oracle's gain each route predictor reaches; still: keeping the still pixels of tiles that run "
+                    "again, at drawn budgets, against computing them (default: all three)")
     pd = sub.add_parser("delivery", help="downscale -> encode -> upscale against full resolution and Lanczos, BD-rates")
     pd.add_argument("--val-dir", type=Path, help="validation images (default ../shared/data/val or $VIDSR_DATA/val)")
     pd.add_argument("--clips", nargs="+", default=None, help="clips to run (default: all)")
