@@ -83,6 +83,18 @@ def test_ten_bit_stays_ten_bit_with_hdr_tags(cli, media, tmp_path):
     assert (y % 4 != 0).any()
 
 
+def test_ten_bit_into_an_rgb_only_encoder_takes_its_deepest_format_not_its_first(cli, media, tmp_path):
+    """Animated PNG takes rgb24 first in its list and rgb48be later: 10-bit video goes to rgb48be."""
+    dst = tmp_path / "ten.png"
+    r = cli(media["tenbit.mkv"], "-o", dst, "--model", "lanczos")
+    assert r.code == 0, r.err
+    assert "using rgb48be" in r.err
+    f = video_frames(dst)[0]
+    assert f.format.name == "rgb48be"
+    rgb = f.to_ndarray().astype(np.int64)
+    assert ((rgb >> 8) != (rgb & 255)).mean() > 0.1  # more than 8 bits of picture, not 8-bit values spread (x257)
+
+
 def test_full_range_is_kept_and_not_squeezed(cli, media, tmp_path):
     dst = tmp_path / "full_out.mp4"
     assert cli(media["full.mp4"], "-o", dst, "--model", "lanczos", "--quiet").code == 0

@@ -100,14 +100,27 @@ def output_format(work: str, codec: av.Codec, out_w: int, out_h: int, requested:
     if not supported or want in supported:
         return want, notes
     bits = bit_depth(want)
-    for b in sorted({bits, 10, 8}, key=lambda b: (b > bits, -b)):  # same or lower depth first
-        cand = with_bits(want, b)
-        if cand in supported:
-            notes.append(f"{codec.name} cannot encode {want}; using {cand}")
-            return cand, notes
-    fallback = supported[0]
-    notes.append(f"{codec.name} cannot encode {want}; using {fallback}")
-    return fallback, notes
+    nearest = _nearest_format(supported, bits, grey=describe(av.VideoFormat(want))[1] is None)
+    # the same family at a lower depth only where no format holds every bit (gray10 into PNG:
+    # gray16be, not 8-bit gray)
+    family = [] if bit_depth(nearest) >= bits else [with_bits(want, b) for b in sorted({bits, 12, 10, 8}, reverse=True) if b <= bits]
+    cand = next((c for c in family if c in supported), nearest)
+    notes.append(f"{codec.name} cannot encode {want}; using {cand}")
+    return cand, notes
+
+
+def _nearest_format(supported: list[str], bits: int, grey: bool) -> str:
+    """Of an encoder's formats, the one that loses least of a ``bits``-deep picture: colour (or grey,
+    for grey), without alpha or a palette where there is one, the least depth that holds ``bits``,
+    else the deepest (a 10-bit source into PNG: rgb48be, not the first listed, rgb24)."""
+    def kind(name: str) -> tuple[int, bool, bool]:
+        fmt = av.VideoFormat(name)
+        depth, shifts, _ = describe(fmt)
+        return depth, shifts is None, has_alpha(name) or fmt.has_palette or depth == 1
+
+    plain = [n for n in supported if not kind(n)[2] and kind(n)[1] == grey] or supported
+    holding = [n for n in plain if kind(n)[0] >= bits]
+    return min(holding, key=lambda n: kind(n)[0]) if holding else max(plain, key=lambda n: kind(n)[0])
 
 
 def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:
