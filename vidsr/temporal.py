@@ -27,8 +27,9 @@ same bound and the same ``MAX_AGE`` hold per pixel.
 The state belongs to the stream, not the engine: the CLI keeps one per run; the VapourSynth filter,
 asked for frames in any order, keeps one and uses it only when the frame before is the last one it
 computed. There it does not move the budget (``reallocate=False``): a frame is planned as it would
-be alone, and only tiles (and still pixels) that take the same route as before keep their output, so a frame's output
-depends on the order frames are asked for by no more than the reuse bound lets the input differ.
+be alone, and only tiles (and still pixels) that take the same route as before keep their output,
+so a frame's output depends on the order frames are asked for by no more than the reuse bound lets
+the input differ.
 """
 
 from __future__ import annotations

@@ -550,15 +550,5 @@ def targets_report(res: dict) -> str:
             else:
                 out.append(f"| {float(bound):g} | {b['kept_share']:.0%} | {b['kept_psnr']:.3f} | {b['fresh_psnr']:.3f} | "
                            f"{b['kept_psnr'] - b['fresh_psnr']:+.3f} |")
-        still = c.get("still_pixels")
-        if still:
-            lo, hi = still["budgets"]
-            out.append(f"\nStill pixels (arm-plain, reuse on, each frame's budget drawn between {lo:g} and {hi:g} of the "
-                       "MACs, the same draws both ways): tiles that run again keeping the pixels nothing changed near\n")
-            out.append("| still pixels | PSNR-Y (dB) | flicker |")
-            out.append("| --- | ---: | ---: |")
-            for key, label in (("off", "computed again"), ("on", "kept")):
-                fl = still[key]["flicker"]
-                out.append(f"| {label} | {still[key]['psnr_y']:.3f} | {'-' if fl is None else f'{fl:.3f}'} |")
         out.append("")
     return "\n".join(out)
