@@ -103,7 +103,8 @@ def output_format(work: str, codec: av.Codec, out_w: int, out_h: int, requested:
     nearest = _nearest_format(supported, bits, grey=describe(av.VideoFormat(want))[1] is None)
     # the same family at a lower depth only where no format holds every bit (gray10 into PNG:
     # gray16be, not 8-bit gray)
-    family = [] if bit_depth(nearest) >= bits else [with_bits(want, b) for b in sorted({bits, 12, 10, 8}, reverse=True) if b <= bits]
+    lower = [b for b in sorted({bits, 12, 10, 8}, reverse=True) if b <= bits]
+    family = [] if bit_depth(nearest) >= bits else [with_bits(want, b) for b in lower]
     cand = next((c for c in family if c in supported), nearest)
     notes.append(f"{codec.name} cannot encode {want}; using {cand}")
     return cand, notes
@@ -113,14 +114,17 @@ def _nearest_format(supported: list[str], bits: int, grey: bool) -> str:
     """Of an encoder's formats, the one that loses least of a ``bits``-deep picture: colour (or grey,
     for grey), without alpha or a palette where there is one, the least depth that holds ``bits``,
     else the deepest (a 10-bit source into PNG: rgb48be, not the first listed, rgb24)."""
-    def kind(name: str) -> tuple[int, bool, bool]:
+    # per format: bits per component; those with alpha, a palette, 1 bit or the other colour model
+    depth, unfit = {}, set()
+    for name in supported:
         fmt = av.VideoFormat(name)
-        depth, shifts, _ = describe(fmt)
-        return depth, shifts is None, has_alpha(name) or fmt.has_palette or depth == 1
-
-    plain = [n for n in supported if not kind(n)[2] and kind(n)[1] == grey] or supported
-    holding = [n for n in plain if kind(n)[0] >= bits]
-    return min(holding, key=lambda n: kind(n)[0]) if holding else max(plain, key=lambda n: kind(n)[0])
+        bits_of, shifts, _ = describe(fmt)
+        depth[name] = bits_of
+        if has_alpha(name) or fmt.has_palette or bits_of == 1 or (shifts is None) != grey:
+            unfit.add(name)
+    plain = [n for n in supported if n not in unfit] or supported
+    holding = [n for n in plain if depth[n] >= bits]
+    return min(holding, key=depth.get) if holding else max(plain, key=depth.get)
 
 
 def plane_view(frame: av.VideoFrame, index: int) -> np.ndarray:
