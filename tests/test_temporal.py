@@ -261,7 +261,7 @@ def test_one_route_everywhere_may_spend_the_controllers_margin_a_routed_plan_may
 def test_the_vapoursynth_filter_keeps_tiles_only_for_the_frame_after_the_last_computed(order):
     """Frames asked for in order reuse; in any other order every frame is computed alone. For a
     clip whose frames differ by less than the reuse bound, the two orders' outputs differ by at
-    most the network's answer to that difference (here under 2 levels of 255 on any pixel)."""
+    most the network's answer to that difference (here under twice the bound on any pixel)."""
     vs = pytest.importorskip("vapoursynth")
     import vsvidsr
 
@@ -278,7 +278,7 @@ def test_the_vapoursynth_filter_keeps_tiles_only_for_the_frame_after_the_last_co
     for n in (3, 1):  # asked for out of order: computed alone
         ref = planes_of(alone.get_frame(n))
         diff = np.abs(got[n] - ref).max()
-        assert diff <= (0 if order == "reversed" else 2 / 255), (n, diff)
+        assert diff <= (0 if order == "reversed" else 2 * REUSE_DIFF), (n, diff)
 
 
 def test_one_route_everywhere_is_kept_without_solving_until_the_recheck(monkeypatch):

@@ -8,7 +8,7 @@ while no pixel of its input is further than ``REUSE_DIFF`` from the input it was
 much; and against the input it was computed from, not the frame before, so drift cannot build up
 however slowly the content moves) and for at most ``MAX_AGE`` frames in a row (``age_limits``:
 fewer for some tiles, so that they fall due on different frames). Decoded video keeps
-static areas exact (a codec's skipped blocks copy the reference) or within a level. The
+static areas exact (a codec's skipped blocks copy the reference) or within a level or two. The
 router decides: keeping a tile's previous route costs nothing, any other route costs as usual
 (``ARMRouter.plan(reuse=...)``), so a tile computed cheaply when the budget was short is upgraded
 when there is time; a tile refreshed at its age limit runs on its route or a dearer one, never a
@@ -41,9 +41,11 @@ import torch.nn.functional as F
 from .routing.evidence import RouteEvidence
 
 # Largest change of any pixel of a tile's LR luma (0..1) since it was computed up to which its
-# previous output is kept: within an 8-bit level, where keeping costs under 0.05 dB
-# (BENCHMARKS.md, video-aware compute, reuse bound).
-REUSE_DIFF = 1.0 / 255
+# previous output is kept: two 8-bit levels. Keeping tiles costs at most 0.002 dB up to four
+# (BENCHMARKS.md, video-aware compute, reuse bound); two keeps the still pixels that x264's noise
+# moves by a level beside a moving subject (flicker there 5% lower than at one level, and no
+# lower at three or four: BENCHMARKS.md, keeping still pixels).
+REUSE_DIFF = 2.0 / 255
 MAX_AGE = 30  # frames a tile's output may be reused in a row before it is computed again
 # Tiles reach their limit on different frames, between MAX_AGE - STAGGER + 1 and MAX_AGE: a static
 # scene's tiles, all computed on one frame, would otherwise all fall due on one later frame, which
