@@ -245,6 +245,31 @@ def make_damaged_frame(path: Path, display_index: int, frames: int = 20) -> Path
     return path
 
 
+def make_size_change(path: Path, sizes=((48, 32), (64, 48)), frames: int = 4, interlaced: bool = False) -> Path:
+    """An H.264 MPEG-TS whose picture size changes mid-stream (each size a run of ``frames``, coded
+    by its own encoder, headers in-band as broadcast streams carry them). Each picture's left half
+    is bright and its right half a level that moves with the frame number."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        s = out.add_stream("h264", rate=25)
+        s.width, s.height, s.time_base = *sizes[0], Fraction(1, 90000)
+        i = 0
+        for w, h in sizes:
+            cc = av.CodecContext.create("libx264", "w")
+            cc.width, cc.height, cc.pix_fmt, cc.time_base, cc.framerate = w, h, "yuv420p", Fraction(1, 25), 25
+            cc.options = {"bframes": "0", **({"x264-params": "interlaced=1:tff=1"} if interlaced else {})}
+            packets = []
+            for _ in range(frames):
+                picture = np.full((h, w, 3), 40 * i % 250, np.uint8)
+                picture[:, : w // 2] = 220
+                f = av.VideoFrame.from_ndarray(picture, "rgb24").reformat(format="yuv420p")
+                f.pts, i = i, i + 1
+                packets += cc.encode(f)
+            for p in packets + cc.encode(None):
+                p.stream, p.pts, p.dts, p.time_base = s, p.pts * 3600, p.dts * 3600, s.time_base
+                out.mux(p)
+    return path
+
+
 def make_icc_video(path: Path, frames: int = 3, width: int = 64, height: int = 32) -> Path:
     """PNG-coded video (MOV) whose frames carry an ICC profile: the PNG decoder gives the profile's
     side data a name in its metadata, which PyAV mishandles (``vidsr.io.hdr.side_data``)."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from .conftest import no_partial_files
-from .media import packets, video_frames
+from .media import make_size_change, packets, video_frames
 
 
 def seconds(frames):
@@ -313,27 +313,9 @@ def test_interlaced_video_is_deinterlaced_frame_for_frame(cli, tmp_path):
 def test_an_interlaced_stream_that_changes_size_is_deinterlaced_whole(tmp_path):
     # the deinterlacer is built for the stream's size: one that changes mid-stream gets a new one
     # (the old one held the first part's last frame), so no frame is cut to the first size
-    from fractions import Fraction
-
     from vidsr.io.deinterlace import deinterlaced
 
-    src = tmp_path / "changes.ts"
-    with av.open(str(src), "w", format="mpegts") as out:
-        s = out.add_stream("h264", rate=25)
-        s.width, s.height, s.time_base = 48, 32, Fraction(1, 90000)
-        i = 0
-        for w, h in [(48, 32), (64, 48)]:
-            cc = av.CodecContext.create("libx264", "w")
-            cc.width, cc.height, cc.pix_fmt, cc.time_base, cc.framerate = w, h, "yuv420p", Fraction(1, 25), 25
-            cc.options = {"bframes": "0", "x264-params": "interlaced=1:tff=1"}
-            packets = []
-            for _ in range(4):
-                f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i % 250, np.uint8), "rgb24").reformat(format="yuv420p")
-                f.pts, i = i, i + 1
-                packets += cc.encode(f)
-            for p in packets + cc.encode(None):
-                p.stream, p.pts, p.dts, p.time_base = s, p.pts * 3600, p.dts * 3600, s.time_base
-                out.mux(p)
+    src = make_size_change(tmp_path / "changes.ts", interlaced=True)
     with av.open(str(src)) as c:
         frames = [f.reformat(format="yuv420p") for f in c.decode(video=0)]
     assert all(f.interlaced_frame for f in frames)
@@ -341,6 +323,31 @@ def test_an_interlaced_stream_that_changes_size_is_deinterlaced_whole(tmp_path):
     out = list(deinterlaced(frames, notes.append))
     assert [(f.width, f.height) for f in out] == [(f.width, f.height) for f in frames] == [(48, 32)] * 4 + [(64, 48)] * 4
     assert [f.pts for f in out] == [f.pts for f in frames] and len(notes) == 1
+
+
+@pytest.mark.parametrize("command", ["upscale", "downscale"])
+def test_a_stream_that_changes_size_keeps_every_frame_at_the_first_size(cli, tmp_path, command):
+    # frames of the second size are resampled to the first (as ffmpeg does) and said so once: none
+    # is dropped, and the output has one size (it failed with a traceback on the first such frame)
+    src = make_size_change(tmp_path / "changes.ts")
+    before = video_frames(src)
+    dst = tmp_path / "out.mkv"
+    if command == "upscale":
+        r, size = cli(src, "-o", dst, "--model", "bicubic", "--quiet"), (96, 64)
+    else:
+        r, size = cli("downscale", src, "-o", dst, "--scale", "2", "--quiet"), (24, 16)
+    assert r.code == 0, r.err
+    assert r.err.count("the video changes size from 48x32 to 64x48 at ") == 1, r.err
+    after = video_frames(dst)
+    assert seconds(after) == seconds(before)
+    assert {(f.width, f.height) for f in after} == {size}
+    def quarters(frame):  # mean luma of the outer quarters, away from the edge between the halves
+        y = frame.to_ndarray(format="gray").astype(float)
+        q = y.shape[1] // 4
+        return y[:, :q].mean(), y[:, -q:].mean()
+
+    for b, a in zip(before[4:], after[4:]):  # the second size's pictures, each resampled whole
+        assert np.allclose(quarters(b), quarters(a), atol=4), (quarters(b), quarters(a))
 
 
 def test_animated_webp_keeps_a_bt709_sources_colours(cli, tmp_path):

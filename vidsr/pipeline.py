@@ -28,7 +28,7 @@ from .errors import InputError, OutputError
 from .io.deinterlace import deinterlaced
 from .io.formats import bit_depth, has_alpha, plane_view, resized_frame, timed_like
 from .io.sink import EncodeOptions, MediaSink
-from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, decode, decode_range, open_source
+from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, at_stream_size, decode, decode_range, open_source
 from .rate_control import FixedBudget, FrameRateTarget
 from .temporal import StreamState
 
@@ -247,7 +247,8 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
         t = time.perf_counter()
         frames = (decode(container, info, job.skip_damaged, on_damage, lambda p: _put(decoded, p, stop))
                   if job.segment is None else decode_range(container, info, *job.segment))
-        for frame in deinterlaced(frames, note):
+        # deinterlaced at the size each frame was coded at (resampling mixes the fields), then one size
+        for frame in at_stream_size(deinterlaced(frames, note), info, note):
             now = time.perf_counter()
             _put(decoded, _Decoded(frame, (now - t) * 1000), stop)
             t = time.perf_counter()

@@ -17,7 +17,7 @@ import statistics
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import av
 import av.error
@@ -454,6 +454,27 @@ def decode(
     for d in found:
         if on_damage:
             on_damage(d)
+
+
+def at_stream_size(frames: Iterable[av.VideoFrame], info: VideoInfo,
+                   note: Callable[[str], None]) -> Iterator[av.VideoFrame]:
+    """``frames`` at the stream's size (``info``, its first frame's): a frame of another size (a
+    stream that changes resolution mid-way, as broadcast captures do) is resampled to it with
+    swscale's Lanczos, as ffmpeg does, so every frame is upscaled and the output keeps one size;
+    ``note`` is told once, naming the first change."""
+    told = False
+    for frame in frames:
+        if (frame.width, frame.height) == (info.width, info.height):
+            yield frame
+            continue
+        if not told:
+            told = True
+            at = f" at {float(frame.time):.3f} s" if frame.time is not None else ""
+            note(f"the video changes size from {info.width}x{info.height} to {frame.width}x{frame.height}{at}: "
+                 f"such frames are resampled to {info.width}x{info.height} first (Lanczos)")
+        out = frame.reformat(width=info.width, height=info.height, interpolation="LANCZOS")
+        out.colorspace, out.color_range = frame.colorspace, frame.color_range
+        yield timed_like(out, frame)
 
 
 def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:
