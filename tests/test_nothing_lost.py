@@ -385,21 +385,50 @@ def test_chapters_are_carried(cli, tmp_path, source):
     assert r.code == 0 and "2 chapters: mpegts cannot hold them" in r.err
 
 
-def test_an_alpha_channel_that_cannot_be_carried_is_named(cli, tmp_path):
+@pytest.mark.parametrize("alpha", [128, 255])
+def test_an_alpha_channel_that_cannot_be_carried_is_named_where_it_is_used(cli, tmp_path, alpha):
+    # a translucent picture is named (from its first translucent frame); an opaque one in a format
+    # with alpha loses nothing and is not
     import numpy as np
 
     src = tmp_path / "alpha.mov"
     with av.open(str(src), "w") as out:
         v = out.add_stream("png", rate=25)
         v.width, v.height, v.pix_fmt = 32, 32, "rgba"
-        for i in range(2):
-            f = av.VideoFrame.from_ndarray(np.full((32, 32, 4), 128, np.uint8), format="rgba")
+        for i in range(3):
+            picture = np.full((32, 32, 4), 128, np.uint8)
+            picture[..., 3] = alpha if i == 2 else 255
+            f = av.VideoFrame.from_ndarray(picture, format="rgba")
             f.pts = i
             out.mux(v.encode(f))
         out.mux(v.encode())
     r = cli(src, "-o", tmp_path / "out.mkv", "--model", "lanczos")
     assert r.code == 0, r.err
-    assert "alpha channel (rgba) is not carried" in r.err
+    if alpha < 255:
+        assert ("alpha channel (rgba) is not carried: the output is opaque "
+                "(the first translucent frame is at 0.080 s)") in r.err
+    else:
+        assert "is not carried" not in r.err, r.err
+
+
+def test_an_opaque_gif_is_not_said_to_lose_alpha(cli, tmp_path):
+    # FFmpeg decodes every GIF as bgra, transparency or not
+    import numpy as np
+
+    src = tmp_path / "opaque.gif"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("gif", rate=10)
+        v.width, v.height, v.pix_fmt = 32, 32, "rgb8"
+        for i in range(3):
+            picture = np.full((32, 32, 3), 60 * i, np.uint8)
+            f = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="rgb8")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "bgra"  # what the warning used to go by
+    r = cli(src, "-o", tmp_path / "out.mkv", "--model", "lanczos")
+    assert r.code == 0 and "is not carried" not in r.err, r.err
 
 
 @pytest.mark.parametrize("container", ["mp4", "mkv"])

@@ -370,3 +370,29 @@ def test_animated_webp_keeps_a_bt709_sources_colours(cli, tmp_path):
     with Image.open(tmp_path / "red.webp") as im:  # (identical frames: the encoder may merge them)
         colour = np.asarray(im.convert("RGB"), dtype=float)[8:-8, 8:-8].mean((0, 1))
     assert np.abs(colour - (200, 40, 40)).max() < 4, colour
+
+
+@pytest.mark.parametrize("fmt", ["yuva420p", "yuva444p10le", "argb", "bgra", "rgba64le", "ya8"])
+def test_translucency_is_read_from_the_alpha_of_every_layout(fmt):
+    # planar alpha, packed alpha first or last, 8 or more bits: opaque is the format's top value
+    from vidsr.io.formats import translucent
+
+    from vidsr.io.formats import bit_depth, plane_view
+
+    top = (1 << bit_depth(fmt)) - 1
+
+    def frame(alpha_of_one_pixel: int) -> av.VideoFrame:
+        if av.VideoFormat(fmt).is_planar:  # written plane by plane (swscale's 10-bit alpha is not exact)
+            out = av.VideoFrame(18, 16, fmt)
+            for i in range(len(out.planes)):
+                plane_view(out, i)[:] = top
+            plane_view(out, 3)[3, 5] = alpha_of_one_pixel
+            return out
+        picture = np.full((16, 18, 4), top, np.uint16 if top > 255 else np.uint8)
+        picture[3, 5, 3] = alpha_of_one_pixel
+        source = "rgba64le" if top > 255 else "rgba"
+        return av.VideoFrame.from_ndarray(picture, format=source).reformat(format=fmt)
+
+    assert not translucent(frame(top))
+    assert translucent(frame(top // 2))
+    assert not translucent(frame(0).reformat(format="yuv420p"))  # no alpha at all

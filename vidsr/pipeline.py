@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .errors import InputError, OutputError
 from .io.deinterlace import deinterlaced
-from .io.formats import bit_depth, has_alpha, plane_view, resized_frame, timed_like
+from .io.formats import bit_depth, plane_view, resized_frame, timed_like
 from .io.sink import EncodeOptions, MediaSink
 from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, at_stream_size, decode, decode_range, open_source
 from .rate_control import FixedBudget, FrameRateTarget
@@ -225,8 +225,9 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
         summary.warnings.append(msg)
         warn(msg)
 
-    if has_alpha(info.source_format):
-        note(f"the video's alpha channel ({info.source_format}) is not carried: the output is opaque")
+    def on_translucent(frame: av.VideoFrame) -> None:  # a format with alpha, but opaque frames, loses nothing
+        at = f" (the first translucent frame is at {float(frame.time):.3f} s)" if frame.time is not None else ""
+        note(f"the video's alpha channel ({info.source_format}) is not carried: the output is opaque{at}")
     if job.segment is not None:  # the segment's file holds its video alone; the join carries the rest
         total = None
         info = dataclasses.replace(info, other_streams=[], cover_pictures={})
@@ -245,8 +246,8 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
 
     def read():
         t = time.perf_counter()
-        frames = (decode(container, info, job.skip_damaged, on_damage, lambda p: _put(decoded, p, stop))
-                  if job.segment is None else decode_range(container, info, *job.segment))
+        frames = (decode(container, info, job.skip_damaged, on_damage, lambda p: _put(decoded, p, stop), on_translucent)
+                  if job.segment is None else decode_range(container, info, *job.segment, on_translucent))
         # deinterlaced at the size each frame was coded at (resampling mixes the fields), then one size
         for frame in at_stream_size(deinterlaced(frames, note), info, note):
             now = time.perf_counter()

@@ -41,6 +41,23 @@ def has_alpha(fmt_name: str) -> bool:
     return any(c.is_alpha for c in av.VideoFormat(fmt_name).components)
 
 
+def translucent(frame: av.VideoFrame) -> bool:
+    """Whether any pixel of ``frame`` is less than opaque (False for a format with no alpha): a
+    GIF decodes as bgra whether or not a frame uses transparency."""
+    fmt = frame.format
+    alpha = next((c for c in fmt.components if c.is_alpha), None)
+    if alpha is None:
+        return False
+    if fmt.is_planar:
+        values = plane_view(frame, alpha.plane)
+    else:  # packed, one sample per component: alpha first (argb, abgr) or last (rgba, ya8, rgba64, ...)
+        n, p = len(fmt.components), frame.planes[0]
+        dtype = np.uint16 if alpha.bits > 8 else np.uint8
+        pixels = np.frombuffer(p, dtype).reshape(p.height, -1)[:, : p.width * n].reshape(p.height, p.width, n)
+        values = pixels[..., 0 if fmt.name.startswith("a") else -1]
+    return int(values.min()) < (1 << alpha.bits) - 1
+
+
 def working_format(fmt: av.VideoFormat) -> str:
     """The planar format a source format is processed in (itself when it already is one)."""
     bits, shifts, _ = describe(fmt)

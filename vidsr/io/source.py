@@ -23,7 +23,7 @@ import av
 import av.error
 
 from ..errors import InputError
-from .formats import describe, timed_like, working_format
+from .formats import describe, timed_like, translucent, working_format
 from .hdr import HdrMetadata
 from .streams import is_cover_art
 
@@ -373,6 +373,7 @@ def decode(
     skip_damaged: bool = False,
     on_damage: Callable[[Damage], None] | None = None,
     on_packet: Callable[[av.Packet], None] | None = None,
+    on_translucent: Callable[[av.VideoFrame], None] | None = None,
 ) -> Iterator[av.VideoFrame]:
     """Decoded frames of the upscaled stream, in presentation order, as planar frames in
     ``info.work_format`` with their original pts. Every packet of the other streams goes to
@@ -382,12 +383,14 @@ def decode(
     the decoder rejects, a frame flagged corrupt, a packet that never gives a frame, and frames the
     header lists but the file does not hold are all damage, named by display index: an
     ``InputError`` for the first, or with ``skip_damaged`` a ``Damage`` record for each once the
-    stream is read, and the run goes on.
+    stream is read, and the run goes on. ``on_translucent`` is called with the first frame that
+    has a pixel less than opaque (the working format drops alpha).
     """
     video = container.streams[info.index]
     video.thread_type = "AUTO"  # frame + slice threads inside FFmpeg
     packets = container.demux([video] + list(info.other_streams))
     ledger = _Ledger()
+    watch = _AlphaWatch(on_translucent)
 
     def fail_fast() -> None:
         """Without --skip-damaged, stop at the first damage, naming it by display index: drain the
@@ -424,7 +427,7 @@ def decode(
                 ledger.lose(frame.pts, "the decoder flagged it corrupt")
                 fail_fast()
                 continue
-            yield _to_work(frame, info)
+            yield _to_work(watch(frame), info)
 
     try:
         for packet in packets:
@@ -477,6 +480,20 @@ def at_stream_size(frames: Iterable[av.VideoFrame], info: VideoInfo,
         yield timed_like(out, frame)
 
 
+class _AlphaWatch:
+    """Passes frames through; calls ``told`` with the first one that is translucent, then stops
+    looking (a stream with alpha is checked frame by frame until then)."""
+
+    def __init__(self, told: Callable[[av.VideoFrame], None] | None):
+        self.told = told
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self.told is not None and translucent(frame):
+            self.told, told = None, self.told
+            told(frame)
+        return frame
+
+
 def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:
     if frame.format.name == info.work_format:
         return frame
@@ -487,7 +504,8 @@ def _to_work(frame: av.VideoFrame, info: VideoInfo) -> av.VideoFrame:
     return timed_like(out, frame)
 
 
-def decode_range(container, info: VideoInfo, start: int, end: int | None) -> Iterator[av.VideoFrame]:
+def decode_range(container, info: VideoInfo, start: int, end: int | None,
+                 on_translucent: Callable[[av.VideoFrame], None] | None = None) -> Iterator[av.VideoFrame]:
     """The frames of the upscaled stream whose timestamps lie in [``start``, ``end``) (``end``
     None: to the end), in presentation order, as ``decode`` gives them: a segment of a long video
     run on its own (``vidsr batch``). ``start`` and ``end`` are keyframes' timestamps.
@@ -495,8 +513,10 @@ def decode_range(container, info: VideoInfo, start: int, end: int | None) -> Ite
     Reading starts at the keyframe at or before ``start``. It goes on past the keyframe at ``end``
     until a packet presented after it, so that pictures of the next group that are presented
     before ``end`` (an open group's leading pictures) are in too. Every packet in the range must
-    give an undamaged frame, or the segment fails naming the frame's timestamp."""
+    give an undamaged frame, or the segment fails naming the frame's timestamp. ``on_translucent``:
+    as ``decode``'s."""
     video = container.streams[info.index]
+    watch = _AlphaWatch(on_translucent)
     video.thread_type = "AUTO"
     container.seek(start, stream=video, backward=True, any_frame=False)
     inside = (lambda pts: pts is not None and start <= pts) if end is None else \
@@ -514,7 +534,7 @@ def decode_range(container, info: VideoInfo, start: int, end: int | None) -> Ite
             if frame.is_corrupt:
                 raise InputError(f"{container.name}: damaged video at pts {frame.pts} (the decoder flagged it corrupt)")
             got.add(frame.pts)
-            yield _to_work(frame, info)
+            yield _to_work(watch(frame), info)
 
     past_end = False
     for packet in container.demux(video):
