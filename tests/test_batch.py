@@ -378,3 +378,32 @@ def test_editing_a_preset_the_batch_names_redoes_its_files(tmp_path, local_ray, 
     assert run_batch(Options(src, dst, flags=flags, progress=False)).done == 1
     assert (dst / "a.mp4").stat().st_size > small
     assert "done a.mp4" not in capsys.readouterr().err  # no progress (--quiet): no per-file lines
+
+
+def test_a_stop_signal_ends_the_batch_cleanly_and_it_resumes(tmp_path, local_ray):
+    """SIGTERM to the driver (a scheduler's or a service manager's stop) while a worker writes: the
+    batch ends as Ctrl-C ends it (one line, exit 130), with no stack dump from Ray and no partial
+    file left; the rerun does the rest."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        make_video(src / f"c{i}.mp4", Spec(width=192, height=128, frames=60))
+    dst = tmp_path / "dst"
+    cmd = [sys.executable, "-m", "vidsr", "batch", str(src), str(dst), "--workers", "1", "--quiet",
+           "--model", "plain", "--tile", "16"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # its own Ray
+    deadline, signalled = time.time() + 240, False
+    while time.time() < deadline and proc.poll() is None:
+        if dst.exists() and any(p.stat().st_size > 0 for p in dst.glob(".*.vidsr-partial-*")):
+            proc.send_signal(signal.SIGTERM)
+            signalled = True
+            break
+        time.sleep(0.05)
+    err = proc.communicate(timeout=120)[1]
+    assert signalled, "no worker started writing"
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "vidsr: interrupted", err
+    assert "SIGTERM received" not in err and "Traceback" not in err, err
+    assert not list(dst.glob(".*partial*"))
+    rerun = subprocess.run(cmd + ["--address", local_ray], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert all(len(frames_of(dst / f"c{i}.mp4")) == 60 for i in range(2))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import SettingsError, VidsrError
+from ..io.output_paths import PARTIAL_NAME, remove_stale_partials
 from ..models.weights import check_model_name, sha256_of
 from . import segments as seg
 from .discover import discover
@@ -243,6 +246,12 @@ def run_batch(opts: Options) -> Report:
 
 def _run_on_ray(opts: Options, todo: list[Item], tasks: dict, manifest: Manifest, digest: str, report: Report) -> None:
     ray, started = start_ray(opts.address)
+    # Ray's own SIGTERM handler dumps a stack trace and ends the process; a stop sent by a scheduler
+    # or a service manager ends the batch as Ctrl-C does instead: workers killed, Ray shut down, one
+    # line, and the manifest left to resume from
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     actors = []
     try:
         from ray.util.queue import Queue
@@ -282,10 +291,33 @@ def _run_on_ray(opts: Options, todo: list[Item], tasks: dict, manifest: Manifest
                     _finish(opts, by_rel[task.rel], results[task.rel], manifest, digest, report, bar)
         bar.close()
     finally:
-        for actor in actors:  # their CPU shares go back to the cluster
-            ray.kill(actor)
-        if started:
-            ray.shutdown()
+        if started:  # a local instance: its workers go with it (killing them one by one first made
+            ray.shutdown()  # Ray print a retry notice for each task still running)
+            # workers killed mid-file (an interrupted batch) leave their partial files: a local
+            # instance's workers are this machine's processes, so those whose process is gone go
+            _remove_partials({Path(t.dst).parent for i in todo for t in tasks[i.rel]})
+        else:
+            for actor in actors:  # their CPU shares go back to the cluster
+                ray.kill(actor)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_partials(folders: set[Path], wait: float = 5.0) -> None:
+    """Remove the partial files in ``folders`` whose process is gone, waiting up to ``wait``
+    seconds for killed workers to exit."""
+    deadline = time.monotonic() + wait
+    folders = {f for f in folders if f.is_dir()}
+    while True:
+        for folder in folders:
+            remove_stale_partials(folder)
+        if not any(PARTIAL_NAME.match(p.name) for f in folders for p in f.iterdir()) or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _finish(opts: Options, item: Item, results: list, manifest: Manifest, digest: str, report: Report, bar) -> None:
