@@ -141,3 +141,27 @@ def test_flags_that_do_not_apply_are_named(cli, media, tmp_path):
     assert r.code == 0 and "--stats applies to video" in r.err and not (tmp_path / "s.jsonl").exists()
     r = cli("downscale", media["odd.mkv"], "-o", tmp_path / "lr.mkv", "--preset", "realtime")
     assert r.code == 0 and "preset realtime: fps_target, model are upscaling settings" in r.err
+
+
+def test_decode_time_leaves_out_the_wait_for_room_for_other_streams_packets(cli, media, tmp_path, monkeypatch):
+    # the reader hands audio packets to the same queue as frames: while the upscaler is behind, its
+    # wait for room there is not decoding (here each audio packet's hand-over is held 0.2 s)
+    import time
+
+    import av
+
+    from vidsr import pipeline
+
+    real = pipeline._put
+
+    def slow_for_packets(q, item, stop):
+        if isinstance(item, av.Packet):
+            time.sleep(0.2)
+        return real(q, item, stop)
+
+    monkeypatch.setattr(pipeline, "_put", slow_for_packets)
+    stats = tmp_path / "stats.jsonl"
+    r = cli(media["cfr.mp4"], "-o", tmp_path / "o.mp4", "--model", "bicubic", "--stats", stats, "--quiet")
+    assert r.code == 0, r.err
+    decode_ms = [json.loads(line)["ms"]["decode"] for line in stats.read_text().splitlines()]
+    assert len(decode_ms) == 12 and max(decode_ms) < 100, decode_ms  # a 64-px frame decodes in about 1 ms

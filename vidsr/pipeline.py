@@ -245,14 +245,20 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
         note(f"skipped damaged {d.describe()}")
 
     def read():
-        t = time.perf_counter()
-        frames = (decode(container, info, job.skip_damaged, on_damage, lambda p: _put(decoded, p, stop), on_translucent)
+        t, waited = time.perf_counter(), [0.0]
+
+        def other_packet(packet) -> None:  # its wait for room in the queue is not decoding time
+            started = time.perf_counter()
+            _put(decoded, packet, stop)
+            waited[0] += time.perf_counter() - started
+
+        frames = (decode(container, info, job.skip_damaged, on_damage, other_packet, on_translucent)
                   if job.segment is None else decode_range(container, info, *job.segment, on_translucent))
         # deinterlaced at the size each frame was coded at (resampling mixes the fields), then one size
         for frame in at_stream_size(deinterlaced(frames, note), info, note):
-            now = time.perf_counter()
-            _put(decoded, _Decoded(frame, (now - t) * 1000), stop)
-            t = time.perf_counter()
+            decode_ms = (time.perf_counter() - t - waited[0]) * 1000
+            _put(decoded, _Decoded(frame, decode_ms), stop)
+            t, waited[0] = time.perf_counter(), 0.0
         _put(decoded, _DONE, stop)
 
     def write():
