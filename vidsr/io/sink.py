@@ -63,6 +63,7 @@ FRAME_RATE_CONTAINERS = {"yuv4mpegpipe", "avi"}
 # encoders that read any YUV they are given as BT.601 limited range (WebP is defined so): given RGB,
 # they convert it themselves, and decoders give the same RGB back
 RGB_IN = {"libwebp", "libwebp_anim"}
+PALETTED = {"gif"}  # encoders given pal8 frames with a palette of their own (io/palette.py), colour sources
 DURATIONS_HELD = 256  # frame durations awaiting their packets: well beyond any encoder's delay
 
 
@@ -133,6 +134,7 @@ class MediaSink:
         self._durations: dict = {}
         fmt = container_format_for(final)
         self.format = fmt
+        self._palettes = None  # a paletted encoder's per-frame palettes (io/palette.py)
         if not self.encoded:
             codec, note = video_encoder_for(fmt, enc.codec, info.work_format)
             if note:
@@ -143,6 +145,11 @@ class MediaSink:
                 raise SettingsError(str(e)) from None
             if codec.name in RGB_IN and not enc.pix_fmt and "bgra" in {f.name for f in codec.video_formats or []}:
                 self.pix_fmt, notes = "bgra", []  # converted here with the source's own matrix and range
+            if codec.name in PALETTED and not enc.pix_fmt and self.pix_fmt != "gray":
+                from .palette import FramePalettes
+
+                self.pix_fmt, self._palettes = "pal8", FramePalettes()
+                notes = [f"{codec.name} holds 256 colours a frame: each frame gets its own palette, dithered"]
             for n in notes:
                 warn(n)
             # what the pipeline fills (its luma plane written by the engine); converted to pix_fmt here
@@ -275,7 +282,10 @@ class MediaSink:
         # A decoded frame keeps its picture type, and encoders obey a forced one: from an intra-only
         # source (FFV1, ProRes, MJPEG) every frame would be a keyframe. The encoder picks its own GOP.
         frame.pict_type = av.video.frame.PictureType.NONE
-        if frame.format.name != self.pix_fmt:  # an RGB or packed encoder: converted with the output's matrix
+        if self._palettes is not None:  # converted with the output's matrix, then given its own palette
+            frame = self._palettes(timed_like(frame.reformat(format="bgra", src_colorspace=self._matrix,
+                                                             src_color_range=self._range, dst_color_range=self._range), frame))
+        elif frame.format.name != self.pix_fmt:  # an RGB or packed encoder: converted with the output's matrix
             frame = timed_like(frame.reformat(format=self.pix_fmt, src_colorspace=self._matrix,
                                               src_color_range=self._range, dst_color_range=self._range), frame)
         try:
