@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from .io.formats import bit_depth, plane_view, resized_frame, timed_like
 from .io.sink import EncodeOptions, MediaSink
 from .io.source import MAX_OUTPUT_PIXELS, Damage, VideoInfo, at_stream_size, decode, decode_range, open_source
 from .rate_control import FixedBudget, FrameRateTarget
+from .runtime import sigterm_as_interrupt
 from .temporal import StreamState
 
 if TYPE_CHECKING:
@@ -279,59 +279,51 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
     # disable=None: a bar on a terminal only, not in logs
     bar = tqdm(total=total, unit="frame", desc=job.input.name, disable=None if job.progress else True,
                dynamic_ncols=True, leave=False)
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.perf_counter()
-    try:
-        process = processor(info, sink, note, summary)
-        reader.start()
-        writer.start()
+    with sigterm_as_interrupt():
         try:
-            while True:
-                item = _get(decoded, stop)
-                if item is _DONE:
-                    break
-                if isinstance(item, _Decoded):
-                    out = process(item)
-                    done = time.perf_counter() - started
-                    out.record["t"] = round(done, 4)
-                    summary.last_done = done
-                    if summary.frames == 2:  # this was the second frame (process counts it)
-                        summary.second_done = done
-                    _put(encoded, out, stop)
-                    bar.update(1)
-                else:
-                    _put(encoded, item, stop)
-            _put(encoded, _DONE, stop)
+            process = processor(info, sink, note, summary)
+            reader.start()
+            writer.start()
+            try:
+                while True:
+                    item = _get(decoded, stop)
+                    if item is _DONE:
+                        break
+                    if isinstance(item, _Decoded):
+                        out = process(item)
+                        done = time.perf_counter() - started
+                        out.record["t"] = round(done, 4)
+                        summary.last_done = done
+                        if summary.frames == 2:  # this was the second frame (process counts it)
+                            summary.second_done = done
+                        _put(encoded, out, stop)
+                        bar.update(1)
+                    else:
+                        _put(encoded, item, stop)
+                _put(encoded, _DONE, stop)
+                writer.join()
+            except _Stopped:
+                pass
+            stop.set()
+            reader.join()
             writer.join()
-        except _Stopped:
-            pass
-        stop.set()
-        reader.join()
-        writer.join()
-        for stage in (reader, writer):  # the first real failure, not the stops it caused
-            if stage.error is not None and not isinstance(stage.error, _Stopped):
-                raise stage.error
-        sink.close()
-    except av.error.FFmpegError as e:
-        sink.abort()
-        raise OutputError(f"{job.output}: encoding failed ({e})") from None
-    except BaseException:
-        sink.abort()
-        raise
-    finally:
-        stop.set()
-        bar.close()
-        container.close()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+            for stage in (reader, writer):  # the first real failure, not the stops it caused
+                if stage.error is not None and not isinstance(stage.error, _Stopped):
+                    raise stage.error
+            sink.close()
+        except av.error.FFmpegError as e:
+            sink.abort()
+            raise OutputError(f"{job.output}: encoding failed ({e})") from None
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            stop.set()
+            bar.close()
+            container.close()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, budget, pix_fmt: str, out_bits: int,

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -31,3 +34,24 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
         _done = False
     return _done
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Inside, SIGTERM (a scheduler's or a service manager's stop) raises ``KeyboardInterrupt`` in
+    the main thread, as Ctrl-C does, so the run cleans up (no partial file, workers stopped) and
+    ends with one line; Ray's own handler would dump a stack and exit. Off the main thread, where
+    Python takes no handler, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

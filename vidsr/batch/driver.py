@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from tqdm import tqdm
 from ..errors import SettingsError, VidsrError
 from ..io.output_paths import PARTIAL_NAME, remove_stale_partials
 from ..models.weights import check_model_name, sha256_of
+from ..runtime import sigterm_as_interrupt
 from . import segments as seg
 from .discover import discover
 from .jobs import job_args
@@ -246,61 +245,57 @@ def run_batch(opts: Options) -> Report:
 
 def _run_on_ray(opts: Options, todo: list[Item], tasks: dict, manifest: Manifest, digest: str, report: Report) -> None:
     ray, started = start_ray(opts.address)
-    # Ray's own SIGTERM handler dumps a stack trace and ends the process; a stop sent by a scheduler
-    # or a service manager ends the batch as Ctrl-C does instead: workers killed, Ray shut down, one
-    # line, and the manifest left to resume from
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+    # a stop (SIGTERM) ends the batch as Ctrl-C does, not with Ray's stack dump: workers stopped, Ray
+    # shut down, one line, and the manifest left to resume from
     actors = []
-    try:
-        from ray.util.queue import Queue
+    with sigterm_as_interrupt():
+        try:
+            from ray.util.queue import Queue
 
-        all_tasks = [t for i in todo for t in tasks[i.rel]]
-        resources = ray.cluster_resources()
-        workers, threads, gpus = plan_workers(opts.workers, len(all_tasks), resources.get("CPU", 1), resources.get("GPU", 0))
-        Worker = make_worker_class(ray)
-        actors += [Worker.options(num_cpus=threads, num_gpus=gpus).remote(threads) for _ in range(workers)]
-        queue = Queue(actor_options={"num_cpus": 0})  # frame counts from the workers; it needs no CPU of theirs
-        bar = tqdm(total=len(todo), unit="file", desc="vidsr batch", disable=None if opts.progress else True,
-                   dynamic_ncols=True)
-        frames = [0]
-        left = {i.rel: len(tasks[i.rel]) for i in todo}
-        by_rel = {i.rel: i for i in todo}
-        results: dict[str, list] = {i.rel: [] for i in todo}
-        for item in todo:  # a long file whose segments are all done from an earlier run: join it now
-            if not tasks[item.rel]:
-                _finish(opts, item, [], manifest, digest, report, bar)
-        pending = list(all_tasks)
-        in_flight: dict = {}  # object ref -> (task, the actor running it)
-        idle = list(actors)
-        while pending or in_flight:
-            while idle and pending:  # every worker busy while there is work
-                actor, task = idle.pop(), pending.pop(0)
-                in_flight[actor.run.remote(task, queue)] = (task, actor)
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
-            while not queue.empty():
-                frames[0] += queue.get_nowait()
-                bar.set_postfix(frames=frames[0])
-            for ref in ready:
-                task, actor = in_flight.pop(ref)
-                idle.append(actor)
-                results[task.rel].append((task, task_result(ray, ref)))
-                left[task.rel] -= 1
-                if left[task.rel] == 0:
-                    _finish(opts, by_rel[task.rel], results[task.rel], manifest, digest, report, bar)
-        bar.close()
-    finally:
-        if started:  # a local instance: its workers go with it (killing them one by one first made
-            ray.shutdown()  # Ray print a retry notice for each task still running)
-            # workers killed mid-file (an interrupted batch) leave their partial files: a local
-            # instance's workers are this machine's processes, so those whose process is gone go
-            _remove_partials({Path(t.dst).parent for i in todo for t in tasks[i.rel]})
-        else:
-            for actor in actors:  # their CPU shares go back to the cluster
-                ray.kill(actor)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+            all_tasks = [t for i in todo for t in tasks[i.rel]]
+            resources = ray.cluster_resources()
+            workers, threads, gpus = plan_workers(opts.workers, len(all_tasks), resources.get("CPU", 1),
+                                                  resources.get("GPU", 0))
+            Worker = make_worker_class(ray)
+            actors += [Worker.options(num_cpus=threads, num_gpus=gpus).remote(threads) for _ in range(workers)]
+            queue = Queue(actor_options={"num_cpus": 0})  # frame counts from the workers; it needs no CPU of theirs
+            bar = tqdm(total=len(todo), unit="file", desc="vidsr batch", disable=None if opts.progress else True,
+                       dynamic_ncols=True)
+            frames = [0]
+            left = {i.rel: len(tasks[i.rel]) for i in todo}
+            by_rel = {i.rel: i for i in todo}
+            results: dict[str, list] = {i.rel: [] for i in todo}
+            for item in todo:  # a long file whose segments are all done from an earlier run: join it now
+                if not tasks[item.rel]:
+                    _finish(opts, item, [], manifest, digest, report, bar)
+            pending = list(all_tasks)
+            in_flight: dict = {}  # object ref -> (task, the actor running it)
+            idle = list(actors)
+            while pending or in_flight:
+                while idle and pending:  # every worker busy while there is work
+                    actor, task = idle.pop(), pending.pop(0)
+                    in_flight[actor.run.remote(task, queue)] = (task, actor)
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
+                while not queue.empty():
+                    frames[0] += queue.get_nowait()
+                    bar.set_postfix(frames=frames[0])
+                for ref in ready:
+                    task, actor = in_flight.pop(ref)
+                    idle.append(actor)
+                    results[task.rel].append((task, task_result(ray, ref)))
+                    left[task.rel] -= 1
+                    if left[task.rel] == 0:
+                        _finish(opts, by_rel[task.rel], results[task.rel], manifest, digest, report, bar)
+            bar.close()
+        finally:
+            if started:  # a local instance: its workers go with it (killing them one by one first made
+                ray.shutdown()  # Ray print a retry notice for each task still running)
+                # workers killed mid-file (an interrupted batch) leave their partial files: a local
+                # instance's workers are this machine's processes, so those whose process is gone go
+                _remove_partials({Path(t.dst).parent for i in todo for t in tasks[i.rel]})
+            else:
+                for actor in actors:  # their CPU shares go back to the cluster
+                    ray.kill(actor)
 
 
 def _remove_partials(folders: set[Path], wait: float = 5.0) -> None:
@@ -314,10 +309,6 @@ def _remove_partials(folders: set[Path], wait: float = 5.0) -> None:
         if not any(PARTIAL_NAME.match(p.name) for f in folders for p in f.iterdir()) or time.monotonic() > deadline:
             return
         time.sleep(0.1)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _finish(opts: Options, item: Item, results: list, manifest: Manifest, digest: str, report: Report, bar) -> None:
