@@ -282,12 +282,12 @@ class MediaSink:
         # A decoded frame keeps its picture type, and encoders obey a forced one: from an intra-only
         # source (FFV1, ProRes, MJPEG) every frame would be a keyframe. The encoder picks its own GOP.
         frame.pict_type = av.video.frame.PictureType.NONE
-        if self._palettes is not None:  # converted with the output's matrix, then given its own palette
-            frame = self._palettes(timed_like(frame.reformat(format="bgra", src_colorspace=self._matrix,
-                                                             src_color_range=self._range, dst_color_range=self._range), frame))
-        elif frame.format.name != self.pix_fmt:  # an RGB or packed encoder: converted with the output's matrix
-            frame = timed_like(frame.reformat(format=self.pix_fmt, src_colorspace=self._matrix,
+        target = "bgra" if self._palettes is not None else self.pix_fmt  # a palette is made from RGB
+        if frame.format.name != target:  # an RGB or packed encoder: converted with the output's matrix
+            frame = timed_like(frame.reformat(format=target, src_colorspace=self._matrix,
                                               src_color_range=self._range, dst_color_range=self._range), frame)
+        if self._palettes is not None:
+            frame = self._palettes(frame)
         try:
             self._mux_video(self.video.encode(frame))
         except (av.error.FFmpegError, OSError) as e:
