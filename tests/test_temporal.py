@@ -146,20 +146,18 @@ def corner_engine() -> Engine:
 
 
 def split_tile(engine, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """(the tile ``touched`` changes, its output pixels beyond twice the receptive radius of the
-    change (still pixels are judged per block of the radius, with its neighbours), those within
-    the radius) as (H*2, W*2) masks."""
+    """(the tile ``touched`` changes, its output pixels beyond the receptive radius of the change,
+    those within it) as (H*2, W*2) masks."""
     grid = engine.grid(*x.shape[-2:])
     y, x0 = CORNER[0].start, CORNER[1].start
     tile = next(i for i, t in enumerate(grid.tiles) if t.y0 <= y < t.y0 + t.h and t.x0 <= x0 < t.x0 + t.w)
     t, r = grid.tiles[tile], engine.context
     in_tile = torch.zeros(x.shape[-2:], dtype=torch.bool)
     in_tile[t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w] = True
-    near, reach = torch.zeros_like(in_tile), torch.zeros_like(in_tile)
+    near = torch.zeros_like(in_tile)
     near[max(0, y - r) : y + 2 + r, max(0, x0 - r) : x0 + 2 + r] = True
-    reach[max(0, y - 2 * r) : y + 2 + 2 * r, max(0, x0 - 2 * r) : x0 + 2 + 2 * r] = True
     up = lambda m: m.repeat_interleave(2, 0).repeat_interleave(2, 1)  # noqa: E731
-    far = up(in_tile & ~reach)
+    far = up(in_tile & ~near)
     assert far.sum() >= 4 * 200  # a test of something
     return tile, far, up(in_tile & near)
 
@@ -214,6 +212,50 @@ def test_no_still_pixel_is_kept_for_more_than_max_age_frames():
         engine.upscale(touched(x, k % 2), MacBudget(0.5), stream=stream)
         ages.append(int(stream.pixel_age[far[::2, ::2]].max()))
     assert max(ages) == MAX_AGE and ages[MAX_AGE + 1] == 0
+
+
+def test_a_still_pixel_at_its_age_limit_waits_until_its_tile_runs_as_dear_a_route():
+    """A tile whose corner changes every frame runs every frame, first on a dear route, then on the
+    cheapest: its still pixels keep the dear output past MAX_AGE (a refresh would swap them to the
+    cheap route, a loss and a flicker) until twice MAX_AGE; a frame that runs the tile dear again
+    refreshes them at once."""
+    engine = corner_engine()
+    x = textured_frame(seed=9)
+    tile, far, _ = split_tile(engine, x)
+    far_lr = far[::2, ::2]
+
+    def run(k: int, budget: float) -> tuple[int, int]:
+        engine.upscale(touched(x, k % 2), MacBudget(budget), stream=stream)
+        return int(stream.pixel_age[far_lr].max()), int(stream.routes[tile])
+
+    stream = StreamState()
+    _, dear = run(0, 0.5)
+    seen = [run(k, 0.0) for k in range(1, 2 * MAX_AGE + 2)]
+    assert all(route < dear for _, route in seen)
+    ages = [age for age, _ in seen]
+    assert max(ages) == 2 * MAX_AGE and ages[2 * MAX_AGE] == 0  # waited, then refreshed at twice the limit
+    assert ages[MAX_AGE] == MAX_AGE + 1
+
+    stream = StreamState()
+    run(0, 0.5)
+    for k in range(1, MAX_AGE + 3):
+        run(k, 0.0)
+    age, route = run(MAX_AGE + 3, 0.5)
+    assert route == dear and age == 0  # its route again: refreshed on it
+    assert (stream.pixel_routes[far_lr] == dear).all()
+
+
+def test_dilate_marks_every_pixel_within_the_radius_of_a_marked_one():
+    from vidsr.temporal import dilate
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(37, 53), (5, 3), (1, 1), (40, 9)]:
+        for r in (0, 1, 2, 7, 20):
+            mask = torch.rand(shape, generator=g) > 0.95
+            brute = torch.zeros(shape, dtype=torch.bool)
+            for y, x in torch.nonzero(mask).tolist():
+                brute[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] = True
+            assert torch.equal(dilate(mask, r), brute), (shape, r)
 
 
 # unit prices where w16 on every tile costs 40 ms, twice w8's
@@ -459,5 +501,7 @@ def test_the_still_pixels_benchmark_runs_each_way_on_the_same_budgets(tmp_path):
     res = still_pixels(path, truth)
     assert res["on"]["flicker"] < res["off"]["flicker"]
     assert abs(res["on"]["psnr_y"] - res["off"]["psnr_y"]) < 0.5
+    assert res["reference"]["run"] == "arm-espcn full everywhere" and res["reference"]["flicker"] is not None
     row = still_report({"clips": {"moving-block": {"still_pixels": res}}}).splitlines()[-1]
     assert row.startswith("| moving-block |") and f"{res['on']['flicker']:.3f}" in row
+    assert row.endswith(f"| arm-espcn full everywhere | {res['reference']['psnr_y']:.3f} | {res['reference']['flicker']:.3f} |")
