@@ -283,6 +283,45 @@ def test_a_trained_plain_net_starts_the_plain_supernet_at_full_width(image_dirs,
                        model_config={"channels": 8, "blocks": 1}), progress=False)
 
 
+def test_sort_channels_keeps_the_full_width_and_starts_the_narrow_width_from_the_units_it_uses(image_dirs, tmp_path):
+    # a plain net whose first hidden channels are dead starts arm-plain with a dead w4; sorted by
+    # importance, the full width computes the same and w4 is made of live units
+    entry = Trainer(config(image_dirs, tmp_path / "plain", iterations=3), progress=False).run()
+    given = tmp_path / "plain" / entry["file"]
+    state = registry.load(str(given), 2).module.state_dict()
+    state["body.0.bias"][:4] = -100.0  # the first conv's first four units never fire
+    from safetensors.torch import save_file
+
+    dead = tmp_path / "dead" / "plain-x2.safetensors"
+    dead.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dead))
+    manifest = json.loads((given.parent / "manifest.json").read_text())
+    manifest["models"][0].update(file=dead.name, sha256=weights.sha256_of(dead), bytes=dead.stat().st_size)
+    (dead.parent / "manifest.json").write_text(json.dumps(manifest))
+
+    def start(out, **kw):
+        t = Trainer(config(image_dirs, tmp_path / out, arch="arm-plain", iterations=2, init=dead,
+                           model_config={"widths": [4, 8], "convs": 2}, **kw), progress=False)
+        t.model.eval()
+        return t
+
+    plain, as_is, ordered = registry.load(str(dead), 2).module, start("as-is"), start("sorted", sort_channels=True)
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(ordered.model(x, "w8"), plain(x), atol=1e-5)  # the full width as given
+        assert float(as_is.model.body[0](x)[:, :4].amax()) < 0  # w4's first layer: dead as given
+        assert float(ordered.model.body[0](x)[:, :4].amax()) > 0  # live once sorted
+    assert ordered.init_info["sorted_channels"] > 0 and "sorted_channels" not in as_is.init_info
+    with pytest.raises(ValueError, match="sort-channels"):
+        Trainer(config(image_dirs, tmp_path / "wdsr", arch="arm-wdsr", init=dead, sort_channels=True,
+                       model_config={"widths": [4, 8], "blocks": 1}), progress=False)
+
+
+def test_cli_sort_channels_needs_init(image_dirs, tmp_path, cli):
+    r = cli(*cli_train_args(image_dirs, tmp_path / "run", 2), "--sort-channels")
+    assert r.code != 0 and "--sort-channels goes with --init" in r.err and not (tmp_path / "run").exists()
+
+
 def test_an_x2_run_starts_an_x4_run_with_its_body(tmp_path):
     # the body's convolutions do not depend on the scale, the upsampling tail does: --init from an
     # x2 net copies the former and starts the latter fresh

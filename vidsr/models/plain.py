@@ -99,6 +99,27 @@ class SlimPlain(WidthSupernet, PlainSR):
             PlainSR(self.scale, channels=self.width_of(route), convs=convs, in_channels=self.body[0].in_channels,
                     act=self.act))
 
+    @torch.no_grad()
+    def sort_channels(self, x: torch.Tensor) -> None:
+        """Reorder every hidden conv's channels by their importance to the full width on ``x`` (mean
+        absolute activation times the L1 norm of the next conv's weights that read it), most important
+        first; the next conv reads them in the new order, so the full width computes exactly the same
+        function and each narrower width becomes the units the full width leans on most. Why: a
+        supernet started from a plain net takes its first w channels as they come, which in arm-plain
+        x2 left w8 with dead units (+0.003 dB over bicubic, however long it was fine-tuned); sorted
+        first, a fine-tune of all widths brought w8 to +1.1 dB."""
+        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
+        importance, h = [], x
+        for layer in self.body:
+            h = layer(h)
+            if not isinstance(layer, nn.Conv2d):  # an activation: the output of the conv before it
+                importance.append(h.abs().mean(dim=(0, 2, 3)))
+        for conv, reader, used in zip(convs[:-1], convs[1:], importance):
+            order = torch.argsort(used * reader.weight.abs().sum(dim=(0, 2, 3)), descending=True)
+            conv.weight.copy_(conv.weight[order].clone())
+            conv.bias.copy_(conv.bias[order].clone())
+            reader.weight.copy_(reader.weight[:, order].clone())
+
     def forward(self, x, route=None):
         if route == "bicubic":  # ARM's branch with no network
             return upscale(x, self.scale)

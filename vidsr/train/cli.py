@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-width-steps", type=at_least(0), metavar="N",
                    help="ARM only: train the full width alone for the first N steps, then draw widths "
                    "(default: a tenth of --iterations from scratch, 0 with --init)")
+    p.add_argument("--sort-channels", action="store_true",
+                   help="with --init, ARM plain stacks only: first reorder each hidden layer's channels by their "
+                   "importance to the full width (its function unchanged), so the narrow widths start from the "
+                   "units it uses most")
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start a new run from a .safetensors file (listed in a manifest beside it; any scale, so "
                    "an x2 net can start an x4 run): tensors of matching name and shape are copied, the rest "
@@ -133,6 +137,8 @@ def main(argv: list[str]) -> int:
         args.val_dir = args.val_dir or args.data / "val"
     if args.codec is not None and not args.codec_crfs:
         raise SettingsError("--codec goes with --codec-crfs (the CRFs to train at)")
+    if args.sort_channels and args.init is None:
+        raise SettingsError("--sort-channels goes with --init (it reorders trained weights)")
     if args.full_width_steps is not None:
         if args.full_width_steps < 0:
             raise SettingsError(f"--full-width-steps must be 0 or more, not {args.full_width_steps}")
@@ -150,7 +156,7 @@ def main(argv: list[str]) -> int:
         clip=args.clip or None, **({} if args.width_power is None else {"width_power": args.width_power}),
         **({} if args.select is None else {"select": args.select}),
         **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
-        full_width_steps=args.full_width_steps, ema=args.ema, loss=args.loss,
+        full_width_steps=args.full_width_steps, ema=args.ema, loss=args.loss, sort_channels=args.sort_channels,
         codec_crfs=args.codec_crfs, **({} if args.codec is None else {"codec": args.codec}),
     )
     if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder

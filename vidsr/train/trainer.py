@@ -45,6 +45,7 @@ from .data import PatchSampler, default_folder, load_pairs
 from .evaluate import evaluate, routed_validation, upscale_image
 
 ARM_TABLE_PATCH = 32  # LR patch side of the Edge-to-PSNR table (ARM's official size)
+SORT_PATCHES = 64  # training patches the importance of a supernet's channels is measured on (sort_channels)
 
 
 # Gradient clipping (global norm), set just above the norms of healthy steps: warm restarts of the
@@ -110,6 +111,11 @@ class TrainConfig:
     # ``stage1_fraction=1`` this retrains only the light upsampler and classifier (e.g. a different
     # light head) over a trained backbone and heavy upsampler.
     init: Path | None = None
+    # ARM plain stacks: a run started from ``init`` first reorders each hidden layer's channels by
+    # their importance to the full width (``SlimPlain.sort_channels``, on a batch of training
+    # patches), which keeps the full width's function and makes the narrow widths of the units it
+    # uses most: without it, arm-plain x2's w8 stayed dead (+0.003 dB over bicubic)
+    sort_channels: bool = False
     # decay of an exponential moving average of the weights, validated and exported instead of the
     # raw ones (0: none). Why: a small validation set swings between validations late in a cosine
     # segment, so the raw state chosen is partly the luck of the step it was validated at.
@@ -182,8 +188,14 @@ class Trainer:
             self.full_width_steps = (cfg.full_width_steps if cfg.full_width_steps is not None
                                      else 0 if cfg.init is not None else cfg.iterations // 10)
         self.init_info: dict | None = None
+        if cfg.sort_channels and not hasattr(self.model, "sort_channels"):
+            raise ValueError(f"--sort-channels applies to plain-stack supernets (arm-plain), not {cfg.arch}")
         if cfg.init is not None and not (cfg.out / "checkpoint.pt").exists():
             self.init_info = self._init_from(Path(cfg.init))
+            if cfg.sort_channels:  # its own sampler and seed: the training batches stay as without it
+                lr, _ = PatchSampler(train_pairs, cfg.scale, cfg.patch, cfg.seed + 2).batch(SORT_PATCHES)
+                self.model.sort_channels(lr.to(self.device))
+                self.init_info["sorted_channels"] = SORT_PATCHES
         self._make_optimizer()
         self.ema = self._new_average()
         cfg.out.mkdir(parents=True, exist_ok=True)
