@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vidsr.bench.quality import _checks, report
 
 
@@ -90,3 +92,16 @@ def test_a_missing_image_folder_is_one_line(cli, tmp_path):
     assert r.code == 2
     assert len(r.error_lines) == 1 and "--val-dir" in r.error_lines[0]
     assert "Traceback" not in r.err
+
+
+def test_a_delivery_plot_without_matplotlib_fails_before_the_run(cli, tmp_path, monkeypatch):
+    """--plot needs the bench extra: without matplotlib the bench says so in one line and exits
+    before any clip is rendered (it used to fail at the end, losing the run)."""
+    import sys
+
+    import vidsr.bench.delivery as delivery
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # an import of it now raises ImportError
+    monkeypatch.setattr(delivery, "run", lambda *a, **k: pytest.fail("the run started"))
+    r = cli("bench", "delivery", "--frames", "1", "--plot", str(tmp_path / "rd.png"))
+    assert r.code == 2 and "--plot needs matplotlib" in r.err and len(r.err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ from vidsr.budget import MacBudget, TimeBudget
 from vidsr.engine import Engine
 from vidsr.routing import build_router
 from vidsr.routing.protocol import uniform_unit
-from vidsr.temporal import MAX_AGE, REUSE_DIFF, StreamState
+from vidsr.temporal import MAX_AGE, REUSE_DIFF, STILL_MAX_SKIP, StreamState
 
 from .synthetic import synthetic_arm, textured_frame
 
@@ -243,6 +243,35 @@ def test_a_still_pixel_at_its_age_limit_waits_until_its_tile_runs_as_dear_a_rout
     age, route = run(MAX_AGE + 3, 0.5)
     assert route == dear and age == 0  # its route again: refreshed on it
     assert (stream.pixel_routes[far_lr] == dear).all()
+
+
+def test_the_still_test_waits_while_it_finds_almost_nothing_and_resumes_when_it_finds_pixels(monkeypatch):
+    """A pan (every pixel moves): the still-pixel test, which then keeps nothing, skips 1, 2, 4,
+    then STILL_MAX_SKIP frames between tries; once a frame has still pixels again, the next try
+    keeps them and the test runs on every frame after."""
+    engine = corner_engine()
+    x = textured_frame(seed=11)
+    tile, far, _ = split_tile(engine, x)
+    tries = []
+    probe = StreamState._still_in
+    monkeypatch.setattr(StreamState, "_still_in", lambda self, *a, **k: tries.append(frame) or probe(self, *a, **k))
+    stream, frame = StreamState(), 0
+    engine.upscale(x, MacBudget(0.5), stream=stream)
+    wobble = 4 * REUSE_DIFF * (torch.arange(x.shape[-1]) % 2 * 2 - 1)  # every pixel moves past the bound
+    for frame in range(1, 24):
+        engine.upscale((x + wobble * (-1) ** frame).clamp(0, 1), MacBudget(0.5), stream=stream)
+    assert tries == [1, 3, 6, 11, 20]
+    assert stream.still_wait == STILL_MAX_SKIP
+    # the picture stops; only the corner keeps changing: within the wait the test tries again, keeps
+    # the touched tile's far pixels, and from then on runs every frame
+    outs = {}
+    for frame in range(24, 24 + STILL_MAX_SKIP + 6):
+        outs[frame] = engine.upscale(touched(x, frame % 2), MacBudget(0.5), stream=stream)[0][0, 0]
+    resumed = [f for f in tries if f >= 24]
+    assert resumed and resumed[0] <= 24 + STILL_MAX_SKIP and stream.still_wait == 0
+    last = 24 + STILL_MAX_SKIP + 5
+    assert tries[-3:] == [last - 2, last - 1, last]
+    assert torch.equal(outs[last][far], outs[last - 1][far])
 
 
 def test_dilate_marks_every_pixel_within_the_radius_of_a_marked_one():

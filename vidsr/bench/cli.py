@@ -119,6 +119,11 @@ def main(argv: list[str]) -> int:
         bad = set(args.codecs) - set(CODECS)
         if bad:
             p.error(f"unknown codec(s) {', '.join(sorted(bad))}; choose from {', '.join(CODECS)}")
+        if args.plot is not None:  # checked before the run, not after half an hour of it
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise SettingsError("--plot needs matplotlib (pip install -e '.[bench]')") from None
         res = run(args.val_dir, clips, args.frames, args.scales, args.codecs, args.model, args.baseline_model,
                   progress=lambda m: print(m, file=sys.stderr), plot=args.plot)
     elif args.which == "video":
