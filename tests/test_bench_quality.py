@@ -103,5 +103,11 @@ def test_a_delivery_plot_without_matplotlib_fails_before_the_run(cli, tmp_path, 
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # an import of it now raises ImportError
     monkeypatch.setattr(delivery, "run", lambda *a, **k: pytest.fail("the run started"))
-    r = cli("bench", "delivery", "--frames", "1", "--plot", str(tmp_path / "rd.png"))
+    import numpy as np
+    from PIL import Image
+
+    val = tmp_path / "val"  # a real folder: the bench checks it first
+    val.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(val / "0.png")
+    r = cli("bench", "delivery", "--val-dir", str(val), "--frames", "1", "--plot", str(tmp_path / "rd.png"))
     assert r.code == 2 and "--plot needs matplotlib" in r.err and len(r.err.strip().splitlines()) == 1
