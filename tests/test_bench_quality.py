@@ -99,13 +99,13 @@ def test_a_delivery_plot_without_matplotlib_fails_before_the_run(cli, tmp_path, 
     before any clip is rendered (it used to fail at the end, losing the run)."""
     import sys
 
+    import numpy as np
+    from PIL import Image
+
     import vidsr.bench.delivery as delivery
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # an import of it now raises ImportError
     monkeypatch.setattr(delivery, "run", lambda *a, **k: pytest.fail("the run started"))
-    import numpy as np
-    from PIL import Image
-
     val = tmp_path / "val"  # a real folder: the bench checks it first
     val.mkdir()
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(val / "0.png")

@@ -116,9 +116,9 @@ class SlimPlain(WidthSupernet, PlainSR):
                 importance.append(h.abs().mean(dim=(0, 2, 3)))
         for conv, reader, used in zip(convs[:-1], convs[1:], importance):
             order = torch.argsort(used * reader.weight.abs().sum(dim=(0, 2, 3)), descending=True)
-            conv.weight.copy_(conv.weight[order].clone())
-            conv.bias.copy_(conv.bias[order].clone())
-            reader.weight.copy_(reader.weight[:, order].clone())
+            conv.weight.copy_(conv.weight[order])  # indexing by ``order`` copies: no aliasing
+            conv.bias.copy_(conv.bias[order])
+            reader.weight.copy_(reader.weight[:, order])
 
     def forward(self, x, route=None):
         if route == "bicubic":  # ARM's branch with no network
