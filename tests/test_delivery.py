@@ -333,7 +333,15 @@ def test_bicubic_mode_is_the_antialiased_bicubic_downscale():
     assert fd.tag.downscaler == "bicubic"
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no downscaler ships")
+def test_hcd_mode_starts_from_the_bicubic_downscale_for_any_shipped_upscaler():
+    """No learned downscaler is needed: with no steps, HCD gives the bicubic downscale rounded to
+    8-bit levels, and the tag names no downscaler weights."""
+    fd = FrameDownscaler("arm-espcn", 2, "hcd", hcd=HCDSettings(hr_steps=0, lr_steps=0))
+    x = textured(40, 48)
+    assert torch.equal(fd.luma(x), torch.round(bicubic_downscale(x, 2).clamp(0, 1) * 255) / 255)
+    assert (fd.tag.downscaler, fd.tag.mode) == ("bicubic", "hcd")
+
+
 def test_hcd_mode_runs_from_the_command_line(tmp_path):
     src = make_video(tmp_path / "src.mp4", Spec(width=64, height=48, frames=3))
     r = run_vidsr("downscale", src, "-o", tmp_path / "lr.mkv", "--mode", "hcd", "--crf", "20", "--quiet")
@@ -424,6 +432,8 @@ def test_list_names_each_upscaler_a_file_can_be_made_for_with_its_modes():
     lines = r.stdout.splitlines()
     for e in SHIPPED:
         assert any(line.startswith(f"{e['upscaler']} x{e['scale']}: --mode bicubic, fast, hcd") for line in lines)
+    # an upscaler without a learned downscaler still has hcd (it refines the bicubic downscale)
+    assert all(line.split(": --mode ")[1].startswith(("bicubic, fast, hcd", "bicubic, hcd")) for line in lines)
     for scale in (2, 4):
         for name in delivery_upscalers(scale):
             assert any(line.startswith(f"{name} x{scale}:") and "delivery upscaler" in line for line in lines)

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "trained on decoded video; vidsr downscale --list lists what ships)")
     p.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
                    help="bicubic (default): the antialiased bicubic downscale the upscalers are trained to invert; "
-                   "fast: the learned downscaler shipped for the upscaler; hcd: fast, then each frame refined "
+                   "fast: the learned downscaler shipped for the upscaler; hcd: bicubic, then each frame refined "
                    "against the full upscaler through a codec stand-in (hundreds of times slower). "
                    "BENCHMARKS.md has what each saves")
     p.add_argument("--preset", help="a preset name or .toml file: its encoder settings and container are used")
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         pairs = delivery + [(e["upscaler"], e["scale"]) for e in registry.shipped_downscalers()
                             if (e["upscaler"], e["scale"]) not in delivery]
         for name, scale in pairs:
-            modes = "bicubic" + (", fast, hcd" if registry.downscaler_entry(name, scale) else "")
+            modes = "bicubic, fast, hcd" if registry.downscaler_entry(name, scale) else "bicubic, hcd"
             role = " (the delivery upscaler: trained on decoded video)" if (name, scale) in delivery else ""
             print(f"{name} x{scale}: --mode {modes}{role}")
         return 0

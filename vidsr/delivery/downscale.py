@@ -25,7 +25,7 @@ from .tags import DeliveryTag
 
 MODES = ("bicubic", "fast", "hcd")
 DEFAULT_MODE = "bicubic"  # measured best after a real codec (BENCHMARKS: Delivery)
-BICUBIC = "bicubic"  # the tag's downscaler field in --mode bicubic: no weights
+BICUBIC = "bicubic"  # the tag's downscaler field in --mode bicubic and hcd: no weights
 # the QP each encoder's CRF scale roughly quantises at, for the codec stand-in of --mode hcd:
 # x264/x265 CRF is on H.264's QP scale; VP9/AV1's 0-63 maps onto 0-51; other encoders are lossless
 # or intra codecs at high quality, where only 8-bit rounding remains
@@ -51,9 +51,9 @@ def delivery_upscalers(scale: int) -> list[str]:
 
 def default_upscaler(scale: int, mode: str = DEFAULT_MODE) -> str:
     """The upscaler a delivery file is made for at ``scale``: a delivery upscaler (trained on
-    decoded video, what the client will upscale) first, then the routed default. ``fast`` and
-    ``hcd`` need a learned downscaler shipped for it."""
-    if mode == "bicubic":
+    decoded video, what the client will upscale) first, then the routed default. ``fast`` needs a
+    learned downscaler shipped for it."""
+    if mode in ("bicubic", "hcd"):
         name = next(iter(delivery_upscalers(scale)), None) or registry.best_routed(scale) or registry.best_shipped(scale)
         if name is None:
             raise SettingsError(f"no upscaler ships for x{scale}")
@@ -71,8 +71,9 @@ def default_upscaler(scale: int, mode: str = DEFAULT_MODE) -> str:
 class FrameDownscaler:
     """HR luma -> LR luma for one stream. ``bicubic``: the antialiased bicubic downscale every
     shipped upscaler was trained to invert; ``fast``: the learned downscaler shipped for the
-    upscaler; ``hcd`` refines each frame against the full upscaler, through the codec stand-in at
-    ``qp``, starting from the frame before (``HCDRefiner``)."""
+    upscaler; ``hcd``: the bicubic downscale refined per frame against the full upscaler, through
+    the codec stand-in at ``qp``, starting from the frame before (``HCDRefiner``; why it starts
+    from bicubic and not from ``fast``: ``delivery/hcd.py``)."""
 
     def __init__(self, upscaler: str, scale: int, mode: str = DEFAULT_MODE, qp: float = 0.0, device: str = "cpu",
                  hcd: HCDSettings = HCDSettings()):
@@ -80,15 +81,20 @@ class FrameDownscaler:
             raise SettingsError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.scale, self.mode, self.qp, self.refiner = scale, mode, qp, None
         self.device = torch.device(device)
-        if mode == "bicubic":
+        if mode in ("bicubic", "hcd"):
             if registry.manifest_entry(upscaler, scale) is None:
                 raise SettingsError(f"{upscaler} x{scale} is not a shipped upscaler to downscale for")
             self.entry, self.net = None, lambda hr: bicubic_downscale(hr, scale)
             self.tag = DeliveryTag(upscaler, scale, BICUBIC, mode)
+            if mode == "hcd":
+                up = registry.load(upscaler, scale, device=device)
+                for p in up.module.parameters():
+                    p.requires_grad_(False)
+                self.refiner = HCDRefiner(self.net, up.differentiable, hcd, qstep_of_qp(qp) if qp else 0.0)
             return
         entry = registry.downscaler_entry(upscaler, scale)
         if entry is None:
-            raise SettingsError(f"no delivery downscaler ships for {upscaler} x{scale}; shipped: "
+            raise SettingsError(f"no delivery downscaler ships for {upscaler} x{scale} (--mode fast); shipped: "
                                 f"{', '.join(shipped_pairs()) or 'none'}")
         upscaler_entry = registry.manifest_entry(upscaler, scale)
         if upscaler_entry is None or upscaler_entry["sha256"] != entry["upscaler_sha256"]:
@@ -98,11 +104,6 @@ class FrameDownscaler:
         self.net = registry.load_downscaler(entry, device)
         for p in self.net.parameters():
             p.requires_grad_(False)
-        if mode == "hcd":
-            up = registry.load(upscaler, scale, device=device)
-            for p in up.module.parameters():
-                p.requires_grad_(False)
-            self.refiner = HCDRefiner(self.net, up.differentiable, hcd, qstep_of_qp(qp) if qp else 0.0)
         self.tag = DeliveryTag(upscaler, scale, entry["sha256"], mode)
 
     def size(self, height: int, width: int, even: bool = False) -> tuple[int, int]:

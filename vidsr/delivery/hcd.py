@@ -20,6 +20,16 @@ downscaler it started from. ``rate_weight`` adds the codec stand-in's rate proxy
 (both relative to the starting frame's): at 1 the loss fell to 0-3% there; on the whole benchmark
 (x2 and x4, x264 and x265) neither objective beats the fast downscaler. 0 is the published one.
 
+Where it starts: the published code refines the output of the downscaler it was trained with;
+``vidsr downscale --mode hcd`` refines the bicubic downscale, because after a real codec the
+learned ``fast`` downscaler is no better than bicubic and HCD keeps more of a better start. On
+12-frame clips rendered from the training images (the benchmark's four kinds of clip, x2
+arm-plain-delivery, x264 CRF 18-34) the refinement from bicubic saved 3.0% BD-rate against the
+bicubic downscale itself and the one from ``fast`` cost 1.9%; on the validation clips the
+benchmark reports, -2.4% and +0.5%. On the training clips the rate weight (0.5, 1, 2) and a ball
+twice as wide were tried beside it: 1 and the published ball were best (-2.0%, -0.9%, +2.9% for the
+others).
+
 Video: a frame must not flicker against its neighbours where the source does not. Both stages
 start from the previous frame's perturbations (not from a random point), and stage 2 adds a
 temporal term: where the source did not change (``STATIC_DIFF``), the refinement's change from the
