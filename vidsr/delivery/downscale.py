@@ -24,7 +24,7 @@ from .hcd import HCDRefiner, HCDSettings
 from .tags import DeliveryTag
 
 MODES = ("bicubic", "fast", "hcd")
-DEFAULT_MODE = "bicubic"  # measured best after a real codec (BENCHMARKS: Delivery)
+DEFAULT_MODE = "bicubic"  # as fast as a resize; hcd saves more bits at x2 but costs seconds a frame (BENCHMARKS: Delivery)
 BICUBIC = "bicubic"  # the tag's downscaler field in --mode bicubic and hcd: no weights
 # the QP each encoder's CRF scale roughly quantises at, for the codec stand-in of --mode hcd:
 # x264/x265 CRF is on H.264's QP scale; VP9/AV1's 0-63 maps onto 0-51; other encoders are lossless
