@@ -1,0 +1,114 @@
+"""Where should HCD's refinement start, and with which settings, once a real codec follows?
+
+Runs ``vidsr bench delivery``'s clips (its four kinds, rendered from ``--data``: the training
+images to choose on, the validation images to report on) through one scale and libx264 at the
+benchmark's CRFs: the bicubic downscale, and HCD variants refined at QP 26 against the delivery
+upscaler. Prints, per clip and as the mean, each variant's BD-rate against B (Lanczos down,
+``arm-plain`` up) and against the bicubic downscale itself.
+
+Variants are names joined by ``-``: ``hcd`` plus ``fast`` or ``bic`` (the start), and optionally
+``rw<w>`` (rate weight), ``eps<r>`` (the ball's radius), ``x264`` (the forward pass through a real
+libx264 decode, the candidate coded as a P frame after the last output; the gradient passes
+straight through it).
+
+    python benchmarks/studies/hcd_start.py --data ../shared/data/train --scale 2 --variants hcd-fast hcd-bic
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidsr import policy
+from vidsr.bench import delivery as bd
+from vidsr.bench.rd import bd_rate
+from vidsr.delivery.codec_proxy import qstep_of_qp, rate, straight_through
+from vidsr.delivery.downscale import FrameDownscaler
+from vidsr.delivery.hcd import HCDRefiner, HCDSettings
+from vidsr.models import registry
+from vidsr.models.downscaler import bicubic_downscale
+from vidsr.train.coded import encode_planes
+
+UPSCALER, QP = "arm-plain-delivery", 26
+
+
+class RealCodecRefiner(HCDRefiner):
+    """HCD whose forward pass is a real libx264 decode of the candidate (a P frame after the last
+    output) at the CRF of the refinement's QP."""
+
+    def _error(self, lr, hr):
+        with torch.no_grad():
+            to8 = lambda t: np.round(t[0, 0].clamp(0, 1).numpy() * 255).astype(np.uint8)  # noqa: E731
+            planes = ([to8(self.prev["y"])] if self.prev is not None else []) + [to8(lr.detach())]
+            decoded = torch.from_numpy(encode_planes(planes, "libx264", QP)[-1].astype(np.float32) / 255)[None, None]
+        out = self.up(straight_through(lr, decoded))
+        h, w = hr.shape[-2:]
+        err = (out[..., :h, :w] - hr).square().mean()
+        if not (self.settings.rate_weight and self.qstep):
+            return err
+        return err / self._start[0] + self.settings.rate_weight * rate(lr, self.qstep)[0] / self._start[1]
+
+
+def refiner(variant: str, scale: int) -> HCDRefiner:
+    kw = {}
+    for part in variant.split("-"):
+        if part.startswith("rw"):
+            kw["rate_weight"] = float(part[2:])
+        elif part.startswith("eps"):
+            kw["epsilon"] = float(part[3:])
+    parts = variant.split("-")
+    down = (lambda x: bicubic_downscale(x, scale)) if "bic" in parts else FrameDownscaler(UPSCALER, scale, "fast").net
+    up = registry.load(UPSCALER, scale)
+    for p in up.module.parameters():
+        p.requires_grad_(False)
+    cls = RealCodecRefiner if "x264" in parts else HCDRefiner
+    return cls(down, up.differentiable, HCDSettings(**kw), qstep_of_qp(QP))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="image folder the clips are rendered from")
+    ap.add_argument("--scale", type=int, choices=(2, 4), default=2)
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--clips", nargs="+", default=list(bd.CLIPS))
+    ap.add_argument("--variants", nargs="+", default=["hcd-fast", "hcd-bic"])
+    args = ap.parse_args()
+    scale = args.scale
+    engine, baseline = policy.load_engine(UPSCALER, scale), policy.load_engine(bd.BASELINE, scale)
+    crfs = bd.CODECS["libx264"][1]
+    per_clip = {}
+    for clip in args.clips:
+        src = bd.source_frames(clip, args.data, args.frames)
+        src_y = [bd.luma(f) for f in src]
+        lanczos = bd.lanczos(src, bd.SOURCE[0] // scale, bd.SOURCE[1] // scale)
+        ys = [torch.from_numpy(y).float()[None, None] / 255 for y in src_y]
+        to8 = lambda t: np.round(t[0, 0].detach().clamp(0, 1).numpy() * 255).astype(np.uint8)  # noqa: E731
+        lrs = {"bicubic": [to8(bicubic_downscale(y, scale)) for y in ys]}
+        seconds = {}
+        for v in args.variants:
+            r, t0 = refiner(v, scale), time.perf_counter()
+            lrs[v] = [to8(r.refine(y)) for y in ys]
+            seconds[v] = (time.perf_counter() - t0) / len(ys)
+        curves = {k: [] for k in ["B", *lrs]}
+        for crf in crfs:
+            runs = [("B", baseline, lanczos)] + [(k, engine, bd.with_luma(lanczos, v)) for k, v in lrs.items()]
+            for k, eng, frames in runs:
+                kbps, decoded = bd.encode(frames, "libx264", crf)
+                curves[k].append((kbps, bd.score(bd.upscale_all(eng, decoded, 1.0)[0], src_y)[0]))
+        per_clip[clip] = {k: (bd_rate(curves["B"], c), bd_rate(curves["bicubic"], c)) for k, c in curves.items() if k != "B"}
+        print(f"{clip}: " + ", ".join(f"{k} {a:+.2f}% / {b:+.2f}%" for k, (a, b) in per_clip[clip].items()
+                                      if a is not None and b is not None)
+              + "  (s per frame: " + ", ".join(f"{k} {s:.2f}" for k, s in seconds.items()) + ")", flush=True)
+    print(f"\nx{scale} libx264, {args.frames} frames, clips from {args.data}: BD-rate against B / against bicubic, mean over clips")
+    for k in per_clip[args.clips[0]]:
+        vs_b = [per_clip[c][k][0] for c in args.clips if per_clip[c][k][0] is not None]
+        vs_bic = [per_clip[c][k][1] for c in args.clips if per_clip[c][k][1] is not None]
+        print(f"| {k} | {np.mean(vs_b):+.2f}% | {np.mean(vs_bic):+.2f}% |")
+
+
+if __name__ == "__main__":
+    main()
