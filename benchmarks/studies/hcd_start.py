@@ -26,7 +26,7 @@ import torch
 from vidsr import policy
 from vidsr.bench import delivery as bd
 from vidsr.bench.rd import bd_rate
-from vidsr.delivery.codec_proxy import qstep_of_qp, rate, straight_through
+from vidsr.delivery.codec_proxy import qstep_of_qp, straight_through
 from vidsr.delivery.downscale import FrameDownscaler
 from vidsr.delivery.hcd import HCDRefiner, HCDSettings
 from vidsr.models import registry
@@ -36,21 +36,19 @@ from vidsr.train.coded import encode_planes
 UPSCALER, QP = "arm-plain-delivery", 26
 
 
+def to8(t: torch.Tensor) -> np.ndarray:
+    """(1, 1, h, w) in [0, 1] -> 8-bit plane."""
+    return np.round(t[0, 0].detach().clamp(0, 1).numpy() * 255).astype(np.uint8)
+
+
 class RealCodecRefiner(HCDRefiner):
     """HCD whose forward pass is a real libx264 decode of the candidate (a P frame after the last
-    output) at the CRF of the refinement's QP."""
+    output) at the CRF of the refinement's QP; the gradient passes straight through it."""
 
-    def _error(self, lr, hr):
-        with torch.no_grad():
-            to8 = lambda t: np.round(t[0, 0].clamp(0, 1).numpy() * 255).astype(np.uint8)  # noqa: E731
-            planes = ([to8(self.prev["y"])] if self.prev is not None else []) + [to8(lr.detach())]
-            decoded = torch.from_numpy(encode_planes(planes, "libx264", QP)[-1].astype(np.float32) / 255)[None, None]
-        out = self.up(straight_through(lr, decoded))
-        h, w = hr.shape[-2:]
-        err = (out[..., :h, :w] - hr).square().mean()
-        if not (self.settings.rate_weight and self.qstep):
-            return err
-        return err / self._start[0] + self.settings.rate_weight * rate(lr, self.qstep)[0] / self._start[1]
+    def _decoded(self, lr):
+        planes = ([to8(self.prev["y"])] if self.prev is not None else []) + [to8(lr)]
+        decoded = encode_planes(planes, "libx264", QP)[-1].astype(np.float32) / 255
+        return straight_through(lr, torch.from_numpy(decoded)[None, None])
 
 
 def refiner(variant: str, scale: int) -> HCDRefiner:
@@ -86,7 +84,6 @@ def main() -> None:
         src_y = [bd.luma(f) for f in src]
         lanczos = bd.lanczos(src, bd.SOURCE[0] // scale, bd.SOURCE[1] // scale)
         ys = [torch.from_numpy(y).float()[None, None] / 255 for y in src_y]
-        to8 = lambda t: np.round(t[0, 0].detach().clamp(0, 1).numpy() * 255).astype(np.uint8)  # noqa: E731
         lrs = {"bicubic": [to8(bicubic_downscale(y, scale)) for y in ys]}
         seconds = {}
         for v in args.variants:

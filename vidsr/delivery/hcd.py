@@ -89,10 +89,14 @@ class HCDRefiner:
         k_lr = math.sqrt(lr_shape[-1] * lr_shape[-2] / REFERENCE_PIXELS)
         return s.step * k_hr, s.epsilon * k_hr, s.step * k_lr, s.epsilon * k_lr
 
+    def _decoded(self, lr: torch.Tensor) -> torch.Tensor:
+        """What the client decodes of ``lr``, differentiably: the codec stand-in."""
+        return codec(lr, self.qstep, self.peak)
+
     def _error(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         """The objective: squared error of the upscaled frame after the codec stand-in; with a rate
         weight, relative to the fast downscale's error, plus the weighted rate relative to its rate."""
-        out = self.up(codec(lr, self.qstep, self.peak))
+        out = self.up(self._decoded(lr))
         h, w = hr.shape[-2:]
         err = (out[..., :h, :w] - hr).square().mean()
         if not (self.settings.rate_weight and self.qstep):
