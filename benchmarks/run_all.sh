@@ -21,7 +21,7 @@ declare -A ARGS=(
   [video-predictors]="--seconds 2 --parts predictors"
   [video-still]="--seconds 2 --parts still"
   [delivery]="--frames 12 --plot benchmarks/results/delivery.png"
-  [delivery-long]="--frames 48 --scales 2 --codecs libx264"
+  [delivery-long]="--frames 48 --scales 2 --codecs libx264 --hcd-qp 26"
 )
 for result in "${@:-overhead quality routing routing-tile32 fps fps-espcn batch video video-predictors video-still delivery delivery-long}"; do
   for name in $result; do

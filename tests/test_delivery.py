@@ -405,6 +405,47 @@ def test_bd_rate_of_a_curve_needing_ten_percent_fewer_bits_is_minus_ten():
     assert 100 < cross["below_kbps"] < 800
 
 
+def test_bench_delivery_refines_d_hcd_for_the_crf_it_encodes(tmp_path, monkeypatch):
+    """D-hcd is what vidsr downscale --mode hcd --crf N makes: refined at each CRF's own QP, that
+    LR encoded at that CRF; with hcd_qp set, one refinement at that QP serves every CRF."""
+    from PIL import Image
+
+    import vidsr.bench.delivery as bd
+
+    for i in range(3):
+        rgb = np.stack([textured(96, 128, seed=i + c)[0, 0].numpy() for c in range(3)], -1)
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    monkeypatch.setattr(bd, "SOURCE", (64, 48))
+    monkeypatch.setattr(bd, "CODECS", {"libx264": (bd.CODECS["libx264"][0], (20, 32))})
+    seen, encoded = {}, []
+    make_lrs, encode = bd.make_lrs, bd.encode
+
+    def spy_make(*a):
+        lrs, seconds = make_lrs(*a)
+        seen.update(lrs)
+        return lrs, seconds
+
+    def spy_encode(frames, codec, crf):
+        encoded.append((crf, frames))
+        return encode(frames, codec, crf)
+
+    monkeypatch.setattr(bd, "make_lrs", spy_make)
+    monkeypatch.setattr(bd, "encode", spy_encode)
+
+    def run(hcd_qp=None):
+        seen.clear(), encoded.clear()
+        bd.run_clip("static", tmp_path, 2, (2,), ["libx264"], {2: "arm-plain-delivery"}, "arm-plain", lambda m: None,
+                    hcd_qp)
+        return {crf: [k for k, v in seen.items() if k.startswith("hcd@") and any(f is v for c, f in encoded if c == crf)]
+                for crf in (20, 32)}
+
+    assert run() == {20: ["hcd@qp20"], 32: ["hcd@qp32"]}
+    lumas = {k: np.stack([bd.luma(f) for f in seen[k]]) for k in ("hcd@qp20", "hcd@qp32")}
+    assert not np.array_equal(lumas["hcd@qp20"], lumas["hcd@qp32"])  # a coarser QP refines differently
+    assert seen["hcd"] is seen["hcd@qp26"]  # the LR figures' refinement
+    assert run(hcd_qp=26) == {20: ["hcd@qp26"], 32: ["hcd@qp26"]}
+
+
 def test_the_delivery_report_gives_each_lr_before_the_codec_against_b():
     """The bench's ceiling: each pipeline's 8-bit LR upscaled without a codec, against B's, as a
     mean over clips and a per-clip range."""

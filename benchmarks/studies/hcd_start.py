@@ -9,7 +9,9 @@ upscaler. Prints, per clip and as the mean, each variant's BD-rate against B (La
 Variants are names joined by ``-``: ``hcd`` plus ``fast`` or ``bic`` (the start), and optionally
 ``rw<w>`` (rate weight), ``eps<r>`` (the ball's radius), ``x264`` (the forward pass through a real
 libx264 decode, the candidate coded as a P frame after the last output; the gradient passes
-straight through it).
+straight through it). ``fast`` is the shipped learned downscaler as it is (no refinement), and
+``--downscalers`` adds learned downscalers from training run folders (``vidsr train --recipe``'s),
+each as it is: how a candidate fast downscaler is chosen before it ships.
 
     python benchmarks/studies/hcd_start.py --data ../shared/data/train --scale 2 --variants hcd-fast hcd-bic
 """
@@ -67,6 +69,20 @@ def refiner(variant: str, scale: int) -> HCDRefiner:
     return cls(down, up.differentiable, HCDSettings(**kw), qstep_of_qp(QP))
 
 
+def run_downscaler(folder: Path, scale: int):
+    """A learned downscaler from a training run folder (its manifest.json and weights), unshipped."""
+    import json
+
+    from safetensors.torch import load_file
+
+    entry = json.loads((folder / "manifest.json").read_text())["downscalers"][0]
+    if entry["scale"] != scale or entry["upscaler"] != UPSCALER:
+        raise SystemExit(f"{folder}: a downscaler for {entry['upscaler']} x{entry['scale']}, not {UPSCALER} x{scale}")
+    net = registry.build_downscaler(entry["architecture"], scale, entry.get("config"))
+    net.load_state_dict(load_file(folder / entry["file"]), strict=True)
+    return net.eval()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="image folder the clips are rendered from")
@@ -74,6 +90,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--clips", nargs="+", default=list(bd.CLIPS))
     ap.add_argument("--variants", nargs="+", default=["hcd-fast", "hcd-bic"])
+    ap.add_argument("--downscalers", nargs="*", type=Path, default=[], help="training run folders of candidate fast downscalers")
     args = ap.parse_args()
     scale = args.scale
     engine, baseline = policy.load_engine(UPSCALER, scale), policy.load_engine(bd.BASELINE, scale)
@@ -87,9 +104,19 @@ def main() -> None:
         lrs = {"bicubic": [to8(bicubic_downscale(y, scale)) for y in ys]}
         seconds = {}
         for v in args.variants:
-            r, t0 = refiner(v, scale), time.perf_counter()
-            lrs[v] = [to8(r.refine(y)) for y in ys]
+            t0 = time.perf_counter()
+            if v == "fast":
+                net = FrameDownscaler(UPSCALER, scale, "fast").net
+                with torch.no_grad():
+                    lrs[v] = [to8(net(y)) for y in ys]
+            else:
+                r = refiner(v, scale)
+                lrs[v] = [to8(r.refine(y)) for y in ys]
             seconds[v] = (time.perf_counter() - t0) / len(ys)
+        for folder in args.downscalers:
+            net = run_downscaler(folder, scale)
+            with torch.no_grad():
+                lrs[folder.name] = [to8(net(y)) for y in ys]
         curves = {k: [] for k in ["B", *lrs]}
         for crf in crfs:
             runs = [("B", baseline, lanczos)] + [(k, engine, bd.with_luma(lanczos, v)) for k, v in lrs.items()]

@@ -64,6 +64,8 @@ def main(argv: list[str]) -> int:
     pd.add_argument("--baseline-model", default="arm-plain", help="the upscaler of pipeline B, what users run today "
                     "(default: arm-plain)")
     pd.add_argument("--plot", type=Path, help="write the RD curves here (PNG; needs matplotlib, the bench extra)")
+    pd.add_argument("--hcd-qp", type=float, help="refine D-hcd once, at this QP, and encode that LR at every CRF "
+                    "(default: refined at each CRF's own QP, as vidsr downscale --mode hcd --crf does; 5x cheaper)")
     for name, helptext in (("quality", "PSNR-Y/SSIM of every shipped model and route on validation images vs bicubic"),
                            ("routing", "quality against measured cost for the ARM and PCSR routers"),
                            ("fps", "fps tracking and PSNR at fps targets on a 360p -> 720p clip")):
@@ -125,7 +127,7 @@ def main(argv: list[str]) -> int:
             except ImportError:
                 raise SettingsError("--plot needs matplotlib (pip install -e '.[bench]')") from None
         res = run(args.val_dir, clips, args.frames, args.scales, args.codecs, args.model, args.baseline_model,
-                  progress=lambda m: print(m, file=sys.stderr), plot=args.plot)
+                  progress=lambda m: print(m, file=sys.stderr), plot=args.plot, hcd_qp=args.hcd_qp)
     elif args.which == "video":
         from .video import CLIPS, report, run
 

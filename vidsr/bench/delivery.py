@@ -21,9 +21,11 @@ the source, mean over frames. Chroma goes through swscale in every pipeline. Eac
 also upscaled as it is, before any codec: the most that LR gives the upscaler, which the codec's
 own loss then mostly covers.
 
-``--mode hcd`` refines for the QP it will be encoded at; here each clip is refined once, at the
-codec stand-in's ``HCD_QP``, and that LR is encoded at every CRF (so D-hcd is, if anything,
-understated away from the middle CRF).
+``--mode hcd`` refines for the QP it will be encoded at, so D-hcd is refined once per codec and
+CRF, at that CRF's QP (``vidsr downscale --mode hcd --crf N`` does the same); with ``hcd_qp`` set
+it is refined once, at that QP, and encoded at every CRF (cheaper; understated away from that QP).
+D-hcd's LR figures (against the Lanczos LR, flicker, before any codec) are those of the refinement
+at ``HCD_QP``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ CLIPS = ("sample", "val-pan", "static", "animation")
 # (encoder options, CRFs): the options are the ones the delivery upscaler was trained through
 CODECS = {"libx264": (ENCODER_OPTIONS["libx264"], (18, 22, 26, 30, 34)),
           "libx265": (ENCODER_OPTIONS["libx265"], (20, 24, 28, 32, 36))}
-HCD_QP = 26  # the codec stand-in's QP D-hcd is refined at (the middle of the x264 CRFs)
+HCD_QP = 26  # the refinement D-hcd's LR figures come from (the middle of the x264 CRFs)
 PIPELINES = ("A", "B", "B-delivery", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-bicubic@0.5", "D-fast@0.5",
              "D-hcd@0.5")
 BASELINE = "arm-plain"  # the upscaler of B: the general model the delivery upscaler was fine-tuned from
@@ -149,8 +151,14 @@ def upscale_all(engine, frames, budget: float) -> tuple[list[np.ndarray], float]
     return outs, (time.perf_counter() - t0) / len(frames)
 
 
-def make_lrs(src, scale: int, upscaler: str) -> tuple[dict, dict]:
-    """The LR frames of each downscaling pipeline, and the seconds per frame of fast and hcd."""
+def hcd_key(qp: float) -> str:
+    """The LR of D-hcd refined at ``qp``."""
+    return f"hcd@qp{qp:g}"
+
+
+def make_lrs(src, scale: int, upscaler: str, hcd_qps) -> tuple[dict, dict]:
+    """The LR frames of each downscaling pipeline (``hcd_key(qp)`` for each of ``hcd_qps``), and
+    the seconds per frame of fast and hcd (mean over the refinements)."""
     from ..delivery.downscale import FrameDownscaler
 
     w, h = SOURCE[0] // scale, SOURCE[1] // scale
@@ -165,14 +173,28 @@ def make_lrs(src, scale: int, upscaler: str) -> tuple[dict, dict]:
 
     bicubic, _ = through(FrameDownscaler(upscaler, scale, "bicubic"))  # vidsr downscale's default
     fast, fast_s = through(FrameDownscaler(upscaler, scale, "fast"))
-    hcd, hcd_s = through(FrameDownscaler(upscaler, scale, "hcd", HCD_QP))
-    return {"lanczos": lz, "bicubic": bicubic, "fast": fast, "hcd": hcd}, {"fast": fast_s, "hcd": hcd_s}
+    lrs = {"lanczos": lz, "bicubic": bicubic, "fast": fast}
+    hcd_s = []
+    for qp in sorted(set(hcd_qps) | {HCD_QP}):
+        lrs[hcd_key(qp)], s = through(FrameDownscaler(upscaler, scale, "hcd", qp))
+        hcd_s.append(s)
+    lrs["hcd"] = lrs[hcd_key(HCD_QP)]
+    return lrs, {"fast": fast_s, "hcd": float(np.mean(hcd_s))}
 
 
-def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscalers: dict, baseline: str, progress) -> dict:
+def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscalers: dict, baseline: str, progress,
+             hcd_qp: float | None = None) -> dict:
     """One clip: every pipeline at every scale, codec and CRF. ``upscalers``: per scale, the
-    upscaler the downscalers are made for; ``baseline``: the upscaler B runs (what a user has)."""
+    upscaler the downscalers are made for; ``baseline``: the upscaler B runs (what a user has);
+    ``hcd_qp``: refine D-hcd once at this QP (default: at each CRF's own)."""
     from .. import policy
+    from ..delivery.downscale import qp_for
+
+    def lr_of(mode: str, codec: str, crf: int) -> str:
+        """The LR a pipeline encodes at this CRF: D-hcd's is refined for it."""
+        if mode != "hcd":
+            return mode
+        return hcd_key(hcd_qp if hcd_qp is not None else qp_for(codec, crf))
 
     src = source_frames(name, val_dir, frames)
     src_y = [luma(f) for f in src]
@@ -180,7 +202,8 @@ def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscalers: d
     for scale in scales:
         engine = policy.load_engine(upscalers[scale], scale)
         base_engine = engine if baseline == upscalers[scale] else policy.load_engine(baseline, scale)
-        lrs, seconds = make_lrs(src, scale, upscalers[scale])
+        qps = [hcd_qp] if hcd_qp is not None else [qp_for(c, crf) for c in codecs for crf in CODECS[c][1]]
+        lrs, seconds = make_lrs(src, scale, upscalers[scale], qps)
         lz_y = [luma(f) for f in lrs["lanczos"]]
         entry = {"seconds_per_frame": seconds, "lr": {}}
         for mode in ("bicubic", "fast", "hcd"):
@@ -206,9 +229,10 @@ def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscalers: d
                 curves["A"].append({"codec": codec, "crf": crf, "kbps": kbps, **dict(zip(("psnr", "ssim"), score([luma(f) for f in dec], src_y)))})
                 decoded = {}
                 for pipe, mode, eng in ups:
-                    if mode not in decoded:
-                        decoded[mode] = encode(lrs[mode], codec, crf)
-                    kbps, dec = decoded[mode]
+                    key = lr_of(mode, codec, crf)
+                    if key not in decoded:
+                        decoded[key] = encode(lrs[key], codec, crf)
+                    kbps, dec = decoded[key]
                     outs, up_s = upscale_all(eng, dec, 1.0)
                     if eng is engine:
                         entry.setdefault("upscale_seconds_per_frame", up_s)
@@ -226,9 +250,11 @@ def run_clip(name: str, val_dir: Path, frames: int, scales, codecs, upscalers: d
 
 
 def run(val_dir: Path | None, clips, frames: int = 16, scales=(2, 4), codecs=("libx264", "libx265"),
-        upscaler: str | None = None, baseline: str = BASELINE, progress=print, plot: Path | None = None) -> dict:
+        upscaler: str | None = None, baseline: str = BASELINE, progress=print, plot: Path | None = None,
+        hcd_qp: float | None = None) -> dict:
     """``upscaler``: the one the downscalers are made for (default: per scale, the delivery
-    upscaler that ships a downscaler, ``vidsr downscale``'s own default)."""
+    upscaler that ships a downscaler, ``vidsr downscale``'s own default); ``hcd_qp``: refine D-hcd
+    once at this QP instead of at each CRF's own."""
     from ..delivery.downscale import default_upscaler
     from ..train.data import default_folder, shown
 
@@ -236,9 +262,9 @@ def run(val_dir: Path | None, clips, frames: int = 16, scales=(2, 4), codecs=("l
     upscalers = {s: upscaler or default_upscaler(s, "fast") for s in scales}  # fast and hcd run too
     res = {"data": shown(val_dir), "frames": frames, "source": f"{SOURCE[0]}x{SOURCE[1]}",
            "upscalers": {str(s): u for s, u in upscalers.items()}, "baseline": baseline,
-           "scales": list(scales), "codecs": list(codecs), "clips": {}}
+           "scales": list(scales), "codecs": list(codecs), "hcd_qp": hcd_qp, "clips": {}}
     for name in clips:
-        res["clips"][name] = run_clip(name, val_dir, frames, scales, list(codecs), upscalers, baseline, progress)
+        res["clips"][name] = run_clip(name, val_dir, frames, scales, list(codecs), upscalers, baseline, progress, hcd_qp)
     res["summary"] = summarise(res)
     if plot is not None:
         draw(res, plot)
@@ -352,13 +378,21 @@ def _cross(c: dict) -> str:
     return "no common rates"
 
 
+def hcd_refined(res: dict) -> str:
+    # results saved before per-CRF refinement have no "hcd_qp" and were refined at QP 26
+    qp = res.get("hcd_qp", HCD_QP)
+    if qp is None:
+        return f"D-hcd refined at each CRF's QP (its LR figures: the refinement at QP {HCD_QP})"
+    return f"D-hcd refined once, at QP {qp:g}, and encoded at every CRF"
+
+
 def report(res: dict) -> str:
     res = {**res, "summary": summarise(res)}  # recomputed: a saved JSON reports as the code now does
     ups = ", ".join(f"x{s} {u}" for s, u in res["upscalers"].items())
     lines = [f"Source: {len(res['clips'])} clips ({', '.join(res['clips'])}), {res['frames']} frames each at "
              f"{res['source']}, {FPS} fps, rendered from {res['data']}. B upscales with {res['baseline']}; B-delivery "
              f"and the D pipelines with the delivery upscaler ({ups}); full networks unless @0.5 (--budget 0.5). "
-             f"x264 preset medium, x265 preset fast; D-hcd refined at QP {HCD_QP}.", ""]
+             f"x264 preset medium, x265 preset fast; {hcd_refined(res)}.", ""]
     for key, rows in res["summary"].items():
         if key in ("lr", "no_codec"):
             continue
