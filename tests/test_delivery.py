@@ -440,6 +440,8 @@ def test_bench_delivery_refines_d_hcd_for_the_crf_it_encodes(tmp_path, monkeypat
                 for crf in (20, 32)}
 
     assert run() == {20: ["hcd@qp20"], 32: ["hcd@qp32"]}
+    # B-again: Lanczos LR encoded once more at each CRF, its own bitstream (the encoder's noise)
+    assert [c for c, f in encoded if f is seen["lanczos"]] == [20, 20, 32, 32]
     lumas = {k: np.stack([bd.luma(f) for f in seen[k]]) for k in ("hcd@qp20", "hcd@qp32")}
     assert not np.array_equal(lumas["hcd@qp20"], lumas["hcd@qp32"])  # a coarser QP refines differently
     assert seen["hcd"] is seen["hcd@qp26"]  # the LR figures' refinement
