@@ -28,7 +28,7 @@ images (the benchmark's four kinds of clip, x2 arm-plain-delivery, x264 CRF 18-3
 from bicubic saved 3.0% BD-rate against the bicubic downscale itself and the one from ``fast``
 cost 1.9%; on the validation clips the benchmark reports, -2.4% and +0.5%. At x4 the training
 clips gave -2.1% and +0.1%, but on the validation clips the start from ``fast`` saved 1.5 points
-more with x264 (BENCHMARKS). On the training clips the rate weight (0.5, 1, 2) and a ball twice
+more with x264 (both refined at QP 26 and encoded at every CRF). On the training clips the rate weight (0.5, 1, 2) and a ball twice
 as wide were tried beside it at x2: 1 and the published ball were best (-2.0%, -0.9%, +2.9% for
 the others). A real libx264 decode in the forward pass instead of the stand-in did worse on the
 validation clips (-9.5% against B, where the stand-in gave -12.1% from the same start).
