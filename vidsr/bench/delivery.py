@@ -50,9 +50,16 @@ from .rd import bd_rate, crossover
 SOURCE = (640, 360)
 FPS = 30
 CLIPS = ("sample", "val-pan", "static", "animation")
-# (encoder options, CRFs): the options are the ones the delivery upscaler was trained through
-CODECS = {"libx264": (ENCODER_OPTIONS["libx264"], (18, 22, 26, 30, 34)),
-          "libx265": (ENCODER_OPTIONS["libx265"], (20, 24, 28, 32, 36))}
+# (encoder options, CRFs): the presets the delivery upscaler was trained through, on one thread.
+# With their own threads the encoders code a short clip worse, and by a different amount at each
+# resolution (x264 picks its thread count by frame size: A and the LR pipelines differ): on a
+# 12-frame static clip, libx264 at 640x360 on its own threads needed 30% more bits for the same
+# PSNR than on one (48 frames: 7%), since its lookahead cannot see across frame threads. One
+# thread codes as on a long clip, alike at every resolution.
+CODECS = {"libx264": ({**ENCODER_OPTIONS["libx264"], "threads": "1"}, (18, 22, 26, 30, 34)),
+          "libx265": ({**ENCODER_OPTIONS["libx265"],
+                       "x265-params": ENCODER_OPTIONS["libx265"]["x265-params"] + ":pools=none:frame-threads=1"},
+                      (20, 24, 28, 32, 36))}
 HCD_QP = 26  # the refinement D-hcd's LR figures come from (the middle of the x264 CRFs)
 PIPELINES = ("A", "B", "B-again", "B-delivery", "C", "D-bicubic", "D-fast", "D-hcd", "B@0.5", "D-bicubic@0.5", "D-fast@0.5",
              "D-hcd@0.5")
@@ -397,7 +404,7 @@ def report(res: dict) -> str:
     lines = [f"Source: {len(res['clips'])} clips ({', '.join(res['clips'])}), {res['frames']} frames each at "
              f"{res['source']}, {FPS} fps, rendered from {res['data']}. B upscales with {res['baseline']}; B-delivery "
              f"and the D pipelines with the delivery upscaler ({ups}); full networks unless @0.5 (--budget 0.5). "
-             f"x264 preset medium, x265 preset fast; {hcd_refined(res)}.", ""]
+             f"x264 preset medium, x265 preset fast, one thread each; {hcd_refined(res)}.", ""]
     for key, rows in res["summary"].items():
         if key in ("lr", "no_codec"):
             continue

@@ -24,7 +24,8 @@ Where it starts: the published code refines the output of the downscaler it was 
 ``vidsr downscale --mode hcd`` refines the bicubic downscale, because after a real codec the
 learned ``fast`` downscaler is no better than bicubic and HCD keeps more of a better start
 (``benchmarks/studies/hcd_start.py`` measures it). On 12-frame clips rendered from the training
-images (the benchmark's four kinds of clip, x2 arm-plain-delivery, x264 CRF 18-34) the refinement
+images (the benchmark's four kinds of clip, x2 arm-plain-delivery, x264 CRF 18-34 on its own
+threads) the refinement
 from bicubic saved 3.0% BD-rate against the bicubic downscale itself and the one from ``fast``
 cost 1.9%; on the validation clips the benchmark reports, -2.4% and +0.5%. At x4 the training
 clips gave -2.1% and +0.1%, but on the validation clips the start from ``fast`` saved 1.5 points

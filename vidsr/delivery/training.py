@@ -11,8 +11,8 @@ itself, both downscaled), each relative to the bicubic downscale's. Relative ter
 exported, so the validation figures are not selected on.
 
 The shipped x2 recipe's settings against others, through a real libx264 on 12-frame clips rendered
-from the training images (``benchmarks/studies/hcd_start.py --downscalers``; BD-rate against the
-bicubic downscale, x2 arm-plain-delivery): the shipped downscaler (rate weight 0.5, stand-in
+from the training images (``benchmarks/studies/hcd_start.py --downscalers``, libx264 on its own
+threads; BD-rate against the bicubic downscale, x2 arm-plain-delivery): the shipped downscaler (rate weight 0.5, stand-in
 forward) -1.2 to -1.6% over three repeats of the study; rate weight 1 -2.0% with seed 0 but -1.2%
 with seed 1; 2, +0.0%; a real libx264 forward pass -1.7% (rate weight 0.5) and +0.7% (1). The
 spread between seeds is as large as any difference, so the recipe stays.
