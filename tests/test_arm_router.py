@@ -246,3 +246,35 @@ def test_moving_tiles_with_near_equal_routes_keep_their_route_from_frame_to_fram
     shipped = arm_module.HYSTERESIS
     assert flips(0.0) > 5  # without it the marginal tiles toggle
     assert flips(shipped) <= 1
+
+
+def test_a_budget_that_affords_no_tile_plans_interpolation_without_solving(monkeypatch):
+    """Below every tile's cheapest network route priced at its core alone (its least possible
+    price) no plan buys a tile: the router says so without running the solver (a frame the encoder
+    left no time still paid a few milliseconds of solves). Above that bound the plans are the
+    solver's, and at every budget they are the ones the solver gives."""
+    up = synthetic_arm()
+    x = textured_frame(seed=5)
+    unit = {"w8": 2.0, "w16": 5.0, INTERPOLATION_UNIT: 0.0}
+    grid = Engine(up, tile=16, router=build_router(up)).grid(96, 128)
+    least = 2.0 * grid.core_pixels.min() / grid.window_pixels()
+    for priced in (True, False):
+        for ms in (0.0, 0.5 * least, 0.99 * least, 1.01 * least, 3.0, 21.0):
+            plans = {}
+            for skip in (True, False):
+                router = arm_module.ARMRouter(up, price_context=priced)
+                if not skip:
+                    monkeypatch.setattr(router, "_nothing_affordable", lambda *a: False)
+                plans[skip] = router.plan(x, grid, TimeBudget(ms=ms, unit_ms=unit), has_base=True).routes
+            assert np.array_equal(plans[True], plans[False])
+            bound = least if priced else 2.0
+            if ms < bound:
+                assert (plans[True] == 0).all()
+
+    calls = []
+    monkeypatch.setattr(arm_module, "solve", lambda *a: calls.append(1) or np.zeros(a[0].shape[1], dtype=np.int64))
+    router = arm_module.ARMRouter(up)
+    plan = router.plan(x, grid, TimeBudget(ms=0.9 * least, unit_ms=unit), has_base=True)
+    assert (plan.routes == 0).all() and not calls
+    router.plan(x, grid, TimeBudget(ms=21.0, unit_ms=unit), has_base=True)
+    assert calls  # with a budget that buys tiles the solver runs

@@ -445,3 +445,27 @@ def test_a_setting_calibrated_far_dearer_is_not_the_one_that_starts():
     budgets = [b for b in budgets_of(c, m, 12) if isinstance(b, TimeBudget)]
     assert budgets[0].threads == 1  # the one calibration priced within reach
     assert any(b.unit_ms["net"] <= 1.6 + 1e-9 for b in budgets[:3])  # and at its price the frames buy work
+
+
+def test_a_setting_calibrated_clearly_slower_is_tried_at_once_when_the_fastest_has_grown_as_dear():
+    """Calibration runs before the encoder starts. Once it runs, two threads stall at every layer's
+    barrier and can cost more than one thread (720p x264 on 2 cores: 2.7x per tile): the wait that
+    calibration's prices set for one thread is measured against what two threads cost now, so one
+    thread is tried within a few frames of the change and takes over, not a second later."""
+    from vidsr.controller import EXPLORE_AFTER
+
+    m = Machine(unit_cost={2: 0.4, 1: 1.0}, noise=0.0)
+    # "frame": work the frames never buy here (one route on every tile), whose price stays calibration's
+    c = FpsController(30.0, {"net": 1e7, "frame": 1e9}, clock=m.clock, threads=(2, 1))
+    c.seed({"net": 0.4, "frame": 40.0}, threads=2)
+    c.seed({"net": 1.0, "frame": 100.0}, threads=1)  # calibrated 2.5x slower: clearly slower then
+    threads = []
+    for i in range(4 * EXPLORE_EVERY):
+        if i == EXPLORE_AFTER + 2:
+            m.unit_cost = {2: 2.5, 1: 1.0}  # the encoder starts: two threads now stall
+        b = c.budget()
+        c.observe(m.run_frame(b))
+        threads.append(b.threads)
+    first = threads.index(1)
+    assert first <= EXPLORE_AFTER + 2 + 4  # tried within a few frames of the change (was 2 * EXPLORE_EVERY)
+    assert threads[-EXPLORE_EVERY:].count(1) / EXPLORE_EVERY > 0.85  # and kept

@@ -244,17 +244,22 @@ class FpsController:
 
     def _first_try(self, s: ThreadSetting, fastest: ThreadSetting) -> int:
         """The frame from which ``s`` may be tried: at once, unless it never ran in the stream and
-        calibration priced it ``CLEARLY_SLOWER`` than ``fastest`` on the work both priced; then
-        after the wait of a lost try. A try of a setting twice as slow overspends its frame by most
-        of a period, and at a width's own frame rate the frames after it repay that with routed
-        plans 1-2 dB poorer (two tries in the first second of a 2 s clip put the run two periods
-        behind)."""
+        calibration priced it ``CLEARLY_SLOWER`` than what ``fastest`` costs now, on the work both
+        priced; then after the wait of a lost try. A try of a setting twice as slow overspends its
+        frame by most of a period, and at a width's own frame rate the frames after it repay that
+        with routed plans 1-2 dB poorer (two tries in the first second of a 2 s clip put the run two
+        periods behind). Now, not as calibrated: calibration runs before the encoder starts, and
+        once it runs the settings can trade places (720p x264 at 30 fps on 2 cores: two threads
+        cost 2.7x one thread's time per tile, median over frames, where calibration had them 2x
+        faster), so a wait from calibration's prices alone kept the slower setting for a second."""
         if s.samples or s.last_used >= 0:
             return 0
-        units = [u for u in s.seeded if u in fastest.seeded and self.unit_macs.get(u, 0) > 0]
+        # on the work ``fastest`` has run in the stream (calibration's other prices are its own still)
+        shared = [u for u in s.seeded if u in fastest.unit_ms and self.unit_macs.get(u, 0) > 0]
+        units = [u for u in shared if u in fastest.streamed] or shared
         if not units:
             return 0
-        ratio = sum(s.seeded[u] for u in units) / max(sum(fastest.seeded[u] for u in units), 1e-12)
+        ratio = sum(s.seeded[u] for u in units) / max(sum(fastest.unit_ms[u] for u in units), 1e-12)
         return EXPLORE_EVERY * 2 if ratio > CLEARLY_SLOWER else 0
 
     @staticmethod

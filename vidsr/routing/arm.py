@@ -122,26 +122,15 @@ class ARMRouter:
         total = budget.allowance(costs[0].sum(), costs[-1].sum(), () if has_base else (INTERPOLATION_UNIT,))
         free = (reuse[1][reuse[0]], np.nonzero(reuse[0])[0]) if reuse is not None else None
         static = self._static_tiles(x, grid)
-        routes, anchor = self._solve_with_memory(static, _kept_free(costs, free), values, mse, pixels, total)
-        if self.price_context and grid.context:
-            alone = costs
-
-            def priced(routes):
-                computed = grid.core_pixels[None, :] + halo_pixels(grid, routes, len(self.names))
-                return _kept_free(budget.with_context(alone, self.macs, computed, grid.window_pixels(), self.descriptor.scale), free)
-
-            for _ in range(CONTEXT_ROUNDS):
-                before = routes
-                routes, anchor = self._solve_with_memory(static, priced(routes), values, mse, pixels, total)
-                if np.array_equal(routes, before):  # a fixed point: every further round solves the same
-                    break
-            # the last round's halos are the round before's: if the plan's own context overspends, ask
-            # for that much less
-            for _ in range(CONTEXT_ROUNDS):
-                spent = float(priced(routes)[routes, np.arange(len(routes))].sum())
-                if spent <= total * (1 + 1e-9) or spent <= 0:
-                    break
-                routes, anchor = self._solve_with_memory(static, priced(routes), values, mse, pixels, total * total / spent)
+        if (free is None or not len(free[1])) and self._nothing_affordable(costs, grid, total):
+            # no tile's cheapest network route fits, even with all its context shared: the plan is
+            # interpolation everywhere, without the solves (a frame the encoder's burst left no
+            # budget pays its planning all the same, time the frames after it lose)
+            routes, anchor = np.zeros(len(pixels), dtype=np.int64), total
+        elif self.price_context and grid.context:
+            routes, anchor = self._solve_with_context(grid, budget, costs, free, static, values, mse, pixels, total)
+        else:
+            routes, anchor = self._solve_with_memory(static, _kept_free(costs, free), values, mse, pixels, total)
         uniform = self._configuration(budget, mse, pixels, float((mse[routes, np.arange(len(routes))] * pixels).sum()),
                                       keeps_tiles=free is not None and len(free[1]) > 0)
         self._choice = uniform
@@ -152,6 +141,41 @@ class ARMRouter:
             return TilePlan.uniform(uniform, len(routes), mse, uniform_unit(self.names[uniform]))
         reused = reuse[0] & (routes == reuse[1]) if reuse is not None else None
         return TilePlan(routes, mse, reuse=reused if reused is not None and reused.any() else None)
+
+    def _solve_with_context(self, grid, budget, alone, free, static, values, mse, pixels, total):
+        """(routes, the budget they were planned with) with each tile priced for the context its
+        window computes given its neighbours' routes: solved alone first, then again with the
+        halos of the previous solution (``CONTEXT_ROUNDS``)."""
+
+        def priced(routes):
+            computed = grid.core_pixels[None, :] + halo_pixels(grid, routes, len(self.names))
+            return _kept_free(budget.with_context(alone, self.macs, computed, grid.window_pixels(), self.descriptor.scale), free)
+
+        routes, anchor = self._solve_with_memory(static, _kept_free(alone, free), values, mse, pixels, total)
+        costs = None
+        for _ in range(CONTEXT_ROUNDS):
+            before, costs = routes, priced(routes)
+            routes, anchor = self._solve_with_memory(static, costs, values, mse, pixels, total)
+            if np.array_equal(routes, before):  # a fixed point: every further round solves the same
+                break
+        # the last round's halos are the round before's: if the plan's own context overspends, ask
+        # for that much less (at a fixed point ``costs`` are the plan's own)
+        for _ in range(CONTEXT_ROUNDS):
+            if not np.array_equal(routes, before):
+                before, costs = routes, priced(routes)
+            spent = float(costs[routes, np.arange(len(routes))].sum())
+            if spent <= total * (1 + 1e-9) or spent <= 0:
+                break
+            routes, anchor = self._solve_with_memory(static, costs, values, mse, pixels, total * total / spent)
+        return routes, anchor
+
+    def _nothing_affordable(self, costs, grid, total: float) -> bool:
+        """Whether ``total`` is below every tile's cheapest network route priced at its core alone
+        (its least possible price: every side's context shared), so that no plan buys a tile."""
+        if len(self.names) < 2:
+            return True
+        least = costs[1:] * (grid.core_pixels / grid.window_pixels() if self.price_context and grid.context else 1.0)
+        return bool(total - costs[0].sum() < (least - costs[0]).min())
 
     def _configuration(self, budget, mse, pixels, routed_error: float, keeps_tiles: bool = False) -> int | None:
         """The route to run on every tile, in the large windows of a pass with no routing (no tile
