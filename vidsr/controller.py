@@ -23,8 +23,9 @@ unit costs and its measured speed (network ms per GMAC bought, the best of its l
 other threads' bursts only ever slow a frame down, so the minimum is what the setting can do under
 the current load). The faster runs; the other gets a frame every ``EXPLORE_EVERY`` frames (every
 few frames until it has been measured a few times, unless a try was ``CLEARLY_SLOWER``, and twice
-as long after each try it loses, up to 8x; one that calibration priced ``CLEARLY_SLOWER`` is first
-tried after a lost try's wait) so a change of load is noticed without a slow frame
+as long after each try it loses, up to 8x; one that calibration priced ``CLEARLY_SLOWER`` than what
+the fastest costs in the stream is first tried after a lost try's wait) so a change of load is
+noticed without a slow frame
 every half second. A try buys the work the fastest setting would (its prices), so the frame is no
 poorer for being a try.
 
