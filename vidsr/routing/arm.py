@@ -152,7 +152,6 @@ class ARMRouter:
             return _kept_free(budget.with_context(alone, self.macs, computed, grid.window_pixels(), self.descriptor.scale), free)
 
         routes, anchor = self._solve_with_memory(static, _kept_free(alone, free), values, mse, pixels, total)
-        costs = None
         for _ in range(CONTEXT_ROUNDS):
             before, costs = routes, priced(routes)
             routes, anchor = self._solve_with_memory(static, costs, values, mse, pixels, total)
