@@ -121,8 +121,9 @@ class ARMRouter:
         costs = np.stack([budget.price(self.macs[r] * pixels, units[r]) for r in range(len(self.names))])
         total = budget.allowance(costs[0].sum(), costs[-1].sum(), () if has_base else (INTERPOLATION_UNIT,))
         free = (reuse[1][reuse[0]], np.nonzero(reuse[0])[0]) if reuse is not None else None
+        keeps_tiles = free is not None and len(free[1]) > 0  # a tile may keep its output at no cost
         static = self._static_tiles(x, grid)
-        if (free is None or not len(free[1])) and self._nothing_affordable(costs, grid, total):
+        if not keeps_tiles and self._nothing_affordable(costs, grid, total):
             # no tile's cheapest network route fits, even with all its context shared: the plan is
             # interpolation everywhere, without the solves (a frame the encoder's burst left no
             # budget pays its planning all the same, time the frames after it lose)
@@ -132,7 +133,7 @@ class ARMRouter:
         else:
             routes, anchor = self._solve_with_memory(static, _kept_free(costs, free), values, mse, pixels, total)
         uniform = self._configuration(budget, mse, pixels, float((mse[routes, np.arange(len(routes))] * pixels).sum()),
-                                      keeps_tiles=free is not None and len(free[1]) > 0)
+                                      keeps_tiles=keeps_tiles)
         self._choice = uniform
         if uniform is not None:
             routes = np.full(len(routes), uniform, dtype=np.int64)
