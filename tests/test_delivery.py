@@ -121,6 +121,19 @@ def _small_refiner(settings=HCDSettings()):
     return HCDRefiner(LearnedDownscaler(2).eval(), up.differentiable, settings, qstep=0.0), up
 
 
+def test_hcd_steps_are_constant_by_default_and_shrink_to_the_last_step_when_asked():
+    from vidsr.delivery.hcd import _lengths
+
+    assert _lengths(15, 0.08, HCDSettings().last_step) == [0.08] * 15  # the published schedule
+    shrinking = _lengths(6, 1.0, 0.1)
+    assert shrinking[0] == pytest.approx(1.0) and shrinking[-1] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(shrinking, shrinking[1:]))
+    # the schedule reaches the refinement: it ends on another frame than the constant steps
+    hr = textured(48, 48)
+    refiner, _ = _small_refiner(HCDSettings(hr_steps=0, lr_steps=4, last_step=0.1))
+    assert not torch.equal(refiner.refine(hr), _small_refiner(HCDSettings(hr_steps=0, lr_steps=4))[0].refine(hr))
+
+
 def test_hcd_improves_the_upscaled_frame_over_its_start():
     refiner, up = _small_refiner()
     hr = textured(64, 64)

@@ -7,11 +7,16 @@ upscaler. Prints, per clip and as the mean, each variant's BD-rate against B (La
 ``arm-plain`` up) and against the bicubic downscale itself.
 
 Variants are names joined by ``-``: ``hcd`` plus ``fast`` or ``bic`` (the start), and optionally
-``rw<w>`` (rate weight), ``eps<r>`` (the ball's radius), ``x264`` (the forward pass through a real
+``rw<w>`` (rate weight), ``eps<r>`` (the ball's radius), ``last<f>`` (the last step's length as a
+fraction of the first, cosine between), ``steps<n>`` (steps per stage), ``qball<p>`` (with ``--per-crf``:
+the ball and step grow by (qstep / QP 26's qstep) ** p at coarser QPs), ``x264`` (the forward pass through a real
 libx264 decode, the candidate coded as a P frame after the last output; the gradient passes
 straight through it). ``fast`` is the shipped learned downscaler as it is (no refinement), and
 ``--downscalers`` adds learned downscalers from training run folders (``vidsr train --recipe``'s),
 each as it is: how a candidate fast downscaler is chosen before it ships.
+
+``--per-crf`` refines at each CRF's own QP, as ``vidsr downscale --mode hcd --crf N`` does (five times
+the refinements).
 
     python benchmarks/studies/hcd_start.py --data ../shared/data/train --scale 2 --variants hcd-fast hcd-bic
 """
@@ -53,20 +58,27 @@ class RealCodecRefiner(HCDRefiner):
         return straight_through(lr, torch.from_numpy(decoded)[None, None])
 
 
-def refiner(variant: str, scale: int) -> HCDRefiner:
+def refiner(variant: str, scale: int, qp: float = QP) -> HCDRefiner:
     kw = {}
     for part in variant.split("-"):
         if part.startswith("rw"):
             kw["rate_weight"] = float(part[2:])
         elif part.startswith("eps"):
             kw["epsilon"] = float(part[3:])
+        elif part.startswith("last"):
+            kw["last_step"] = float(part[4:])
+        elif part.startswith("steps"):
+            kw["hr_steps"] = kw["lr_steps"] = int(part[5:])
+        elif part.startswith("qball"):
+            k = max(1.0, qstep_of_qp(qp) / qstep_of_qp(QP)) ** float(part[5:])
+            kw["epsilon"], kw["step"] = kw.get("epsilon", HCDSettings.epsilon) * k, HCDSettings.step * k
     parts = variant.split("-")
     down = (lambda x: bicubic_downscale(x, scale)) if "bic" in parts else FrameDownscaler(UPSCALER, scale, "fast").net
     up = registry.load(UPSCALER, scale)
     for p in up.module.parameters():
         p.requires_grad_(False)
     cls = RealCodecRefiner if "x264" in parts else HCDRefiner
-    return cls(down, up.differentiable, HCDSettings(**kw), qstep_of_qp(QP))
+    return cls(down, up.differentiable, HCDSettings(**kw), qstep_of_qp(qp))
 
 
 def run_downscaler(folder: Path, scale: int):
@@ -91,6 +103,7 @@ def main() -> None:
     ap.add_argument("--clips", nargs="+", default=list(bd.CLIPS))
     ap.add_argument("--variants", nargs="+", default=["hcd-fast", "hcd-bic"])
     ap.add_argument("--downscalers", nargs="*", type=Path, default=[], help="training run folders of candidate fast downscalers")
+    ap.add_argument("--per-crf", action="store_true", help="refine at each CRF's QP instead of once at QP 26")
     args = ap.parse_args()
     scale = args.scale
     engine, baseline = policy.load_engine(UPSCALER, scale), policy.load_engine(bd.BASELINE, scale)
@@ -101,7 +114,7 @@ def main() -> None:
         src_y = [bd.luma(f) for f in src]
         lanczos = bd.lanczos(src, bd.SOURCE[0] // scale, bd.SOURCE[1] // scale)
         ys = [torch.from_numpy(y).float()[None, None] / 255 for y in src_y]
-        lrs = {"bicubic": [to8(bicubic_downscale(y, scale)) for y in ys]}
+        lrs = {"bicubic": [to8(bicubic_downscale(y, scale)) for y in ys]}  # name -> LR planes, or per CRF
         seconds = {}
         for v in args.variants:
             t0 = time.perf_counter()
@@ -109,17 +122,20 @@ def main() -> None:
                 net = FrameDownscaler(UPSCALER, scale, "fast").net
                 with torch.no_grad():
                     lrs[v] = [to8(net(y)) for y in ys]
+            elif args.per_crf:
+                lrs[v] = {crf: [to8(r.refine(y)) for y in ys] for crf in crfs for r in [refiner(v, scale, crf)]}
             else:
                 r = refiner(v, scale)
                 lrs[v] = [to8(r.refine(y)) for y in ys]
-            seconds[v] = (time.perf_counter() - t0) / len(ys)
+            seconds[v] = (time.perf_counter() - t0) / len(ys) / (len(crfs) if isinstance(lrs[v], dict) else 1)
         for folder in args.downscalers:
             net = run_downscaler(folder, scale)
             with torch.no_grad():
                 lrs[folder.name] = [to8(net(y)) for y in ys]
         curves = {k: [] for k in ["B", *lrs]}
         for crf in crfs:
-            runs = [("B", baseline, lanczos)] + [(k, engine, bd.with_luma(lanczos, v)) for k, v in lrs.items()]
+            runs = [("B", baseline, lanczos)] + [(k, engine, bd.with_luma(lanczos, v[crf] if isinstance(v, dict) else v))
+                                                 for k, v in lrs.items()]
             for k, eng, frames in runs:
                 kbps, decoded = bd.encode(frames, "libx264", crf)
                 curves[k].append((kbps, bd.score(bd.upscale_all(eng, decoded, 1.0)[0], src_y)[0]))
@@ -127,7 +143,8 @@ def main() -> None:
         print(f"{clip}: " + ", ".join(f"{k} {a:+.2f}% / {b:+.2f}%" for k, (a, b) in per_clip[clip].items()
                                       if a is not None and b is not None)
               + "  (s per frame: " + ", ".join(f"{k} {s:.2f}" for k, s in seconds.items()) + ")", flush=True)
-    print(f"\nx{scale} libx264, {args.frames} frames, clips from {args.data}: BD-rate against B / against bicubic, mean over clips")
+    refined = "at each CRF's QP" if args.per_crf else f"at QP {QP}"
+    print(f"\nx{scale} libx264, {args.frames} frames, HCD refined {refined}, clips from {args.data}: BD-rate against B / against bicubic, mean over clips")
     for k in per_clip[args.clips[0]]:
         vs_b = [per_clip[c][k][0] for c in args.clips if per_clip[c][k][0] is not None]
         vs_bic = [per_clip[c][k][1] for c in args.clips if per_clip[c][k][1] is not None]
