@@ -299,6 +299,24 @@ def test_the_first_frame_is_start_up_and_its_overrun_is_not_repaid():
     assert second_budget(120.0) == pytest.approx(second_budget(40.0), abs=1.0)
 
 
+def test_the_second_frame_is_start_up_too_and_its_overrun_is_not_repaid():
+    """The fps after start-up leaves out the first two frames, and the second runs the first routed
+    plan (batch shapes run for the first time): the schedule starts as it ends, so an overrun there
+    takes nothing off the frames after it, while one in the third frame is repaid."""
+    def budget_after(slow_frame, slow_ms):
+        clock = [0.0]
+        c = FpsController(25.0, {"net": 1e7}, clock=lambda: clock[0])
+        c.seed({"net": 0.5})
+        for frame in range(3):
+            c.budget()
+            _frame_at(clock, c, 10.0, "net", (slow_ms if frame == slow_frame else 30.0) - 10.0)
+        return c.budget().ms  # the fourth frame's
+
+    on_time = budget_after(None, 40.0)
+    assert budget_after(1, 160.0) == pytest.approx(on_time, abs=1.0)
+    assert budget_after(2, 160.0) < on_time - 5.0  # after start-up, three periods of debt are repaid
+
+
 def _frame_at(clock, c, overhead_ms, unit, net_ms):
     """One frame that took ``overhead_ms`` beside ``net_ms`` of one unit of ``unit``."""
     clock[0] += (overhead_ms + net_ms) / 1000

@@ -69,11 +69,17 @@ EXPLORE_BACKOFF = 3
 EXPLORE_AFTER = 2  # frames before the first try (the first frames are the start-up's)
 # The first frame is start-up, as the run's fps after start-up counts it: it gets a whole period for
 # the network at the calibrated prices (what it measures beside that is a frame's overhead), and
-# the schedule starts as it ends, as if it had taken one period, so what it overspends is not
-# repaid by poorer frames. It is the encoder's first reference picture: with half a period it ran
-# a cheaper width than the run's, and every frame predicted from it lost 0.02-0.03 dB (x264 CRF 12,
-# animation clip at the full network's speed).
+# what it overspends is not repaid by poorer frames (``SCHEDULE_FROM_FRAME``). It is the encoder's
+# first reference picture: with half a period it ran a cheaper width than the run's, and every
+# frame predicted from it lost 0.02-0.03 dB (x264 CRF 12, animation clip at the full network's
+# speed).
 FIRST_FRAME_SHARE = 1.0
+# The schedule starts as the second frame ends, as if each of the first two had taken one period:
+# the fps after start-up leaves both out, and the second is still start-up, the first plan on
+# measured overheads, often routed, with batch shapes run for the first time (sample clip at 7.8
+# fps on 2 cores, 17 runs: the second frame took 0.9-3.8 periods, median 1.5, the third 0.8-1.9,
+# median 0.9). Repaid, that overrun took the next frames below the width the run could keep.
+SCHEDULE_FROM_FRAME = 2
 SPEED_SAMPLES = 3  # a setting's speed: the best of its last this many measured frames
 # a try this many times slower than a fully measured fastest setting counts as lost at once: no
 # burst explains it, and each quick retry overspends a frame by as much (sample clip, 2 cores: one
@@ -287,8 +293,8 @@ class FpsController:
         period = (now - self.last) * 1000.0 if self.last is not None else self.period_ms
         self.last = now
         self.frames += 1
-        if self.frames == 1:  # start-up (FIRST_FRAME_SHARE): the schedule begins one period before now
-            self.start = now - self.period_ms / 1000.0
+        if self.frames <= SCHEDULE_FROM_FRAME:  # start-up: the schedule begins a period a frame before now
+            self.start = now - self.frames * self.period_ms / 1000.0
         # only the work the budget bought is network time; the rest of the frame (planning included:
         # it is paid whatever the budget) is overhead the next budget has to leave room for
         network = sum(stats.ms.get(unit, 0.0) for unit in stats.work) if stats else 0.0
