@@ -300,9 +300,10 @@ def test_the_first_frame_is_start_up_and_its_overrun_is_not_repaid():
 
 
 def test_the_second_frame_is_start_up_too_and_its_overrun_is_not_repaid():
-    """The fps after start-up leaves out the first two frames, and the second runs the first routed
-    plan (batch shapes run for the first time): the schedule starts as it ends, so an overrun there
-    takes nothing off the frames after it, while one in the third frame is repaid."""
+    """The fps after start-up leaves out the first two frames, and the second is the first plan on
+    measured overheads (often routed, its batch shapes run for the first time): the schedule starts
+    as it ends, so an overrun there takes nothing off the frames after it, while one in the third
+    frame is repaid."""
     def budget_after(slow_frame, slow_ms):
         clock = [0.0]
         c = FpsController(25.0, {"net": 1e7}, clock=lambda: clock[0])
