@@ -70,7 +70,8 @@ def no_partial_files(folder: Path) -> bool:
 def arm_weights(tmp_path_factory) -> Path:
     """A small random ARM model saved with a made-up Edge-to-PSNR table and its manifest, as
     `vidsr train` would: routes bicubic, w4, w8; predicted PSNR falls with the edge score and rises
-    with width."""
+    with width, by more than the shipped sharpened base gains over bicubic (a video's routers price
+    their interpolated tiles as that base, ``vidsr.models.sharpen``)."""
     import torch
 
     from vidsr.models import registry, weights
@@ -86,7 +87,7 @@ def arm_weights(tmp_path_factory) -> Path:
     edges = torch.linspace(0, 60, 31)
     edges[-1] = float("inf")
     centre = torch.linspace(1, 59, 30)
-    table = EdgePSNRTable(edges, torch.stack([45 - 0.3 * centre + r * 0.03 * centre for r in range(3)]),
+    table = EdgePSNRTable(edges, torch.stack([45 - 0.3 * centre + r * (2.0 + 0.03 * centre) for r in range(3)]),
                           ("bicubic", "w4", "w8"))
     sha = weights.save(folder / "arm.safetensors", module.state_dict(), table.to_tensors())
     weights.write_manifest(folder, [{"name": "arm-test", "scale": 2, "architecture": "arm-wdsr", "config": cfg,

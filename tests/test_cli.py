@@ -69,7 +69,8 @@ def test_flags_override_the_preset(cli, media, tmp_path, arm_weights):
             "--tile", 16, "--stats", stats)
     assert r.code == 0, r.err
     lines = [json.loads(line) for line in stats.read_text().splitlines()]
-    assert all(rec["route_shares"]["bicubic"] == 1.0 and "budget_ms" not in rec for rec in lines)
+    # budget 0: every tile shows the (sharpened) interpolated base, and no time budget is set
+    assert all(rec["route_shares"]["sharp"] == 1.0 and "budget_ms" not in rec for rec in lines)
 
 
 def test_fps_target_needs_a_router(cli, media, tmp_path, arm_weights):

@@ -18,6 +18,7 @@ from .budget import FULL_NETWORK, MacBudget, TimeBudget
 from .errors import SettingsError
 from .executor import Executor, FrameStats
 from .models.descriptor import Upscaler
+from .models.sharpen import LABEL as SHARP_LABEL
 from .routing.protocol import TilePlan
 from .temporal import StreamState
 from .threads import TorchThreads
@@ -46,6 +47,13 @@ def plane_to_unit(plane: np.ndarray, bits: int, full_range: bool, device, dtype)
     x = torch.from_numpy(np.ascontiguousarray(plane)).to(device)
     x = x.to(dtype).div_(float((1 << bits) - 1))[None, None]
     return x * STUDIO_SPAN + STUDIO_LO if full_range else x
+
+
+def _rename_route(stats: FrameStats, old: str, new: str) -> None:
+    """``stats`` with route ``old`` named ``new`` in its shares and counts, in the same order."""
+    stats.route_shares = {(new if k == old else k): v for k, v in stats.route_shares.items()}
+    if stats.counts:
+        stats.counts = {(new if k == old else k): v for k, v in stats.counts.items()}
 
 
 def disagreement(out, base, grid: TileGrid, scale: int) -> np.ndarray:
@@ -99,6 +107,18 @@ class Engine:
         self.threads = TorchThreads(upscaler.device)
         self.executor = Executor(upscaler, self.threads, batch, batch_pixels, region_tiles)
         self._grids: dict[tuple[int, int, int], TileGrid] = {}
+        self.sharp = None  # the sharpened Lanczos base of integer planes' interpolated tiles (``use_sharp_base``)
+
+    def use_sharp_base(self, base) -> None:
+        """Integer planes whose caller gives an interpolated base (a video's frames) take ``base``
+        (a ``vidsr.models.sharpen.SharpBase``) under the tiles the router leaves to interpolation,
+        made from the plane itself, and the router prices those tiles from its table corrected by
+        the base's gain. Only for a router that leaves those tiles to the caller's base (ARM)."""
+        if base is not None and not (self.router is not None and self.router.fills_from_base):
+            raise ValueError("a sharpened base goes with a router that fills from the base (ARM)")
+        self.sharp = base
+        if self.router is not None and hasattr(self.router, "use_sharp_base"):
+            self.router.use_sharp_base(base)
 
     @property
     def descriptor(self):
@@ -132,12 +152,19 @@ class Engine:
             key = ("integer", out_bits, full_range)
             if (base is not None and self.router is not None and self.router.fills_from_base
                     and not budget.full_network and min(plane.shape) >= self.descriptor.tile.min_size):
-                y, stats, plan, grid = self._run(x, budget, None, True, stream, key)
+                sharp = self.sharp is not None and out_bits == bits
+                y, stats, plan, grid = self._run(x, budget, None, True, stream, key, sharp)
                 if stats.network_tiles is None:  # one route everywhere: the network wrote every pixel
                     out = self.from_unit(y[0, 0].clamp_(0, 1), out_bits, full_range)
                 else:
+                    if sharp:  # made only for frames that leave tiles to it (a few ms at 720p)
+                        t0 = time.perf_counter()
+                        base = self.sharp.upscale(plane, bits, base.shape[1], base.shape[0])
+                        stats.ms["sharpen"] = (time.perf_counter() - t0) * 1000
                     out = np.array(base, dtype=_int_dtype(out_bits))
                     self._write_cores(y, grid, stats.network_tiles, out, out_bits, full_range)
+                if sharp:  # its tiles show the sharpened base, and the stats say so
+                    _rename_route(stats, self.descriptor.routes[0].name, SHARP_LABEL)
                 return self._kept(out, x, plan, grid, stream, key, base), stats
             base_t = None if base is None else self.to_unit(base, out_bits, full_range)
             y, stats, plan, grid = self._run(x, budget, base_t, False, stream, key)
@@ -210,8 +237,9 @@ class Engine:
             y, stats = self.executor.run(TilePlan.uniform(index, len(grid)), x, grid)
             return y.clamp_(0, 1), stats
 
-    def _run(self, x, budget, base, caller_fills_base: bool, stream: StreamState | None, key):
-        """(output, stats, the plan, the grid it ran on) for one frame."""
+    def _run(self, x, budget, base, caller_fills_base: bool, stream: StreamState | None, key, sharp: bool = False):
+        """(output, stats, the plan, the grid it ran on) for one frame; ``sharp``: the caller's base
+        under interpolated tiles is the sharpened one."""
         _require_budget(budget)
         with torch.inference_mode(), self.threads.light(), self.threads.frame(budget.threads):
             h, w = x.shape[-2:]
@@ -232,7 +260,7 @@ class Engine:
                 has_base = base is not None or caller_fills_base
                 evidence = stream.evidence if stream is not None and self.router.takes_evidence else None
                 plan = self.router.plan(x, grid, budget, has_base, reuse=reuse if stream is not None and stream.reallocate else None,
-                                        evidence=evidence)
+                                        evidence=evidence, **({"sharp_base": True} if sharp else {}))
                 if reuse is not None and not stream.reallocate and not plan.unrouted:
                     kept = reuse[0] & (plan.routes == reuse[1])  # planned as alone; same route as before: kept
                     plan.reuse = kept if kept.any() else None

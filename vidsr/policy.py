@@ -45,23 +45,29 @@ def choose_model(scale: int, model: str | None = None, router: str | None = "aut
 
 def load_engine(name: str, scale: int, device: str = "cpu", dtype=None, router: str | None = "auto",
                 pcsr_mode: str = "budget", pcsr_k: float = 0.0, tile: int | None = None,
-                overlap: int | None = None, batch: int = 64, route: str | None = None):
+                overlap: int | None = None, batch: int = 64, route: str | None = None, sharpen: bool = True):
     """The engine for a model name (or weights path), with its router built complete; ``route``:
     instead, that one route of the model on every tile."""
     import torch
 
     upscaler = registry.load(name, scale, device=device, dtype=dtype or torch.float32)
-    return engine_for(upscaler, router, pcsr_mode, pcsr_k, tile, overlap, batch, route)
+    return engine_for(upscaler, router, pcsr_mode, pcsr_k, tile, overlap, batch, route, sharpen)
 
 
 def engine_for(upscaler, router: str | None = "auto", pcsr_mode: str = "budget", pcsr_k: float = 0.0,
-               tile: int | None = None, overlap: int | None = None, batch: int = 64, route: str | None = None):
+               tile: int | None = None, overlap: int | None = None, batch: int = 64, route: str | None = None,
+               sharpen: bool = True):
     """An engine over a loaded model, with its router (None for a single-route model, or when one
-    ``route`` runs everywhere)."""
+    ``route`` runs everywhere); ``sharpen``: a video's interpolated tiles take the sharpened
+    Lanczos base where the router leaves them to the caller (ARM) and one ships for the scale."""
     from .engine import Engine
 
-    return Engine(upscaler, tile=tile, context=overlap, batch=batch, route=route,
-                  router=None if route is not None else build_router(upscaler, router, pcsr_mode, pcsr_k))
+    engine = Engine(upscaler, tile=tile, context=overlap, batch=batch, route=route,
+                    router=None if route is not None else build_router(upscaler, router, pcsr_mode, pcsr_k))
+    if sharpen and engine.router is not None and engine.router.fills_from_base:
+        # video frames' interpolated tiles: the sharpened Lanczos base, where one ships for the scale
+        engine.use_sharp_base(registry.load_sharp_base(upscaler.descriptor.scale))
+    return engine
 
 
 def dearer_candidates(engine, build: Callable[[str], object]) -> list[Callable[[], object]]:
@@ -76,7 +82,7 @@ def predicted_psnr(engine, x, budget: TimeBudget) -> tuple[float, bool]:
     every tile), as ``engine``'s ARM router would plan it with the caller's interpolated base."""
     router = engine.router
     grid = engine.grid(*x.shape[-2:])
-    plan = router.plan(x, grid, budget, has_base=True)
+    plan = router.plan(x, grid, budget, has_base=True, **({"sharp_base": True} if engine.sharp is not None else {}))
     router.reset()  # a plan made to compare leaves no memory for the frames that follow
     return plan.predicted_psnr(grid.core_pixels), bool((plan.routes == len(router.names) - 1).all())
 

@@ -10,10 +10,10 @@ at CRF 16, as footage arrives:
 - ``animation``: flat colours and hard edges (a posterised validation illustration) with flat
   shapes moving over it.
 For each clip: Lanczos, then every uniform configuration (each routed model's widths or heads on
-every tile, ``vidsr --route``), with its fps (after start-up: the first two frames, as a target
+every tile, ``vidsr --route``, and the sharpened Lanczos base everywhere, ``--budget 0``), with its fps (after start-up: the first two frames, as a target
 keeps it) and PSNR-Y against the truth; then ``vidsr --fps-target F`` as users run it (the
 routed default model) at each of those fps and at 30, with and without keeping unchanged tiles
-(``--no-reuse``). The machine's speed drifts by several percent within minutes, which at a
+(``--no-reuse``), and at 30 fps without the sharpened base (``--no-sharpen``). The machine's speed drifts by several percent within minutes, which at a
 width's own fps decides whether the width fits: each configuration a target was taken from runs
 again after its targets, and its fps is the mean of both runs (the table shows both). Flicker is the mean
 absolute frame-to-frame change of the output minus that of the truth, over the pixels the truth
@@ -48,6 +48,7 @@ from ..train.data import default_folder, list_images
 HR = (1280, 720)
 FPS = 30
 CLIPS = ("sample", "val-pan", "static", "fast-pan", "animation")
+SHARP_EVERYWHERE = "sharpened Lanczos everywhere (--budget 0)"
 ENCODE = ["--codec", "libx264", "--crf", "12", "--encoder-opt", "preset=veryfast"]
 WARMUP = 0.25
 TARGET_30 = 30.0
@@ -399,8 +400,11 @@ def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: li
                 return rows[-1]
 
             lanczos = measure("Lanczos", "--model", "lanczos")
-            configs = uniform_configs(models)
-            uniform = [measure(f"{m} {r} everywhere", "--model", m, "--route", r) for m, r in configs]
+            # every network route everywhere, and the sharpened Lanczos base everywhere (the routed
+            # default model at budget 0: no network runs)
+            configs = [(f"{m} {r} everywhere", ("--model", m, "--route", r)) for m, r in uniform_configs(models)]
+            configs.append((SHARP_EVERYWHERE, ("--budget", "0")))
+            uniform = [measure(label, *flags) for label, flags in configs]
             targets = {}  # target fps -> the uniform configuration it was taken from (None: 30 fps)
             for u, config in sorted(zip(uniform, configs), key=lambda uc: uc[0]["fps"]):
                 f = round(u["fps"], 1)
@@ -415,9 +419,13 @@ def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: li
                                   *(() if reuse else ("--no-reuse",)))
                     row["target"] = f
                     target_rows.append(row)
+                if f == TARGET_30:  # what the sharpened base adds at 30 fps: the same target without it
+                    row = measure(f"--fps-target {f:g} --no-sharpen", "--fps-target", str(f), "--no-sharpen")
+                    row["target"] = f
+                    target_rows.append(row)
                 if source is not None:  # the machine's speed drifts: the configuration's speed is the mean
-                    u, (m, r) = source  # of a run before its targets and one after them
-                    again = measure("again", "--model", m, "--route", r)
+                    u, (_, flags) = source  # of a run before its targets and one after them
+                    again = measure("again", *flags)
                     rows.remove(again)
                     u["fps_runs"] = [u["fps"], again["fps"]]
                     u["fps"] = float(np.mean(u["fps_runs"]))
@@ -520,20 +528,23 @@ def targets_report(res: dict) -> str:
            "Summary: `--fps-target` (reuse on) against the best uniform configuration that reaches the same fps "
            "(within 2%), over the targets of each clip; and `--fps-target 30` against Lanczos.\n",
            "| clip | targets | worst vs best uniform (dB) | mean (dB) | flicker: target / uniform (mean) | "
-           "--fps-target 30: fps, vs Lanczos (dB) |", "| --- | ---: | ---: | ---: | --- | --- |"]
+           "--fps-target 30: fps, vs Lanczos (dB) | the same with --no-sharpen |",
+           "| --- | ---: | ---: | ---: | --- | --- | --- |"]
     targets = {n: c for n, c in res["clips"].items() if "rows" in c}
     for name, c in targets.items():
-        rows = [r for r in c["rows"] if "target" in r and "--no-reuse" not in r["run"] and r.get("best_uniform")]
+        rows = [r for r in c["rows"] if "target" in r and r["run"] == f"--fps-target {r['target']:g}" and r.get("best_uniform")]
         diffs = [r["psnr_y"] - r["best_uniform"]["psnr_y"] for r in rows]
         uni = {u["run"]: u for u in c["rows"] if "target" not in u}
         fl = [(r["flicker"], uni[r["best_uniform"]["run"]]["flicker"]) for r in rows
               if r["flicker"] is not None and uni[r["best_uniform"]["run"]]["flicker"] is not None]
         flick = f"{np.mean([a for a, _ in fl]):.3f} / {np.mean([b for _, b in fl]):.3f}" if fl else "-"
-        t30 = next((r for r in c["rows"] if r.get("target") == TARGET_30 and "--no-reuse" not in r["run"]), None)
+        t30 = next((r for r in c["rows"] if r["run"] == f"--fps-target {TARGET_30:g}"), None)
         at30 = f"{t30['fps']:.1f} fps, {t30['psnr_y'] - c['lanczos_psnr_y']:+.3f}" if t30 else "-"
+        plain = next((r for r in c["rows"] if r["run"] == f"--fps-target {TARGET_30:g} --no-sharpen"), None)
+        at30_plain = f"{plain['fps']:.1f} fps, {plain['psnr_y'] - c['lanczos_psnr_y']:+.3f}" if plain else "-"
         worst = f"{min(diffs):+.3f}" if diffs else "-"
         mean = f"{np.mean(diffs):+.3f}" if diffs else "-"
-        out.append(f"| {name} | {len(rows)} | {worst} | {mean} | {flick} | {at30} |")
+        out.append(f"| {name} | {len(rows)} | {worst} | {mean} | {flick} | {at30} | {at30_plain} |")
     out.append("")
     for name, c in targets.items():
         base = c["lanczos_psnr_y"]

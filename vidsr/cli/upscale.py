@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reuse", action="store_true",
                    help="compute every tile of every frame (by default a routed run keeps the output of tiles "
                    "whose input has not changed, and spends the time on the others)")
+    p.add_argument("--no-sharpen", action="store_true",
+                   help="in a routed video, regions left to interpolation show swscale's Lanczos (by default "
+                   "they show the sharpened Lanczos base: a learned prefilter undoes the blur the networks are "
+                   "trained to undo, +0.8 dB at x2 on the validation images)")
     p.add_argument("--predictor", choices=PREDICTORS, default="edge",
                    help="where an ARM router puts its dear routes: edge (the Edge-to-PSNR table, default) or "
                    "last-frame (the table corrected by how much the networks changed each tile in recent frames)")
@@ -242,14 +246,15 @@ def run(args, engines: dict | None = None, on_frame=None, segment: tuple | None 
         raise SettingsError("--route runs one route everywhere: it goes with no --budget, --fps-target or --router")
 
     def load(name):
-        key = (name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap, args.route)
+        sharpen = not getattr(args, "no_sharpen", False)
+        key = (name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap, args.route, sharpen)
         if engines is not None and key in engines:
             engine = engines[key]
             if engine.router is not None:
                 engine.router.reset()  # a new stream: no memory of the last file's frames
             return engine
         engine = policy.load_engine(name, s.scale, device, dtype, s.router, s.pcsr_mode, s.pcsr_k, s.tile, s.overlap,
-                                    route=args.route)
+                                    route=args.route, sharpen=sharpen)
         if engines is not None:
             engines[key] = engine
         return engine

@@ -302,6 +302,22 @@ def build_downscaler(arch: str, scale: int, config: dict | None = None) -> nn.Mo
     return DOWNSCALER_ARCHITECTURES[arch](scale, **(config or {}))
 
 
+def load_sharp_base(scale: int, folder: Path | None = None):
+    """The sharpened Lanczos base shipped for ``scale`` (``vidsr.models.sharpen``), its checksum
+    verified, or None where none ships."""
+    from .sharpen import LABEL, SharpBase
+
+    entries = weights.read_manifest(folder or SHIPPED_DIR, "bases")
+    entry = next((e for e in entries if e["name"] == LABEL and e["scale"] == scale), None)
+    if entry is None:
+        return None
+    tensors, _ = weights.load_checked(entry)
+    try:
+        return SharpBase.from_tensors(scale, tensors)
+    except (KeyError, ValueError) as e:
+        raise WeightsError(f"{entry['file']}: not a sharpened Lanczos base ({e})") from None
+
+
 def load_downscaler(entry: dict, device: str | torch.device = "cpu") -> nn.Module:
     """The downscaler of a manifest entry, its checksum verified, ready to run."""
     module = build_downscaler(entry["architecture"], entry["scale"], entry.get("config"))

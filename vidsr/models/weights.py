@@ -30,9 +30,10 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-# A manifest's sections: the upscalers ("models"), and the delivery downscalers, each made for one
-# upscaler at one scale ("downscalers"); each section sorted by what names an entry in it
-SECTIONS = {"models": ("name", "scale"), "downscalers": ("upscaler", "scale")}
+# A manifest's sections: the upscalers ("models"), the delivery downscalers, each made for one
+# upscaler at one scale ("downscalers"), and the video bases under routed models' interpolated tiles
+# ("bases", ``vidsr.models.sharpen``); each section sorted by what names an entry in it
+SECTIONS = {"models": ("name", "scale"), "downscalers": ("upscaler", "scale"), "bases": ("name", "scale")}
 
 
 def _read(path: Path) -> dict:

@@ -75,6 +75,7 @@ class ARMRouter:
             self.table = EdgePSNRTable.from_tensors(upscaler.extras, self.names)
         except KeyError:
             raise ValueError(f"{d.name} has no Edge-to-PSNR table in its weights") from None
+        self.sharp_table: EdgePSNRTable | None = None  # the table under a sharpened base (``use_sharp_base``)
         self.macs = np.array([r.macs_per_pixel for r in d.routes])
         self._previous: tuple | None = None  # (frame, routes, budget planned with) of the last frame
         self._planned_mse: np.ndarray | None = None  # (routes, tiles) predicted errors of the last planned frame
@@ -83,6 +84,13 @@ class ARMRouter:
         self._frames = 0  # frames planned (kept ones included)
         self._tried: dict[int, tuple[int, int]] = {}  # route -> (frame last tried everywhere, tries) (``_try_dearer``)
 
+    def use_sharp_base(self, base) -> None:
+        """Plans told ``sharp_base`` price interpolated tiles as ``base`` (a ``SharpBase``) makes
+        them: the table's interpolation row raised by its gain over bicubic per edge score. The
+        last frames' plans were made on the other table, so they are forgotten."""
+        self.sharp_table = None if base is None else base.corrected_table(self.table)
+        self.reset()
+
     def reset(self) -> None:
         self._previous = None
         self._planned_mse = None
@@ -90,7 +98,8 @@ class ARMRouter:
         self._kept_frames = self._frames = 0
         self._tried = {}
 
-    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None, evidence=None) -> TilePlan:
+    def plan(self, x: torch.Tensor, grid, budget, has_base: bool = False, reuse=None, evidence=None,
+             sharp_base: bool = False) -> TilePlan:
         """A route per tile: the most predicted quality the budget pays for. Under a MAC budget each
         tile costs its route's MACs over its pixels (and, priced, its window's context); under a
         time budget a tile costs its route's measured milliseconds (every tile runs in a same-size
@@ -100,7 +109,8 @@ class ARMRouter:
         due for their refresh): keeping that route costs such a tile nothing, and a due one is not
         planned cheaper than it (``vidsr.temporal``). ``evidence``: the stream's
         ``RouteEvidence``, which corrects the table's prediction where recent frames measured
-        how much the networks changed a tile."""
+        how much the networks changed a tile. ``sharp_base``: the caller's base is the sharpened one
+        (``use_sharp_base``)."""
         self._frames += 1
         pixels = grid.core_pixels * self.descriptor.scale**2
         # a kept configuration decides nothing from the table: it reports the last planned frame's
@@ -109,7 +119,8 @@ class ARMRouter:
         if kept is not None:
             return kept
         scores = tile_edge_scores(x, grid).flatten()
-        mse = torch.pow(10.0, -self.table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
+        table = self.sharp_table if sharp_base and self.sharp_table is not None else self.table
+        mse = torch.pow(10.0, -table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
         if evidence is not None:
             mse = evidence.adjust(mse)
         self._planned_mse = mse

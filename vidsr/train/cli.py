@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="copy a finished run's weights into vidsr's shipped set and exit; with --recipe (no RUN): "
                    "after training, ship it under the recipe's model name")
     p.add_argument("--name", help="with --publish: the model name to ship it as (default: its architecture's)")
+    p.add_argument("--sharpen", action="store_true",
+                   help="fit the sharpened Lanczos base for --scale instead (a 7-tap LR prefilter, least squares in "
+                   "closed form, seconds) into --out (default runs/sharp); with --publish, into vidsr's shipped set")
     return p
 
 
@@ -108,6 +111,8 @@ def main(argv: list[str]) -> int:
 
     if args.recipe:
         return _run_recipe(args)
+    if args.sharpen:
+        return _fit_sharpen(args)
     if args.publish is True:
         raise SettingsError("--publish needs a RUN folder (or --recipe)")
     if args.publish:
@@ -176,6 +181,27 @@ def main(argv: list[str]) -> int:
         return 0
     v = entry["validation"]
     print(f"done: {cfg.out / entry['file']}  PSNR-Y {v['psnr_y']:.2f} dB (bicubic {v['bicubic_psnr_y']:.2f})")
+    return 0
+
+
+def _fit_sharpen(args) -> int:
+    from .data import default_folder
+    from .sharpen import fit
+
+    if args.arch or args.init or args.name or args.publish not in (None, True):
+        raise SettingsError("--sharpen fits the base for --scale: drop --arch, --init, --name and --publish's RUN")
+    if args.data is not None:
+        args.train_dir = args.train_dir or args.data / "train"
+        args.val_dir = args.val_dir or args.data / "val"
+    out = registry.SHIPPED_DIR if args.publish else (args.out or Path("runs") / "sharp")
+    try:
+        entry = fit(args.train_dir or default_folder("train"), args.val_dir or default_folder("val"), args.scale, out,
+                    args.predownscale)
+    except FileNotFoundError as e:
+        raise SettingsError(str(e)) from None
+    v = entry["validation"]
+    print(f"done: {out / entry['file']}  PSNR-Y {v['psnr_y']:.2f} dB (Lanczos {v['lanczos_psnr_y']:.2f}, "
+          f"bicubic {v['bicubic_psnr_y']:.2f})")
     return 0
 
 
