@@ -394,13 +394,18 @@ def test_a_routed_plan_must_beat_a_width_that_fits_by_the_routing_margin():
     budget = MacBudget(0.5)  # affords w8 everywhere, not w16
     w8 = float((mse[1] * pixels).sum())
 
-    def choice(db_better, keeps_tiles=False):
+    def choice(db_better, keeps_tiles=False, network_share=1.0):
         router.reset()
-        return router._configuration(budget, mse, pixels, w8 * 10 ** (-db_better / 10), keeps_tiles)
+        return router._configuration(budget, mse, pixels, w8 * 10 ** (-db_better / 10), keeps_tiles, network_share)
 
     assert choice(ROUTED_MARGIN_DB - 0.2) == 1
     assert choice(ROUTED_MARGIN_DB + 0.2) is None
     assert choice(ROUTED_MARGIN_DB - 0.2, keeps_tiles=True) is None
+    # the margin is the network tiles': interpolation everywhere (the sharpened base) has none to
+    # earn, and a plan with a fifth of its pixels on networks a fifth of it
+    assert choice(0.05, network_share=0.0) is None
+    assert choice(ROUTED_MARGIN_DB * 0.2 + 0.05, network_share=0.2) is None
+    assert choice(ROUTED_MARGIN_DB * 0.2 - 0.05, network_share=0.2) == 1
 
 
 @pytest.mark.parametrize("keep_over", [0.25, 0.0])

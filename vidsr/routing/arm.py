@@ -46,7 +46,8 @@ SWITCH_MARGIN = 0.03
 # a routed plan runs instead of one route everywhere that fits only if the table predicts it this
 # many dB better: on footage the table overrates what routing buys over a uniform configuration
 # (``vidsr bench video --parts predictors``, the routed plans' predicted and measured gains), and a
-# routed plan's small windows cost more time per MAC than a uniform pass's large ones
+# routed plan's small windows cost more time per MAC than a uniform pass's large ones; both are
+# its network tiles', so the margin is scaled by their share of the frame's pixels
 ROUTED_MARGIN_DB = 0.5
 TRY_EVERY = 15  # frames between tries of one route everywhere priced just beyond the budget
 # each try of a route doubles the wait before its next, up to 2**this: a try that found the route
@@ -144,7 +145,7 @@ class ARMRouter:
         else:
             routes, anchor = self._solve_with_memory(static, _kept_free(costs, free), values, mse, pixels, total)
         uniform = self._configuration(budget, mse, pixels, float((mse[routes, np.arange(len(routes))] * pixels).sum()),
-                                      keeps_tiles=keeps_tiles)
+                                      keeps_tiles=keeps_tiles, network_share=float(pixels[routes > 0].sum() / pixels.sum()))
         self._choice = uniform
         if uniform is not None:
             routes = np.full(len(routes), uniform, dtype=np.int64)
@@ -188,13 +189,17 @@ class ARMRouter:
         least = costs[1:] * (grid.core_pixels / grid.window_pixels() if self.price_context and grid.context else 1.0)
         return bool(total - costs[0].sum() < (least - costs[0]).min())
 
-    def _configuration(self, budget, mse, pixels, routed_error: float, keeps_tiles: bool = False) -> int | None:
+    def _configuration(self, budget, mse, pixels, routed_error: float, keeps_tiles: bool = False,
+                       network_share: float = 1.0) -> int | None:
         """The route to run on every tile, in the large windows of a pass with no routing (no tile
         pays context of its own), when the budget affords it and the table predicts it better than
         the routed plan; None to route. So a frame never gets less than the best fixed
         configuration its budget buys. The last frame's choice stays unless another predicts
         ``SWITCH_MARGIN`` less error. A routed plan must predict ``ROUTED_MARGIN_DB`` more than the
-        uniform configurations that fit, unless it ``keeps_tiles`` (then its time is really less)."""
+        uniform configurations that fit, unless it ``keeps_tiles`` (then its time is really less),
+        scaled by the ``network_share`` of its pixels: what the table overrates, and what pays
+        small windows, is its network tiles (interpolation everywhere has neither, and under the
+        sharpened base it beats the narrowest widths)."""
         errors = {None: routed_error}
         allowance = self._uniform_allowance(budget, pixels)
         fitting = set(self._fitting_routes(budget, pixels, allowance))
@@ -203,7 +208,7 @@ class ARMRouter:
         for r in sorted(fitting):
             errors[r] = float((mse[r] * pixels).sum())
         if len(errors) > 1 and not keeps_tiles:  # routing has to earn its margin over the uniform configurations that fit
-            errors[None] *= 10 ** (ROUTED_MARGIN_DB / 10)
+            errors[None] *= 10 ** (ROUTED_MARGIN_DB * network_share / 10)
         best = min(errors, key=lambda r: (errors[r], r is None))  # a tie: one route everywhere (no seams, larger windows)
         tried = self._try_dearer(budget, mse, pixels, allowance, errors, errors[best])
         if tried is not None:
