@@ -159,32 +159,3 @@ def test_a_routed_video_shows_the_sharp_base_where_no_network_runs_and_no_sharpe
         assert len(outs) == len(inputs)
         for f_in, f_out in zip(inputs, outs):
             assert np.array_equal(plane_view(f_out, 0), expected(f_in))
-
-
-def test_a_target_that_the_sharp_base_misses_drops_it_once_for_the_stream_and_says_so():
-    from vidsr.rate_control import FrameRateTarget
-
-    engine = _arm_engine()
-    engine.use_sharp_base(base_with([0, 0, 0, 1, 0, 0, 0]))
-    notes = []
-    rate = FrameRateTarget(engine, 30.0, 8, False, notes.append)
-    plane = np.full((64, 64), 100, dtype=np.uint8)
-    rate.before(plane)
-    assert rate.sharpen
-    rate.controller.base_too_dear = True  # as frames that bought nothing ran below the target
-    rate.after(None)
-    assert not rate.sharpen and len(notes) == 1 and "plain Lanczos" in notes[0]
-    assert not rate.controller.base_too_dear  # judged afresh: the cheaper frames count from here
-    rate.controller.base_too_dear = True
-    rate.after(None)
-    assert not rate.sharpen and len(notes) == 1  # once
-    assert engine.sharp is not None  # the engine keeps it for the next stream
-
-
-def test_a_frame_told_not_to_sharpen_keeps_the_callers_base_and_the_bicubic_table():
-    plane = (downscale(textured(3, 256)[None, None], 2)[0, 0] * 219 + 16).round().to(torch.uint8).numpy()
-    swscale_base = np.full((256, 256), 128, dtype=np.uint8)
-    engine = _arm_engine()
-    engine.use_sharp_base(base_with([-0.03, 0.1, -0.2, 1.26, -0.2, 0.1, -0.03]))
-    out, stats = engine.upscale_plane(plane, 8, budget=MacBudget(0.0), base=swscale_base, sharpen=False)
-    assert np.array_equal(out, swscale_base) and "bicubic" in stats.route_shares

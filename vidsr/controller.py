@@ -48,8 +48,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .budget import TRY_OVER, TimeBudget
 from .routing.protocol import is_uniform_unit
 
@@ -59,10 +57,6 @@ if TYPE_CHECKING:
 DEFAULT_MS_PER_GMAC = 50.0  # a first guess (20 GMAC/s) until something has been measured
 START_UP_FRAMES = 10  # frames not judged for reachability (calibration, the encoder starting)
 UNREACHABLE_FRAMES = 60  # network-free frames in a row below the target before it says so (2 s at 30 fps)
-# network-free frames in a row below the target before the interpolated base is said too dear for it
-# (the sharpened base costs about 2 ms of a core at 360p, several times that beside a busy encoder:
-# a steady cost, so fewer frames judge it than a trend of the machine's)
-BASE_FRAMES = 15
 # Frames in a row that ran the full network everywhere and still beat the target by this ratio
 # before it says the model is too cheap for the target (the time left over buys nothing).
 HEADROOM_FRAMES = 10
@@ -155,8 +149,6 @@ class FpsController:
         self.start: float | None = None
         self.last: float | None = None
         self.cannot_reach = False  # set once even interpolation is too slow for the target
-        self.base_too_dear = False  # set once frames that bought nothing ran below the target (``BASE_FRAMES``)
-        self._idle_periods: list[float] = []  # the last network-free frames' periods (ms)
         self._idle_since: tuple[int, float] | None = None  # (frame, time) a run of network-free frames began
         self.has_headroom = False  # set once the full network everywhere still runs well above the target
         self._full_since: tuple[int, float] | None = None  # (frame, time) a run of full-network frames began
@@ -318,33 +310,20 @@ class FpsController:
         if measured:
             self._score_try()
         self._relax_unmeasured(measured)
-        self._check_reachable(now, stats, period)
+        self._check_reachable(now, stats)
         self._check_headroom(now, stats)
 
-    def _check_reachable(self, now: float, stats: FrameStats | None, period_ms: float = 0.0) -> None:
+    def _check_reachable(self, now: float, stats: FrameStats | None) -> None:
         """Sets ``cannot_reach`` (one warning for the run) when frames that bought no network at
         all still ran below the target, over ``UNREACHABLE_FRAMES`` in a row after start-up (the
-        calibration and the encoder's first frames are slow, and one slow frame is not a trend), and
-        ``base_too_dear`` when the median of the last ``BASE_FRAMES`` such frames' periods is over
-        the target's (the median: the frames that repay a stall's debt buy nothing too, and a stall
-        is not the base's cost); the caller may then make a cheaper base and ``judge_reach_afresh``."""
+        calibration and the encoder's first frames are slow, and one slow frame is not a trend)."""
         bought_nothing = stats is None or stats.budget <= 0
         if not bought_nothing or self.frames <= START_UP_FRAMES or self._idle_since is None:
             self._idle_since = (self.frames, now)
-            self._idle_periods = []
             return
-        self._idle_periods = (self._idle_periods + [period_ms])[-BASE_FRAMES:]
-        if len(self._idle_periods) >= BASE_FRAMES and np.median(self._idle_periods) > self.period_ms / 0.95:
-            self.base_too_dear = True
         frames, since = self.frames - self._idle_since[0], now - self._idle_since[1]
         if frames >= UNREACHABLE_FRAMES and frames / max(since, 1e-9) < self.target_fps * 0.95:
             self.cannot_reach = True
-
-    def judge_reach_afresh(self) -> None:
-        """Forget the frames judged for reachability so far (the caller has made frames cheaper)."""
-        self._idle_since = None
-        self._idle_periods = []
-        self.base_too_dear = False
 
     def _check_headroom(self, now: float, stats: FrameStats | None) -> None:
         """Sets ``has_headroom`` when ``HEADROOM_FRAMES`` frames in a row after start-up bought the

@@ -136,8 +136,7 @@ class Engine:
     @torch.inference_mode()
     def upscale_plane(self, plane: np.ndarray, bits: int = 8, full_range: bool = False,
                       budget=FULL_NETWORK, out_bits: int | None = None,
-                      base: np.ndarray | None = None, stream: StreamState | None = None,
-                      sharpen: bool = True) -> tuple[np.ndarray, FrameStats]:
+                      base: np.ndarray | None = None, stream: StreamState | None = None) -> tuple[np.ndarray, FrameStats]:
         """(H, W) uint8/uint16 luma of ``bits`` -> (H*s, W*s) at ``out_bits`` (default: the same).
 
         ``base``: the plane already interpolated to the output size (at ``out_bits``), e.g. by
@@ -145,8 +144,7 @@ class Engine:
         pass. With a router that allows it, those tiles are never converted to float at all: the
         network tiles are written into a copy of ``base`` (at low budgets the full-frame float
         conversions were most of a frame's time). ``stream``: the stream's state, so that tiles
-        whose input did not change keep their output (``vidsr.temporal``). ``sharpen``: False keeps
-        the caller's base where the engine has a sharpened one (``use_sharp_base``)."""
+        whose input did not change keep their output (``vidsr.temporal``)."""
         _require_budget(budget)
         with self.threads.light():  # the network passes set their own threads
             out_bits = out_bits or bits
@@ -154,7 +152,7 @@ class Engine:
             key = ("integer", out_bits, full_range)
             if (base is not None and self.router is not None and self.router.fills_from_base
                     and not budget.full_network and min(plane.shape) >= self.descriptor.tile.min_size):
-                sharp = sharpen and self.sharp is not None and out_bits == bits
+                sharp = self.sharp is not None and out_bits == bits
                 y, stats, plan, grid = self._run(x, budget, None, True, stream, key, sharp)
                 if stats.network_tiles is None:  # one route everywhere: the network wrote every pixel
                     out = self.from_unit(y[0, 0].clamp_(0, 1), out_bits, full_range)

@@ -6,9 +6,8 @@ memory does not grow with the video's length. Packets of audio, subtitle and oth
 through the same queues in demux order, so the writer interleaves them as they came.
 
 Per frame: swscale upscales the whole frame (chroma, and luma as the interpolation fallback) in
-the output pixel format; the engine then replaces the luma plane with the network's output (and,
-with a sharpened base, shows that where no network ran). With an interpolation model the swscale
-result is the output (FFmpeg's own Lanczos/bicubic, the fast path).
+the output pixel format; the engine then replaces the luma plane with the network's output. With an
+interpolation model the swscale result is the output (FFmpeg's own Lanczos/bicubic, the fast path).
 """
 
 from __future__ import annotations
@@ -197,8 +196,7 @@ def upscale_video(job: VideoJob, warn: Callable[[str], None]) -> Summary:
                 last[0] = engine
             out, stats = _upscale_frame(item, info, job.interpolation, engine, budget, sink.frame_format, out_bits,
                                         info.width * job.scale, info.height * job.scale, summary,
-                                        stream if keeps else None, crop=(sink.width, sink.height),
-                                        sharpen=rate is None or rate.sharpen)
+                                        stream if keeps else None, crop=(sink.width, sink.height))
             if rate is not None:
                 rate.after(stats)
             return out
@@ -330,10 +328,9 @@ def transcode(job, output_size: Callable[[VideoInfo], tuple[int, int]], processo
 
 def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, budget, pix_fmt: str, out_bits: int,
                    out_w: int, out_h: int, summary: Summary, stream=None,
-                   crop: tuple[int, int] | None = None, sharpen: bool = True) -> tuple[_Processed, FrameStats | None]:
+                   crop: tuple[int, int] | None = None) -> tuple[_Processed, FrameStats | None]:
     """swscale makes the whole output frame (chroma, and luma as the fallback); the engine, if any,
-    then replaces its luma plane; ``crop``: the (width, height) kept of it, from the top left;
-    ``sharpen``: the engine may show its sharpened base where no network runs."""
+    then replaces its luma plane; ``crop``: the (width, height) kept of it, from the top left."""
     frame = item.frame
     rng = "JPEG" if info.colour.full_range else "MPEG"
     t0 = time.perf_counter()
@@ -344,7 +341,7 @@ def _upscale_frame(item: _Decoded, info: VideoInfo, interpolation: str, engine, 
     stats = None
     if engine is not None:
         luma, stats = engine.upscale_plane(plane_view(frame, 0), info.bit_depth, info.colour.full_range,
-                                           budget, out_bits, base=plane_view(base, 0), stream=stream, sharpen=sharpen)
+                                           budget, out_bits, base=plane_view(base, 0), stream=stream)
         plane_view(base, 0)[:] = luma
         model = engine.descriptor.name
         for name, share in stats.route_shares.items():

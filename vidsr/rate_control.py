@@ -29,8 +29,6 @@ SWITCH_COST_SHARE = 0.1  # of the rest of the stream's time, what a decision on 
 
 
 class FixedBudget:
-    sharpen = True  # a fixed budget keeps the engine's sharpened base, if it has one
-
     def __init__(self, engine, share: float):
         self.engine = engine
         self._budget = MacBudget(share)
@@ -59,9 +57,6 @@ class FrameRateTarget:
         self._computed_share = 1.0  # the last frame's share of tiles computed rather than kept
         self._decided_on_headroom = False
         self._calibration_s = 0.0  # what calibrating the running model took, on its own thread count
-        # whether frames take the engine's sharpened base (a video's interpolated tiles): dropped for
-        # the rest of the stream once frames that buy no network still run below the target with it
-        self.sharpen = True
 
     def _new_controller(self, engine, shape) -> FpsController:
         done = self.controller.frames if self.controller is not None else 0  # a switch: the rest of the stream
@@ -140,14 +135,6 @@ class FrameRateTarget:
         c.observe(stats)
         if stats is not None:
             self._computed_share = stats.computed_share
-        if c.base_too_dear and self.sharpen and getattr(self.engine, "sharp", None) is not None:
-            # once for the stream: a base that changed back and forth would pump the picture's sharpness
-            self.sharpen = False
-            c.judge_reach_afresh()
-            if self.engine.router is not None:
-                self.engine.router.reset()  # its last plans priced the sharpened base
-            self.note(f"the sharpened Lanczos base does not fit {self.target_fps:g} fps here; "
-                      "plain Lanczos where no network runs from here on")
         if c.cannot_reach and not self._warned_slow:
             self._warned_slow = True
             self.note(f"even interpolation cannot reach {self.target_fps:g} fps on this machine; "
