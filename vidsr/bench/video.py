@@ -10,11 +10,12 @@ at CRF 16, as footage arrives:
 - ``animation``: flat colours and hard edges (a posterised validation illustration) with flat
   shapes moving over it.
 For each clip: Lanczos, then every uniform configuration (each routed model's widths or heads on
-every tile, ``vidsr --route``, and the sharpened Lanczos base everywhere, ``--budget 0``), with its fps (after start-up: the first two frames, as a target
-keeps it) and PSNR-Y against the truth; then ``vidsr --fps-target F`` as users run it (the
-routed default model) at each of those fps and at 30, with and without keeping unchanged tiles
-(``--no-reuse``), and at 30 fps without the sharpened base (``--no-sharpen``). The machine's speed drifts by several percent within minutes, which at a
-width's own fps decides whether the width fits: each configuration a target was taken from runs
+every tile, ``vidsr --route``, and the sharpened Lanczos base everywhere, ``--budget 0``), with
+its fps (after start-up: the first two frames, as a target keeps it) and PSNR-Y against the
+truth; then ``vidsr --fps-target F`` as users run it (the routed default model) at each of those
+fps and at 30, with and without keeping unchanged tiles (``--no-reuse``), and at 30 fps without
+the sharpened base (``--no-sharpen``). The machine's speed drifts by several percent within
+minutes, which at a width's own fps decides whether the width fits: each configuration a target was taken from runs
 again after its targets, and its fps is the mean of both runs (the table shows both). Flicker is the mean
 absolute frame-to-frame change of the output minus that of the truth, over the pixels the truth
 keeps unchanged (8-bit levels).

@@ -22,9 +22,9 @@ from ..models.interpolation import upscale
 from ..models.sharpen import LABEL, TAPS, SharpBase, separable_filter
 from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
 from .data import Pair, load_pairs, quantize8
+from .trainer import ARM_TABLE_PATCH  # the gain table's patch is the routed models' table's
 
 PIXELS_PER_IMAGE = 300_000  # random target pixels per training image in the normal equations
-TABLE_PATCH = 32  # LR patch side of the gain table: the routed models' table patch (trainer.ARM_TABLE_PATCH)
 
 
 def _shifted_lanczos(lr: torch.Tensor, scale: int, taps: int) -> torch.Tensor:
@@ -64,7 +64,7 @@ def sharp_output(lr: torch.Tensor, scale: int, taps: torch.Tensor) -> torch.Tens
     return upscale(pre[None, None], scale, "lanczos")[0, 0].clamp(0, 1)
 
 
-def gain_table(pairs: list[Pair], scale: int, taps: torch.Tensor, patch: int = TABLE_PATCH) -> EdgePSNRTable:
+def gain_table(pairs: list[Pair], scale: int, taps: torch.Tensor, patch: int = ARM_TABLE_PATCH) -> EdgePSNRTable:
     """Bicubic's and the base's PSNR per edge-score bin of every ``patch`` LR cell of ``pairs``."""
     scores, psnrs = [], []
     for p in pairs:
