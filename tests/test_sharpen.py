@@ -68,6 +68,33 @@ def test_an_identity_prefilter_leaves_swscale_lanczos_and_a_flat_plane_keeps_its
     assert pre.max() == 1023 and pre.min() == 0
 
 
+def test_the_folded_swscale_pass_agrees_with_prefilter_then_lanczos_to_rounding():
+    """One swscale pass with the taps in its coefficients against the torch prefilter, rounded, then
+    swscale's Lanczos: they differ only by that rounding (and by the prefiltered plane's clamp)."""
+    sharp = base_with([-0.03, 0.1, -0.2, 1.26, -0.2, 0.1, -0.03])
+    if sharp.folded is None:
+        pytest.skip("PyAV here ships no libswscale of its own")
+    rng = np.random.default_rng(1)
+    for bits, dtype in ((8, np.uint8), (10, np.uint16)):
+        peak = (1 << bits) - 1
+        plane = (textured(3, 96).numpy() * (peak * 0.8) + peak * 0.1).astype(dtype)[:, :75]  # odd width, a strided view
+        folded, two_pass = sharp.upscale(plane, bits, 150, 192), sharp.two_pass_upscale(plane, bits, 150, 192)
+        assert folded.dtype == dtype and folded.shape == (192, 150)
+        diff = np.abs(folded.astype(int) - two_pass)
+        assert diff.mean() < 0.5 * (1 << (bits - 8)) and np.quantile(diff, 0.999) <= 2 * (1 << (bits - 8))
+        # hard edges at the extremes: overshoot is clamped to the plane's bits
+        edges = (rng.random((30, 40)) > 0.5).astype(dtype) * peak
+        out = sharp.upscale(edges, bits, 80, 60)
+        assert out.max() == peak and out.min() == 0
+
+
+def test_without_a_folded_scaler_the_base_takes_the_two_passes(monkeypatch):
+    sharp = base_with([-0.03, 0.1, -0.2, 1.26, -0.2, 0.1, -0.03])
+    monkeypatch.setattr(type(sharp), "folded", None)
+    plane = (textured(4, 64).numpy() * 200 + 20).astype(np.uint8)
+    assert np.array_equal(sharp.upscale(plane, 8, 128, 128), sharp.two_pass_upscale(plane, 8, 128, 128))
+
+
 def test_the_corrected_table_raises_only_the_interpolation_row_by_the_gain_at_each_bin():
     base = base_with([0, 0, 0, 1, 0, 0, 0], gain_db=1.5)
     edges = torch.tensor([0.0, 8.0, 16.0, 24.0, float("inf")])

@@ -7,8 +7,10 @@ on the training images so that Lanczos-3 of the prefiltered plane comes nearest 
 images +0.83 dB PSNR-Y over Lanczos at x2, +0.51 at x3 and +0.44 at x4, which puts it above
 ``arm-espcn`` and ``arm-plain``'s w8 at x2. The fitted 2-D filter is separable to within 1% (its
 second singular value is under 1% of the first), so it ships as one 7-tap filter run along both
-axes. swscale's Lanczos then upscales the prefiltered plane: a torch Lanczos of the luma costs ten
-times more on a CPU.
+axes. swscale's Lanczos then upscales the prefiltered plane, with the prefilter folded into its
+coefficients where PyAV's libswscale is at hand (``vidsr.io.folded_scale``: one pass instead of
+three, and no rounding of the prefiltered plane); a torch Lanczos of the luma costs ten times more
+on a CPU.
 
 The router prices interpolated tiles from its Edge-to-PSNR table, whose interpolation row is
 bicubic's. With this base under them they are better than that row says, by an amount that depends
@@ -19,12 +21,14 @@ on the validation patches the tables are made from, and ``corrected_table`` move
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io.folded_scale import FoldedScaler
 from ..routing.edge import EdgePSNRTable
 
 TAPS = 7
@@ -63,12 +67,25 @@ class SharpBase:
         out = separable_filter(x, self.taps).round_().clamp_(0, peak).numpy()
         return out.astype(plane.dtype)
 
+    @cached_property
+    def folded(self) -> FoldedScaler | None:
+        """swscale's Lanczos with the prefilter in its coefficients, or None without PyAV's libswscale."""
+        return FoldedScaler.load(self.taps)
+
     def upscale(self, plane: np.ndarray, bits: int, width: int, height: int) -> np.ndarray:
-        """An integer luma plane -> the (height, width) base at the same bits: the prefiltered plane
-        through swscale's Lanczos (gray16 above 8 bits: the filter is linear, so levels keep)."""
+        """An integer luma plane -> the (height, width) base at the same bits, clamped to them: in
+        one folded swscale pass where it can, else ``two_pass_upscale``."""
+        if self.folded is not None:
+            return self.folded.scale(plane, bits, width, height)
+        return self.two_pass_upscale(plane, bits, width, height)
+
+    def two_pass_upscale(self, plane: np.ndarray, bits: int, width: int, height: int) -> np.ndarray:
+        """The prefiltered plane (rounded) through swscale's Lanczos (gray16 above 8 bits: the
+        filter is linear, so levels keep; the result is clamped to ``bits``)."""
         pre = self.prefilter(plane, bits)
         frame = av.VideoFrame.from_ndarray(pre, format="gray" if bits <= 8 else "gray16le")
-        return frame.reformat(width=width, height=height, interpolation="LANCZOS").to_ndarray()
+        out = frame.reformat(width=width, height=height, interpolation="LANCZOS").to_ndarray()
+        return out if bits <= 8 else np.minimum(out, (1 << bits) - 1).astype(out.dtype)
 
     def corrected_table(self, table: EdgePSNRTable) -> EdgePSNRTable:
         """``table`` (a routed model's) with its interpolation row raised by this base's gain over
