@@ -20,9 +20,9 @@ from ..metrics import psnr
 from ..models import weights
 from ..models.interpolation import upscale
 from ..models.sharpen import LABEL, TAPS, SharpBase, separable_filter
-from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
+from ..routing.edge import EdgePSNRTable
 from .data import Pair, load_pairs, quantize8
-from .trainer import ARM_TABLE_PATCH  # the gain table's patch is the routed models' table's
+from .trainer import ARM_TABLE_PATCH, edge_psnr_table  # the gain table is made as the routed models' tables
 
 PIXELS_PER_IMAGE = 300_000  # random target pixels per training image in the normal equations
 
@@ -58,26 +58,18 @@ def fit_taps(pairs: list[Pair], scale: int, taps: int = TAPS, seed: int = 0) -> 
 
 
 def sharp_output(lr: torch.Tensor, scale: int, taps: torch.Tensor) -> torch.Tensor:
-    """What the video base makes of an 8-bit LR plane (H, W) in [0, 1]: prefiltered, rounded to 8
-    bits, Lanczos-3 (torch's, which swscale's matches to within rounding)."""
+    """What the video base makes of an 8-bit LR plane (H, W) in [0, 1], as its two-pass form does:
+    prefiltered, rounded to 8 bits, Lanczos-3 (torch's, which swscale's matches to within rounding;
+    the folded pass the video uses skips the rounding and agrees to within it)."""
     pre = quantize8(separable_filter(lr * 255, taps) / 255)
     return upscale(pre[None, None], scale, "lanczos")[0, 0].clamp(0, 1)
 
 
 def gain_table(pairs: list[Pair], scale: int, taps: torch.Tensor, patch: int = ARM_TABLE_PATCH) -> EdgePSNRTable:
     """Bicubic's and the base's PSNR per edge-score bin of every ``patch`` LR cell of ``pairs``."""
-    scores, psnrs = [], []
-    for p in pairs:
-        h, w = (p.lr.shape[0] // patch) * patch, (p.lr.shape[1] // patch) * patch
-        if not h or not w:
-            continue
-        lr, hr = p.lr[:h, :w], p.hr[: h * scale, : w * scale][None, None]
-        scores.append(tile_edge_scores(lr[None, None], patch).flatten())
-        outs = (upscale(lr[None, None], scale, "bicubic").clamp(0, 1), sharp_output(lr, scale, taps)[None, None])
-        psnrs.append(torch.stack([patch_psnr(o, hr, patch * scale) for o in outs]))
-    if not scores:
-        raise ValueError(f"no validation image has a {patch}x{patch} LR tile at x{scale}")
-    return EdgePSNRTable.fit(torch.cat(scores), torch.cat(psnrs, dim=1), ("bicubic", LABEL))
+    outputs = {"bicubic": lambda lr: upscale(lr[None, None], scale, "bicubic")[0, 0].clamp(0, 1),
+               LABEL: lambda lr: sharp_output(lr, scale, taps)}
+    return edge_psnr_table(pairs, scale, outputs, patch)
 
 
 def fit(train_dir: Path, val_dir: Path, scale: int, out: Path, predownscale: int = 2) -> dict:

@@ -621,10 +621,10 @@ class Trainer:
 
 
 @torch.inference_mode()
-def build_edge_table(model, desc, pairs, scale: int, patch: int = ARM_TABLE_PATCH) -> EdgePSNRTable:
-    """Edge score and per-route PSNR of every ``patch`` LR cell of the validation images (an image
-    smaller than one cell adds none)."""
-    names = tuple(r.name for r in desc.routes)
+def edge_psnr_table(pairs, scale: int, outputs: dict, patch: int = ARM_TABLE_PATCH) -> EdgePSNRTable:
+    """Edge score and each output's PSNR of every ``patch`` LR cell of the validation images (an
+    image smaller than one cell adds none). ``outputs``: route name -> a function of a (h, w) LR
+    plane in [0, 1] giving its (h * scale, w * scale) upscale."""
     scores, psnrs = [], []
     for p in pairs:
         h, w = (p.lr.shape[0] // patch) * patch, (p.lr.shape[1] // patch) * patch
@@ -632,13 +632,17 @@ def build_edge_table(model, desc, pairs, scale: int, patch: int = ARM_TABLE_PATC
             continue
         lr, hr = p.lr[:h, :w], p.hr[: h * scale, : w * scale]
         scores.append(tile_edge_scores(lr[None, None], patch).flatten())
-        per = [patch_psnr(upscale_image(lambda x, r=r: model(x, r), lr)[None, None], hr[None, None], patch * scale)
-               for r in names]
-        psnrs.append(torch.stack(per))
+        psnrs.append(torch.stack([patch_psnr(run(lr)[None, None], hr[None, None], patch * scale) for run in outputs.values()]))
     if not scores:
         raise ValueError(f"no validation image has a {patch}x{patch} LR tile at x{scale} (each must be at least "
                          f"{patch * scale} px on its short side) for the Edge-to-PSNR table")
-    return EdgePSNRTable.fit(torch.cat(scores), torch.cat(psnrs, dim=1), names)
+    return EdgePSNRTable.fit(torch.cat(scores), torch.cat(psnrs, dim=1), tuple(outputs))
+
+
+def build_edge_table(model, desc, pairs, scale: int, patch: int = ARM_TABLE_PATCH) -> EdgePSNRTable:
+    """A routed model's Edge-to-PSNR table: each of its routes on every tile of the validation images."""
+    outputs = {r.name: (lambda lr, r=r.name: upscale_image(lambda x: model(x, r), lr)) for r in desc.routes}
+    return edge_psnr_table(pairs, scale, outputs, patch)
 
 
 def publish(run_dir: Path, dest: Path = registry.SHIPPED_DIR, name: str | None = None) -> dict:
