@@ -75,7 +75,7 @@ def test_the_folded_swscale_pass_agrees_with_prefilter_then_lanczos_to_rounding(
     if sharp.folded is None:
         pytest.skip("PyAV here ships no libswscale of its own")
     rng = np.random.default_rng(1)
-    for bits, dtype in ((8, np.uint8), (10, np.uint16)):
+    for bits, dtype in ((8, np.uint8), (10, np.uint16), (11, np.uint16), (12, np.uint16)):
         peak = (1 << bits) - 1
         plane = (textured(3, 96).numpy() * (peak * 0.8) + peak * 0.1).astype(dtype)[:, :75]  # odd width, a strided view
         folded, two_pass = sharp.upscale(plane, bits, 150, 192), sharp.two_pass_upscale(plane, bits, 150, 192)

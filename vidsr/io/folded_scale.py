@@ -75,9 +75,13 @@ def _libraries():
         return _LIBS or None
 
 
+_GRAY = {8: "gray", 9: "gray9le", 10: "gray10le", 12: "gray12le", 14: "gray14le", 16: "gray16le"}
+
+
 def _gray_format(bits: int) -> str:
-    """swscale's grey format that holds ``bits`` (its range is the format's: outputs clamp to it)."""
-    return "gray" if bits <= 8 else {9: "gray9le", 10: "gray10le", 12: "gray12le", 14: "gray14le"}.get(bits, "gray16le")
+    """swscale's grey format for ``bits`` (its range is the format's: outputs clamp to it); other
+    depths take gray16le, and ``FoldedScaler.scale`` clamps them."""
+    return _GRAY.get(bits, "gray16le")
 
 
 def _aligned(height: int, width: int, dtype) -> np.ndarray:
@@ -136,6 +140,8 @@ class FoldedScaler:
         dst_p, dst_s = (ctypes.c_void_p * 4)(out.ctypes.data), (ctypes.c_int * 4)(out.strides[0])
         if self._sws.sws_scale(ctx, src_p, src_s, 0, h, dst_p, dst_s) != height:
             raise RuntimeError("swscale wrote fewer lines than asked")
+        if bits not in _GRAY:  # a depth swscale has no grey format for: clamp to it here
+            np.minimum(out, (1 << bits) - 1, out=out)
         return out
 
     def __del__(self):
