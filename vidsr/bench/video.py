@@ -1,8 +1,8 @@
 """``vidsr bench video``: does an fps target buy more than any fixed choice at the same speed?
 
-Clips that were not trained on (but ``sample``, whose photograph is a training image), 720p ground truth rendered as 2 s at 30 fps and downscaled x2
-(antialiased bicubic, studio-range luma as training makes it) to a 360p input encoded with x264
-at CRF 16, as footage arrives:
+Clips that were not trained on (but ``sample``, whose photograph is a training image), 720p
+ground truth rendered as 2 s at 30 fps and downscaled x2 (antialiased bicubic, studio-range luma
+as training makes it) to a 360p input encoded with x264 at CRF 16, as footage arrives:
 - ``sample``: the bundled sample's slow pan and zoom, rendered at 720p;
 - ``val-pan``: a slow pan over each validation image;
 - ``static``: a static validation image with a subject (a patch of another) moving across it;
@@ -15,10 +15,10 @@ its fps (after start-up: the first two frames, as a target keeps it) and PSNR-Y 
 truth; then ``vidsr --fps-target F`` as users run it (the routed default model) at each of those
 fps and at 30, with and without keeping unchanged tiles (``--no-reuse``), and at 30 fps without
 the sharpened base (``--no-sharpen``). The machine's speed drifts by several percent within
-minutes, which at a width's own fps decides whether the width fits: each configuration a target was taken from runs
-again after its targets, and its fps is the mean of both runs (the table shows both). Flicker is the mean
-absolute frame-to-frame change of the output minus that of the truth, over the pixels the truth
-keeps unchanged (8-bit levels).
+minutes, which at a width's own fps decides whether the width fits: each configuration a target
+was taken from runs again after its targets, and its fps is the mean of both runs (the table
+shows both). Flicker is the mean absolute frame-to-frame change of the output minus that of the
+truth, over the pixels the truth keeps unchanged (8-bit levels).
 A second table measures the reuse bound: at a fixed budget, each clip's frames planned as alone,
 with and without keeping the tiles whose input changed less than a bound (same routes either way),
 and the PSNR-Y of the kept tiles both ways. ``--parts still`` measures keeping the still pixels of
