@@ -6,7 +6,8 @@
   network would ignore the budget.
 - A frame-rate target so low that the chosen model runs its full network everywhere with time to
   spare switches once to a dearer shipped model when that model's Edge-to-PSNR table predicts at
-  least ``MARGIN_DB`` more in the same time on this frame (``pick_dearer``). Only when the model
+  least ``MARGIN_DB`` more in the same time on this frame (``pick_dearer``), and a routed plan's
+  margin beyond that where the dearer model would route. Only when the model
   was vidsr's to choose; only ARM models have tables, so PCSR models are neither switched from nor to.
 """
 
@@ -18,8 +19,13 @@ from .budget import TimeBudget
 from .errors import SettingsError
 from .models import registry
 from .routing import ROUTERS, build_router
+from .routing.arm import ROUTED_MARGIN_DB
 
 MARGIN_DB = 0.1  # predicted gain a switch needs (the tables' fit to new content is not exact)
+# A switch to a model that would route (not run one route everywhere) needs the margin a routed plan
+# needs over a width that fits (``routing.arm.ROUTED_MARGIN_DB``): the current model's full network
+# everywhere is such a width, and the tables overrate routed plans (fps bench's lossless clip at 5
+# fps: arm-plain-wide's routed plans, predicted above arm-plain's full network, gave 0.3-0.5 dB less)
 
 
 def choose_model(scale: int, model: str | None = None, router: str | None = "auto", routed: bool = False,
@@ -77,14 +83,17 @@ def dearer_candidates(engine, build: Callable[[str], object]) -> list[Callable[[
     return [lambda name=name: build(name) for name in registry.dearer_routed(d.scale, d.name)]
 
 
-def predicted_psnr(engine, x, budget: TimeBudget) -> tuple[float, bool]:
+def predicted_psnr(engine, x, budget: TimeBudget) -> tuple[float, bool, bool]:
     """(predicted PSNR of frame ``x`` under ``budget``, whether the plan puts the full network on
-    every tile), as ``engine``'s ARM router would plan it with the caller's interpolated base."""
+    every tile, whether it routes: not one route everywhere), as ``engine``'s ARM router would plan
+    it with the caller's interpolated base."""
     router = engine.router
     grid = engine.grid(*x.shape[-2:])
     plan = router.plan(x, grid, budget, has_base=True, **({"sharp_base": True} if engine.sharp is not None else {}))
     router.reset()  # a plan made to compare leaves no memory for the frames that follow
-    return plan.predicted_psnr(grid.core_pixels), bool((plan.routes == len(router.names) - 1).all())
+    routes = plan.routes
+    return (plan.predicted_psnr(grid.core_pixels), bool((routes == len(router.names) - 1).all()),
+            not plan.unrouted and bool((routes != routes[0]).any()))
 
 
 def has_table(engine) -> bool:
@@ -99,10 +108,10 @@ def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, floa
     (a decision taken again needs no second calibration)."""
     if not candidates or not has_table(engine):
         return engine, None, None
-    current, full_everywhere = predicted_psnr(engine, x, TimeBudget(network_ms, prices))
+    current, full_everywhere, _ = predicted_psnr(engine, x, TimeBudget(network_ms, prices))
     if not full_everywhere:  # the time is already spent: a dearer model could only buy less of itself
         return engine, None, None
-    best = (current, engine, None)
+    best = (current, engine, None, current)  # (PSNR less the margin a routed plan owes, engine, units, PSNR)
     for build in candidates:
         other = build()
         if not has_table(other):
@@ -113,12 +122,13 @@ def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, floa
             units = other.calibrate(x)
             if calibrated is not None:
                 calibrated[name] = units
-        psnr, _ = predicted_psnr(other, x, TimeBudget(network_ms, units))
-        if psnr > best[0]:
-            best = (psnr, other, units)
+        psnr, _, routes = predicted_psnr(other, x, TimeBudget(network_ms, units))
+        score = psnr - (ROUTED_MARGIN_DB if routes else 0.0)
+        if score > best[0]:
+            best = (score, other, units, psnr)
     if best[1] is engine or best[0] < current + MARGIN_DB:
         return engine, None, None
     old, new = engine.descriptor.name, best[1].descriptor.name
     return best[1], best[2], (f"switched to {new}: {old} runs its full network everywhere with time to spare, "
-                              f"and {new} is predicted to give {best[0]:.2f} dB in the same time against "
+                              f"and {new} is predicted to give {best[3]:.2f} dB in the same time against "
                               f"{current:.2f} (the models' Edge-to-PSNR tables)")
