@@ -291,15 +291,15 @@ def test_dilate_marks_every_pixel_within_the_radius_of_a_marked_one():
 UNIFORM_PRICES = {"interpolation": 1.0, "w8": 1.0, "w16": 2.0, uniform_unit("w8"): 20.0, uniform_unit("w16"): 40.0}
 
 
-def flat_table_engine() -> Engine:
-    """An engine whose table gains the same on every tile (30, 33, 35 dB per route): routing buys
+def flat_table_engine(psnr=(30.0, 33.0, 35.0)) -> Engine:
+    """An engine whose table gains the same on every tile (``psnr`` per route): routing buys
     nothing but context, so one width everywhere is the best plan whenever it is affordable."""
     from vidsr.models.descriptor import Upscaler
     from vidsr.routing.edge import EdgePSNRTable
 
     up = synthetic_arm()
     names = tuple(r.name for r in up.descriptor.routes)
-    flat = EdgePSNRTable(torch.tensor([0.0, float("inf")]), torch.tensor([[30.0], [33.0], [35.0]]), names)
+    flat = EdgePSNRTable(torch.tensor([0.0, float("inf")]), torch.tensor([[p] for p in psnr]), names)
     up = Upscaler(up.descriptor, up.module, flat.to_tensors())
     return Engine(up, tile=16, router=build_router(up))
 
@@ -413,6 +413,21 @@ def test_a_routed_plan_must_beat_a_width_that_fits_by_the_routing_margin():
     assert choice(0.05, network_share=0.0) is None
     assert choice(ROUTED_MARGIN_DB * 0.2 + 0.05, network_share=0.2) is None
     assert choice(ROUTED_MARGIN_DB * 0.2 - 0.05, network_share=0.2) == 1
+
+
+@pytest.mark.parametrize("gain_db, routes", [(0.2, False), (3.0, True)])
+def test_interpolation_everywhere_runs_unless_a_routed_plan_beats_it_by_its_share_of_the_margin(gain_db, routes):
+    """A video frame (the caller makes the base) at a time that buys the networks on a few tiles and
+    no width everywhere: the routed plan runs only if the table predicts it better than the base
+    everywhere by the routing margin scaled by its network share (what the table overrates is its
+    network tiles). An image's plan stands."""
+    engine, x = flat_table_engine((30.0, 30.0 + gain_db, 30.0 + 2 * gain_db)), textured_frame()
+    grid, budget = engine.grid(*x.shape[-2:]), TimeBudget(ms=10.0, unit_ms=UNIFORM_PRICES)
+    plan = engine.router.plan(x, grid, budget, has_base=True)
+    assert bool((plan.routes > 0).any()) == routes
+    assert routes or plan.predicted_psnr(grid.core_pixels) == pytest.approx(30.0, abs=1e-3)
+    engine.router.reset()
+    assert (engine.router.plan(x, grid, budget).routes > 0).any()
 
 
 @pytest.mark.parametrize("keep_over", [0.25, 0.0])
