@@ -148,10 +148,13 @@ class ARMRouter:
             routes, anchor = self._solve_with_context(grid, budget, costs, free, static, values, mse, pixels, total)
         else:
             routes, anchor = self._solve_with_memory(static, _kept_free(costs, free), values, mse, pixels, total)
-        if has_base and not keeps_tiles and _base_beats_routing(mse, pixels, routes):
-            routes = np.zeros(len(routes), dtype=np.int64)
-        uniform = self._configuration(budget, mse, pixels, float((mse[routes, np.arange(len(routes))] * pixels).sum()),
-                                      keeps_tiles=keeps_tiles, network_share=float(pixels[routes > 0].sum() / pixels.sum()))
+        routed_error = float((mse[routes, np.arange(len(routes))] * pixels).sum())
+        network_share = float(pixels[routes > 0].sum() / pixels.sum())
+        base_error = float((mse[0] * pixels).sum())
+        if has_base and not keeps_tiles and _base_beats_routing(base_error, routed_error, network_share):
+            routes, routed_error, network_share = np.zeros(len(routes), dtype=np.int64), base_error, 0.0
+        uniform = self._configuration(budget, mse, pixels, routed_error, keeps_tiles=keeps_tiles,
+                                      network_share=network_share)
         self._choice = uniform
         if uniform is not None:
             routes = np.full(len(routes), uniform, dtype=np.int64)
@@ -328,20 +331,16 @@ class ARMRouter:
         return units
 
 
-def _base_beats_routing(mse: np.ndarray, pixels: np.ndarray, routes: np.ndarray) -> bool:
+def _base_beats_routing(base_error: float, routed_error: float, network_share: float) -> bool:
     """Whether interpolation everywhere (the base: a uniform configuration too) is predicted within
-    the routing margin of the plan ``routes``, the margin scaled by the plan's network share as it is
+    the routing margin of a routed plan, the margin scaled by the plan's network share as it is
     against a width near the base: the plan's gain over it is all its network tiles', which the
     table overrates. Asked for video frames, whose base the caller makes (the sharpened one, which
     the narrow networks barely beat: arm-espcn x2 at 30 fps on the fps benchmark's clip put ESPCN on
     half the pixels, each predicted above the base, and gave 0.21 dB less than the base
     everywhere); not for images, where on the routing benchmark it moved six rows by -0.08 to +0.10
     dB."""
-    share = float(pixels[routes > 0].sum() / pixels.sum())
-    if share == 0:
-        return False
-    routed = float((mse[routes, np.arange(len(routes))] * pixels).sum())
-    return float((mse[0] * pixels).sum()) <= routed * 10 ** (ROUTED_MARGIN_DB * share / 10)
+    return network_share > 0 and base_error <= routed_error * 10 ** (ROUTED_MARGIN_DB * network_share / 10)
 
 
 def halo_pixels(grid, routes: np.ndarray, n_routes: int) -> np.ndarray:
