@@ -278,3 +278,19 @@ def test_a_budget_that_affords_no_tile_plans_interpolation_without_solving(monke
     assert (plan.routes == 0).all() and not calls
     router.plan(x, grid, TimeBudget(ms=21.0, unit_ms=unit), has_base=True)
     assert calls  # with a budget that buys tiles the solver runs
+
+
+def test_the_uniform_plan_is_the_best_predicted_route_that_fits_on_every_tile():
+    """What a switch of models is judged on: the best route that fits everywhere under the budget's
+    uniform allowance, None when none does; planning it leaves the router's memory as it was."""
+    from .synthetic import named_arm_engine
+
+    engine = named_arm_engine("m", 0.0)
+    x = torch.rand(1, 1, 48, 64, generator=torch.Generator().manual_seed(1))
+    grid, router = engine.grid(48, 64), engine.router
+    prices = {"w4": 1.0, "w8": 2.0, "uniform w4": 8.0, "uniform w8": 16.0, "interpolation": 0.1}
+    names = [router.names[int(p.routes[0])] if p is not None else None
+             for p in (router.uniform_plan(x, grid, TimeBudget(ms, prices)) for ms in (20.0, 10.0, 5.0))]
+    assert names == ["w8", "w4", None]
+    assert router.uniform_plan(x, grid, TimeBudget(5.0, prices, margin_ms=3.0)) is not None  # the uniform allowance
+    assert router._frames == 0 and router._previous is None

@@ -394,6 +394,25 @@ def test_the_first_measurement_in_the_stream_replaces_a_dearer_calibrated_price(
     assert c.unit_ms["net"] == pytest.approx(expected)
 
 
+def test_the_stream_over_calibration_ratio_is_that_of_the_units_measured_in_the_stream():
+    """What a dearer model, priced by calibration alone, is scaled by to compare with the running
+    one: how much dearer the running model's units measured in the stream are than calibrated. Units
+    never bought keep their calibration and say nothing; a stream cheaper than calibration says 1."""
+    clock = [0.0]
+    c = FpsController(10.0, {"net": 1e7, "other": 1e7}, clock=lambda: clock[0])
+    c.seed({"net": 10.0, "other": 10.0})
+    assert c.stream_over_calibration() == 1.0  # nothing measured in the stream yet
+    c.budget()
+    _frame_at(clock, c, 10.0, "net", 20.0)
+    assert c.stream_over_calibration() == pytest.approx(c.unit_ms["net"] / 10.0) and c.unit_ms["net"] > 10.0
+    assert c.unit_ms["other"] == 10.0
+    c2 = FpsController(10.0, {"net": 1e7}, clock=lambda: clock[0])
+    c2.seed({"net": 10.0})
+    c2.budget()
+    _frame_at(clock, c2, 10.0, "net", 5.0)
+    assert c2.stream_over_calibration() == 1.0
+
+
 def test_frames_that_keep_tiles_and_run_the_full_network_on_the_rest_show_headroom():
     """On static content most tiles keep their output: a frame whose computed tiles all took the full
     network bought all the model can give, though it spent a fifth of the full network's MACs."""

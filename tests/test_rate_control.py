@@ -95,9 +95,9 @@ def test_headroom_decides_the_switch_again_with_the_time_kept_tiles_leave(monkey
     asked, builds = [], []
     real = policy.pick_dearer
 
-    def spy(engine, candidates, x, network_ms, prices, calibrated=None):
+    def spy(engine, candidates, x, network_ms, prices, calibrated=None, stream_ratio=1.0):
         asked.append(network_ms)
-        return real(engine, candidates, x, network_ms, prices, calibrated)
+        return real(engine, candidates, x, network_ms, prices, calibrated, stream_ratio)
 
     def dear():
         builds.append(1)
@@ -187,3 +187,27 @@ def test_a_container_without_a_frame_count_gives_the_target_its_length_from_the_
                    engine=named_arm_engine("cheap", 0.0), fps_target=30.0, progress=False)
     upscale_video(job, lambda message: None)
     assert seen == [6]
+
+
+def test_a_switch_keeps_the_measured_overhead_and_prices_the_new_model_as_it_was_judged():
+    """The switched-to controller is not a start-up: its first frame is budgeted with the overhead
+    measured so far (a whole period there fitted a width the model then could not keep), and its
+    units start at their calibration times the stream-over-calibration ratio the decision used."""
+    cheap, dear = named_arm_engine("cheap", 0.0), named_arm_engine("dear", 1.0)
+    measured = []
+    real = dear.calibrate
+    dear.calibrate = lambda x: measured.append(real(x)) or measured[-1]
+    rate = FrameRateTarget(cheap, 0.5, 8, False, [].append, dearer=[lambda: dear])
+    plane = (np.random.default_rng(0).random((48, 64)) * 255).astype(np.uint8)
+    budget = rate.before(plane)
+    _, stats = rate.engine.upscale_plane(plane, budget=budget)
+    rate.after(stats)
+    before = rate.controller
+    before.stream_over_calibration = lambda: 1.5
+    budget = rate.before(plane)
+    assert rate.engine is dear and rate.controller is not before
+    after = rate.controller
+    assert after.overhead_ms == before.overhead_ms is not None
+    assert budget.ms == pytest.approx(after.period_ms * (1 - after.margin) - before.overhead_ms)
+    units = measured[0]
+    assert after.seeded and all(after.seeded[u] == pytest.approx(units[u] * 1.5) for u in after.seeded)

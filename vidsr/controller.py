@@ -350,6 +350,11 @@ class FpsController:
                 self._smooth_unit(unit, ms, setting)
                 setting.seeded[unit] = ms
 
+    def carry_overhead(self, before: "FpsController") -> None:
+        """Take the overheads ``before`` measured (a switch of models mid-stream: decode, encode and
+        planning cost what they did), so the first frame is budgeted like any other."""
+        self.overhead_ms, self.uniform_overhead_ms = before.overhead_ms, before.uniform_overhead_ms
+
     def is_seeded(self, threads: int | None) -> bool:
         """Whether the setting for ``threads`` already has calibrated costs (``seed``)."""
         return any(s.threads == threads and s.seeded for s in self.settings)
@@ -396,6 +401,15 @@ class FpsController:
         total_macs = sum(m for _, m in measured)
         if total_macs > 0:
             s.ms_per_gmac = sum(t for t, _ in measured) / total_macs * 1e9
+
+    def stream_over_calibration(self) -> float:
+        """How much dearer the current setting's units have been in the stream than calibration
+        priced them (the largest ratio over the units measured in the stream, at least 1).
+        Calibration times each unit before the decoder and encoder compete for the cores, so a model
+        priced by calibration alone looks cheaper than the running one, priced by the stream."""
+        s = self.current
+        ratios = [s.unit_ms[u] / s.seeded[u] for u in s.streamed if s.seeded.get(u, 0) > 0 and u in s.unit_ms]
+        return max([1.0, *ratios])
 
     def prices(self, setting: ThreadSetting | None = None) -> dict[str, float]:
         """Milliseconds per unit of each kind of work on ``setting`` (default: the current one), as a

@@ -5,10 +5,10 @@
   model that routes best at the same cost per pixel (``registry.best_routed``), since a fixed
   network would ignore the budget.
 - A frame-rate target so low that the chosen model runs its full network everywhere with time to
-  spare switches once to a dearer shipped model when that model's Edge-to-PSNR table predicts at
-  least ``MARGIN_DB`` more in the same time on this frame (``pick_dearer``), and a routed plan's
-  margin beyond that where the dearer model would route. Only when the model
-  was vidsr's to choose; only ARM models have tables, so PCSR models are neither switched from nor to.
+  spare switches once to a dearer shipped model when one of that model's routes, on every tile, fits
+  the same time and its Edge-to-PSNR table predicts at least ``MARGIN_DB`` more on this frame
+  (``pick_dearer``). Only when the model was vidsr's to choose; only ARM models have tables, so PCSR
+  models are neither switched from nor to.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from .budget import TimeBudget
 from .errors import SettingsError
 from .models import registry
 from .routing import ROUTERS, build_router
-from .routing.arm import ROUTED_MARGIN_DB
 
 MARGIN_DB = 0.1  # predicted gain a switch needs (the tables' fit to new content is not exact)
-# A switch to a model that would route (not run one route everywhere) needs the margin a routed plan
-# needs over a width that fits (``routing.arm.ROUTED_MARGIN_DB``): the current model's full network
-# everywhere is such a width, and the tables overrate routed plans (fps bench's lossless clip at 5
-# fps: arm-plain-wide's routed plans, predicted above arm-plain's full network, gave 0.3-0.5 dB less)
+# A switch is judged on the dearer model's routes everywhere only, never on a routed plan of it: the
+# tables overrate routed plans of one model against another's full network. fps bench's lossless
+# clip at 5 fps: arm-plain-wide's routed plans, predicted above arm-plain's full network, gave
+# 0.3-0.5 dB less; val-pan at 5.5 fps, predicted +0.66 dB over arm-plain's w32, gave 0.15 dB less
+# (38.27 against 38.42), and a run slower than the target.
 
 
 def choose_model(scale: int, model: str | None = None, router: str | None = "auto", routed: bool = False,
@@ -96,22 +96,37 @@ def predicted_psnr(engine, x, budget: TimeBudget) -> tuple[float, bool, bool]:
             not plan.unrouted and bool((routes != routes[0]).any()))
 
 
+def uniform_psnr(engine, x, budget: TimeBudget) -> float | None:
+    """Predicted PSNR of frame ``x`` with the best of ``engine``'s routes that fits on every tile
+    under ``budget`` (None: none fits), from its ARM router's table."""
+    grid = engine.grid(*x.shape[-2:])
+    plan = engine.router.uniform_plan(x, grid, budget, sharp_base=engine.sharp is not None)
+    return None if plan is None else plan.predicted_psnr(grid.core_pixels)
+
+
 def has_table(engine) -> bool:
     return engine is not None and getattr(engine.router, "table", None) is not None
 
 
-def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, float], calibrated: dict | None = None):
+def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, float], calibrated: dict | None = None,
+                stream_ratio: float = 1.0):
     """(engine to run, its unit costs as calibrated here on its own thread count or None, a note
     or None). ``candidates``: callables that build the dearer models' engines (only called when the
     current model has time to spare); ``prices``: the current model's unit costs as the controller
     prices them; ``calibrated``: a cache of candidates' unit costs by model name, kept between calls
-    (a decision taken again needs no second calibration)."""
+    (a decision taken again needs no second calibration); ``stream_ratio``: how much dearer the
+    current model's units have run in the stream than their calibration (``FpsController.
+    stream_over_calibration``). A candidate, calibrated once on one frame, is priced at that times
+    its calibration, as the stream priced the running model: the switch is for the rest of the run,
+    and one made to a route that only just fitted on paper falls behind the target and then to
+    poorer plans (val-pan at 5.8 fps: arm-plain-wide's w24, calibrated at 149 ms where 154 ms were
+    left, runs at 5.71 fps on its own; arm-plain had run 1.12 times its calibration)."""
     if not candidates or not has_table(engine):
         return engine, None, None
     current, full_everywhere, _ = predicted_psnr(engine, x, TimeBudget(network_ms, prices))
     if not full_everywhere:  # the time is already spent: a dearer model could only buy less of itself
         return engine, None, None
-    best = (current, engine, None, current)  # (PSNR less the margin a routed plan owes, engine, units, PSNR)
+    best = (current, engine, None)  # (predicted PSNR, engine, its units)
     for build in candidates:
         other = build()
         if not has_table(other):
@@ -122,13 +137,12 @@ def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, floa
             units = other.calibrate(x)
             if calibrated is not None:
                 calibrated[name] = units
-        psnr, _, routes = predicted_psnr(other, x, TimeBudget(network_ms, units))
-        score = psnr - (ROUTED_MARGIN_DB if routes else 0.0)
-        if score > best[0]:
-            best = (score, other, units, psnr)
+        psnr = uniform_psnr(other, x, TimeBudget(network_ms, {unit: ms * stream_ratio for unit, ms in units.items()}))
+        if psnr is not None and psnr > best[0]:
+            best = (psnr, other, units)
     if best[1] is engine or best[0] < current + MARGIN_DB:
         return engine, None, None
     old, new = engine.descriptor.name, best[1].descriptor.name
     return best[1], best[2], (f"switched to {new}: {old} runs its full network everywhere with time to spare, "
-                              f"and {new} is predicted to give {best[3]:.2f} dB in the same time against "
+                              f"and {new} is predicted to give {best[0]:.2f} dB in the same time against "
                               f"{current:.2f} (the models' Edge-to-PSNR tables)")

@@ -121,14 +121,19 @@ class FrameRateTarget:
         network_ms /= max(computed_share, 0.05)
         x = engine.to_unit(luma, self.bits, self.full_range)
         # outside any thread setting of ours: a candidate engine takes torch's thread count as its own
-        picked, units, message = pick_dearer(engine, candidates, x, network_ms, c.prices(), self._calibrated)
+        ratio = c.stream_over_calibration()
+        picked, units, message = pick_dearer(engine, candidates, x, network_ms, c.prices(), self._calibrated, ratio)
         if picked is engine:
             return
         self.dearer, self._calibrated, self._switched = [], {}, True  # the dearest that pays is running
         self.note(message)
         self.engine = picked
         self.controller = self._new_controller(picked, luma.shape)
-        self.controller.seed(units, threads=picked.threads.all)  # measured on its own thread count while deciding
+        # priced as the decision priced it (measured on its own thread count while deciding, at the
+        # stream's ratio), and a switch is no start-up: its first frame has the overhead measured so
+        # far, not a whole period (that fitted a width the model then could not keep)
+        self.controller.seed({unit: ms * ratio for unit, ms in units.items()}, threads=picked.threads.all)
+        self.controller.carry_overhead(c)
 
     def after(self, stats) -> None:
         c = self.controller

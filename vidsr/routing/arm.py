@@ -164,6 +164,19 @@ class ARMRouter:
         reused = reuse[0] & (routes == reuse[1]) if reuse is not None else None
         return TilePlan(routes, mse, reuse=reused if reused is not None and reused.any() else None)
 
+    def uniform_plan(self, x: torch.Tensor, grid, budget, sharp_base: bool = False) -> TilePlan | None:
+        """The best-predicted network route that fits on every tile under ``budget`` (its uniform
+        allowance, as ``plan`` would let it run), or None when none fits. A plan to compare with:
+        it leaves the router's memory as it was."""
+        pixels = grid.core_pixels * self.descriptor.scale**2
+        fitting = self._fitting_routes(budget, pixels, self._uniform_allowance(budget, pixels))
+        if not fitting:
+            return None
+        table = self.sharp_table if sharp_base and self.sharp_table is not None else self.table
+        mse = torch.pow(10.0, -table.lookup(tile_edge_scores(x, grid).flatten()) / 10).cpu().numpy().astype(np.float64)
+        best = min(fitting, key=lambda r: (float((mse[r] * pixels).sum()), -r))
+        return TilePlan.uniform(best, len(pixels), mse, uniform_unit(self.names[best]))
+
     def _solve_with_context(self, grid, budget, alone, free, static, values, mse, pixels, total):
         """(routes, the budget they were planned with) with each tile priced for the context its
         window computes given its neighbours' routes: solved alone first, then again with the
