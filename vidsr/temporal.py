@@ -43,10 +43,10 @@ import torch
 from .routing.evidence import RouteEvidence
 
 # Largest change of any pixel of a tile's LR luma (0..1) since it was computed up to which its
-# previous output is kept: two 8-bit levels. Keeping tiles costs at most 0.002 dB up to four
-# (BENCHMARKS.md, video-aware compute, reuse bound); two keeps the still pixels that x264's noise
-# moves by a level beside a moving subject (flicker there 5% lower than at one level, and no
-# lower at three or four: BENCHMARKS.md, keeping still pixels).
+# previous output is kept: two 8-bit levels. Keeping tiles costs at most 0.003 dB up to four on the
+# static and animation clips (BENCHMARKS.md, video-aware compute, reuse bound); two keeps the
+# still pixels that x264's noise moves by a level beside a moving subject (flicker there 5% lower
+# than at one level, and no lower at three or four: BENCHMARKS.md, keeping still pixels).
 REUSE_DIFF = 2.0 / 255
 MAX_AGE = 30  # frames a tile's output may be reused in a row before it is computed again
 # Tiles reach their limit on different frames, between MAX_AGE - STAGGER + 1 and MAX_AGE: a static
