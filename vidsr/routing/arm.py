@@ -123,9 +123,7 @@ class ARMRouter:
         kept = self._keep_configuration(x, budget, pixels, reuse)
         if kept is not None:
             return kept
-        scores = tile_edge_scores(x, grid).flatten()
-        table = self.sharp_table if sharp_base and self.sharp_table is not None else self.table
-        mse = torch.pow(10.0, -table.lookup(scores) / 10).cpu().numpy().astype(np.float64)  # (R, T)
+        mse = self._table_mse(x, grid, sharp_base)
         if evidence is not None:
             mse = evidence.adjust(mse)
         self._planned_mse = mse
@@ -172,10 +170,15 @@ class ARMRouter:
         fitting = self._fitting_routes(budget, pixels, self._uniform_allowance(budget, pixels))
         if not fitting:
             return None
-        table = self.sharp_table if sharp_base and self.sharp_table is not None else self.table
-        mse = torch.pow(10.0, -table.lookup(tile_edge_scores(x, grid).flatten()) / 10).cpu().numpy().astype(np.float64)
+        mse = self._table_mse(x, grid, sharp_base)
         best = min(fitting, key=lambda r: (float((mse[r] * pixels).sum()), -r))
         return TilePlan.uniform(best, len(pixels), mse, uniform_unit(self.names[best]))
+
+    def _table_mse(self, x: torch.Tensor, grid, sharp_base: bool) -> np.ndarray:
+        """(routes, tiles): each route's MSE on each tile as the Edge-to-PSNR table predicts it
+        from the tile's edge score (the sharpened base's table where the caller's base is that)."""
+        table = self.sharp_table if sharp_base and self.sharp_table is not None else self.table
+        return torch.pow(10.0, -table.lookup(tile_edge_scores(x, grid).flatten()) / 10).cpu().numpy().astype(np.float64)
 
     def _solve_with_context(self, grid, budget, alone, free, static, values, mse, pixels, total):
         """(routes, the budget they were planned with) with each tile priced for the context its
