@@ -64,6 +64,19 @@ def test_a_model_trained_on_coded_pairs_is_marked_for_decoded_input(image_dirs, 
     assert registry.for_clean_input(clean) and "input" not in clean
 
 
+def test_a_model_trained_on_hcd_lr_refines_its_pairs_before_coding_and_says_so(image_dirs, tmp_path):  # noqa: F811
+    # the refinement runs before the codec: the coded pairs' LR is HCD's LR coded, not the bicubic's
+    cfg = config(image_dirs, tmp_path / "run", iterations=2, codec_crfs=[10], hcd_against="arm-plain", hcd_qp=26.0)
+    trainer = Trainer(cfg, progress=False)
+    plain = Trainer(config(image_dirs, tmp_path / "plain", iterations=2, codec_crfs=[10]), progress=False)
+    assert (tmp_path / "run" / "hcd_lr.pt").exists()
+    assert [p.name for p in trainer.sampler.pairs] == [p.name for p in plain.sampler.pairs]
+    differ = [_mae(a.lr, b.lr) for a, b in zip(trainer.sampler.pairs + trainer.val_pairs, plain.sampler.pairs + plain.val_pairs)]
+    assert min(differ) > 0
+    entry = trainer.run()
+    assert entry["training"]["lr_from"] == {"hcd_against": "arm-plain", "qp": 26.0}
+
+
 def test_a_model_for_decoded_input_is_never_an_automatic_choice(monkeypatch):
     """Even with the best validation figures of its scale, a delivery upscaler is not the default,
     not the routed default and not what a frame-rate target switches to."""

@@ -165,6 +165,30 @@ def test_hcd_keeps_a_static_region_still_from_frame_to_frame():
     assert float(in_stream.mean()) < 0.6 * float(alone.mean())
 
 
+def test_hcd_training_pairs_take_the_refined_lr_and_keep_it_for_a_resume(tmp_path, monkeypatch):
+    from vidsr.delivery import downscale
+    from vidsr.train.coded import hcd_pairs
+    from vidsr.train.data import make_pair
+
+    pairs = {"train": [make_pair("a", textured(48, 64, seed=1)[0, 0], 2)], "val": [make_pair("b", textured(32, 32)[0, 0], 2)]}
+    cache = tmp_path / "hcd_lr.pt"
+    train, val = hcd_pairs(pairs, "arm-plain", 2, 26.0, cache, progress=False)
+    for before, after in ((pairs["train"][0], train[0]), (pairs["val"][0], val[0])):
+        assert after.lr.shape == before.lr.shape and torch.equal(after.hr, before.hr)
+        assert torch.equal(after.lr, torch.round(after.lr * 255) / 255)  # integer levels
+        assert float((after.lr - before.lr).abs().max()) >= 1 / 255  # refined, not the bicubic LR
+    # what `vidsr downscale --mode hcd` gives the same image
+    fd = FrameDownscaler("arm-plain", 2, "hcd", qp=26.0)
+    assert torch.equal(train[0].lr, fd.luma(pairs["train"][0].hr[None, None])[0, 0])
+
+    # a resume reads the cache instead of refining again; other pairs or another QP refine again
+    monkeypatch.setattr(downscale.FrameDownscaler, "luma", lambda self, x: (_ for _ in ()).throw(AssertionError("refined")))
+    again, _ = hcd_pairs(pairs, "arm-plain", 2, 26.0, cache, progress=False)
+    assert torch.equal(again[0].lr, train[0].lr)
+    with pytest.raises(AssertionError, match="refined"):
+        hcd_pairs(pairs, "arm-plain", 2, 30.0, cache, progress=False)
+
+
 # -- the tag and the front end -----------------------------------------------------------------
 
 def test_tag_text_round_trips():

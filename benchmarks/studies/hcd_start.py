@@ -15,6 +15,11 @@ straight through it). ``fast`` is the shipped learned downscaler as it is (no re
 ``--downscalers`` adds learned downscalers from training run folders (``vidsr train --recipe``'s),
 each as it is: how a candidate fast downscaler is chosen before it ships.
 
+``--upscaler`` takes a candidate delivery upscaler (a training run's ``.safetensors``, its manifest
+beside it) for every pipeline but B, and ``--refine-against`` the one HCD refines against (by
+default the same): a delivery upscaler fine-tuned on HCD's LR is judged on LR refined against the
+upscaler it was trained on and on LR refined against itself (the next round of the alternation).
+
 ``--per-crf`` refines at each CRF's own QP, as ``vidsr downscale --mode hcd --crf N`` does (five times
 the refinements).
 
@@ -58,7 +63,7 @@ class RealCodecRefiner(HCDRefiner):
         return straight_through(lr, torch.from_numpy(decoded)[None, None])
 
 
-def refiner(variant: str, scale: int, qp: float = QP) -> HCDRefiner:
+def refiner(variant: str, scale: int, qp: float = QP, upscaler: str = UPSCALER) -> HCDRefiner:
     kw = {}
     for part in variant.split("-"):
         if part.startswith("rw"):
@@ -73,8 +78,8 @@ def refiner(variant: str, scale: int, qp: float = QP) -> HCDRefiner:
             k = max(1.0, qstep_of_qp(qp) / qstep_of_qp(QP)) ** float(part[5:])
             kw["epsilon"], kw["step"] = kw.get("epsilon", HCDSettings.epsilon) * k, HCDSettings.step * k
     parts = variant.split("-")
-    down = (lambda x: bicubic_downscale(x, scale)) if "bic" in parts else FrameDownscaler(UPSCALER, scale, "fast").net
-    up = registry.load(UPSCALER, scale)
+    down = (lambda x: bicubic_downscale(x, scale)) if "bic" in parts else FrameDownscaler(upscaler, scale, "fast").net
+    up = registry.load(upscaler, scale)
     for p in up.module.parameters():
         p.requires_grad_(False)
     cls = RealCodecRefiner if "x264" in parts else HCDRefiner
@@ -104,9 +109,14 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["hcd-fast", "hcd-bic"])
     ap.add_argument("--downscalers", nargs="*", type=Path, default=[], help="training run folders of candidate fast downscalers")
     ap.add_argument("--per-crf", action="store_true", help="refine at each CRF's QP instead of once at QP 26")
+    ap.add_argument("--upscaler", default=UPSCALER,
+                    help="the client's upscaler for every pipeline but B: a shipped name or a run's .safetensors "
+                         "(a candidate delivery upscaler)")
+    ap.add_argument("--refine-against", help="the upscaler HCD refines against (default: --upscaler)")
     args = ap.parse_args()
     scale = args.scale
-    engine, baseline = policy.load_engine(UPSCALER, scale), policy.load_engine(bd.BASELINE, scale)
+    against = args.refine_against or args.upscaler
+    engine, baseline = policy.load_engine(args.upscaler, scale), policy.load_engine(bd.BASELINE, scale)
     crfs = bd.CODECS["libx264"][1]
     per_clip = {}
     for clip in args.clips:
@@ -119,13 +129,13 @@ def main() -> None:
         for v in args.variants:
             t0 = time.perf_counter()
             if v == "fast":
-                net = FrameDownscaler(UPSCALER, scale, "fast").net
+                net = FrameDownscaler(against, scale, "fast").net
                 with torch.no_grad():
                     lrs[v] = [to8(net(y)) for y in ys]
             elif args.per_crf:
-                lrs[v] = {crf: [to8(r.refine(y)) for y in ys] for crf in crfs for r in [refiner(v, scale, crf)]}
+                lrs[v] = {crf: [to8(r.refine(y)) for y in ys] for crf in crfs for r in [refiner(v, scale, crf, against)]}
             else:
-                r = refiner(v, scale)
+                r = refiner(v, scale, upscaler=against)
                 lrs[v] = [to8(r.refine(y)) for y in ys]
             seconds[v] = (time.perf_counter() - t0) / len(ys) / (len(crfs) if isinstance(lrs[v], dict) else 1)
         for folder in args.downscalers:
@@ -144,7 +154,8 @@ def main() -> None:
                                       if a is not None and b is not None)
               + "  (s per frame: " + ", ".join(f"{k} {s:.2f}" for k, s in seconds.items()) + ")", flush=True)
     refined = "at each CRF's QP" if args.per_crf else f"at QP {QP}"
-    print(f"\nx{scale} libx264, {args.frames} frames, HCD refined {refined}, clips from {args.data}: BD-rate against B / against bicubic, mean over clips")
+    print(f"\nx{scale} libx264, {args.frames} frames, HCD refined {refined} against {against}, upscaled by {args.upscaler}, "
+          f"clips from {args.data}: BD-rate against B / against bicubic, mean over clips")
     for k in per_clip[args.clips[0]]:
         vs_b = [per_clip[c][k][0] for c in args.clips if per_clip[c][k][0] is not None]
         vs_bic = [per_clip[c][k][1] for c in args.clips if per_clip[c][k][1] is not None]

@@ -69,3 +69,40 @@ def coded_pairs(pairs: list[Pair], scale: int, crfs, encoder: str = "libx264", f
                 hr = pair.hr[y * scale : (y + h) * scale, x * scale : (x + w) * scale].contiguous()
                 out.append(Pair(f"{pair.name}@{encoder}-crf{crf}-{k}", hr, torch.from_numpy(plane.astype(np.float32) / 255)))
     return out
+
+
+def hcd_pairs(sets: dict[str, list[Pair]], upscaler: str, scale: int, qp: float, cache=None,
+              progress: bool = True) -> list[list[Pair]]:
+    """Each set's pairs with their LR replaced by ``vidsr downscale --mode hcd``'s (the bicubic
+    downscale refined against the shipped ``upscaler`` through the codec stand-in at ``qp``), each
+    image refined alone. ``cache``: a file the refined LR is kept in and read back from, for the
+    same pairs, upscaler weights and QP."""
+    from tqdm import tqdm
+
+    from ..delivery.downscale import FrameDownscaler
+    from ..models import registry
+
+    entry = registry.manifest_entry(upscaler, scale)
+    key = {"upscaler": upscaler, "sha256": entry and entry["sha256"], "scale": scale, "qp": qp,
+           "pairs": {k: [(p.name, tuple(p.hr.shape)) for p in v] for k, v in sets.items()}}
+    if cache is not None and cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        if saved["key"] == json_key(key):
+            return [[Pair(p.name, p.hr, lr) for p, lr in zip(sets[k], saved["lr"][k])] for k in sets]
+    down = FrameDownscaler(upscaler, scale, "hcd", qp=qp)
+    refined = {}
+    todo = [(k, p) for k, v in sets.items() for p in v]
+    for k, pair in tqdm(todo, desc=f"HCD LR against {upscaler} x{scale}", disable=not progress, leave=False):
+        down.reset()  # images, not frames of one stream
+        refined.setdefault(k, []).append(down.luma(pair.hr[None, None])[0, 0].detach().contiguous())
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"key": json_key(key), "lr": refined}, cache)
+    return [[Pair(p.name, p.hr, lr) for p, lr in zip(sets[k], refined.get(k, []))] for k in sets]
+
+
+def json_key(key: dict) -> str:
+    import json
+
+    return json.dumps(key, sort_keys=True)
+

@@ -40,7 +40,7 @@ from ..errors import SettingsError
 from ..models import registry, weights
 from ..models.descriptor import Upscaler
 from ..routing.edge import EdgePSNRTable, patch_psnr, tile_edge_scores
-from .coded import coded_pairs
+from .coded import coded_pairs, hcd_pairs
 from .data import PatchSampler, default_folder, load_pairs
 from .evaluate import evaluate, routed_validation, upscale_image
 
@@ -128,6 +128,13 @@ class TrainConfig:
     # codec at the same CRFs (one inter frame per image and CRF). None: clean pairs.
     codec_crfs: list[int] | None = None
     codec: str = "libx264"
+    # the training LR is HCD's refinement of the bicubic downscale against this shipped upscaler, at
+    # QP ``hcd_qp`` (what ``vidsr downscale --mode hcd`` delivers), before ``codec_crfs`` codes it:
+    # an upscaler fine-tuned on it learns what the refinement encodes, and HCD then refines against
+    # the fine-tuned one (the pair trained in alternation, as HCD trains its two halves together).
+    # Validation LR is refined the same way. None: the bicubic downscale.
+    hcd_against: str | None = None
+    hcd_qp: float = 26.0
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -164,6 +171,10 @@ class Trainer:
         train_pairs = load_pairs(self.train_dir, cfg.scale, cfg.predownscale, cfg.predownscale_kernel)
         self.val_pairs = load_pairs(self.val_dir, cfg.scale, 1)
         self.images, self.val_images = len(train_pairs), len(self.val_pairs)
+        if cfg.hcd_against:
+            cache = cfg.out / "hcd_lr.pt"  # minutes of refinement, kept for a resume
+            train_pairs, self.val_pairs = hcd_pairs({"train": train_pairs, "val": self.val_pairs}, cfg.hcd_against,
+                                                    cfg.scale, cfg.hcd_qp, cache, progress)
         if cfg.codec_crfs:
             train_pairs = coded_pairs(train_pairs, cfg.scale, cfg.codec_crfs, cfg.codec, seed=cfg.seed)
             self.val_pairs = coded_pairs(self.val_pairs, cfg.scale, cfg.codec_crfs, cfg.codec, seed=cfg.seed, keep="last")
@@ -587,6 +598,7 @@ class Trainer:
             "training": {
                 "train_data": f"{self.train_dir.name}/ ({self.images} images, predownscale x{cfg.predownscale})",
                 **({"codec": {"encoder": cfg.codec, "crfs": list(cfg.codec_crfs)}} if cfg.codec_crfs else {}),
+                **({"lr_from": {"hcd_against": cfg.hcd_against, "qp": cfg.hcd_qp}} if cfg.hcd_against else {}),
                 "iterations": self.weights_step or self.step,  # of the exported weights
                 **({"run_iterations": self.step} if self.weights_step else {}),
                 "batch": cfg.batch,
