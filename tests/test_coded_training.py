@@ -138,3 +138,18 @@ def test_an_encoder_without_crfs_to_train_at_is_refused_in_one_line():
     r = run_vidsr("train", "--arch", "plain", "--codec", "libx265")
     assert r.returncode == 2
     assert "--codec goes with --codec-crfs" in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--hcd-qp", "30"), "--hcd-qp goes with --hcd-against"),
+    (("--hcd-against", "no-such-model"), "--hcd-against: unknown model 'no-such-model'"),
+    (("--hcd-against", "bicubic"), "--hcd-against bicubic: an interpolation"),
+    (("--hcd-against", "arm-plain", "--hcd-qp", "60"), "--hcd-qp must be between 0 and 51"),
+])
+def test_hcd_training_flags_a_run_cannot_use_are_refused_in_one_line(args, message, tmp_path):
+    from .conftest import run_vidsr
+
+    r = run_vidsr("train", "--arch", "plain", "--out", str(tmp_path / "run"), *args)
+    assert r.returncode == 2
+    assert message in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on LR encoded by a real --codec at these CRFs and decoded (an upscaler for decoded "
                    "delivery video; validation through the same codec)")
     p.add_argument("--codec", choices=("libx264", "libx265"), help="with --codec-crfs: the encoder (default libx264)")
+    p.add_argument("--hcd-against", metavar="UPSCALER",
+                   help="train on HCD's LR: the bicubic downscale refined against this shipped upscaler, as vidsr "
+                   "downscale --mode hcd delivers it (a delivery upscaler for HCD video; validation LR the same)")
+    p.add_argument("--hcd-qp", type=finite_float, help="with --hcd-against: the QP HCD refines at (default 26)")
     p.add_argument("--finish", action="store_true",
                    help="with the run's own arguments: export its best validated weights now and stop (a run cut short)")
     p.add_argument("--quiet", action="store_true")
@@ -142,6 +146,17 @@ def main(argv: list[str]) -> int:
         args.val_dir = args.val_dir or args.data / "val"
     if args.codec is not None and not args.codec_crfs:
         raise SettingsError("--codec goes with --codec-crfs (the CRFs to train at)")
+    if args.hcd_qp is not None and not args.hcd_against:
+        raise SettingsError("--hcd-qp goes with --hcd-against (the upscaler HCD refines against)")
+    if args.hcd_against:
+        if args.hcd_qp is not None and not 0 <= args.hcd_qp <= 51:
+            raise SettingsError(f"--hcd-qp must be between 0 and 51, not {args.hcd_qp:g}")
+        try:
+            entry = registry.manifest_entry(args.hcd_against, args.scale)
+        except SettingsError as e:
+            raise SettingsError(f"--hcd-against: {e}") from None
+        if entry is None:
+            raise SettingsError(f"--hcd-against {args.hcd_against}: an interpolation, not a network HCD can refine against")
     if args.sort_channels and args.init is None:
         raise SettingsError("--sort-channels goes with --init (it reorders trained weights)")
     if args.full_width_steps is not None:
@@ -163,6 +178,7 @@ def main(argv: list[str]) -> int:
         **({} if args.stage1_fraction is None else {"stage1_fraction": args.stage1_fraction}), init=args.init,
         full_width_steps=args.full_width_steps, ema=args.ema, loss=args.loss, sort_channels=args.sort_channels,
         codec_crfs=args.codec_crfs, **({} if args.codec is None else {"codec": args.codec}),
+        hcd_against=args.hcd_against, **({} if args.hcd_qp is None else {"hcd_qp": args.hcd_qp}),
     )
     if args.finish and not (cfg.out / "checkpoint.pt").exists():  # before the Trainer makes the folder
         raise SettingsError(f"{cfg.out} has no checkpoint: there is no run to finish")
