@@ -52,6 +52,13 @@ the global motion (phase correlation of the HR frames) -11.1/-10.8% on ``sample`
 ``val-pan``, -9.2/-4.3% on ``static``; the inter-frame rate proxy (``codec_proxy.inter_rate``,
 weight 1) added to the objective -10.3%, -5.5% and -0.2%. On the pans, where following the motion
 should pay, it moved BD-rate by a few tenths of a point either way.
+
+One round of training the pair in alternation (``vidsr train --hcd-against``: arm-plain-delivery x2
+fine-tuned 1,000 steps on HCD's libx264-coded LR of 18 training images, judged on clips rendered
+from the 4 held out, refined once at QP 26; BD-rate against B): LR refined against the shipped
+upscaler and upscaled by the fine-tuned one -9.0% against -8.9% with the shipped one; refined
+against the fine-tuned one -7.9%, better on three clips by 1-5 points and 13 points worse on
+``static``. Not shipped: no gain beyond what another set of clips changes.
 """
 
 from __future__ import annotations
