@@ -407,3 +407,20 @@ def test_a_stop_signal_ends_the_batch_cleanly_and_it_resumes(tmp_path, local_ray
     rerun = subprocess.run(cmd + ["--address", local_ray], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert all(len(frames_of(dst / f"c{i}.mp4")) == 60 for i in range(2))
+
+
+def test_a_batch_jobs_no_sharpen_flag_reaches_its_engine(tmp_path):
+    # a batch's flags go through the upscaler's own parser into the engine each worker caches: with
+    # --no-sharpen the routed video's interpolated tiles are plain Lanczos (no sharpened base), and
+    # the cache keeps the two apart, so a worker serving both settings never mixes them
+    from vidsr.batch.jobs import run_job
+
+    src = tmp_path / "a.mp4"
+    make_video(src, Spec(frames=4))
+    engines, outs = {}, {}
+    for flags in ([], ["--no-sharpen"]):
+        dst = tmp_path / f"out{len(flags)}.mp4"
+        run_job("upscale", job_args("upscale", ["--budget", "0", *flags], src, dst), engines)
+        outs[bool(flags)] = np.stack([f for _, f in frames_of(dst)]).astype(int)
+    assert sorted((key[-1], engine.sharp is not None) for key, engine in engines.items()) == [(False, False), (True, True)]
+    assert np.abs(outs[True] - outs[False]).mean() > 0.5  # the base changed the pixels
