@@ -73,11 +73,13 @@ def test_a_dearer_model_is_taken_only_when_the_current_one_has_time_over_and_it_
     fixed = {"w4": 1.0, "w8": 2.0, "uniform w4": 8.0, "uniform w8": 16.0, "interpolation": 0.1}
     dear_units = {unit: ms * 3 for unit, ms in fixed.items()}  # no dear width fits everywhere in 20 ms
     budget = TimeBudget(20.0, fixed)
-    current_psnr, full, _ = predicted_psnr(current, x, budget)
+    current_psnr, full = predicted_psnr(current, x, budget)
     assert full
     far_above = named_arm_engine("dear", 5.0)
-    routed_psnr, full, routes = predicted_psnr(far_above, x, TimeBudget(20.0, dear_units))
-    assert routes and not full and routed_psnr > current_psnr + MARGIN_DB + 1.0
+    routed_psnr, full = predicted_psnr(far_above, x, TimeBudget(20.0, dear_units))
+    # no route of it fits everywhere, so its plan routes, and predicts far above the current model
+    assert uniform_psnr(far_above, x, TimeBudget(20.0, dear_units)) is None
+    assert not full and routed_psnr > current_psnr + MARGIN_DB + 1.0
     engine, units, note = pick_dearer(current, [lambda: far_above], x, 20.0, fixed, calibrated={"dear": dear_units})
     assert engine is current and units is None and note is None
     # its narrower width fits everywhere: judged on that width's prediction

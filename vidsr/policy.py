@@ -83,17 +83,15 @@ def dearer_candidates(engine, build: Callable[[str], object]) -> list[Callable[[
     return [lambda name=name: build(name) for name in registry.dearer_routed(d.scale, d.name)]
 
 
-def predicted_psnr(engine, x, budget: TimeBudget) -> tuple[float, bool, bool]:
+def predicted_psnr(engine, x, budget: TimeBudget) -> tuple[float, bool]:
     """(predicted PSNR of frame ``x`` under ``budget``, whether the plan puts the full network on
-    every tile, whether it routes: not one route everywhere), as ``engine``'s ARM router would plan
-    it with the caller's interpolated base."""
+    every tile), as ``engine``'s ARM router would plan it with the caller's interpolated base."""
     router = engine.router
     grid = engine.grid(*x.shape[-2:])
     plan = router.plan(x, grid, budget, has_base=True, **({"sharp_base": True} if engine.sharp is not None else {}))
     router.reset()  # a plan made to compare leaves no memory for the frames that follow
     routes = plan.routes
-    return (plan.predicted_psnr(grid.core_pixels), bool((routes == len(router.names) - 1).all()),
-            not plan.unrouted and bool((routes != routes[0]).any()))
+    return plan.predicted_psnr(grid.core_pixels), bool((routes == len(router.names) - 1).all())
 
 
 def uniform_psnr(engine, x, budget: TimeBudget) -> float | None:
@@ -123,7 +121,7 @@ def pick_dearer(engine, candidates, x, network_ms: float, prices: dict[str, floa
     left, runs at 5.71 fps on its own; arm-plain had run 1.12 times its calibration)."""
     if not candidates or not has_table(engine):
         return engine, None, None
-    current, full_everywhere, _ = predicted_psnr(engine, x, TimeBudget(network_ms, prices))
+    current, full_everywhere = predicted_psnr(engine, x, TimeBudget(network_ms, prices))
     if not full_everywhere:  # the time is already spent: a dearer model could only buy less of itself
         return engine, None, None
     best = (current, engine, None)  # (predicted PSNR, engine, its units)
