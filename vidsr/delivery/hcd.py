@@ -55,10 +55,14 @@ should pay, it moved BD-rate by a few tenths of a point either way.
 
 One round of training the pair in alternation (``vidsr train --hcd-against``: arm-plain-delivery x2
 fine-tuned 1,000 steps on HCD's libx264-coded LR of 18 training images, judged on clips rendered
-from the 4 held out, refined once at QP 26; BD-rate against B): LR refined against the shipped
+from the 4 held out; BD-rate against B). Refined once at QP 26: LR refined against the shipped
 upscaler and upscaled by the fine-tuned one -9.0% against -8.9% with the shipped one; refined
-against the fine-tuned one -7.9%, better on three clips by 1-5 points and 13 points worse on
-``static``. Not shipped: no gain beyond what another set of clips changes.
+against the fine-tuned one -7.9% (1-5 points better on three clips, 13 worse on ``static``).
+Refined per CRF, as ``--crf`` does: the shipped pair -8.6% (its bicubic mode -10.1%), the
+fine-tuned pair -10.2% (its bicubic mode -9.0%), +0.4 to +7.0 points on three clips (the most on
+``animation``) and -1.2 on ``static``. On these clips HCD with the shipped upscaler is behind the
+bicubic downscale, where on the benchmark's validation clips it is 3 points ahead: the gain of
+the alternation is within what another set of clips changes, so it is not shipped yet.
 """
 
 from __future__ import annotations
