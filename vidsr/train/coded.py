@@ -12,6 +12,7 @@ frames are inter frames coded against a moved reference, as most frames of a vid
 from __future__ import annotations
 
 import io
+import json
 
 import av
 import numpy as np
@@ -83,11 +84,11 @@ def hcd_pairs(sets: dict[str, list[Pair]], upscaler: str, scale: int, qp: float,
     from ..models import registry
 
     entry = registry.manifest_entry(upscaler, scale)
-    key = {"upscaler": upscaler, "sha256": entry and entry["sha256"], "scale": scale, "qp": qp,
-           "pairs": {k: [(p.name, tuple(p.hr.shape)) for p in v] for k, v in sets.items()}}
+    key = json.dumps({"upscaler": upscaler, "sha256": entry and entry["sha256"], "scale": scale, "qp": qp,
+                      "pairs": {k: [(p.name, list(p.hr.shape)) for p in v] for k, v in sets.items()}}, sort_keys=True)
     if cache is not None and cache.exists():
         saved = torch.load(cache, weights_only=True)
-        if saved["key"] == json_key(key):
+        if saved["key"] == key:
             return [[Pair(p.name, p.hr, lr) for p, lr in zip(sets[k], saved["lr"][k])] for k in sets]
     down = FrameDownscaler(upscaler, scale, "hcd", qp=qp)
     refined = {}
@@ -97,12 +98,5 @@ def hcd_pairs(sets: dict[str, list[Pair]], upscaler: str, scale: int, qp: float,
         refined.setdefault(k, []).append(down.luma(pair.hr[None, None])[0, 0].detach().contiguous())
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"key": json_key(key), "lr": refined}, cache)
+        torch.save({"key": key, "lr": refined}, cache)
     return [[Pair(p.name, p.hr, lr) for p, lr in zip(sets[k], refined.get(k, []))] for k in sets]
-
-
-def json_key(key: dict) -> str:
-    import json
-
-    return json.dumps(key, sort_keys=True)
-
