@@ -421,18 +421,17 @@ def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: li
                 targets[TARGET_30] = None  # the real-time target users ask for
             target_rows = []
 
-            def measure_again(source):
-                u, (_, flags) = source
-                again = measure("again", *flags)
+            def fps_again(source) -> float:
+                """The source configuration's fps, run once more (not a row of the table)."""
+                again = measure("again", *source[1][1])
                 rows.remove(again)
-                u.setdefault("fps_beside", []).append(again["fps"])
+                return again["fps"]
 
             for f, source in sorted(targets.items()):
                 # the machine's speed drifts by a few percent over minutes: the configuration a target
                 # was taken from runs again right before its targets and right after them, and its
                 # speed is the mean of those two (the sweep's run, minutes earlier, only chose the target)
-                if source is not None:
-                    measure_again(source)
+                before = fps_again(source) if source is not None else None
                 for reuse in (True, False):
                     row = measure(f"--fps-target {f:g}" + ("" if reuse else " --no-reuse"), "--fps-target", str(f),
                                   *(() if reuse else ("--no-reuse",)))
@@ -443,10 +442,9 @@ def run(val_dir: Path | None, clips: list[str], seconds: float = 2.0, models: li
                     row["target"] = f
                     target_rows.append(row)
                 if source is not None:
-                    measure_again(source)
-                    u = source[0]
-                    u["fps_runs"] = [u["fps"], *u.pop("fps_beside")]
-                    u["fps"] = float(np.mean(u["fps_runs"][1:]))
+                    u, after = source[0], fps_again(source)
+                    u["fps_runs"] = [u["fps"], before, after]
+                    u["fps"] = float(np.mean([before, after]))
             for row in target_rows:
                 f = row["target"]
                 best = max((u for u in uniform if u["fps"] >= f * 0.98), key=lambda u: u["psnr_y"], default=None)
