@@ -55,7 +55,7 @@ def media(tmp_path_factory):
         "cfr.mp4": Spec(audio="aac", subtitles="mov_text", rotation=90, colour=(1, 1, 1, 1)),
         "vfr.mkv": Spec(vfr=True, audio="libopus", subtitles="subrip"),
         "odd.mkv": Spec(width=45, height=31, codec="ffv1", pix_fmt="yuv420p", frames=6),
-        "tenbit.mkv": Spec(codec="libx265", pix_fmt="yuv420p10le", frames=6, colour=(9, 9, 16, 1),
+        "tenbit.mkv": Spec(codec="libx265", pix_fmt="yuv420p10le", frames=6, height=64, colour=(9, 9, 16, 1),
                            options={"x265-params": "log-level=error"}),
         "full.mp4": Spec(colour=(1, 1, 1, 2), frames=6),
     }

@@ -164,12 +164,12 @@ def jpeg(width: int = 16, height: int = 16, level: int = 120) -> bytes:
     return b"".join(bytes(p) for p in cc.encode(f) + cc.encode(None))
 
 
-def make_carrier(path: Path, source: str, frames: int = 6, width: int = 64, height: int = 32) -> Path:
+def make_carrier(path: Path, source: str, frames: int = 6, width: int = 64, height: int = 64) -> Path:
     """A Matroska file with the main video of a ``SOURCES`` kind and, after it: a second video
     (H.264 with B-frames, so Matroska gives its first packets, keyframe included, no dts), AAC and
     Opus audio, SubRip and ASS subtitles, a font attachment and cover art. Each carried stream has
-    its own language tag. (At least 64 wide: x265 given master-display corrupts its heap on
-    narrower frames.)"""
+    its own language tag. (At least 64 a side: the wheel's x265 corrupts its heap on smaller frames,
+    see ``vidsr.io.encoder.MIN_SIDE``.)"""
     codec, pix_fmt, colour, options, vfr = SOURCES[source]
     out = av.open(str(path), "w")
     v = out.add_stream(codec, rate=25, options=dict(options))

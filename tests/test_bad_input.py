@@ -267,6 +267,19 @@ def test_odd_size_in_420_says_why(cli, media, tmp_path):
     assert_refused(r, dst, "cannot encode 135x93 in yuv420p", "even width and height", "--pix-fmt yuv444p")
 
 
+def test_x265_frames_under_64_pixels_a_side_are_refused_and_a_larger_scale_is_not(cli, tmp_path):
+    """The wheel's x265 corrupts memory on such frames (an abort, or a process going on corrupted)."""
+    src = make_video(tmp_path / "tiny.mp4", Spec(width=24, height=20, frames=3))
+    dst = tmp_path / "out.mkv"
+    r = cli(src, "-o", dst, "--model", "lanczos", "--scale", 2, "--codec", "libx265")
+    assert_refused(r, dst, "libx265 cannot encode 48x40", "under 64 pixels a side", "libx264")
+    r = cli(src, "-o", dst, "--model", "lanczos", "--scale", 4, "--codec", "libx265", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 3 and (frames[0].width, frames[0].height) == (96, 80)
+
+
 def test_container_that_cannot_hold_the_named_codec_says_which_can(cli, media, tmp_path):
     dst = tmp_path / "out.webm"
     r = cli(media["cfr.mp4"], "-o", dst, "--model", "lanczos", "--codec", "libx264")

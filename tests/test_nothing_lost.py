@@ -220,7 +220,7 @@ def test_hlg_and_pq_signalling_survive_x264_and_x265(cli, tmp_path):
     from .media import Spec, make_video
 
     for transfer in (16, 18):  # PQ, HLG
-        src = make_video(tmp_path / f"t{transfer}.mkv", Spec(codec="libx265", pix_fmt="yuv420p10le", frames=3,
+        src = make_video(tmp_path / f"t{transfer}.mkv", Spec(codec="libx265", pix_fmt="yuv420p10le", frames=3, height=64,
                                                             colour=(9, 9, transfer, 1),
                                                             options={"x265-params": "log-level=error"}))
         for codec in ("libx264", "libx265"):

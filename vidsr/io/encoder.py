@@ -4,7 +4,8 @@ before any frame is decoded, so a bad setting is one clear line instead of a fai
 Rules: ``--crf`` outside the encoder's scale is refused (x264/x265 would clamp it silently); an
 ``--encoder-opt`` the encoder does not know is refused (FFmpeg would ignore it silently), as is a
 key of ``x264-params``/``x265-params``/``svtav1-params`` the library rejects (it only logs that);
-HDR10 static metadata goes into the library's own parameters (``hdr``).
+HDR10 static metadata goes into the library's own parameters (``hdr``); a frame smaller than the
+encoder can take safely (``MIN_SIDE``) is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ PARAMS_OPTION = {"libx264": "x264-params", "libx265": "x265-params", "libsvtav1"
 CRF_SCALE = {"libx264": (0, 51), "libx265": (0, 51)}
 # What the libraries log when they skip a parameter they cannot parse.
 REJECTED_PARAM_LOGS = ("Error parsing option", "Unknown option", "Invalid value")
+# The smallest side an encoder is given. The x265 in PyAV's wheels writes past its buffers on frames
+# under 64 pixels a side (found at 48x40 and 40x72; glibc aborts, or the process goes on corrupted),
+# so those sizes are refused rather than risked.
+MIN_SIDE = {"libx265": 64}
 
 
 @dataclass
@@ -84,6 +89,9 @@ def open_encoder(stream) -> None:
     """Open the video encoder now, turning every way it can refuse into a ``SettingsError``."""
     cc = stream.codec_context
     name = cc.codec.name
+    if min(cc.width, cc.height) < MIN_SIDE.get(name, 0):
+        raise SettingsError(f"{name} cannot encode {cc.width}x{cc.height} here: the x265 in this build corrupts memory "
+                            f"on frames under {MIN_SIDE[name]} pixels a side; use libx264 or libsvtav1, or a larger --scale")
     level = av.logging.get_level()
     av.logging.set_level(av.logging.WARNING)  # so the capture sees the libraries' warnings
     try:

@@ -11,13 +11,14 @@ frames are inter frames coded against a moved reference, as most frames of a vid
 
 from __future__ import annotations
 
-import io
 import json
+from fractions import Fraction
 
 import av
 import numpy as np
 import torch
 
+from ..io.encoder import MIN_SIDE
 from .data import Pair
 
 ENCODER_OPTIONS = {"libx264": {"preset": "medium"}, "libx265": {"preset": "fast", "x265-params": "log-level=error"}}
@@ -25,22 +26,32 @@ ENCODER_OPTIONS = {"libx264": {"preset": "medium"}, "libx265": {"preset": "fast"
 
 def encode_planes(planes: list[np.ndarray], encoder: str, crf: int) -> list[np.ndarray]:
     """8-bit luma planes (all one even size) through ``encoder`` at ``crf`` as one clip (neutral
-    chroma); the decoded luma planes, in order."""
+    chroma); the decoded luma planes, in order.
+
+    The packets go straight from the encoder to a decoder, with no container between: x265 gives
+    clips shorter than its B-frame delay decode times read from memory it never wrote, which a
+    muxer refuses. Frames smaller than the encoder's ``MIN_SIDE`` are coded edge-padded and cropped
+    back (see ``vidsr.io.encoder.MIN_SIDE``)."""
     h, w = planes[0].shape
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="matroska") as out:
-        stream = out.add_stream(encoder, rate=30, options={**ENCODER_OPTIONS.get(encoder, {}), "crf": str(crf)})
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        yuv = np.full((h * 3 // 2, w), 128, np.uint8)
-        for i, plane in enumerate(planes):
-            yuv[:h] = plane
+    side = MIN_SIDE.get(encoder, 0)
+    pad = ((0, max(side - h, 0)), (0, max(side - w, 0)))
+    enc = av.CodecContext.create(encoder, "w")
+    enc.width, enc.height, enc.pix_fmt = w + pad[1][1], h + pad[0][1], "yuv420p"
+    enc.time_base, enc.framerate = Fraction(1, 30), Fraction(30)
+    enc.options = {**ENCODER_OPTIONS.get(encoder, {}), "crf": str(crf)}
+    dec = av.CodecContext.create(enc.codec.canonical_name, "r")
+    yuv = np.full((enc.height * 3 // 2, enc.width), 128, np.uint8)
+    decoded = []
+    for i, plane in enumerate([*planes, None]):
+        if plane is None:
+            packets = enc.encode(None)
+        else:
+            yuv[: enc.height] = np.pad(plane, pad, mode="edge")
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    buf.seek(0)
-    with av.open(buf) as c:
-        decoded = [f.to_ndarray(format="yuv420p")[:h] for f in c.decode(video=0)]
+            packets = enc.encode(frame)
+        for packet in [*packets, *([None] if plane is None else [])]:
+            decoded += [f.to_ndarray(format="yuv420p")[:h, :w] for f in dec.decode(packet)]
     if len(decoded) != len(planes):
         raise RuntimeError(f"{encoder} crf {crf}: {len(decoded)} frames decoded of {len(planes)}")
     return decoded
