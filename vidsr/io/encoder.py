@@ -91,7 +91,7 @@ def open_encoder(stream) -> None:
     name = cc.codec.name
     if min(cc.width, cc.height) < MIN_SIDE.get(name, 0):
         raise SettingsError(f"{name} cannot encode {cc.width}x{cc.height} here: the x265 in this build corrupts memory "
-                            f"on frames under {MIN_SIDE[name]} pixels a side; use libx264 or libsvtav1, or a larger --scale")
+                            f"on frames under {MIN_SIDE[name]} pixels a side; use libx264 or libsvtav1 for frames this small")
     level = av.logging.get_level()
     av.logging.set_level(av.logging.WARNING)  # so the capture sees the libraries' warnings
     try:
