@@ -457,3 +457,32 @@ def test_a_whole_matroska_file_declaring_a_wrong_frame_rate_is_not_called_trunca
     r = cli(mkv, "-o", tmp_path / "out.mkv", "--model", "bicubic")
     assert r.code == 0, r.err
     assert len(list(av.open(str(tmp_path / "out.mkv")).decode(video=0))) == 8
+
+
+def test_a_matroska_file_whose_audio_and_subtitles_outlast_its_video_is_not_called_truncated(cli, tmp_path):
+    """FFmpeg's demuxer gives every Matroska track the whole file's length; the video's own is its
+    DURATION tag (3 frames, 0.12 s, where the subtitles run to 0.3 s)."""
+    src = make_video(tmp_path / "src.mkv", Spec(frames=3, audio="aac", subtitles="subrip"))
+    with av.open(str(src)) as c:
+        assert float(c.streams.video[0].duration * c.streams.video[0].time_base) > 0.25
+    dst = tmp_path / "out.mkv"
+    r = cli(src, "-o", dst, "--model", "lanczos", "--quiet")
+    assert r.code == 0, r.err
+    assert len(list(av.open(str(dst)).decode(video=0))) == 3
+
+
+@pytest.mark.parametrize("for_video,others_end,cut", [(False, 0.30, False), (False, 0.12, True), (True, 0.30, True)])
+def test_a_stated_length_short_of_the_video_counts_every_stream_only_when_it_is_the_files(tmp_path, for_video,
+                                                                                        others_end, cut):
+    """A Matroska file without the track's DURATION tag (mkvmerge's, or one cut before its tags)
+    states only the whole file's length: the file is cut only if no stream reaches it."""
+    from dataclasses import replace
+
+    container, info = source.open_source(make_video(tmp_path / "v.mkv", Spec(frames=3)))
+    container.close()
+    info = replace(info, frames=0, stream_duration=0.3, stated_for_video=for_video)
+    ledger = source._Ledger()
+    ledger.sent = [round(k / 25 / info.time_base) for k in range(3)]  # 3 frames at 25 fps: 0.12 s
+    ledger.others_end = others_end
+    ledger.cut_short(info)
+    assert (ledger.cut is not None) == cut

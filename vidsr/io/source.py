@@ -66,10 +66,11 @@ class VideoInfo:
     other_streams: list = field(default_factory=list)  # av streams to carry over
     cover_pictures: dict[int, bytes] = field(default_factory=dict)  # stream index -> picture file bytes
     hdr: HdrMetadata | None = None  # HDR10 static metadata of the first frame
-    # the video stream's own length, when the file states one (Matroska keeps no frame count, but a
-    # DURATION tag), and the bytes a Matroska file's header promises beyond its end: both reveal a
-    # cut file the frame count cannot
+    # the length a Matroska file states (it keeps no frame count): the video track's own DURATION
+    # tag, or else the whole file's (``stated_for_video`` False: any stream may reach it), and the
+    # bytes its header promises beyond its end: both reveal a cut file the frame count cannot
     stream_duration: float | None = None
+    stated_for_video: bool = True
     missing_bytes: int = 0
 
     @property
@@ -151,7 +152,7 @@ def _probe(container, path: Path) -> VideoInfo:
         other_streams=others,
         # Matroska only: it states both exactly, where other formats' durations may be estimates
         # (from the bitrate, for elementary streams) that would call a whole file cut
-        stream_duration=_stream_duration(st) if matroska else None,
+        **(dict(zip(("stream_duration", "stated_for_video"), _stream_duration(st))) if matroska else {}),
         missing_bytes=matroska_shortfall(path) if matroska else 0,
     )
 
@@ -167,17 +168,20 @@ def implied_matrix(height: int) -> int:
     return BT709 if height >= 720 else BT601
 
 
-def _stream_duration(st) -> float | None:
-    """The video stream's length in seconds as a Matroska file states it: the stream's duration, or
-    the DURATION tag Matroska muxers write per track (HH:MM:SS.fraction)."""
-    if st.duration is not None and st.time_base:
-        return float(st.duration * st.time_base)
+def _stream_duration(st) -> tuple[float | None, bool]:
+    """(seconds, whether they are the video track's own) as a Matroska file states them: the
+    DURATION tag FFmpeg's muxer writes per track (HH:MM:SS.fraction), else the stream's duration,
+    which FFmpeg's demuxer sets to the whole file's (the longest stream's, audio or subtitles
+    included)."""
     tag = next((v for k, v in st.metadata.items() if k.upper() == "DURATION"), None)
     try:
         h, m, sec = tag.split(":")
-        return int(h) * 3600 + int(m) * 60 + float(sec)
+        return int(h) * 3600 + int(m) * 60 + float(sec), True
     except (AttributeError, ValueError):
-        return None
+        pass
+    if st.duration is not None and st.time_base:
+        return float(st.duration * st.time_base), False
+    return None, True
 
 
 def _ebml_number(data: bytes, pos: int, keep_marker: bool) -> tuple[int | None, int]:
@@ -282,6 +286,7 @@ class _Ledger:
         self.rejected: str | None = None  # the decoder's first error; which frame it cost shows later
         self.cut: str | None = None  # why reading stopped early, when it did
         self.cut_frames = 0  # how many frames a cut lost, where the file's stated length tells
+        self.others_end = 0.0  # seconds where the latest packet of the other streams ends
 
     def lose(self, pts: int | None, reason: str) -> None:
         position = self.sent.index(pts) if pts is not None and pts in self.sent else len(self.sent) - 1
@@ -356,6 +361,8 @@ class _Ledger:
             first, last = times[0] * info.time_base, times[-1] * info.time_base
             # the last frame lasts what its packet states where that is longer (a GIF's held last picture)
             end = float(last) + max(1 / rate, float(self.durations.get(times[-1], 0) * info.time_base))
+            if not info.stated_for_video:  # the file's length: cut only if every stream stops short
+                end = max(end, self.others_end)
             # the stated length may count from 0 or from the first timestamp: short by both counts
             short = info.stream_duration - max(end, end - float(first))
             if short > 1.5 / rate:
@@ -434,6 +441,9 @@ def decode(
             if packet.size == 0 and packet.pts is None and packet.dts is None:
                 continue  # the demuxer's end-of-stream marker, not data
             if packet.stream.index != video.index:
+                if packet.pts is not None and packet.time_base is not None:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    ledger.others_end = max(ledger.others_end, end)
                 if on_packet:
                     on_packet(packet)
                 continue
