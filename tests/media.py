@@ -36,6 +36,7 @@ class Spec:
     rotation: int = 0
     colour: tuple[int, int, int, int] | None = None  # (space, primaries, transfer, range)
     options: dict = field(default_factory=dict)
+    languages: dict = field(default_factory=dict)  # stream type ("audio", "subtitle") -> language tag
 
 
 def pattern(i: int, h: int, w: int) -> np.ndarray:
@@ -113,6 +114,9 @@ def make_video(path: Path, spec: Spec = Spec()) -> Path:
     s = out.add_stream(spec.subtitles) if spec.subtitles else None
     if s is not None:
         s.codec_context.subtitle_header = ASS_HEADER
+    for stream in (a, s):
+        if stream is not None and stream.type in spec.languages:
+            stream.metadata["language"] = spec.languages[stream.type]
     out.start_encoding()
     pts = vfr_pts(spec.frames, tb) if spec.vfr else list(range(spec.frames))
     _encode_video(out, v, spec.frames, pts, tb, spec.colour)

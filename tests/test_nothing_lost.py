@@ -454,3 +454,27 @@ def test_track_titles_from_mp4_survive(cli, tmp_path, container):
     with av.open(str(dst)) as c:
         titles = {s.type: s.metadata.get("title") or s.metadata.get("name") for s in c.streams}
     assert titles == {"video": "video track", "audio": "audio track"}
+
+
+
+@pytest.mark.parametrize("audio,subtitle,want,warned", [("fre", "deu", ("fra", "ger"), None),
+                                                         ("swe", "eng", (None, "eng"), "'swe'")])
+def test_mov_keeps_a_language_under_its_other_code_and_names_one_it_cannot_keep(cli, tmp_path, audio, subtitle,
+                                                                               want, warned):
+    """FFmpeg's MOV muxer keeps only QuickTime's own language list ("fra" but "ger", no "swe") and
+    drops the rest without a word; MP4 keeps any code as it is."""
+    from .media import Spec, make_video
+
+    src = make_video(tmp_path / "src.mkv", Spec(frames=3, audio="aac", subtitles="subrip",
+                                                languages={"audio": audio, "subtitle": subtitle}))
+    for container, expect in (("mov", want), ("mp4", (audio, subtitle))):
+        dst = tmp_path / f"o.{container}"
+        r = cli(src, "-o", dst, "--model", "lanczos")
+        assert r.code == 0, r.err
+        with av.open(str(dst)) as c:
+            got = tuple(next(s for s in c.streams if s.type == t).metadata.get("language") for t in ("audio", "subtitle"))
+        assert got == expect
+        said = [line for line in r.err.splitlines() if "cannot store its language" in line]
+        assert len(said) == (1 if warned and container == "mov" else 0), said
+        if said:
+            assert warned in said[0] and "audio" in said[0]

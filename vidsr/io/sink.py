@@ -22,7 +22,7 @@ from .encoder import EncodeOptions, build_options, open_encoder
 from .formats import describe, frame_format, output_format, timed_like
 from .output_paths import cannot_write, temp_path_for
 from .source import VideoInfo
-from .streams import (CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of, describe_output, is_timecode,
+from .streams import (CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of, describe_output, fit_languages, is_timecode,
                       label, muxer, plan, track_tags)
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told to log errors only
@@ -170,6 +170,7 @@ class MediaSink:
             else:
                 self._add_video(enc, codec, width, height, source)
             self._carry_streams()
+            fit_languages(self.container, fmt, warn)
         except av.error.FFmpegError as e:
             self.abort()
             raise OutputError(f"{final}: {fmt} refused the output's streams ({e})") from None

@@ -216,6 +216,50 @@ def track_tags(metadata: dict, keep=None) -> dict:
     return tags
 
 
+# ISO 639-2's languages with two codes, bibliographic and terminological ("fre" and "fra").
+_TWIN_PAIRS = ("alb sqi", "arm hye", "baq eus", "bur mya", "chi zho", "cze ces", "dut nld", "fre fra", "geo kat",
+               "ger deu", "gre ell", "ice isl", "mac mkd", "mao mri", "may msa", "per fas", "rum ron", "slo slk",
+               "tib bod", "wel cym")
+LANGUAGE_TWINS = {a: b for pair in _TWIN_PAIRS for a, b in [pair.split(), pair.split()[::-1]]}
+
+
+@cache
+def mov_keeps_language(code: str) -> bool:
+    """Whether FFmpeg's MOV muxer stores ``code``: it keeps only QuickTime's own language list
+    (which holds "fra" but "ger", and no "swe") and drops anything else without a word. Asked of
+    the muxer itself, with a one-packet file in memory."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mov") as c:
+        s = c.add_stream("pcm_s16le", rate=8000, layout="mono")
+        s.metadata["language"] = code
+        frame = av.AudioFrame(format="s16", layout="mono", samples=16)
+        frame.sample_rate, frame.pts = 8000, 0
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    buf.seek(0)
+    with av.open(buf) as c:
+        return c.streams[0].metadata.get("language") == code
+
+
+def fit_languages(container, fmt: str, warn) -> None:
+    """Language tags as ``fmt`` can keep them: MOV takes a language under its other ISO 639-2 code
+    where only that one is on its list; one it cannot keep under either is named in a warning."""
+    if fmt != "mov":
+        return
+    for out in container.streams:
+        code = out.metadata.get("language")
+        if not code or code == "und" or mov_keeps_language(code):
+            continue
+        twin = LANGUAGE_TWINS.get(code)
+        if twin and mov_keeps_language(twin):
+            out.metadata["language"] = twin
+        else:
+            warn(f"output stream {out.index} ({out.type}): .mov cannot store its language {code!r} "
+                 "(QuickTime's own list); it is left out (write .mp4 or .mkv to keep it)")
+
+
 def describe_output(out, stream) -> None:
     """Give an output stream the input's tags (language, title, ...) and disposition."""
     out.metadata.update(track_tags(stream.metadata))
