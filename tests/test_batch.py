@@ -27,7 +27,7 @@ from vidsr.batch.manifest import JOURNAL, Manifest, Record
 from vidsr.cli.upscale import run
 
 from .media import Spec, make_video, packets
-from .test_bad_input import damaged  # noqa: F401  (the fixture)
+from .test_bad_input import damaged, frames_reported  # noqa: F401  (damaged: the fixture)
 
 ray = pytest.importorskip("ray")
 
@@ -182,6 +182,38 @@ def test_bad_job_flags_fail_before_anything_runs(tree, tmp_path):
         with pytest.raises(SettingsError, match=needle):
             run_batch(Options(tree, tmp_path / "dst", flags=flags, progress=False))
     assert not (tmp_path / "dst").exists()
+
+
+@pytest.mark.parametrize("job", ["upscale", "downscale"])
+@pytest.mark.parametrize("flags,needle", [(["--crf", "99"], "--crf 99 is outside libx264's scale"),
+                                          (["--codec", "nosuch"], "unknown encoder 'nosuch'"),
+                                          (["--pix-fmt", "nonsense"], "cannot encode nonsense"),
+                                          (["--encoder-opt", "foo=bar"], "libx264 has no option foo")])
+def test_bad_encoder_flags_fail_before_anything_runs_not_in_every_file(tree, tmp_path, job, flags, needle):
+    """The single command refuses these when it opens its encoder; a batch would open one per file
+    and record every file as failed (a rerun would then call them failed before)."""
+    from vidsr.errors import SettingsError
+
+    for dry_run in (True, False):
+        with pytest.raises(SettingsError, match=needle):
+            run_batch(Options(tree, tmp_path / "dst", job=job, flags=flags, dry_run=dry_run, progress=False))
+    assert not (tmp_path / "dst").exists()
+
+
+def test_skip_damaged_names_every_frame_a_file_lost(tree, tmp_path, local_ray, damaged, capsys):  # noqa: F811
+    """What the single command says of a damaged file, the batch says too, and records."""
+    shutil.copyfile(damaged / "truncated.mp4", tree / "cut.mp4")
+    with av.open(str(damaged / "clean.mp4")) as c:
+        whole = sum(1 for _ in c.decode(video=0))
+    dst = tmp_path / "dst"
+    report = run_batch(Options(tree, dst, flags=[*FLAGS, "--skip-damaged"], progress=False))
+    record = Manifest(dst).get("cut.mp4")
+    assert record.status == "done" and 0 < record.damaged_frames < whole
+    assert record.frames + record.damaged_frames == whole == len(frames_of(dst / "cut.mp4")) + record.damaged_frames
+    assert report.damaged_frames == record.damaged_frames
+    said = [line for line in capsys.readouterr().err.splitlines() if "skipped damaged" in line]
+    assert said and all(line.startswith("vidsr batch: cut.mp4: skipped damaged") for line in said)
+    assert frames_reported("\n".join(said)) == record.damaged_frames
 
 
 def test_a_worker_killed_mid_task_is_retried(tmp_path, local_ray):

@@ -21,11 +21,12 @@ from tqdm import tqdm
 
 from ..errors import SettingsError, VidsrError
 from ..io.output_paths import PARTIAL_NAME, remove_stale_partials
+from ..io.sink import check_encoder, container_format_for
 from ..models.weights import check_model_name, sha256_of
 from ..runtime import sigterm_as_interrupt
 from . import segments as seg
 from .discover import discover
-from .jobs import job_args
+from .jobs import encoder_settings, job_args
 from .manifest import Manifest, Record, settings_digest
 from .runner import Task, make_worker_class, plan_workers, start_ray, task_result
 
@@ -74,6 +75,7 @@ class Report:
     not_media: int = 0
     frames: int = 0
     seconds: float = 0.0
+    damaged_frames: int = 0  # --skip-damaged: input frames left out, over all files
 
 
 def _write(msg: str) -> None:
@@ -194,6 +196,10 @@ def validate_flags(job: str, flags: list[str]) -> None:
     settings(job, args)
     if getattr(args, "model", None):  # a misspelt model fails here, not in every file's task
         check_model_name(args.model)
+    # the encoder flags as an output checks them (in the preset's container, else Matroska, which
+    # holds any codec: a container that cannot is each file's own refusal)
+    enc, container = encoder_settings(job, args)
+    check_encoder(enc, container_format_for(Path(f"probe.{container or 'mkv'}")))
 
 
 def run_batch(opts: Options) -> Report:
@@ -334,9 +340,15 @@ def _finish(opts: Options, item: Item, results: list, manifest: Manifest, digest
     else:
         record.status, record.output = "done", item.output.relative_to(opts.dst).as_posix()
         record.output_sha256 = sha256_of(item.output)
+        damaged = [d for _, r in results for d in r.get("damaged", [])]
+        record.damaged_frames = sum(count for _, count, _ in damaged)
+        for _, _, said in damaged:  # never a frame dropped without a word, --quiet or not
+            _write(f"vidsr batch: {item.rel}: skipped damaged {said}")
         report.done += 1
         report.frames += record.frames
+        report.damaged_frames += record.damaged_frames
         if opts.progress:  # --quiet: failures only
-            _write(f"done {item.rel} -> {record.output} ({record.frames} frames, {record.seconds:.1f} s)")
+            lost = f", {record.damaged_frames} damaged frames skipped" if record.damaged_frames else ""
+            _write(f"done {item.rel} -> {record.output} ({record.frames} frames{lost}, {record.seconds:.1f} s)")
     manifest.record(record)
     bar.update(1)

@@ -49,6 +49,21 @@ def settings(job: str, args):
     return s.scale, s.codec, s.container
 
 
+def encoder_settings(job: str, args):
+    """(the encoder settings the job's flags and preset give, the preset's container suffix or None)."""
+    from ..io.encoder import EncodeOptions
+
+    if job == "downscale":
+        from ..cli.downscale import encoder_settings as downscale_settings
+
+        _, codec, container, crf, pix_fmt, options = downscale_settings(args)
+        return EncodeOptions(codec=codec, crf=crf, pix_fmt=pix_fmt, options=options), container
+    from ..cli.upscale import resolve_settings
+
+    s = resolve_settings(args)
+    return EncodeOptions(codec=s.codec, crf=s.crf, pix_fmt=s.pix_fmt, options=s.encoder_options), s.container
+
+
 def run_task(task, engines: dict, progress=None) -> dict:
     """The task's result record: status, frames, seconds, the output's checksum or the one-line
     error. Input and settings errors are results, not exceptions (they would fail again on a retry)."""
@@ -73,5 +88,7 @@ def run_task(task, engines: dict, progress=None) -> dict:
         return {"status": "failed", "error": str(e), "frames": 0, "seconds": time.perf_counter() - started}
     if progress is not None and pending[0]:
         progress.put(pending[0])
+    # --skip-damaged: what was dropped, as the single command reports it (display index, count, why)
+    damaged = [[d.frame, d.count, d.describe()] for d in summary.skipped]
     return {"status": "done", "frames": summary.frames, "seconds": time.perf_counter() - started,
-            "output_sha256": sha256_of(Path(task.dst))}
+            "output_sha256": sha256_of(Path(task.dst)), "damaged": damaged}

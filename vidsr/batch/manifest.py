@@ -33,6 +33,7 @@ class Record:
     error: str | None = None
     frames: int = 0
     seconds: float = 0.0
+    damaged_frames: int = 0  # --skip-damaged: frames of the input that were damaged and left out
 
 
 def settings_digest(job: str, flags: list[str]) -> str:

@@ -56,5 +56,6 @@ def main(argv: list[str]) -> int:
     if not args.quiet:
         verb = "would run" if args.dry_run else "done"
         print(f"vidsr batch: {report.done} {verb}, {report.skipped} skipped (done before), {report.failed} failed, "
-              f"{report.not_media} not media; {report.frames} frames in {report.seconds:.1f} s", file=sys.stderr)
+              f"{report.not_media} not media; {report.frames} frames in {report.seconds:.1f} s"
+              + (f"; {report.damaged_frames} damaged frames skipped" if report.damaged_frames else ""), file=sys.stderr)
     return 1 if report.failed else 0

@@ -100,6 +100,22 @@ def video_encoder_for(container_format: str, asked: str | None, pix_fmt: str | N
     raise SettingsError(f"{mux.name} cannot hold {codec.name} ({codec.long_name}); {offer}")
 
 
+def check_encoder(enc: EncodeOptions, container_format: str = "matroska") -> None:
+    """The encoder settings checked as an output would check them, on a small frame in memory:
+    for a batch, whose files are opened one by one, so a bad --codec, --crf, --pix-fmt or
+    --encoder-opt is one line before any work, not a failure in every file. What depends on the
+    file (its container, size, format) is still checked with each file."""
+    codec, _ = video_encoder_for(container_format, enc.codec, enc.pix_fmt)
+    try:
+        pix_fmt, _ = output_format("yuv420p", codec, 256, 256, enc.pix_fmt)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+    with av.open(io.BytesIO(), "w", format=container_format) as probe:
+        stream = probe.add_stream(codec.name, rate=25, options=build_options(codec, enc, None, lambda _: None))
+        stream.width, stream.height, stream.pix_fmt = 256, 256, pix_fmt
+        open_encoder(stream)
+
+
 def _available(name: str) -> bool:
     try:
         av.Codec(name, "w")
