@@ -63,6 +63,14 @@ fine-tuned pair -10.2% (its bicubic mode -9.0%), +0.4 to +7.0 points on three cl
 ``animation``) and -1.2 on ``static``. On these clips HCD with the shipped upscaler is behind the
 bicubic downscale, where on the benchmark's validation clips it is 3 points ahead: the gain of
 the alternation is within what another set of clips changes, so it is not shipped yet.
+
+The rate proxy misjudges HCD's LR: on the first 6 frames of the same held-out clips it predicts
+1-9% fewer bits than the bicubic downscale, where libx264 at a fixed QP 26 spends 5-12% more on
+them as intra frames. A 4x4 block DCT with x264's intra dead zone (1/3 of a step) follows libx264
+much better (correlation of the per-frame ratios 0.94 at QP 26, against 0.59 for the 8x8 proxy;
+0.81-0.98 over QP 22-30) and puts HCD's LR at +6% as libx264 does. Refining against it did worse
+all the same (refined once at QP 26, against the bicubic downscale: +3.1%, where the 8x8 proxy
+gave +1.4%), so the rate term's shape is not what holds HCD back on these clips.
 """
 
 from __future__ import annotations
