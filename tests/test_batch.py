@@ -456,3 +456,19 @@ def test_a_batch_jobs_no_sharpen_flag_reaches_its_engine(tmp_path):
         outs[bool(flags)] = np.stack([f for _, f in frames_of(dst)]).astype(int)
     assert sorted((key[-1], engine.sharp is not None) for key, engine in engines.items()) == [(False, False), (True, True)]
     assert np.abs(outs[True] - outs[False]).mean() > 0.5  # the base changed the pixels
+
+
+def test_outputs_written_under_earlier_flags_stay_the_batchs_own(tmp_path, local_ray, capsys):
+    """Flags that name an output otherwise (another container) leave the old output in DST, said
+    once; going back to the first flags replaces that output as the batch's own, not a stranger's."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    make_video(src / "a.mp4", Spec(frames=4))
+    assert run_batch(Options(src, dst, flags=FLAGS, progress=False)).done == 1
+    capsys.readouterr()
+    assert run_batch(Options(src, dst, flags=[*FLAGS, "--preset", "archive"], progress=False)).done == 1
+    assert "a.mp4: its output under earlier flags, a.mp4, stays in DST beside a.mkv" in capsys.readouterr().err
+    assert (dst / "a.mp4").exists() and (dst / "a.mkv").exists()
+    again = run_batch(Options(src, dst, flags=FLAGS, progress=False))  # refused as "not written by this batch" before
+    assert again.done == 1 and output_of(dst, "a.mp4") == dst / "a.mp4"
+    assert Manifest(dst).wrote("a.mp4", "a.mkv") and Manifest(dst).wrote("a.mp4", "a.mp4")

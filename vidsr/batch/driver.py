@@ -146,8 +146,7 @@ def check_outputs(opts: Options, items: list[Item], manifest: Manifest) -> None:
             raise SettingsError(f"{owner[out]} and {i.rel} would both be written to {i.output.relative_to(opts.dst)}; "
                                 "rename one of them")
         owner[out] = i.rel
-        record = manifest.get(i.rel)
-        made_here = record is not None and record.output and (opts.dst / record.output).resolve() == out
+        made_here = manifest.wrote(i.rel, i.output.relative_to(opts.dst).as_posix())
         if i.state == "todo" and out.exists() and not made_here:
             foreign.append(i.output)
     if foreign and not opts.overwrite:
@@ -226,6 +225,11 @@ def run_batch(opts: Options) -> Report:
     todo = [i for i in items if i.state == "todo"]
     report.skipped = sum(i.state == "skip" for i in items)
     report.failed += sum(i.state == "failed" for i in items)
+    for i in todo:  # a file redone under flags that name its output otherwise: the old output is not removed
+        record, new = manifest.get(i.rel), i.output.relative_to(opts.dst).as_posix()
+        for old in ([*record.earlier_outputs, record.output] if record is not None else []):
+            if old and old != new and (opts.dst / old).exists():
+                _write(f"vidsr batch: {i.rel}: its output under earlier flags, {old}, stays in DST beside {new}")
     for i in items:
         if i.state == "failed":
             _write(f"vidsr batch: {i.rel}: failed before ({i.error}); --retry-failed runs it again")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 JOURNAL = ".vidsr-batch.jsonl"
@@ -34,6 +34,8 @@ class Record:
     frames: int = 0
     seconds: float = 0.0
     damaged_frames: int = 0  # --skip-damaged: frames of the input that were damaged and left out
+    # outputs of this input under earlier flags (another container, say): still the batch's own
+    earlier_outputs: list = field(default_factory=list)
 
 
 def settings_digest(job: str, flags: list[str]) -> str:
@@ -85,6 +87,9 @@ class Manifest:
         if not self._compacted:
             self._compact()
             self._compacted = True
+        before = self.records.get(r.input)
+        if before is not None:  # the outputs it wrote under other names stay known as the batch's
+            r.earlier_outputs = sorted({*before.earlier_outputs, *([before.output] if before.output else [])} - {r.output})
         self.records[r.input] = r
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(asdict(r)) + "\n")
@@ -93,3 +98,8 @@ class Manifest:
 
     def get(self, rel: str) -> Record | None:
         return self.records.get(rel)
+
+    def wrote(self, rel: str, output: str) -> bool:
+        """Whether this batch wrote ``output`` (relative to DST) for ``rel``, under any flags."""
+        r = self.records.get(rel)
+        return r is not None and (output == r.output or output in r.earlier_outputs)
