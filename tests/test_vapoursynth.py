@@ -601,3 +601,22 @@ def test_frames_in_sequence_differ_from_frames_alone_by_at_most_the_reuse_bound(
     # on average the lag of a kept tile: its input lags by up to the bound, which the network's
     # sharpening answers with a little more than a uniform shift
     assert max(float(np.abs(sequence[n] - alone[n]).mean()) for n in alone) < 1.25 * temporal.REUSE_DIFF
+
+
+def test_the_example_script_renders_every_frame_and_refuses_a_damaged_file(vspipe, tmp_path):
+    """The example's stand-in source reads with vidsr's own decoder: a truncated file fails with
+    the frames it lost instead of rendering the few that remain."""
+    from .media import Spec, make_video
+
+    example = (Path(__file__).parents[1] / "plugins" / "vapoursynth" / "examples" / "upscale.vpy").read_text()
+    src = make_video(tmp_path / "clip.mp4", Spec(frames=5))
+    out = tmp_path / "out.y4m"
+    vspipe(example, out, "-c", "y4m", "-a", f"src={src}", "-a", "model=lanczos")
+    header, _, body = out.read_bytes().partition(b"\n")
+    assert b" W128 " in header and b" H96 " in header
+    assert body.count(b"FRAME\n") == 5
+    whole = make_video(tmp_path / "whole.mkv", Spec(frames=20, codec="ffv1"))
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    r = vspipe(example, tmp_path / "cut.y4m", "-c", "y4m", "-a", f"src={cut}", "-a", "model=lanczos", check=False)
+    assert r.returncode != 0 and "damaged video" in r.stderr
