@@ -486,3 +486,22 @@ def test_a_stated_length_short_of_the_video_counts_every_stream_only_when_it_is_
     ledger.others_end = others_end
     ledger.cut_short(info)
     assert (ledger.cut is not None) == cut
+
+
+@pytest.mark.parametrize("spacing,estimated", [([0, 40, 80, 120], False), ([0, 30, 100, 140], True), ([0], True)])
+def test_frames_a_cut_lost_are_counted_exactly_only_where_the_frames_left_are_evenly_spaced(tmp_path, spacing,
+                                                                                            estimated):
+    """The count of a cut's lost frames is the lost time over the frames' spacing: exact for an
+    even spacing, "about" for a variable frame rate or too few frames to measure one."""
+    from dataclasses import replace
+    from fractions import Fraction
+
+    container, info = source.open_source(make_video(tmp_path / "v.mkv", Spec(frames=3)))
+    container.close()
+    info = replace(info, frames=0, stream_duration=1.0, stated_for_video=True, time_base=Fraction(1, 1000))
+    ledger = source._Ledger()
+    ledger.sent = list(spacing)
+    ledger.cut_short(info)
+    [cut] = ledger.damage()
+    assert cut.estimated == estimated and cut.frame == len(spacing)
+    assert cut.describe().startswith(f"about {cut.count} frames (from {len(spacing)})" if estimated else f"{cut.count} frames")

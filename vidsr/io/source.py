@@ -265,8 +265,11 @@ class Damage:
     frame: int  # display index (presentation order, from 0) of the first affected frame
     count: int  # how many frames are lost
     reason: str
+    estimated: bool = False  # the count is the lost time over the frames' usual spacing (a VFR file's cut)
 
     def describe(self) -> str:
+        if self.estimated:
+            return f"about {self.count} frames (from {self.frame}): {self.reason}"
         which = f"frame {self.frame}" if self.count == 1 else f"{self.count} frames ({self.frame}-{self.frame + self.count - 1})"
         return f"{which}: {self.reason}"
 
@@ -286,6 +289,7 @@ class _Ledger:
         self.rejected: str | None = None  # the decoder's first error; which frame it cost shows later
         self.cut: str | None = None  # why reading stopped early, when it did
         self.cut_frames = 0  # how many frames a cut lost, where the file's stated length tells
+        self.cut_estimated = False  # cut_frames from the median spacing of frames that are not evenly spaced
         self.others_end = 0.0  # seconds where the latest packet of the other streams ends
 
     def lose(self, pts: int | None, reason: str) -> None:
@@ -324,7 +328,8 @@ class _Ledger:
         missing_tail = header_frames - len(self.sent)
         if missing_tail > 0 or self.cut:
             reason = self.cut or f"the file is truncated (its header lists {header_frames} frames)"
-            runs.append(Damage(len(self.sent), max(missing_tail, self.cut_frames, 1), reason))
+            estimated = self.cut_estimated and missing_tail <= 0
+            runs.append(Damage(len(self.sent), max(missing_tail, self.cut_frames, 1), reason, estimated))
         return runs
 
     def skipped_by_demuxer(self) -> list[Damage]:
@@ -369,6 +374,10 @@ class _Ledger:
                 self.cut = (f"the file is truncated (its video stops {short:.2f} s before the "
                             f"{info.stream_duration:.2f} s it states)")
                 self.cut_frames = max(round(short * rate), 1)
+                # exact only where the frames left show one even spacing; else (too few frames to
+                # tell, or variable frame rate) the count is the lost time at the usual spacing
+                steps = [b - a for a, b in zip(times, times[1:])]
+                self.cut_estimated = len(steps) < 2 or max(steps) > 1.25 * min(steps)
                 return
         if info.missing_bytes:
             self.cut = f"the file is truncated ({info.missing_bytes} bytes of it are missing)"
