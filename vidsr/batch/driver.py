@@ -189,15 +189,12 @@ def validate_flags(job: str, flags: list[str]) -> None:
     for reserved in ("-o", "--output", "-y", "--overwrite", "--stats", "--list-models", "--list-presets"):
         if reserved in flags or any(f.startswith(reserved + "=") for f in flags):
             raise SettingsError(f"{reserved} is the batch's to set, not a flag for its files")
-    from .jobs import settings
-
     args = job_args(job, flags, Path("input"), Path("output.mp4"))
-    settings(job, args)
+    enc, container = encoder_settings(job, args)  # resolves the flags over the preset, as each file will
     if getattr(args, "model", None):  # a misspelt model fails here, not in every file's task
         check_model_name(args.model)
     # the encoder flags as an output checks them (in the preset's container, else Matroska, which
     # holds any codec: a container that cannot is each file's own refusal)
-    enc, container = encoder_settings(job, args)
     check_encoder(enc, container_format_for(Path(f"probe.{container or 'mkv'}")))
 
 
@@ -226,9 +223,9 @@ def run_batch(opts: Options) -> Report:
     report.skipped = sum(i.state == "skip" for i in items)
     report.failed += sum(i.state == "failed" for i in items)
     for i in todo:  # a file redone under flags that name its output otherwise: the old output is not removed
-        record, new = manifest.get(i.rel), i.output.relative_to(opts.dst).as_posix()
-        for old in ([*record.earlier_outputs, record.output] if record is not None else []):
-            if old and old != new and (opts.dst / old).exists():
+        new = i.output.relative_to(opts.dst).as_posix()
+        for old in manifest.outputs(i.rel):
+            if old != new and (opts.dst / old).exists():
                 _write(f"vidsr batch: {i.rel}: its output under earlier flags, {old}, stays in DST beside {new}")
     for i in items:
         if i.state == "failed":
@@ -345,8 +342,8 @@ def _finish(opts: Options, item: Item, results: list, manifest: Manifest, digest
         record.status, record.output = "done", item.output.relative_to(opts.dst).as_posix()
         record.output_sha256 = sha256_of(item.output)
         damaged = [d for _, r in results for d in r.get("damaged", [])]
-        record.damaged_frames = sum(count for _, count, _ in damaged)
-        for _, _, said in damaged:  # never a frame dropped without a word, --quiet or not
+        record.damaged_frames = sum(count for count, _ in damaged)
+        for _, said in damaged:  # never a frame dropped without a word, --quiet or not
             _write(f"vidsr batch: {item.rel}: skipped damaged {said}")
         report.done += 1
         report.frames += record.frames

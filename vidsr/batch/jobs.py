@@ -61,7 +61,7 @@ def encoder_settings(job: str, args):
     from ..cli.upscale import resolve_settings
 
     s = resolve_settings(args)
-    return EncodeOptions(codec=s.codec, crf=s.crf, pix_fmt=s.pix_fmt, options=s.encoder_options), s.container
+    return s.encode_options(), s.container
 
 
 def run_task(task, engines: dict, progress=None) -> dict:
@@ -88,7 +88,7 @@ def run_task(task, engines: dict, progress=None) -> dict:
         return {"status": "failed", "error": str(e), "frames": 0, "seconds": time.perf_counter() - started}
     if progress is not None and pending[0]:
         progress.put(pending[0])
-    # --skip-damaged: what was dropped, as the single command reports it (display index, count, why)
-    damaged = [[d.frame, d.count, d.describe()] for d in summary.skipped]
+    # --skip-damaged: what was dropped (how many frames, and the single command's words for it)
+    damaged = [[d.count, d.describe()] for d in summary.skipped]
     return {"status": "done", "frames": summary.frames, "seconds": time.perf_counter() - started,
             "output_sha256": sha256_of(Path(task.dst)), "damaged": damaged}

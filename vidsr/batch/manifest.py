@@ -87,9 +87,8 @@ class Manifest:
         if not self._compacted:
             self._compact()
             self._compacted = True
-        before = self.records.get(r.input)
-        if before is not None:  # the outputs it wrote under other names stay known as the batch's
-            r.earlier_outputs = sorted({*before.earlier_outputs, *([before.output] if before.output else [])} - {r.output})
+        # the outputs it wrote under other names stay known as the batch's
+        r.earlier_outputs = sorted(set(self.outputs(r.input)) - {r.output})
         self.records[r.input] = r
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(asdict(r)) + "\n")
@@ -99,7 +98,10 @@ class Manifest:
     def get(self, rel: str) -> Record | None:
         return self.records.get(rel)
 
-    def wrote(self, rel: str, output: str) -> bool:
-        """Whether this batch wrote ``output`` (relative to DST) for ``rel``, under any flags."""
+    def outputs(self, rel: str) -> list[str]:
+        """Every output (relative to DST) this batch wrote for ``rel``, under any flags."""
         r = self.records.get(rel)
-        return r is not None and (output == r.output or output in r.earlier_outputs)
+        return [] if r is None else [*r.earlier_outputs, *([r.output] if r.output else [])]
+
+    def wrote(self, rel: str, output: str) -> bool:
+        return output in self.outputs(rel)

@@ -89,6 +89,11 @@ class Settings:
     model_flag: bool = False  # --model given as a flag: it beats a delivery tag (a preset's does not)
     scale_flag: bool = False  # --scale given as a flag
 
+    def encode_options(self):
+        from ..io.encoder import EncodeOptions
+
+        return EncodeOptions(codec=self.codec, crf=self.crf, pix_fmt=self.pix_fmt, options=self.encoder_options)
+
 
 def resolve_settings(args) -> Settings:
     from .. import presets
@@ -351,14 +356,13 @@ def _follow_delivery_tag(src: Path, s: Settings, quiet: bool):
 
 def _run_video(args, s: Settings, src: Path, dst: Path, engine, interpolation: str, dearer=(), on_frame=None,
                segment=None, delivery=None):
-    from ..io.sink import EncodeOptions
     from ..pipeline import VideoJob, upscale_video
 
     job = VideoJob(
         input=src,
         output=dst,
         scale=s.scale,
-        encode=EncodeOptions(codec=s.codec, crf=s.crf, pix_fmt=s.pix_fmt, options=s.encoder_options),
+        encode=s.encode_options(),
         engine=engine,
         interpolation=interpolation,
         budget=s.budget,

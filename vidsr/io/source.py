@@ -131,6 +131,9 @@ def _probe(container, path: Path) -> VideoInfo:
     # cover art and any further video streams (the sink copies, converts or names what it drops)
     others = [s for s in container.streams if s.index != st.index]
     matroska = container.format.name.startswith("matroska")
+    # Matroska only: it states the length exactly, where other formats' durations may be estimates
+    # (from the bitrate, for elementary streams) that would call a whole file cut
+    stated, stated_for_video = _stream_duration(st) if matroska else (None, True)
     return VideoInfo(
         width=cc.width,
         height=cc.height,
@@ -150,9 +153,8 @@ def _probe(container, path: Path) -> VideoInfo:
         container=container.format.name,
         index=st.index,
         other_streams=others,
-        # Matroska only: it states both exactly, where other formats' durations may be estimates
-        # (from the bitrate, for elementary streams) that would call a whole file cut
-        **(dict(zip(("stream_duration", "stated_for_video"), _stream_duration(st))) if matroska else {}),
+        stream_duration=stated,
+        stated_for_video=stated_for_video,
         missing_bytes=matroska_shortfall(path) if matroska else 0,
     )
 

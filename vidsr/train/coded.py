@@ -41,17 +41,17 @@ def encode_planes(planes: list[np.ndarray], encoder: str, crf: int) -> list[np.n
     enc.options = {**ENCODER_OPTIONS.get(encoder, {}), "crf": str(crf)}
     dec = av.CodecContext.create(enc.codec.canonical_name, "r")
     yuv = np.full((enc.height * 3 // 2, enc.width), 128, np.uint8)
+
+    def decoded_from(packets) -> list[np.ndarray]:
+        return [f.to_ndarray(format="yuv420p")[:h, :w] for p in packets for f in dec.decode(p)]
+
     decoded = []
-    for i, plane in enumerate([*planes, None]):
-        if plane is None:
-            packets = enc.encode(None)
-        else:
-            yuv[: enc.height] = np.pad(plane, pad, mode="edge")
-            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-            frame.pts = i
-            packets = enc.encode(frame)
-        for packet in [*packets, *([None] if plane is None else [])]:
-            decoded += [f.to_ndarray(format="yuv420p")[:h, :w] for f in dec.decode(packet)]
+    for i, plane in enumerate(planes):
+        yuv[: enc.height] = np.pad(plane, pad, mode="edge")
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = i
+        decoded += decoded_from(enc.encode(frame))
+    decoded += decoded_from([*enc.encode(None), None])  # the encoder flushed, then the decoder
     if len(decoded) != len(planes):
         raise RuntimeError(f"{encoder} crf {crf}: {len(decoded)} frames decoded of {len(planes)}")
     return decoded
