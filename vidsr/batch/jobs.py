@@ -42,7 +42,8 @@ def settings(job: str, args):
     if job == "downscale":
         from ..cli.downscale import encoder_settings
 
-        return encoder_settings(args)[:3]
+        scale, container, enc = encoder_settings(args)
+        return scale, enc.codec, container
     from ..cli.upscale import resolve_settings
 
     s = resolve_settings(args)
@@ -51,13 +52,11 @@ def settings(job: str, args):
 
 def encoder_settings(job: str, args):
     """(the encoder settings the job's flags and preset give, the preset's container suffix or None)."""
-    from ..io.encoder import EncodeOptions
-
     if job == "downscale":
         from ..cli.downscale import encoder_settings as downscale_settings
 
-        _, codec, container, crf, pix_fmt, options = downscale_settings(args)
-        return EncodeOptions(codec=codec, crf=crf, pix_fmt=pix_fmt, options=options), container
+        _, container, enc = downscale_settings(args)
+        return enc, container
     from ..cli.upscale import resolve_settings
 
     s = resolve_settings(args)

@@ -64,10 +64,12 @@ def main(argv: list[str]) -> int:
 
 
 def encoder_settings(args):
-    """(scale, codec, container, crf, pix_fmt, encoder options): the flags over the preset's encoder
-    settings (its upscaling settings do not apply here); checked as the upscaler checks them."""
+    """(scale, the preset's container suffix or None, the ``EncodeOptions``): the flags over the
+    preset's encoder settings (its upscaling settings do not apply here); checked as the upscaler
+    checks them."""
     from .. import presets
     from ..delivery.downscale import default_upscaler
+    from ..io.encoder import EncodeOptions
     from .upscale import _encoder_options
 
     preset = presets.load(args.preset) if args.preset else presets.Preset("none")
@@ -78,7 +80,7 @@ def encoder_settings(args):
     options = {**preset.encoder_options, **_encoder_options(args.encoder_opt)}
     if args.model is None:
         default_upscaler(scale, args.mode)  # a scale no downscaler ships for fails here, before any work
-    return scale, codec, preset.get("container"), crf, pix_fmt, options
+    return scale, preset.get("container"), EncodeOptions(codec=codec, crf=crf, pix_fmt=pix_fmt, options=options)
 
 
 def run(args, on_frame=None, segment=None):
@@ -89,11 +91,11 @@ def run(args, on_frame=None, segment=None):
     from ..engine import resolve_device
     from ..io.images import is_image
     from ..io.output_paths import default_output, prepare_outputs, video_output
-    from ..io.sink import EncodeOptions, container_format_for, video_encoder_for
+    from ..io.sink import container_format_for, video_encoder_for
     from ..pipeline import Summary
     from .upscale import _warn, warn_encoder_flags_on_image
 
-    scale, codec, container, crf, pix_fmt, options = encoder_settings(args)
+    scale, container, enc = encoder_settings(args)
     src: Path = args.input
     if not src.exists():
         raise InputError(f"{src}: no such file")
@@ -102,7 +104,7 @@ def run(args, on_frame=None, segment=None):
         warn_encoder_flags_on_image(args)
         dst = args.output or default_output(src, scale, ".png", "down")
     else:
-        dst = video_output(src, args.output, scale, codec, container, label="down")
+        dst = video_output(src, args.output, scale, enc.codec, container, label="down")
     prepare_outputs(src, dst, args.stats, args.overwrite)
     from ..delivery import tags
 
@@ -121,14 +123,14 @@ def run(args, on_frame=None, segment=None):
         _warn(f"{src.name} is already a delivery file (x{earlier.scale} for {earlier.upscaler}); the new tag names "
               f"this x{scale} step only, so a client restores {src.name}, not the picture it was made from")
     upscaler = args.model or default_upscaler(scale, args.mode)
-    encoder = "png" if image else video_encoder_for(container_format_for(dst), codec)[0].name
-    fd = FrameDownscaler(upscaler, scale, args.mode, qp_for(encoder, crf), resolve_device(args.device))
+    encoder = "png" if image else video_encoder_for(container_format_for(dst), enc.codec)[0].name
+    fd = FrameDownscaler(upscaler, scale, args.mode, qp_for(encoder, enc.crf), resolve_device(args.device))
     if image:
         downscale_image(fd, src, dst)
         if not args.quiet:
             print(f"wrote {dst} (for {upscaler} x{scale})", file=sys.stderr)
         return Summary(frames=1)
-    job = DownscaleJob(src, dst, fd, EncodeOptions(codec=codec, crf=crf, pix_fmt=pix_fmt, options=options),
+    job = DownscaleJob(src, dst, fd, enc,
                        skip_damaged=args.skip_damaged, progress=not args.quiet, segment=segment)
     summary = run_with_stats(job, args.stats, on_frame, lambda j: downscale_video(j, _warn))
     if not args.quiet:
