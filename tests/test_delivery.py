@@ -165,6 +165,35 @@ def test_hcd_keeps_a_static_region_still_from_frame_to_frame():
     assert float(in_stream.mean()) < 0.6 * float(alone.mean())
 
 
+def test_hcd_study_knobs_fewer_steps_after_the_first_frame_and_held_static_pixels():
+    """``warm_steps``: a frame that starts from the last one's perturbations takes fewer upscaler
+    passes. ``hold_static``: an LR pixel whose source did not move keeps the last value exactly."""
+    a = textured(64, 64, seed=1)
+    b = a.clone()
+    b[..., 32:] = textured(64, 32, seed=2)
+    calls = []
+
+    def counting(settings):
+        refiner, _ = _small_refiner(settings)
+        up = refiner.up
+        refiner.up = lambda x: (calls.append(1), up(x))[1]
+        return refiner
+
+    refiner = counting(HCDSettings(hr_steps=3, lr_steps=3, warm_steps=1))
+    refiner.refine(a)
+    first, calls[:] = len(calls), []
+    refiner.refine(b)
+    assert (first, len(calls)) == (6, 2)
+
+    held = counting(HCDSettings(hr_steps=2, lr_steps=2, hold_static=True))
+    ya, yb = held.refine(a), held.refine(b)
+    left = slice(0, 13)  # LR columns whose source is still, beyond the 2-pixel margin
+    assert torch.equal(yb[..., left], ya[..., left])
+    assert not torch.equal(yb[..., 20:], ya[..., 20:])
+    free = counting(HCDSettings(hr_steps=2, lr_steps=2))
+    assert not torch.equal(free.refine(b)[..., left], free.refine(a)[..., left])  # it is the knob that holds them
+
+
 def test_hcd_training_pairs_take_the_refined_lr_and_keep_it_for_a_resume(tmp_path, monkeypatch):
     from vidsr.delivery import downscale
     from vidsr.train.coded import hcd_pairs

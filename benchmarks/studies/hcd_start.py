@@ -8,7 +8,9 @@ upscaler. Prints, per clip and as the mean, each variant's BD-rate against B (La
 
 Variants are names joined by ``-``: ``hcd`` plus ``fast`` or ``bic`` (the start), and optionally
 ``rw<w>`` (rate weight), ``eps<r>`` (the ball's radius), ``last<f>`` (the last step's length as a
-fraction of the first, cosine between), ``steps<n>`` (steps per stage), ``qball<p>`` (with ``--per-crf``:
+fraction of the first, cosine between), ``steps<n>`` (steps per stage), ``hr<n>`` / ``lr<n>`` (steps of one
+stage), ``warm<n>`` (steps per stage for every frame after the first, which starts from the last
+frame's perturbations), ``hold`` (an LR pixel whose source stood still keeps the last frame's value), ``qball<p>`` (with ``--per-crf``:
 the ball and step grow by (qstep / QP 26's qstep) ** p at coarser QPs), ``x264`` (the forward pass through a real
 libx264 decode, the candidate coded as a P frame after the last output; the gradient passes
 straight through it). ``fast`` is the shipped learned downscaler as it is (no refinement), and
@@ -74,6 +76,14 @@ def refiner(variant: str, scale: int, qp: float = QP, upscaler: str = UPSCALER) 
             kw["last_step"] = float(part[4:])
         elif part.startswith("steps"):
             kw["hr_steps"] = kw["lr_steps"] = int(part[5:])
+        elif part.startswith("hr") and part[2:].isdigit():
+            kw["hr_steps"] = int(part[2:])
+        elif part.startswith("lr") and part[2:].isdigit():
+            kw["lr_steps"] = int(part[2:])
+        elif part == "hold":
+            kw["hold_static"] = True
+        elif part.startswith("warm"):
+            kw["warm_steps"] = int(part[4:])
         elif part.startswith("qball"):
             k = max(1.0, qstep_of_qp(qp) / qstep_of_qp(QP)) ** float(part[5:])
             kw["epsilon"], kw["step"] = kw.get("epsilon", HCDSettings.epsilon) * k, HCDSettings.step * k
