@@ -10,8 +10,7 @@ Variants are names joined by ``-``: ``hcd`` plus ``fast`` or ``bic`` (the start)
 ``rw<w>`` (rate weight), ``eps<r>`` (the ball's radius), ``last<f>`` (the last step's length as a
 fraction of the first, cosine between), ``steps<n>`` (steps per stage), ``hr<n>`` / ``lr<n>`` (steps of one
 stage), ``warm<n>`` (steps per stage for every frame after the first, which starts from the last
-frame's perturbations), ``hold`` (an LR pixel whose source stood still keeps the last frame's value), ``pub`` (the published
-15 + 15 steps on every frame, where the default runs the LR stage alone, 5 steps after the first frame), ``qball<p>`` (with ``--per-crf``:
+frame's perturbations), ``hold`` (an LR pixel whose source stood still keeps the last frame's value), ``qball<p>`` (with ``--per-crf``:
 the ball and step grow by (qstep / QP 26's qstep) ** p at coarser QPs), ``x264`` (the forward pass through a real
 libx264 decode, the candidate coded as a P frame after the last output; the gradient passes
 straight through it). ``fast`` is the shipped learned downscaler as it is (no refinement), and
@@ -69,9 +68,7 @@ class RealCodecRefiner(HCDRefiner):
 def refiner(variant: str, scale: int, qp: float = QP, upscaler: str = UPSCALER) -> HCDRefiner:
     kw = {}
     for part in variant.split("-"):
-        if part == "pub":
-            kw.update(hr_steps=15, lr_steps=15, warm_steps=None)
-        elif part.startswith("rw"):
+        if part.startswith("rw"):
             kw["rate_weight"] = float(part[2:])
         elif part.startswith("eps"):
             kw["epsilon"] = float(part[3:])

@@ -4,12 +4,9 @@ fixed upscaler, found per frame by projected gradient steps.
 Stage 1 works on the high-resolution frame: a perturbation ``d_hr`` inside an L2 ball such that
 upscale(codec(downscale(x + d_hr))) comes closest to x. Stage 2 starts from the low-resolution
 frame that gives, y0, and moves it by ``d_lr`` (in its own ball) such that upscale(codec(y0 + d_lr))
-comes closest to x. The published code runs 15 + 15 steps on every image; by default here stage 2
-runs alone, 15 steps on a stream's first frame and 5 on each frame after it, which starts from the
-last frame's refinement: as good after a real codec at a fifth of the time (the study at the end).
-Each step moves along the L2-normalised gradient and projects back into the
+comes closest to x. Each step moves along the L2-normalised gradient and projects back into the
 ball; the codec stand-in (``codec_proxy``) rounds straight-through, so the steps see what survives
-encoding. The step and ball follow the published code (steps of 20/255 in a 0.3 ball), applied per
+encoding. Settings follow the published code (15 + 15 steps of 20/255 in a 0.3 ball), applied per
 ``REFERENCE_PIXELS`` of frame: the ball and step scale with the square root of a frame's pixel
 count, so the bound per pixel is the same at any resolution. The reference area was chosen on two
 training images (640x360, arm-plain x2, the codec stand-in at QP 26): per 2 MP frame (the published
@@ -80,13 +77,16 @@ the dead-zone rate +2.9%.
 Cheaper refinements (``benchmarks/studies/hcd_start.py``, x2, libx264, 12-frame clips; BD-rate
 against B, mean over the four clips; the validation clips are the benchmark's, the training ones
 rendered from ``../shared/data/train``). Refined at each CRF's QP, the LR stage alone with 5 steps
-on every frame after the first (``hr_steps=0, warm_steps=5``) matched the published schedule at a
+on every frame after the first (``hr_steps=0, warm_steps=5``) matched the shipped (published) schedule at a
 fifth of its time: -13.4% against -12.5% on the validation clips, -7.3% against -7.4% on the
 training ones, 0.5 s against 2.3-2.7 s per 640x360 frame on 2 cores. Per clip the two differ by up
 to 2.5 points either way, and refined once at QP 26 other cheap schedules swing a clip by 5-20
-points (``warm3``, ``hr0``), so only the mean over both sets is evidence. It is the default; x4
-was not studied before, so the benchmark's x4 rows are its check there; ``HCDSettings(hr_steps=15, warm_steps=None)`` is the
-published schedule, which every study above used. Holding static LR pixels exactly
+points (``warm3``, ``hr0``), so only the mean over both sets is evidence. The whole benchmark
+(``vidsr bench delivery --frames 12``) with it as the default did not bear it out beyond x2 with
+x264: D-hcd against B -13.2% (published -12.6%) there, but -7.2% (-9.5%) at x2 with x265, -11.4%
+(-12.0%) and -9.0% (-10.8%) at x4, for 0.42 s against about 2.8 s per frame at x2 (0.15 against
+0.9 at x4). A point of BD-rate on average for six times the speed; ``--mode hcd`` is for quality,
+so the published schedule stays. Holding static LR pixels exactly
 (``hold_static``, so the encoder can skip them) did not pay: -12.4% against -13.7% on the
 validation clips refined at QP 26.
 """
@@ -107,16 +107,16 @@ STATIC_DIFF = 2 / 255  # a source pixel is static when it moved less than this s
 
 @dataclass(frozen=True)
 class HCDSettings:
-    hr_steps: int = 0  # stage 1 (the HR frame); the published code runs 15
+    hr_steps: int = 15
     lr_steps: int = 15
     step: float = 20 / 255  # L2 length of one step, per REFERENCE_PIXELS
     epsilon: float = 0.3  # L2 radius of the ball, per REFERENCE_PIXELS
     rate_weight: float = 1.0  # the rate proxy's weight against the error, both relative to the start
     temporal_weight: float = 10.0  # a static pixel's change costs ten times its squared error
     last_step: float = 1.0  # the last step's length as a fraction of the first, cosine between (1: constant)
-    warm_steps: int | None = 5  # steps per stage for a frame that starts from the last one's (None: as the first)
-    hold_static: bool = False  # a study knob (it did not pay): an LR pixel whose source stood still keeps the
-    # last frame's value, compared with the last frame only, so a slow fade would freeze
+    # two knobs for the studies above; the published schedule leaves them off
+    hold_static: bool = False  # an LR pixel whose source stood still keeps the last frame's value (a slow fade would freeze)
+    warm_steps: int | None = None  # steps per stage for a frame that starts from the last one's (None: as the first)
 
 
 def _lengths(steps: int, first: float, last_fraction: float) -> list[float]:
