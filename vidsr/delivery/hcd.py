@@ -77,18 +77,17 @@ the dead-zone rate +2.9%.
 Cheaper refinements (``benchmarks/studies/hcd_start.py``, x2, libx264, 12-frame clips; BD-rate
 against B, mean over the four clips; the validation clips are the benchmark's, the training ones
 rendered from ``../shared/data/train``). Refined at each CRF's QP, the LR stage alone with 5 steps
-on every frame after the first (``hr_steps=0, warm_steps=5``) matched the shipped (published) schedule at a
-fifth of its time: -13.4% against -12.5% on the validation clips, -7.3% against -7.4% on the
-training ones, 0.5 s against 2.3-2.7 s per 640x360 frame on 2 cores. Per clip the two differ by up
-to 2.5 points either way, and refined once at QP 26 other cheap schedules swing a clip by 5-20
-points (``warm3``, ``hr0``), so only the mean over both sets is evidence. The whole benchmark
+on every frame after the first (``hr_steps=0, warm_steps=5``) matched the shipped (published)
+schedule at a fifth of its time: -13.4% against -12.5% on the validation clips, -7.3% against -7.4%
+on the training ones, 0.5 s against 2.3-2.7 s per 640x360 frame on 2 cores. Per clip the two differ
+by up to 2.5 points either way, and refined once at QP 26 other cheap schedules swing a clip by
+5-20 points (``warm3``, ``hr0``), so only the mean over both sets is evidence. The whole benchmark
 (``vidsr bench delivery --frames 12``) with it as the default did not bear it out beyond x2 with
 x264: D-hcd against B -13.2% (published -12.6%) there, but -7.2% (-9.5%) at x2 with x265, -11.4%
-(-12.0%) and -9.0% (-10.8%) at x4, for 0.42 s against about 2.8 s per frame at x2 (0.15 against
-0.9 at x4). A point of BD-rate on average for six times the speed; ``--mode hcd`` is for quality,
-so the published schedule stays. Holding static LR pixels exactly
-(``hold_static``, so the encoder can skip them) did not pay: -12.4% against -13.7% on the
-validation clips refined at QP 26.
+(-12.0%) and -9.0% (-10.8%) at x4, for 0.42 s against about 2.8 s per frame at x2 (0.15 against 0.9
+at x4). A point of BD-rate on average for six times the speed; ``--mode hcd`` is for quality, so
+the published schedule stays. Holding static LR pixels exactly (``hold_static``, so the encoder can
+skip them) did not pay: -12.4% against -13.7% on the validation clips refined at QP 26.
 """
 
 from __future__ import annotations
