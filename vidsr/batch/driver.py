@@ -26,7 +26,7 @@ from ..models.weights import check_model_name, sha256_of
 from ..runtime import sigterm_as_interrupt
 from . import segments as seg
 from .discover import discover
-from .jobs import encoder_settings, job_args
+from .jobs import job_args, output_settings
 from .manifest import Manifest, Record, settings_digest
 from .runner import Task, make_worker_class, plan_workers, start_ray, task_result
 
@@ -87,13 +87,12 @@ def output_for(opts: Options, rel: str, path: Path, image: bool) -> Path:
     videos the input's own container where it holds the output's codec and streams, else the one
     the upscaler would choose."""
     from ..io.output_paths import video_output
-    from .jobs import settings
 
     target = (opts.dst / rel).with_suffix(".png")
     if image:
         return target
-    scale, codec, container = settings(opts.job, job_args(opts.job, opts.flags, path, target))
-    return target.with_suffix(video_output(path, None, scale, codec, container, prefer_own=True).suffix)
+    scale, enc, container = output_settings(opts.job, job_args(opts.job, opts.flags, path, target))
+    return target.with_suffix(video_output(path, None, scale, enc.codec, container, prefer_own=True).suffix)
 
 
 def _unchanged(item: Item, record: Record) -> bool:
@@ -190,7 +189,7 @@ def validate_flags(job: str, flags: list[str]) -> None:
         if reserved in flags or any(f.startswith(reserved + "=") for f in flags):
             raise SettingsError(f"{reserved} is the batch's to set, not a flag for its files")
     args = job_args(job, flags, Path("input"), Path("output.mp4"))
-    enc, container = encoder_settings(job, args)  # resolves the flags over the preset, as each file will
+    _, enc, container = output_settings(job, args)  # resolves the flags over the preset, as each file will
     if getattr(args, "model", None):  # a misspelt model fails here, not in every file's task
         check_model_name(args.model)
     # the encoder flags as an output checks them (in the preset's container, else Matroska, which

@@ -37,30 +37,18 @@ def run_job(job: str, args, engines: dict, on_frame=None, segment=None):
     return run(args, engines, on_frame, segment)
 
 
-def settings(job: str, args):
-    """(scale, codec, container) the job's flags and preset choose: what names its output."""
+def output_settings(job: str, args):
+    """(scale, the ``EncodeOptions``, the preset's container suffix or None) that the job's flags and
+    preset give: what names a file's output and how it is encoded."""
     if job == "downscale":
         from ..cli.downscale import encoder_settings
 
         scale, container, enc = encoder_settings(args)
-        return scale, enc.codec, container
+        return scale, enc, container
     from ..cli.upscale import resolve_settings
 
     s = resolve_settings(args)
-    return s.scale, s.codec, s.container
-
-
-def encoder_settings(job: str, args):
-    """(the encoder settings the job's flags and preset give, the preset's container suffix or None)."""
-    if job == "downscale":
-        from ..cli.downscale import encoder_settings as downscale_settings
-
-        _, container, enc = downscale_settings(args)
-        return enc, container
-    from ..cli.upscale import resolve_settings
-
-    s = resolve_settings(args)
-    return s.encode_options(), s.container
+    return s.scale, s.encode_options(), s.container
 
 
 def run_task(task, engines: dict, progress=None) -> dict:
