@@ -101,6 +101,12 @@ def test_segments_start_at_keyframes_and_cover_the_video(tmp_path):
     assert seg.plan(src, 10.0) == [seg.Segment(0, keyframes[0], None)]  # short against the segment length: one
 
 
+def test_an_avi_is_one_segment_its_frames_have_no_times_to_split_by(tmp_path):
+    src = make_video(tmp_path / "long.avi", Spec(frames=150, rate=25, options={"g": "25"}))
+    assert len(seg.keyframes(src)[0]) >= 2  # keyframes enough to split a file that keeps times
+    assert seg.plan(src, 1.5) == [seg.Segment(0, 0, None)]
+
+
 @pytest.mark.parametrize("codec", ["ffv1", "libx264"])
 def test_joined_segments_equal_a_single_run(tmp_path, codec):
     """Lossless: every frame bit-identical; lossy (x264 with B-frames): the same frames at the same

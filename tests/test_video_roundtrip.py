@@ -275,6 +275,36 @@ def test_a_varying_frame_rate_into_a_constant_rate_container_is_refused(cli, med
     assert cli(media["vfr.mkv"], "-o", dst, "--model", "bicubic", "--quiet").code == 0
 
 
+def test_an_avi_with_b_frames_keeps_each_picture_at_its_time(cli, tmp_path):
+    # AVI keeps decode order only: the demuxer's times are guesses made in that order, so x264's
+    # B-frames came back carrying their neighbours' times (refused as out of order, or one late)
+    src = tmp_path / "in.avi"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=25, options={"bframes": "3", "crf": "10"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream("mp3", rate=44100, layout="mono")
+        for i in range(20):  # picture i is flat at level 20 + 10 i
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 + 10 * i, np.uint8), "rgb24")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+        tone = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.float32), format="fltp", layout="mono")
+        tone.sample_rate, tone.pts = 44100, 0
+        c.mux(a.encode(tone))
+        c.mux(a.encode())
+    with av.open(str(src)) as c:  # what the demuxer alone gives: the pictures' times out of order
+        raw = [f.pts for f in c.decode(video=0)]
+    assert raw != sorted(raw)
+    for suffix in (".mkv", ".mp4"):
+        dst = tmp_path / f"out{suffix}"
+        r = cli(src, "-o", dst, "--model", "bicubic", "--quiet")
+        assert r.code == 0, r.err
+        frames = video_frames(dst)
+        assert seconds(frames) == [round(0.04 * i, 6) for i in range(20)]
+        levels = [f.to_ndarray(format="gray").mean() for f in frames]
+        assert np.allclose(levels, [20 + 10 * i for i in range(20)], atol=4), levels  # each at its own time
+
+
 def _combing(frames) -> float:
     """How far each line strays from the mean of its neighbours, over the whole clip (luma, 8-bit):
     high where two fields of a moving picture are woven into one frame."""

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import av
 
+from ..io.source import decode_order_only
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -44,7 +46,11 @@ def keyframes(path: Path) -> tuple[list[int], Fraction, float]:
 
 def plan(path: Path, seconds: float) -> list[Segment]:
     """Segments of about ``seconds`` each, cut at keyframes (a segment is never shorter unless the
-    input has no keyframe later); one segment when the video is shorter than two."""
+    input has no keyframe later); one segment when the video is shorter than two, or when its
+    container keeps no presentation times (AVI: a segment's frames could not be told by time)."""
+    with av.open(str(path)) as c:
+        if decode_order_only(c):
+            return [Segment(0, 0, None)]
     kf, tb, duration = keyframes(path)
     if duration < 2 * seconds or len(kf) < 2:
         return [Segment(0, kf[0] if kf else 0, None)]

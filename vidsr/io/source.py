@@ -12,6 +12,7 @@ skipped frame is reported.
 
 from __future__ import annotations
 
+import heapq
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -262,6 +263,37 @@ def _reason(e: Exception) -> str:
 REORDER_LOOKAHEAD = 32
 
 
+# Containers that store only the order packets are decoded in (AVI: a chunk's index is its time):
+# the demuxer's pts is a guess made in decode order, so with B-frames the decoded pictures come back
+# carrying their neighbours' times (an AVI with x264's B-frames reads 1, 4, 3, 5, 2, ...).
+DECODE_ORDER_ONLY = {"avi"}
+
+
+def decode_order_only(container) -> bool:
+    return container.format.name in DECODE_ORDER_ONLY
+
+
+class _DecodeOrderTimes:
+    """Presentation times for a container that keeps decode order only: pictures come out of the
+    decoder in presentation order, so the k-th picture out takes the k-th earliest of the times of
+    the packets sent (their dts, the chunk index), as mpv does for AVI. A packet that gives no
+    picture (damage, with --skip-damaged) shifts the later ones by a frame: nothing in the file
+    says which time was lost."""
+
+    def __init__(self):
+        self.pending: list[int] = []
+
+    def sent(self, packet: av.Packet) -> int | None:
+        time = packet.dts if packet.dts is not None else packet.pts
+        if time is not None:
+            heapq.heappush(self.pending, time)
+        return time
+
+    def stamp(self, frame: av.VideoFrame) -> None:
+        if self.pending:
+            frame.pts = heapq.heappop(self.pending)
+
+
 @dataclass
 class Damage:
     frame: int  # display index (presentation order, from 0) of the first affected frame
@@ -409,6 +441,16 @@ def decode(
     packets = container.demux([video] + list(info.other_streams))
     ledger = _Ledger()
     watch = _AlphaWatch(on_translucent)
+    retime = _DecodeOrderTimes() if decode_order_only(container) else None
+
+    def time_of(packet) -> int | None:  # the packet's presentation time, as the ledger counts them
+        return (packet.dts if packet.dts is not None else packet.pts) if retime else packet.pts
+
+    def came_out(frame) -> None:
+        if retime:
+            retime.stamp(frame)
+        ledger.out.add(frame.pts)
+        ledger.produced += 1
 
     def fail_fast() -> None:
         """Without --skip-damaged, stop at the first damage, naming it by display index: drain the
@@ -417,15 +459,14 @@ def decode(
             return
         try:
             for frame in video.codec_context.decode(None):
-                ledger.out.add(frame.pts)
-                ledger.produced += 1
+                came_out(frame)
         except av.error.FFmpegError:
             pass
         ledger.unaccounted()
         try:
             for _, packet in zip(range(REORDER_LOOKAHEAD), (p for p in packets if p.stream.index == video.index)):
                 if packet.size:
-                    ledger.sent.append(packet.pts)
+                    ledger.sent.append(time_of(packet))
         except av.error.FFmpegError:
             pass
         first = ledger.damage()[0]
@@ -439,8 +480,7 @@ def decode(
             fail_fast()
             return
         for frame in frames:
-            ledger.out.add(frame.pts)
-            ledger.produced += 1
+            came_out(frame)
             if frame.is_corrupt:
                 ledger.lose(frame.pts, "the decoder flagged it corrupt")
                 fail_fast()
@@ -458,14 +498,17 @@ def decode(
                 if on_packet:
                     on_packet(packet)
                 continue
-            ledger.sent.append(packet.pts)
-            if packet.pts is not None and packet.duration:
-                ledger.durations[packet.pts] = packet.duration
+            time = time_of(packet)
+            ledger.sent.append(time)
+            if time is not None and packet.duration:
+                ledger.durations[time] = packet.duration
             if packet.is_corrupt:
                 ledger.not_decoded += 1
-                ledger.lose(packet.pts, "its data is incomplete or flagged corrupt by the demuxer")
+                ledger.lose(time, "its data is incomplete or flagged corrupt by the demuxer")
                 fail_fast()
                 continue
+            if retime:
+                retime.sent(packet)
             yield from good_frames(packet)
     except av.error.FFmpegError as e:
         ledger.cut = f"reading the file failed ({_reason(e)})"
