@@ -34,10 +34,11 @@ def test_vfr_stays_vfr(cli, media, tmp_path):
     assert len(set(np.round(gaps, 3))) >= 3  # 40 ms, 80 ms and the 200 ms gap are all still there
 
 
-@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+@pytest.mark.parametrize("suffix", [".mkv", ".webm", ".mp4", ".mov"])
 def test_each_frame_keeps_its_duration_the_last_one_too(cli, tmp_path, suffix):
     # an animated GIF holds each picture for its own time, the last one longest, as GIFs often do:
-    # encoders drop frame durations, and without them the muxer guessed the last frame's
+    # encoders drop frame durations, and without them the muxer guessed the last frame's. MP4 and
+    # MOV keep no duration per frame (a frame lasts until the next; the last until the track ends)
     from PIL import Image
 
     pictures = [Image.fromarray(np.full((24, 32, 3), 50 * i, np.uint8)) for i in range(4)]
@@ -46,9 +47,13 @@ def test_each_frame_keeps_its_duration_the_last_one_too(cli, tmp_path, suffix):
     assert cli(tmp_path / "in.gif", "-o", dst, "--model", "bicubic", "--quiet").code == 0
     frames = video_frames(dst)
     assert seconds(frames) == [0.0, 0.1, 0.3, 0.6]
-    assert [round(float(f.duration * f.time_base), 3) for f in frames] == [0.1, 0.2, 0.3, 0.9]
+    if suffix in (".mkv", ".webm"):
+        assert [round(float(f.duration * f.time_base), 3) for f in frames] == [0.1, 0.2, 0.3, 0.9]
     with av.open(str(dst)) as c:
         assert c.duration / 1e6 == pytest.approx(1.5, abs=0.002)
+        if suffix in (".mp4", ".mov"):  # the track itself, not only the file, lasts until the last frame ends
+            video = c.streams.video[0]
+            assert float(video.duration * video.time_base) == pytest.approx(1.5, abs=0.002)
     # and the file is whole: its long last frame is not read as a cut (its stated length includes it)
     assert cli(dst, "-o", tmp_path / f"again{suffix}", "--model", "bicubic", "--quiet").code == 0
 

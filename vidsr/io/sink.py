@@ -65,6 +65,10 @@ FRAME_RATE_CONTAINERS = {"yuv4mpegpipe", "avi"}
 RGB_IN = {"libwebp", "libwebp_anim"}
 PALETTED = {"gif"}  # encoders given pal8 frames with a palette of their own (io/palette.py), colour sources
 DURATIONS_HELD = 256  # frame durations awaiting their packets: well beyond any encoder's delay
+# containers whose video ends where the last packet in decode order ends (its dts plus its
+# duration), not where the last frame shown ends: with B-frames and uneven durations (a GIF's held
+# last picture) the two differ, so that packet's duration is set to make them meet
+ENDS_BY_DECODE_ORDER = {"mp4", "mov", "ipod", "3gp", "3g2"}
 
 
 def encoder_named(name: str) -> av.Codec:
@@ -149,6 +153,8 @@ class MediaSink:
         # encoders drop frame durations, and the muxer needs them for the last frame
         self._durations: dict = {}
         fmt = container_format_for(final)
+        self._held = None  # ENDS_BY_DECODE_ORDER: the latest video packet, muxed once the next comes
+        self._extent = None  # (first dts, first pts, latest end) in seconds of the video packets muxed
         self.format = fmt
         self._palettes = None  # a paletted encoder's per-frame palettes (io/palette.py)
         if not self.encoded:
@@ -349,7 +355,28 @@ class MediaSink:
                 duration = self._durations.pop(p.pts * p.time_base, None)
                 if duration is not None and not p.duration:
                     p.duration = max(1, round(duration / p.time_base))
-            self._mux(p)
+            if self.format not in ENDS_BY_DECODE_ORDER or p.dts is None or p.pts is None or p.time_base is None:
+                self._mux(p)
+                continue
+            dts, pts, end = p.dts * p.time_base, p.pts * p.time_base, (p.pts + (p.duration or 0)) * p.time_base
+            first_dts, first_pts, latest = self._extent or (dts, pts, end)
+            self._extent = (first_dts, min(first_pts, pts), max(latest, end))
+            if self._held is not None:
+                self._mux(self._held)
+            self._held = p
+
+    def _mux_last_video(self) -> None:
+        """The held last packet, lasting until the latest frame shown ends (the track's length is
+        counted from the first dts to the last packet's dts plus its duration)."""
+        p, self._held = self._held, None
+        if p is None:
+            return
+        if p.duration:
+            first_dts, first_pts, end = self._extent
+            lasts = (end - first_pts) - (p.dts * p.time_base - first_dts)
+            if lasts > 0:
+                p.duration = max(1, round(lasts / p.time_base))
+        self._mux(p)
 
     def _mux(self, packet: av.Packet) -> None:
         """Mux one packet. The first one creates the file and writes the header (so the file only
@@ -375,6 +402,7 @@ class MediaSink:
         try:
             if not self.encoded:
                 self._mux_video(self.video.encode(None))
+            self._mux_last_video()
             for kind, target in self.routes.values():
                 if kind == "convert":
                     for p in target.feed(None):
