@@ -21,7 +21,7 @@ from ..errors import OutputError, SettingsError
 from .encoder import EncodeOptions, build_options, open_encoder
 from .formats import describe, frame_format, output_format, timed_like
 from .output_paths import cannot_write, temp_path_for
-from .source import VideoInfo
+from .source import DECODE_ORDER_ONLY, VideoInfo
 from .streams import (CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of, describe_output, fit_languages, is_timecode,
                       label, muxer, plan, track_tags)
 
@@ -34,8 +34,10 @@ DEFAULT_ENCODER = "libx264"
 COMMON_ENCODERS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "prores_ks", "mpeg4")
 # MPEG-TS timestamps are 33-bit and wrap by design, so a stream that starts with a negative decode
 # time (B-frames) is stored exactly and readers unwrap it; FFmpeg's default instead shifts every
-# stream later by the encoder delay.
-MUXER_OPTIONS = {"mpegts": {"avoid_negative_ts": "disabled"}}
+# stream later by the encoder delay. AVI places video by chunk count and audio by byte count: the
+# shift (from an audio encoder's negative start) rounded up to a whole frame moved every video
+# frame after the first one frame later, behind an empty chunk.
+MUXER_OPTIONS = {"mpegts": {"avoid_negative_ts": "disabled"}, "avi": {"avoid_negative_ts": "disabled"}}
 
 
 def container_format_for(path: Path) -> str:
@@ -205,6 +207,10 @@ class MediaSink:
     def _add_video(self, enc: EncodeOptions, codec: av.Codec, width: int, height: int, source) -> None:
         info = self.info
         options = build_options(codec, enc, info.hdr, self.warn)
+        if self.format in DECODE_ORDER_ONLY:
+            # a chunk's place is its time and only decode order is kept: B-frames would move the
+            # frames next to a gap (the encoder's decode times space them unlike the frames)
+            options.setdefault("bf", "0")
         rate = info.average_rate if info.average_rate else None
         self.video = self.container.add_stream(codec.name, rate=rate, options=options)
         cc = self.video.codec_context
@@ -284,7 +290,7 @@ class MediaSink:
                 self.container.add_attachment(*attachment)
                 self.routes[s.index] = ("attached", None)  # written with the header; its packets are not muxed
             elif carry.action == "audio":
-                self.routes[s.index] = ("convert", AudioTranscoder(self.container, s, carry.target))
+                self.routes[s.index] = ("convert", AudioTranscoder(self.container, s, carry.target, from_zero=carry.late > 0))
             elif carry.action == "subtitle":
                 self.routes[s.index] = ("convert", SubtitleTranscoder(self.container, s, carry.target))
 

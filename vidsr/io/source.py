@@ -325,6 +325,9 @@ class _Ledger:
         self.cut_frames = 0  # how many frames a cut lost, where the file's stated length tells
         self.cut_estimated = False  # cut_frames from the median spacing of frames that are not evenly spaced
         self.others_end = 0.0  # seconds where the latest packet of the other streams ends
+        # AVI: a packet's time is its chunk's index, and the header counts the empty chunks that
+        # mark dropped frames (a capture's, or our own writer's for a gap) that the demuxer skips
+        self.times_are_chunks = False
 
     def lose(self, pts: int | None, reason: str) -> None:
         position = self.sent.index(pts) if pts is not None and pts in self.sent else len(self.sent) - 1
@@ -359,7 +362,11 @@ class _Ledger:
                 runs.append(Damage(index, 1, reason))
         if runs:
             runs = sorted(runs + self.skipped_by_demuxer(), key=lambda d: d.frame)
-        missing_tail = header_frames - len(self.sent)
+        held = len(self.sent)
+        chunks = [p for p in self.sent if p is not None] if self.times_are_chunks else []
+        if chunks:  # every chunk up to the last one read is in the file, empty ones too
+            held = max(held, max(chunks) - min(0, min(chunks)) + 1)
+        missing_tail = header_frames - held
         if missing_tail > 0 or self.cut:
             reason = self.cut or f"the file is truncated (its header lists {header_frames} frames)"
             estimated = self.cut_estimated and missing_tail <= 0
@@ -442,6 +449,7 @@ def decode(
     ledger = _Ledger()
     watch = _AlphaWatch(on_translucent)
     retime = _DecodeOrderTimes() if decode_order_only(container) else None
+    ledger.times_are_chunks = retime is not None
 
     def time_of(packet) -> int | None:  # the packet's presentation time, as the ledger counts them
         return (packet.dts if packet.dts is not None else packet.pts) if retime else packet.pts

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import mimetypes
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 
 import av
@@ -32,6 +33,10 @@ TS_CODECS = {"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs",
              "dvb_subtitle", "dvb_teletext", "klv", "timed_id3", "bin_data"}
 # Muxers that write chapters (FFmpeg's others drop them without a word).
 CHAPTER_FORMATS = {"mp4", "mov", "matroska", "webm"}
+# Muxers that place audio by its byte count from the file's start, not by its timestamps (AVI):
+# audio that starts later than that must be preceded by silence, or it plays that much early.
+AUDIO_FROM_ZERO = {"avi"}
+LATE_AUDIO_S = 0.005  # a later start than this is padded (AAC's priming alone is 21 ms early)
 # Suffixes to suggest when a stream has to be left out, in the order they are offered.
 SUGGESTED = {"matroska": ".mkv", "mp4": ".mp4", "mov": ".mov", "mpegts": ".ts"}
 
@@ -131,14 +136,19 @@ class Carry:
     action: "copy" (packets muxed as they are), "attach" (written once, as a Matroska attachment),
     "audio" / "subtitle" (decoded and re-encoded to ``target``), "timecode" (the output video's
     timecode tag stands for it), "chapters" (the output's chapters stand for it) or "drop".
+    ``late``: seconds of silence that re-encoded audio starts with (``AUDIO_FROM_ZERO``).
     """
 
     stream: object
     action: str
     target: str | None = None
+    late: float = 0.0
 
     def warning(self, fmt: str) -> str | None:
         codec = codec_of(self.stream)
+        if self.action == "audio" and self.late:
+            return (f"{label(self.stream)}: {fmt} plays audio from the file's start, and this starts "
+                    f"{self.late:.3f} s in; transcoding to {self.target} with that much silence before it")
         if self.action == "audio":
             return f"{label(self.stream)}: {fmt} cannot hold {codec}; transcoding to {self.target}"
         if self.action == "subtitle":
@@ -172,6 +182,11 @@ def plan_one(stream, mux: Muxer) -> Carry:
         if mux.name in COVER_ART_FORMATS and mux.holds(codec) and mux.accepts(stream):
             return Carry(stream, "copy")
         return Carry(stream, "attach" if mux.name in ATTACHMENT_FORMATS else "drop")
+    if stream.type == "audio" and mux.name in AUDIO_FROM_ZERO and start_of(stream) > LATE_AUDIO_S:
+        same = canonical(codec)
+        target = same if mux.holds(same) and has_encoder(same) else mux.audio_codec
+        if target:
+            return Carry(stream, "audio", target, late=start_of(stream))
     if mux.holds(codec) and mux.accepts(stream):
         return Carry(stream, "copy")
     if stream.type == "audio" and mux.audio_codec:
@@ -179,6 +194,22 @@ def plan_one(stream, mux: Muxer) -> Carry:
     if stream.type == "subtitle" and codec in TEXT_SUBTITLES and mux.name in SUBTITLE_FOR:
         return Carry(stream, "subtitle", SUBTITLE_FOR[mux.name])
     return Carry(stream, "drop")
+
+
+def start_of(stream) -> float:
+    """Seconds from the file's zero to the stream's first packet (0 where the file does not say)."""
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+@cache
+def has_encoder(codec: str) -> bool:
+    try:
+        av.Codec(codec, "w")
+        return True
+    except (ValueError, av.error.FFmpegError):
+        return False
 
 
 def plan(streams, container_format: str) -> list[Carry]:
@@ -281,7 +312,12 @@ def ordered_layout(layout) -> str:
 
 
 class AudioTranscoder:
-    def __init__(self, container, stream, codec: str):
+    """Decode, resample where the encoder needs it, encode. ``from_zero``: the output starts at the
+    file's zero, with silence up to the first sample (``AUDIO_FROM_ZERO``)."""
+
+    def __init__(self, container, stream, codec: str, from_zero: bool = False):
+        self.from_zero = from_zero
+        self.next_sample: int | None = None  # from_zero: samples are counted, as the muxer places them
         self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
         self.decoder.extradata = stream.codec_context.extradata
         layout = stream.codec_context.layout
@@ -301,12 +337,38 @@ class AudioTranscoder:
         out = []
         for f in frames:
             for r in self.resampler.resample(f):
+                if self.from_zero:
+                    out += self._silence_before(r)
+                if self.next_sample is not None:  # timed by count: milliseconds (Matroska's) would round unevenly
+                    r.pts, r.time_base = self.next_sample, Fraction(1, r.sample_rate)
+                    self.next_sample += r.samples
                 out += self.out.encode(r)
         if packet is None:
             for r in self.resampler.resample(None):
                 out += self.out.encode(r)
             out += self.out.encode(None)
         return out
+
+
+    def _silence_before(self, first) -> list:
+        """Silence from 0 up to the first resampled frame's time, once, in the encoder's format;
+        from there on samples are counted."""
+        self.from_zero = False
+        samples = 0
+        if not self.out.codec_context.is_open:
+            self.out.codec_context.open()  # it knows its priming once open
+        if first.pts is not None and first.time_base is not None:
+            # less the encoder's priming, which a container without timestamps plays too
+            samples = round(first.pts * first.time_base * first.sample_rate) - (self.out.codec_context.initial_padding or 0)
+            samples = max(samples, 0)
+        self.next_sample = samples
+        if not samples:
+            return []
+        silence = av.AudioFrame(format=first.format.name, layout=first.layout.name, samples=samples)
+        for plane in silence.planes:
+            plane.update(bytes(plane.buffer_size))
+        silence.sample_rate, silence.time_base, silence.pts = first.sample_rate, Fraction(1, first.sample_rate), 0
+        return self.out.encode(silence)
 
 
 class SubtitleTranscoder:
