@@ -315,37 +315,40 @@ def test_an_avi_with_b_frames_keeps_each_picture_at_its_time(cli, tmp_path):
         assert np.allclose(levels, [20 + 10 * i for i in range(20)], atol=4), levels  # each at its own time
 
 
-def test_audio_that_starts_late_keeps_its_place_in_an_avi(cli, tmp_path):
-    # AVI plays audio from the file's start (by byte count): audio starting 0.4 s in played 0.4 s early
+@pytest.mark.parametrize("video_start,audio_start", [(0.0, 0.4), (0.4, 0.0)])
+def test_audio_that_starts_apart_from_the_video_keeps_its_place_in_an_avi(cli, tmp_path, video_start, audio_start):
+    # AVI plays audio from the video's first frame, by byte count: audio starting 0.4 s after the
+    # video played 0.4 s early, audio starting before it played late
     from fractions import Fraction
 
-    src = tmp_path / "late.mkv"
+    src = tmp_path / "apart.mkv"
     with av.open(str(src), "w") as c:
         v = c.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         a = c.add_stream("aac", rate=48000, layout="mono")
-        for i in range(30):  # a white flash at 0.8 s
+        for i in range(round(video_start * 25), 40):  # a white flash at 0.8 s
             f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 255 if i == 20 else 30, np.uint8), "rgb24")
             f.pts, f.time_base = i, Fraction(1, 25)
             c.mux(v.encode(f))
         c.mux(v.encode())
-        sound = np.zeros(48000, np.float32)
-        sound[19200:19500] = 0.8  # a click 0.4 s into the audio, which starts at 0.4 s: at 0.8 s
+        first = round(audio_start * 48000)
+        sound = np.zeros(76800 - first, np.float32)
+        sound[38400 - first: 38700 - first] = 0.8  # a click at 0.8 s
         for k in range(0, len(sound), 1024):
             f = av.AudioFrame.from_ndarray(sound[None, k:k + 1024].copy(), format="fltp", layout="mono")
-            f.sample_rate, f.pts, f.time_base = 48000, 19200 + k, Fraction(1, 48000)
+            f.sample_rate, f.pts, f.time_base = 48000, first + k, Fraction(1, 48000)
             c.mux(a.encode(f))
         c.mux(a.encode())
     dst = tmp_path / "out.avi"
     r = cli(src, "-o", dst, "--model", "bicubic")
     assert r.code == 0, r.err
-    assert "starts 0.400 s in" in r.err and "silence" in r.err
+    assert f"starts 0.400 s {'after' if audio_start > video_start else 'before'} it" in r.err, r.err
     with av.open(str(dst)) as c:
         flash = [f.to_ndarray(format="gray").mean() > 150 for f in c.decode(video=0)].index(True)
     with av.open(str(dst)) as c:
         samples = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
-    assert flash / 25 == pytest.approx(0.8)  # an AVI's frame k is at k / rate
-    assert np.argmax(np.abs(samples) > 0.3) / 48000 == pytest.approx(0.8, abs=0.005)
+    assert flash / 25 == pytest.approx(0.8 - video_start)  # an AVI's frame k is at k / rate
+    assert np.argmax(np.abs(samples) > 0.3) / 48000 == pytest.approx(flash / 25, abs=0.005)
 
 
 def _combing(frames) -> float:

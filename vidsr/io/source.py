@@ -26,7 +26,7 @@ import av.error
 from ..errors import InputError
 from .formats import describe, timed_like, translucent, working_format
 from .hdr import HdrMetadata
-from .streams import is_cover_art
+from .streams import is_cover_art, main_video
 
 # A frame this large would not fit in memory once upscaled and converted to float.
 MAX_INPUT_PIXELS = 8192 * 8192
@@ -106,11 +106,6 @@ def open_source(path: str | os.PathLike) -> tuple[av.container.InputContainer, V
         container.close()
         raise
     return container, info
-
-
-def main_video(container):
-    """The stream that is upscaled: the first video stream that is not cover art."""
-    return next((s for s in container.streams.video if not is_cover_art(s)), None)
 
 
 def _probe(container, path: Path) -> VideoInfo:

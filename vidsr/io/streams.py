@@ -33,10 +33,11 @@ TS_CODECS = {"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs",
              "dvb_subtitle", "dvb_teletext", "klv", "timed_id3", "bin_data"}
 # Muxers that write chapters (FFmpeg's others drop them without a word).
 CHAPTER_FORMATS = {"mp4", "mov", "matroska", "webm"}
-# Muxers that place audio by its byte count from the file's start, not by its timestamps (AVI):
-# audio that starts later than that must be preceded by silence, or it plays that much early.
+# Muxers that place audio by its byte count from the video's first frame, not by its timestamps
+# (AVI): audio that starts later must be preceded by silence, or it plays that much early, and
+# audio that starts earlier must lose its head, or it plays that much late.
 AUDIO_FROM_ZERO = {"avi"}
-LATE_AUDIO_S = 0.005  # a later start than this is padded (AAC's priming alone is 21 ms early)
+LATE_AUDIO_S = 0.005  # a start further off than this is evened out by re-encoding
 # Suffixes to suggest when a stream has to be left out, in the order they are offered.
 SUGGESTED = {"matroska": ".mkv", "mp4": ".mp4", "mov": ".mov", "mpegts": ".ts"}
 
@@ -101,6 +102,11 @@ def is_cover_art(stream) -> bool:
     return stream.type == "video" and bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
+def main_video(container):
+    """The stream that is upscaled: the first video stream that is not cover art."""
+    return next((s for s in container.streams.video if not is_cover_art(s)), None)
+
+
 def codec_of(stream) -> str:
     """The codec name of any stream; attachments and data streams have no codec context, and a
     timecode track (QuickTime 'tmcd') has no codec FFmpeg names."""
@@ -136,7 +142,8 @@ class Carry:
     action: "copy" (packets muxed as they are), "attach" (written once, as a Matroska attachment),
     "audio" / "subtitle" (decoded and re-encoded to ``target``), "timecode" (the output video's
     timecode tag stands for it), "chapters" (the output's chapters stand for it) or "drop".
-    ``late``: seconds of silence that re-encoded audio starts with (``AUDIO_FROM_ZERO``).
+    ``late``: how many seconds after the video audio starts, for a container that cannot say so
+    (``AUDIO_FROM_ZERO``): re-encoded audio starts with that much silence, or loses its head.
     """
 
     stream: object
@@ -147,8 +154,10 @@ class Carry:
     def warning(self, fmt: str) -> str | None:
         codec = codec_of(self.stream)
         if self.action == "audio" and self.late:
-            return (f"{label(self.stream)}: {fmt} plays audio from the file's start, and this starts "
-                    f"{self.late:.3f} s in; transcoding to {self.target} with that much silence before it")
+            evened = "with that much silence before it" if self.late > 0 else "without its first samples"
+            return (f"{label(self.stream)}: {fmt} plays audio from the video's first frame, and this starts "
+                    f"{abs(self.late):.3f} s {'after' if self.late > 0 else 'before'} it; transcoding to "
+                    f"{self.target} {evened}")
         if self.action == "audio":
             return f"{label(self.stream)}: {fmt} cannot hold {codec}; transcoding to {self.target}"
         if self.action == "subtitle":
@@ -182,11 +191,13 @@ def plan_one(stream, mux: Muxer) -> Carry:
         if mux.name in COVER_ART_FORMATS and mux.holds(codec) and mux.accepts(stream):
             return Carry(stream, "copy")
         return Carry(stream, "attach" if mux.name in ATTACHMENT_FORMATS else "drop")
-    if stream.type == "audio" and mux.name in AUDIO_FROM_ZERO and start_of(stream) > LATE_AUDIO_S:
+    if stream.type == "audio" and mux.name in AUDIO_FROM_ZERO:
+        video = main_video(stream.container)
+        late = start_of(stream) - (start_of(video) if video is not None else 0.0)
         same = canonical(codec)
         target = same if mux.holds(same) and has_encoder(same) else mux.audio_codec
-        if target:
-            return Carry(stream, "audio", target, late=start_of(stream))
+        if abs(late) > LATE_AUDIO_S and target:
+            return Carry(stream, "audio", target, late=late)
     if mux.holds(codec) and mux.accepts(stream):
         return Carry(stream, "copy")
     if stream.type == "audio" and mux.audio_codec:
@@ -312,12 +323,15 @@ def ordered_layout(layout) -> str:
 
 
 class AudioTranscoder:
-    """Decode, resample where the encoder needs it, encode. ``from_zero``: the output starts at the
-    file's zero, with silence up to the first sample (``AUDIO_FROM_ZERO``)."""
+    """Decode, resample where the encoder needs it, encode. ``zero``: for a container that places
+    audio by count from the video's first frame (``AUDIO_FROM_ZERO``), that frame's time in
+    seconds: the output starts there, with silence before the first sample or without the samples
+    before it, and from there on its samples are counted."""
 
-    def __init__(self, container, stream, codec: str, from_zero: bool = False):
-        self.from_zero = from_zero
-        self.next_sample: int | None = None  # from_zero: samples are counted, as the muxer places them
+    def __init__(self, container, stream, codec: str, zero: float | None = None):
+        self.zero = zero
+        self.next_sample: int | None = None  # with zero: the count so far, once the first frame came
+        self.skip = 0  # with zero: samples still to drop from the head
         self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
         self.decoder.extradata = stream.codec_context.extradata
         layout = stream.codec_context.layout
@@ -334,41 +348,57 @@ class AudioTranscoder:
 
     def feed(self, packet):
         frames = self.decoder.decode(packet) if packet is not None else self.decoder.decode(None)
-        out = []
-        for f in frames:
-            for r in self.resampler.resample(f):
-                if self.from_zero:
-                    out += self._silence_before(r)
-                if self.next_sample is not None:  # timed by count: milliseconds (Matroska's) would round unevenly
-                    r.pts, r.time_base = self.next_sample, Fraction(1, r.sample_rate)
-                    self.next_sample += r.samples
-                out += self.out.encode(r)
+        resampled = [r for f in frames for r in self.resampler.resample(f)]
         if packet is None:
-            for r in self.resampler.resample(None):
-                out += self.out.encode(r)
+            resampled += self.resampler.resample(None)
+        out = []
+        for r in resampled:
+            if self.zero is not None:
+                if self.next_sample is None:
+                    out += self._start(r)
+                r = self._counted(r)
+                if r is None:
+                    continue
+            out += self.out.encode(r)
+        if packet is None:
             out += self.out.encode(None)
         return out
 
-
-    def _silence_before(self, first) -> list:
-        """Silence from 0 up to the first resampled frame's time, once, in the encoder's format;
-        from there on samples are counted."""
-        self.from_zero = False
-        samples = 0
+    def _start(self, first) -> list:
+        """How far the first frame is from ``zero``, less the encoder's priming (which a container
+        without timestamps plays too): that much silence, encoded now, or that many samples dropped."""
         if not self.out.codec_context.is_open:
             self.out.codec_context.open()  # it knows its priming once open
+        rate = first.sample_rate
+        offset = 0
         if first.pts is not None and first.time_base is not None:
-            # less the encoder's priming, which a container without timestamps plays too
-            samples = round(first.pts * first.time_base * first.sample_rate) - (self.out.codec_context.initial_padding or 0)
-            samples = max(samples, 0)
-        self.next_sample = samples
-        if not samples:
+            offset = round((first.pts * first.time_base - Fraction(self.zero)) * rate)
+            offset -= self.out.codec_context.initial_padding or 0
+        self.next_sample, self.skip = max(offset, 0), max(-offset, 0)
+        if offset <= 0:
             return []
-        silence = av.AudioFrame(format=first.format.name, layout=first.layout.name, samples=samples)
+        silence = av.AudioFrame(format=first.format.name, layout=first.layout.name, samples=offset)
         for plane in silence.planes:
             plane.update(bytes(plane.buffer_size))
-        silence.sample_rate, silence.time_base, silence.pts = first.sample_rate, Fraction(1, first.sample_rate), 0
+        silence.sample_rate, silence.time_base, silence.pts = rate, Fraction(1, rate), 0
         return self.out.encode(silence)
+
+    def _counted(self, frame):
+        """The frame less what is still to be dropped, timed by the count (the source's times, in
+        Matroska's milliseconds say, would round unevenly against it); None when all of it goes."""
+        if self.skip >= frame.samples:
+            self.skip -= frame.samples
+            return None
+        if self.skip:
+            samples = frame.to_ndarray()
+            keep = samples[:, self.skip:] if frame.format.is_planar else samples[:, self.skip * frame.layout.nb_channels:]
+            rate = frame.sample_rate
+            frame = av.AudioFrame.from_ndarray(keep.copy(), format=frame.format.name, layout=frame.layout.name)
+            frame.sample_rate = rate
+            self.skip = 0
+        frame.pts, frame.time_base = self.next_sample, Fraction(1, frame.sample_rate)
+        self.next_sample += frame.samples
+        return frame
 
 
 class SubtitleTranscoder:
