@@ -249,6 +249,26 @@ def make_damaged_frame(path: Path, display_index: int, frames: int = 20) -> Path
     return path
 
 
+def make_trimmed(path: Path, hidden: int = 5, shown: int = 20, rate: int = 25, gop: int = 25,
+                 keyframe_at_cut: bool = False) -> Path:
+    """An MP4 cut without re-encoding: its first ``hidden`` frames are before the edit list's start,
+    as ``ffmpeg -ss T -c copy`` leaves them. The demuxer reads those after the last keyframe before
+    the cut as hidden references and leaves out those before it (all of them with
+    ``keyframe_at_cut``). Shown frame i is flat at level 100 + i."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=rate, options={"g": str(gop), "bf": "2", "sc_threshold": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.codec_context.time_base = Fraction(1, rate)
+        for i in range(-hidden, shown):  # negative times: before the edit list's start
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 100 + i, np.uint8), "rgb24")
+            f.pts, f.time_base = i, Fraction(1, rate)
+            if keyframe_at_cut and i == 0:
+                f.pict_type = av.video.frame.PictureType.I
+            out.mux(v.encode(f))
+        out.mux(v.encode())
+    return path
+
+
 def make_size_change(path: Path, sizes=((48, 32), (64, 48)), frames: int = 4, interlaced: bool = False) -> Path:
     """An H.264 MPEG-TS whose picture size changes mid-stream (each size a run of ``frames``, coded
     by its own encoder, headers in-band as broadcast streams carry them). Each picture's left half

@@ -26,7 +26,7 @@ from vidsr.batch.jobs import job_args
 from vidsr.batch.manifest import JOURNAL, Manifest, Record
 from vidsr.cli.upscale import run
 
-from .media import Spec, make_video, packets
+from .media import Spec, make_trimmed, make_video, packets
 from .test_bad_input import damaged, frames_reported  # noqa: F401  (damaged: the fixture)
 
 ray = pytest.importorskip("ray")
@@ -127,6 +127,21 @@ def test_joined_segments_equal_a_single_run(tmp_path, codec):
         assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
     for kind in ("audio", "subtitles"):
         assert packets(joined, kind) == packets(single, kind)
+
+
+def test_segments_of_a_file_cut_with_an_edit_list_join_to_its_shown_frames(tmp_path):
+    src = make_trimmed(tmp_path / "trimmed.mp4", hidden=7, shown=100, gop=25)  # all 7 hidden ones read, as references
+    parts = seg.plan(src, 1.0)
+    assert len(parts) >= 2
+    files = []
+    for p in parts:
+        files.append(tmp_path / f"seg{p.index}.mp4")  # as the batch writes them
+        run(job_args("upscale", FLAGS, src, files[-1]), {}, segment=(p.start, p.end))
+    joined, single = tmp_path / "joined.mkv", tmp_path / "single.mkv"
+    assert seg.join(src, parts, files, joined, print) == 100
+    run(job_args("upscale", FLAGS, src, single), {})
+    assert [pts for pts, _ in frames_of(joined)] == [pts for pts, _ in frames_of(single)]
+    assert len(frames_of(single)) == 100
 
 
 def test_a_batch_mirrors_the_tree_records_failures_and_resumes(tree, tmp_path, local_ray):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from .conftest import no_partial_files
-from .media import make_size_change, packets, video_frames
+from .media import make_size_change, make_trimmed, packets, video_frames
 
 
 def seconds(frames):
@@ -349,6 +349,24 @@ def test_audio_that_starts_apart_from_the_video_keeps_its_place_in_an_avi(cli, t
         samples = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
     assert flash / 25 == pytest.approx(0.8 - video_start)  # an AVI's frame k is at k / rate
     assert np.argmax(np.abs(samples) > 0.3) / 48000 == pytest.approx(flash / 25, abs=0.005)
+
+
+@pytest.mark.parametrize("keyframe_at_cut", [False, True])
+def test_frames_an_edit_list_hides_stay_hidden_and_the_rest_are_all_there(cli, tmp_path, keyframe_at_cut):
+    # an MP4 cut without re-encoding keeps the frames before the cut: those the shown ones refer to
+    # are read and give no picture by design, the others are left out though the header counts
+    # them (either was refused as damaged)
+    src = make_trimmed(tmp_path / "trimmed.mp4", hidden=5, shown=20, keyframe_at_cut=keyframe_at_cut)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames == 25
+        assert sum(p.is_discard for p in c.demux(video=0)) == (0 if keyframe_at_cut else 5)
+    assert len(video_frames(src)) == 20
+    dst = tmp_path / "out.mp4"
+    r = cli(src, "-o", dst, "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+    frames = video_frames(dst)
+    assert seconds(frames) == [round(0.04 * i, 6) for i in range(20)]
+    assert np.allclose([f.to_ndarray(format="gray").mean() for f in frames], [100 + i for i in range(20)], atol=3)
 
 
 def _combing(frames) -> float:

@@ -28,16 +28,21 @@ class Segment:
 
 def keyframes(path: Path) -> tuple[list[int], Fraction, float]:
     """(pts of every keyframe packet of the first video stream in presentation order, its time base,
-    duration in seconds), from the packets alone (nothing decoded)."""
+    duration in seconds), from the packets alone (nothing decoded). Packets an MP4 edit list hides
+    (a file cut without re-encoding) are never shown: where the first shown frames follow a hidden
+    keyframe, the first of them stands for it, so the first segment starts where the video does."""
     with av.open(str(path)) as c:
         video = next(s for s in c.streams.video if not (s.disposition & av.stream.Disposition.attached_pic))
-        pts, last = [], None
+        pts, last, first_shown = [], None, None
         for packet in c.demux(video):
-            if packet.pts is None:
+            if packet.pts is None or packet.is_discard:
                 continue
             last = packet.pts if last is None else max(last, packet.pts)
+            first_shown = packet.pts if first_shown is None else min(first_shown, packet.pts)
             if packet.is_keyframe:
                 pts.append(packet.pts)
+        if first_shown is not None and (not pts or first_shown < min(pts)):
+            pts.append(first_shown)
         tb = video.time_base
         first = min(pts) if pts else 0
         duration = float((last - first) * tb) if last is not None else 0.0

@@ -138,7 +138,7 @@ def _probe(container, path: Path) -> VideoInfo:
         bit_depth=bits,
         time_base=st.time_base,
         average_rate=st.average_rate or st.guessed_rate,
-        frames=st.frames or 0,
+        frames=max((st.frames or 0) - (edit_list_skips(path, st.index) if container.format.name.startswith("mov") else 0), 0),
         duration=duration,
         codec=cc.name,
         # RGB (matrix 0) is converted to YUV, with the matrix a source that names none implies
@@ -153,6 +153,29 @@ def _probe(container, path: Path) -> VideoInfo:
         stated_for_video=stated_for_video,
         missing_bytes=matroska_shortfall(path) if matroska else 0,
     )
+
+
+EDIT_LIST_SEARCH = 2000  # packets: further than any group of pictures reaches back
+
+
+def edit_list_skips(path: Path, index: int) -> int:
+    """How many samples an MP4 edit list drops before the first one the demuxer reads: a file cut
+    without re-encoding starts at the keyframe before the cut (the samples between are read, but
+    hidden) and leaves out what comes before that keyframe. The header counts them all, so without
+    this a cut file looks truncated. Found as the place of the first packet read among the samples
+    read with the edit list ignored."""
+    try:
+        with av.open(str(path)) as c:
+            first = next((bytes(p) for p in c.demux(c.streams[index]) if p.size), None)
+        if first is None:
+            return 0
+        with av.open(str(path), options={"ignore_editlist": "1"}) as c:
+            for k, packet in zip(range(EDIT_LIST_SEARCH), (p for p in c.demux(c.streams[index]) if p.size)):
+                if bytes(packet) == first:
+                    return k
+    except av.error.FFmpegError:
+        pass  # a damaged file: decoding it names what is wrong
+    return 0
 
 
 # FFmpeg's matrix codes: BT.709, and BT.601 (SMPTE 170M)
@@ -323,6 +346,7 @@ class _Ledger:
         # AVI: a packet's time is its chunk's index, and the header counts the empty chunks that
         # mark dropped frames (a capture's, or our own writer's for a gap) that the demuxer skips
         self.times_are_chunks = False
+        self.hidden = 0  # packets before an edit list's start: decoded as references, never shown
 
     def lose(self, pts: int | None, reason: str) -> None:
         position = self.sent.index(pts) if pts is not None and pts in self.sent else len(self.sent) - 1
@@ -361,7 +385,7 @@ class _Ledger:
         chunks = [p for p in self.sent if p is not None] if self.times_are_chunks else []
         if chunks:  # every chunk up to the last one read is in the file, empty ones too
             held = max(held, max(chunks) - min(0, min(chunks)) + 1)
-        missing_tail = header_frames - held
+        missing_tail = header_frames - held - self.hidden  # the header counts the hidden frames too
         if missing_tail > 0 or self.cut:
             reason = self.cut or f"the file is truncated (its header lists {header_frames} frames)"
             estimated = self.cut_estimated and missing_tail <= 0
@@ -468,7 +492,7 @@ def decode(
         ledger.unaccounted()
         try:
             for _, packet in zip(range(REORDER_LOOKAHEAD), (p for p in packets if p.stream.index == video.index)):
-                if packet.size:
+                if packet.size and not packet.is_discard:
                     ledger.sent.append(time_of(packet))
         except av.error.FFmpegError:
             pass
@@ -500,6 +524,12 @@ def decode(
                     ledger.others_end = max(ledger.others_end, end)
                 if on_packet:
                     on_packet(packet)
+                continue
+            if packet.is_discard:
+                # before the start of an edit list (an MP4 cut without re-encoding): the decoder
+                # needs it as a reference and gives no picture for it, by design
+                ledger.hidden += 1
+                yield from good_frames(packet)
                 continue
             time = time_of(packet)
             ledger.sent.append(time)
@@ -612,7 +642,7 @@ def decode_range(container, info: VideoInfo, start: int, end: int | None,
                 past_end = True
             elif past_end and packet.pts > end:
                 break  # presented after the next group's keyframe: every picture before it is in
-        if inside(packet.pts):
+        if inside(packet.pts) and not packet.is_discard:  # a hidden packet (before an edit list) shows nothing
             wanted.add(packet.pts)
         yield from frames_of(packet)
     yield from frames_of(None)
