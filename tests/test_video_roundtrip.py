@@ -369,6 +369,41 @@ def test_frames_an_edit_list_hides_stay_hidden_and_the_rest_are_all_there(cli, t
     assert np.allclose([f.to_ndarray(format="gray").mean() for f in frames], [100 + i for i in range(20)], atol=3)
 
 
+def test_audio_an_edit_list_hides_stays_hidden_in_an_avi(cli, tmp_path):
+    # an MP4 cut without re-encoding keeps 0.2 s of audio before the cut, hidden by its edit list;
+    # AVI has no timestamps to hide it, so copied as it was it played and put the audio 0.2 s late
+    from fractions import Fraction
+
+    src = tmp_path / "cut.mp4"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=25, options={"sc_threshold": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream("aac", rate=48000, layout="mono")
+        for i in range(-5, 40):  # shown from 0; a white flash at 0.8 s
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 255 if i == 20 else 30, np.uint8), "rgb24")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            c.mux(v.encode(f))
+        c.mux(v.encode())
+        sound = np.zeros(86400, np.float32)  # from -0.2 s; a click at 0.8 s
+        sound[48000:48300] = 0.8
+        for k in range(0, len(sound), 1024):
+            f = av.AudioFrame.from_ndarray(sound[None, k:k + 1024].copy(), format="fltp", layout="mono")
+            f.sample_rate, f.pts, f.time_base = 48000, k - 9600, Fraction(1, 48000)
+            c.mux(a.encode(f))
+        c.mux(a.encode())
+    with av.open(str(src)) as c:
+        assert sum(p.is_discard for p in c.demux(audio=0)) >= 5
+    dst = tmp_path / "out.avi"
+    r = cli(src, "-o", dst, "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+    with av.open(str(dst)) as c:
+        flash = [f.to_ndarray(format="gray").mean() > 150 for f in c.decode(video=0)].index(True)
+    with av.open(str(dst)) as c:
+        samples = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+    assert flash == 20
+    assert np.argmax(np.abs(samples) > 0.3) / 48000 == pytest.approx(0.8, abs=0.012)
+
+
 def _combing(frames) -> float:
     """How far each line strays from the mean of its neighbours, over the whole clip (luma, 8-bit):
     high where two fields of a moving picture are woven into one frame."""

@@ -399,6 +399,8 @@ class MediaSink:
         """Mux a packet of another stream by its plan. Packets without a decode timestamp are muxed
         as they are: FFmpeg's muxer derives one where the container needs it."""
         kind, target = self.routes.get(packet.stream.index, ("dropped", None))
+        if kind == "copy" and packet.is_discard and self.format in AUDIO_FROM_ZERO:
+            return  # before an edit list's start: timestamps hide it elsewhere, AVI would play it
         if kind == "copy":
             packet.stream = target
             self._mux(packet)
