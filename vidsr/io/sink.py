@@ -23,7 +23,8 @@ from .formats import describe, frame_format, output_format, timed_like
 from .output_paths import cannot_write, temp_path_for
 from .source import DECODE_ORDER_ONLY, VideoInfo
 from .streams import (AUDIO_FROM_ZERO, CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of,
-                      describe_output, fit_languages, is_timecode, label, main_video, muxer, plan, start_of, track_tags)
+                      describe_output, fit_languages, has_encoder, is_timecode, label, main_video, muxer, plan, start_of,
+                      track_tags)
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told to log errors only
 
@@ -96,7 +97,7 @@ def video_encoder_for(container_format: str, asked: str | None, pix_fmt: str | N
     with av.open(io.BytesIO(), "w", format=container_format) as probe:
         default = probe.default_video_codec
     fits = [av.Codec(name, "w") for name in (default, *COMMON_ENCODERS)
-            if name and name != "none" and _available(name) and mux.holds(name)]
+            if name and name != "none" and has_encoder(name) and mux.holds(name)]
     fits = list({c.name: c for c in fits}.values())  # the default may also be a common one
     if asked is None and fits:
         keeps = [c for c in fits if pix_fmt is None or not c.video_formats or pix_fmt in {f.name for f in c.video_formats}]
@@ -120,14 +121,6 @@ def check_encoder(enc: EncodeOptions, container_format: str = "matroska") -> Non
         stream = probe.add_stream(codec.name, rate=25, options=build_options(codec, enc, None, lambda _: None))
         stream.width, stream.height, stream.pix_fmt = 256, 256, pix_fmt
         open_encoder(stream)
-
-
-def _available(name: str) -> bool:
-    try:
-        av.Codec(name, "w")
-        return True
-    except (ValueError, av.error.FFmpegError):
-        return False
 
 
 # container tags that describe a file, not its content: not carried into an output

@@ -216,6 +216,7 @@ def start_of(stream) -> float:
 
 @cache
 def has_encoder(codec: str) -> bool:
+    """Whether PyAV's FFmpeg has an encoder by this name (the wheels leave some out)."""
     try:
         av.Codec(codec, "w")
         return True
