@@ -404,6 +404,28 @@ def test_audio_an_edit_list_hides_stays_hidden_in_an_avi(cli, tmp_path):
     assert np.argmax(np.abs(samples) > 0.3) / 48000 == pytest.approx(0.8, abs=0.012)
 
 
+@pytest.mark.parametrize("codec,suffix", [("mpeg2video", ".mkv"), ("mpeg4", ".mp4"), ("mpeg2video", ".ts")])
+def test_an_encoder_timed_in_whole_frames_keeps_frames_that_sit_off_the_grid(cli, tmp_path, codec, suffix):
+    # MPEG-1/2/4 Part 2 encoders count time in frames: frames 20 ms off the 25 fps grid (an
+    # MPEG-TS's start, say) were each rounded half a frame later
+    from fractions import Fraction
+
+    src = tmp_path / "off.mkv"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt, s.time_base = 64, 48, "yuv420p", Fraction(1, 1000)
+        s.codec_context.time_base = s.time_base
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 30 + 10 * i, np.uint8), "rgb24")
+            f.pts, f.time_base = 20 + 40 * i, s.time_base
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    dst = tmp_path / f"out{suffix}"
+    r = cli(src, "-o", dst, "--codec", codec, "--model", "bicubic", "--quiet")
+    assert r.code == 0, r.err
+    assert seconds(video_frames(dst)) == seconds(video_frames(src)) == [round(0.02 + 0.04 * i, 6) for i in range(10)]
+
+
 def _combing(frames) -> float:
     """How far each line strays from the mean of its neighbours, over the whole clip (luma, 8-bit):
     high where two fields of a moving picture are woven into one frame."""

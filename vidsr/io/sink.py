@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -143,6 +144,11 @@ class MediaSink:
         self.encoded = video_template is not None
         self._last_time = None  # the latest frame time written, in seconds (a Fraction)
         self._first_time = None
+        # an encoder timed in whole frames (FRAME_TIME_BASE) into a container with finer times:
+        # seconds from the frame grid to the first frame's time, taken off each frame and put back
+        # on each packet, so a source whose frames sit off the grid (an MPEG-TS's start) keeps
+        # them where they were instead of rounded half a frame away (None: not such an encoder)
+        self._grid_offset = None
         self._not_after = None  # (input frame number, seconds) of the first frame not after the one before
         # each frame's duration in seconds by its time, until its packet comes out of the encoder:
         # encoders drop frame durations, and the muxer needs them for the last frame
@@ -216,6 +222,8 @@ class MediaSink:
             cc.time_base = 1 / rate  # frames are retimed to it as they are encoded
             if self.format in FRAME_RATE_CONTAINERS:
                 self.video.time_base = cc.time_base
+            else:
+                self._grid_offset = Fraction(0)  # measured on the first frame
         c = info.colour
         cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = c.space, c.primaries, c.transfer, c.range
         self._matrix = c.space  # the frames' YUV matrix, for an RGB encoder (the source's, or the one its size implies)
@@ -304,6 +312,11 @@ class MediaSink:
                 if len(self._durations) > DURATIONS_HELD:  # a packet retimed by its encoder never claims its entry
                     del self._durations[min(self._durations)]
             self._check_on_rate(t)
+            if self._grid_offset is not None:
+                rate = self.info.average_rate
+                if self.frames_in == 1:
+                    self._grid_offset = t - Fraction(round(t * rate)) / rate
+                frame.pts, frame.time_base = round((t - self._grid_offset) * rate), 1 / rate
         # A decoded frame keeps its picture type, and encoders obey a forced one: from an intra-only
         # source (FFV1, ProRes, MJPEG) every frame would be a keyframe. The encoder picks its own GOP.
         frame.pict_type = av.video.frame.PictureType.NONE
@@ -353,6 +366,14 @@ class MediaSink:
     def _mux_video(self, packets) -> None:
         for p in packets:
             self.packets_out += 1
+            if self._grid_offset and p.time_base is not None:  # back where the frames were (see __init__)
+                tb = self.video.time_base
+                if p.pts is not None:
+                    p.pts = round((p.pts * p.time_base + self._grid_offset) / tb)
+                if p.dts is not None:
+                    p.dts = round((p.dts * p.time_base + self._grid_offset) / tb)
+                p.duration = round(p.duration * p.time_base / tb)
+                p.time_base = tb
             if not self.encoded and p.pts is not None and p.time_base is not None:
                 duration = self._durations.pop(p.pts * p.time_base, None)
                 if duration is not None and not p.duration:
