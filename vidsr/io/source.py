@@ -130,6 +130,8 @@ def _probe(container, path: Path) -> VideoInfo:
     # Matroska only: it states the length exactly, where other formats' durations may be estimates
     # (from the bitrate, for elementary streams) that would call a whole file cut
     stated, stated_for_video = _stream_duration(st) if matroska else (None, True)
+    # MP4's header counts the samples a cut's edit list leaves out; they are never read
+    skipped = edit_list_skips(path, st.index) if container.format.name.startswith("mov") else 0
     return VideoInfo(
         width=cc.width,
         height=cc.height,
@@ -138,7 +140,7 @@ def _probe(container, path: Path) -> VideoInfo:
         bit_depth=bits,
         time_base=st.time_base,
         average_rate=st.average_rate or st.guessed_rate,
-        frames=max((st.frames or 0) - (edit_list_skips(path, st.index) if container.format.name.startswith("mov") else 0), 0),
+        frames=max((st.frames or 0) - skipped, 0),
         duration=duration,
         codec=cc.name,
         # RGB (matrix 0) is converted to YUV, with the matrix a source that names none implies
