@@ -426,6 +426,63 @@ def test_an_encoder_timed_in_whole_frames_keeps_frames_that_sit_off_the_grid(cli
     assert seconds(video_frames(dst)) == seconds(video_frames(src)) == [round(0.02 + 0.04 * i, 6) for i in range(10)]
 
 
+def wrapped_ts(path, frames: int = 50):
+    """An MPEG-TS captured across its 33-bit clock's wrap: FFmpeg reads its first half second at
+    negative times. Video at 25 fps (frame i flat at level 30 + 4 (i mod 25), a white flash at frame 25)
+    and AAC audio with a click at the flash's time."""
+    from fractions import Fraction
+
+    wrap, tb = 2 ** 33, Fraction(1, 90000)
+    with av.open(str(path), "w", options={"mpegts_copyts": "1", "avoid_negative_ts": "disabled"}) as c:
+        v = c.add_stream("libx264", rate=25, options={"bf": "0"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.codec_context.time_base = v.time_base = tb
+        a = c.add_stream("aac", rate=48000, layout="mono")
+        for i in range(frames):
+            level = 255 if i == 25 else 30 + 4 * (i % 25)
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), level, np.uint8), "rgb24")
+            f.pts, f.time_base = wrap - 45000 + 3600 * i, tb
+            c.mux(v.encode(f))
+        c.mux(v.encode())
+        sound = np.zeros(frames * 1920, np.float32)
+        sound[48000:48300] = 0.8  # 1 s after the first frame: the flash's time
+        for k in range(0, len(sound), 1024):
+            f = av.AudioFrame.from_ndarray(sound[None, k:k + 1024].copy(), format="fltp", layout="mono")
+            f.sample_rate, f.time_base, f.pts = 48000, Fraction(1, 48000), (wrap - 45000) * 48000 // 90000 + k
+            c.mux(a.encode(f))
+        c.mux(a.encode())
+    return path
+
+
+def _flash_and_click(path):
+    with av.open(str(path)) as c:
+        flash = next(float(f.time) for f in c.decode(video=0) if f.to_ndarray(format="gray").mean() > 150)
+    with av.open(str(path)) as c:
+        click = next(float(f.time) + np.argmax(np.abs(f.to_ndarray()[0]) > 0.3) / f.sample_rate
+                     for f in c.decode(audio=0) if (np.abs(f.to_ndarray()[0]) > 0.3).any())
+    return flash, click
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_a_source_that_starts_before_zero_keeps_every_frame_in_an_mp4(cli, tmp_path, suffix):
+    # MP4's edit list starts at 0 and hides what comes before: the first half second of frames
+    # was in the file but never shown
+    src = wrapped_ts(tmp_path / "wrapped.ts")
+    before = video_frames(src)
+    assert float(before[0].time) < -0.4
+    dst = tmp_path / f"out{suffix}"
+    r = cli(src, "-o", dst, "--model", "bicubic")
+    assert r.code == 0, r.err
+    assert "before time 0" in r.err
+    after = video_frames(dst)
+    assert len(after) == len(before) == 50
+    lead = float(after[0].time) - float(before[0].time)  # everything moved by one amount
+    assert lead > 0.4
+    assert [round(float(f.time) - lead, 3) for f in after] == [round(float(f.time), 3) for f in before]
+    (flash, click), (flash0, click0) = _flash_and_click(dst), _flash_and_click(src)
+    assert click - flash == pytest.approx(click0 - flash0, abs=0.005)  # in sync as the source was
+
+
 def _combing(frames) -> float:
     """How far each line strays from the mean of its neighbours, over the whole clip (luma, 8-bit):
     high where two fields of a moving picture are woven into one frame."""

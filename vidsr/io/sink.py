@@ -69,10 +69,12 @@ FRAME_RATE_CONTAINERS = {"yuv4mpegpipe", "avi"}
 RGB_IN = {"libwebp", "libwebp_anim"}
 PALETTED = {"gif"}  # encoders given pal8 frames with a palette of their own (io/palette.py), colour sources
 DURATIONS_HELD = 256  # frame durations awaiting their packets: well beyond any encoder's delay
-# containers whose video ends where the last packet in decode order ends (its dts plus its
+# MP4 and its kin. A track ends where its last packet in decode order ends (its dts plus its
 # duration), not where the last frame shown ends: with B-frames and uneven durations (a GIF's held
-# last picture) the two differ, so that packet's duration is set to make them meet
-ENDS_BY_DECODE_ORDER = {"mp4", "mov", "ipod", "3gp", "3g2"}
+# last picture) the two differ, so that packet's duration is set to make them meet. And an edit
+# list starts the file at time 0, hiding whatever comes before: a source that starts earlier (an
+# MPEG-TS captured across its clock's wrap) is moved later as a whole.
+MOV_MUXERS = {"mp4", "mov", "ipod", "3gp", "3g2"}
 
 
 def encoder_named(name: str) -> av.Codec:
@@ -154,7 +156,7 @@ class MediaSink:
         # encoders drop frame durations, and the muxer needs them for the last frame
         self._durations: dict = {}
         fmt = container_format_for(final)
-        self._held = None  # ENDS_BY_DECODE_ORDER: the latest video packet, muxed once the next comes
+        self._held = None  # MOV_MUXERS: the latest video packet, muxed once the next comes
         self._extent = None  # (first dts, first pts, latest end) in seconds of the video packets muxed
         self.format = fmt
         self._palettes = None  # a paletted encoder's per-frame palettes (io/palette.py)
@@ -187,6 +189,7 @@ class MediaSink:
                      "(or write .mp4, .mkv, .mov or .webm)")
                 self.tag = None
         self.container = av.open(str(self.tmp), "w", format=fmt, options=options)
+        self._lead = self._lead_before_zero(source) if fmt in MOV_MUXERS else Fraction(0)
         try:
             if self.encoded:
                 self._add_encoded_video(video_template, source)
@@ -202,6 +205,17 @@ class MediaSink:
             raise
 
     # -- setup --------------------------------------------------------------------------------
+
+    def _lead_before_zero(self, source) -> Fraction:
+        """Seconds the source starts before time 0 (0 if it does not), said in a warning: every
+        packet is moved that much later (MOV_MUXERS would hide what comes before 0)."""
+        streams = [s for s in source.streams if s.start_time is not None and s.time_base is not None]
+        earliest = min((Fraction(s.start_time) * Fraction(s.time_base) for s in streams), default=Fraction(0))
+        if earliest >= 0:
+            return Fraction(0)
+        self.warn(f"the input starts {float(-earliest):.3f} s before time 0, which {self.format} would hide: "
+                  f"every stream is moved {float(-earliest):.3f} s later")
+        return -earliest
 
     def _add_video(self, enc: EncodeOptions, codec: av.Codec, width: int, height: int, source) -> None:
         info = self.info
@@ -261,6 +275,10 @@ class MediaSink:
         if self.tag is not None:
             self.container.metadata[tags.KEY] = self.tag
         chapters = source.chapters()
+        for c in chapters:  # moved with the streams (see _lead_before_zero)
+            if self._lead:
+                c["start"] += round(self._lead / c["time_base"])
+                c["end"] += round(self._lead / c["time_base"])
         if chapters:  # timestamps are unchanged, so each chapter still starts on its frame
             fmt = self.container.format.name.split(",")[0]
             if fmt in CHAPTER_FORMATS:
@@ -378,7 +396,7 @@ class MediaSink:
                 duration = self._durations.pop(p.pts * p.time_base, None)
                 if duration is not None and not p.duration:
                     p.duration = max(1, round(duration / p.time_base))
-            if self.format not in ENDS_BY_DECODE_ORDER or p.dts is None or p.pts is None or p.time_base is None:
+            if self.format not in MOV_MUXERS or p.dts is None or p.pts is None or p.time_base is None:
                 self._mux(p)
                 continue
             dts, pts, end = p.dts * p.time_base, p.pts * p.time_base, (p.pts + (p.duration or 0)) * p.time_base
@@ -404,6 +422,12 @@ class MediaSink:
     def _mux(self, packet: av.Packet) -> None:
         """Mux one packet. The first one creates the file and writes the header (so the file only
         exists once the pipeline that removes it on failure is running)."""
+        if self._lead and packet.time_base is not None:  # see _lead_before_zero
+            step = round(self._lead / packet.time_base)
+            if packet.pts is not None:
+                packet.pts += step
+            if packet.dts is not None:
+                packet.dts += step
         try:
             self.container.mux(packet)
         except OSError as e:  # PyAV's errno errors (disk full, read-only, I/O error) are OSErrors too
