@@ -226,8 +226,10 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # wait until the partial file exists (encoding has started), then interrupt
     deadline = time.time() + 120
-    while time.time() < deadline and not any(".vidsr-partial-" in p.name for p in tmp_path.iterdir()):
+    while time.time() < deadline and proc.poll() is None and not any(".vidsr-partial-" in p.name for p in tmp_path.iterdir()):
         time.sleep(0.05)
+    if proc.poll() is not None:  # it ended before it was interrupted: say how
+        pytest.fail(f"vidsr ended (code {proc.returncode}) before it was interrupted: {proc.stderr.read()[-2000:]}")
     assert any(".vidsr-partial-" in p.name for p in tmp_path.iterdir()), "run never started writing"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
