@@ -130,8 +130,6 @@ def _probe(container, path: Path) -> VideoInfo:
     # Matroska only: it states the length exactly, where other formats' durations may be estimates
     # (from the bitrate, for elementary streams) that would call a whole file cut
     stated, stated_for_video = _stream_duration(st) if matroska else (None, True)
-    # MP4's header counts the samples a cut's edit list leaves out; they are never read
-    skipped = edit_list_skips(path, st.index) if container.format.name.startswith("mov") else 0
     return VideoInfo(
         width=cc.width,
         height=cc.height,
@@ -140,7 +138,7 @@ def _probe(container, path: Path) -> VideoInfo:
         bit_depth=bits,
         time_base=st.time_base,
         average_rate=st.average_rate or st.guessed_rate,
-        frames=max((st.frames or 0) - skipped, 0),
+        frames=st.frames or 0,
         duration=duration,
         codec=cc.name,
         # RGB (matrix 0) is converted to YUV, with the matrix a source that names none implies
@@ -165,7 +163,7 @@ def edit_list_skips(path: Path, index: int) -> int:
     without re-encoding starts at the keyframe before the cut (the samples between are read, but
     hidden) and leaves out what comes before that keyframe. The header counts them all, so without
     this a cut file looks truncated. Found as the place of the first packet read among the samples
-    read with the edit list ignored."""
+    read with the edit list ignored (two more openings of the file, so only when the count is short)."""
     try:
         with av.open(str(path)) as c:
             first = next((bytes(p) for p in c.demux(c.streams[index]) if p.size), None)
@@ -303,11 +301,9 @@ class _DecodeOrderTimes:
     def __init__(self):
         self.pending: list[int] = []
 
-    def sent(self, packet: av.Packet) -> int | None:
-        time = packet.dts if packet.dts is not None else packet.pts
+    def sent(self, time: int | None) -> None:
         if time is not None:
             heapq.heappush(self.pending, time)
-        return time
 
     def stamp(self, frame: av.VideoFrame) -> None:
         if self.pending:
@@ -543,14 +539,19 @@ def decode(
                 fail_fast()
                 continue
             if retime:
-                retime.sent(packet)
+                retime.sent(time)
             yield from good_frames(packet)
     except av.error.FFmpegError as e:
         ledger.cut = f"reading the file failed ({_reason(e)})"
     yield from good_frames(None)
     ledger.unaccounted()
     ledger.cut_short(info)
-    found = ledger.damage(info.frames)
+    header = info.frames
+    if header > len(ledger.sent) + ledger.hidden and container.format.name.startswith("mov"):
+        # fewer frames than MP4's header counts: a cut's edit list may have left some out unread
+        # (rare, so looked for only now)
+        header -= edit_list_skips(Path(container.name), info.index)
+    found = ledger.damage(header)
     if found and not skip_damaged:
         raise InputError(f"{container.name}: damaged video at {found[0].describe()} (--skip-damaged drops such frames)")
     for d in found:
