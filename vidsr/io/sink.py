@@ -24,8 +24,7 @@ from .formats import describe, frame_format, output_format, timed_like
 from .output_paths import cannot_write, temp_path_for
 from .source import DECODE_ORDER_ONLY, VideoInfo
 from .streams import (AUDIO_FROM_ZERO, CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of,
-                      describe_output, fit_languages, has_encoder, is_timecode, label, main_video, muxer, plan, start_of,
-                      track_tags)
+                      describe_output, fit_languages, has_encoder, is_timecode, label, muxer, plan, track_tags)
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told to log errors only
 
@@ -309,10 +308,7 @@ class MediaSink:
                 self.container.add_attachment(*attachment)
                 self.routes[s.index] = ("attached", None)  # written with the header; its packets are not muxed
             elif carry.action == "audio":
-                # AVI places audio by count from the video's first frame: timed from there, the
-                # encoder's priming included (it plays in a container without timestamps)
-                zero = start_of(main_video(s.container)) if fmt in AUDIO_FROM_ZERO else None
-                self.routes[s.index] = ("convert", AudioTranscoder(self.container, s, carry.target, zero))
+                self.routes[s.index] = ("convert", AudioTranscoder(self.container, s, carry.target, carry.zero))
             elif carry.action == "subtitle":
                 self.routes[s.index] = ("convert", SubtitleTranscoder(self.container, s, carry.target))
 

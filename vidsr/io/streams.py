@@ -142,14 +142,16 @@ class Carry:
     action: "copy" (packets muxed as they are), "attach" (written once, as a Matroska attachment),
     "audio" / "subtitle" (decoded and re-encoded to ``target``), "timecode" (the output video's
     timecode tag stands for it), "chapters" (the output's chapters stand for it) or "drop".
-    ``late``: how many seconds after the video audio starts, for a container that cannot say so
-    (``AUDIO_FROM_ZERO``): re-encoded audio starts with that much silence, or loses its head.
+    For a container that places audio from the video's first frame (``AUDIO_FROM_ZERO``), re-encoded
+    audio is timed from ``zero``, that frame's time in seconds; ``late`` is how many seconds after it
+    the audio starts, made up for with silence (or by losing its head) when it is more than a few ms.
     """
 
     stream: object
     action: str
     target: str | None = None
     late: float = 0.0
+    zero: float | None = None
 
     def warning(self, fmt: str) -> str | None:
         codec = codec_of(self.stream)
@@ -191,17 +193,19 @@ def plan_one(stream, mux: Muxer) -> Carry:
         if mux.name in COVER_ART_FORMATS and mux.holds(codec) and mux.accepts(stream):
             return Carry(stream, "copy")
         return Carry(stream, "attach" if mux.name in ATTACHMENT_FORMATS else "drop")
+    zero = None
     if stream.type == "audio" and mux.name in AUDIO_FROM_ZERO:
         video = main_video(stream.container)
-        late = start_of(stream) - (start_of(video) if video is not None else 0.0)
+        zero = start_of(video) if video is not None else 0.0
+        late = start_of(stream) - zero
         same = canonical(codec)
         target = same if mux.holds(same) and has_encoder(same) else mux.audio_codec
         if abs(late) > LATE_AUDIO_S and target:
-            return Carry(stream, "audio", target, late=late)
+            return Carry(stream, "audio", target, late=late, zero=zero)
     if mux.holds(codec) and mux.accepts(stream):
         return Carry(stream, "copy")
     if stream.type == "audio" and mux.audio_codec:
-        return Carry(stream, "audio", mux.audio_codec)
+        return Carry(stream, "audio", mux.audio_codec, zero=zero)
     if stream.type == "subtitle" and codec in TEXT_SUBTITLES and mux.name in SUBTITLE_FOR:
         return Carry(stream, "subtitle", SUBTITLE_FOR[mux.name])
     return Carry(stream, "drop")
