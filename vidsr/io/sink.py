@@ -24,7 +24,7 @@ from .formats import describe, frame_format, output_format, timed_like
 from .output_paths import cannot_write, temp_path_for
 from .source import DECODE_ORDER_ONLY, VideoInfo
 from .streams import (AUDIO_FROM_ZERO, CHAPTER_FORMATS, AudioTranscoder, SubtitleTranscoder, attachment_of,
-                      describe_output, fit_languages, has_encoder, is_timecode, label, muxer, plan, track_tags)
+                      describe_output, fit_languages, has_encoder, is_timecode, label, muxer, plan, start_of, track_tags)
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told to log errors only
 
@@ -208,8 +208,7 @@ class MediaSink:
     def _lead_before_zero(self, source) -> Fraction:
         """Seconds the source starts before time 0 (0 if it does not), said in a warning: every
         packet is moved that much later (MOV_MUXERS would hide what comes before 0)."""
-        streams = [s for s in source.streams if s.start_time is not None and s.time_base is not None]
-        earliest = min((Fraction(s.start_time) * Fraction(s.time_base) for s in streams), default=Fraction(0))
+        earliest = min((start_of(s) for s in source.streams), default=Fraction(0))
         if earliest >= 0:
             return Fraction(0)
         self.warn(f"the input starts {float(-earliest):.3f} s before time 0, which {self.format} would hide: "

@@ -150,8 +150,8 @@ class Carry:
     stream: object
     action: str
     target: str | None = None
-    late: float = 0.0
-    zero: float | None = None
+    late: Fraction = Fraction(0)
+    zero: Fraction | None = None
 
     def warning(self, fmt: str) -> str | None:
         codec = codec_of(self.stream)
@@ -196,7 +196,7 @@ def plan_one(stream, mux: Muxer) -> Carry:
     zero = None
     if stream.type == "audio" and mux.name in AUDIO_FROM_ZERO:
         video = main_video(stream.container)
-        zero = start_of(video) if video is not None else 0.0
+        zero = start_of(video) if video is not None else Fraction(0)
         late = start_of(stream) - zero
         same = canonical(codec)
         target = same if mux.holds(same) and has_encoder(same) else mux.audio_codec
@@ -211,11 +211,11 @@ def plan_one(stream, mux: Muxer) -> Carry:
     return Carry(stream, "drop")
 
 
-def start_of(stream) -> float:
+def start_of(stream) -> Fraction:
     """Seconds from the file's zero to the stream's first packet (0 where the file does not say)."""
     if stream.start_time is None or stream.time_base is None:
-        return 0.0
-    return float(stream.start_time * stream.time_base)
+        return Fraction(0)
+    return Fraction(stream.start_time) * Fraction(stream.time_base)
 
 
 @cache
@@ -333,7 +333,7 @@ class AudioTranscoder:
     seconds: the output starts there, with silence before the first sample or without the samples
     before it, and from there on its samples are counted."""
 
-    def __init__(self, container, stream, codec: str, zero: float | None = None):
+    def __init__(self, container, stream, codec: str, zero: Fraction | None = None):
         self.zero = zero
         self.next_sample: int | None = None  # with zero: the count so far, once the first frame came
         self.skip = 0  # with zero: samples still to drop from the head
@@ -377,7 +377,7 @@ class AudioTranscoder:
         rate = first.sample_rate
         offset = 0
         if first.pts is not None and first.time_base is not None:
-            offset = round((first.pts * first.time_base - Fraction(self.zero)) * rate)
+            offset = round((first.pts * first.time_base - self.zero) * rate)
             offset -= self.out.codec_context.initial_padding or 0
         self.next_sample, self.skip = max(offset, 0), max(-offset, 0)
         if offset <= 0:
