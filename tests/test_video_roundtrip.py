@@ -426,9 +426,9 @@ def test_an_encoder_timed_in_whole_frames_keeps_frames_that_sit_off_the_grid(cli
     assert seconds(video_frames(dst)) == seconds(video_frames(src)) == [round(0.02 + 0.04 * i, 6) for i in range(10)]
 
 
-def wrapped_ts(path, frames: int = 50):
+def wrapped_ts(path, frames: int = 50, video_at: int = -45000, audio_at: int = -45000):
     """An MPEG-TS captured across its 33-bit clock's wrap: FFmpeg reads its first half second at
-    negative times. Video at 25 fps (frame i flat at level 30 + 4 (i mod 25), a white flash at frame 25)
+    negative times (``video_at``, ``audio_at``: each stream's start, in 90 kHz ticks). Video at 25 fps (frame i flat at level 30 + 4 (i mod 25), a white flash at frame 25)
     and AAC audio with a click at the flash's time."""
     from fractions import Fraction
 
@@ -441,14 +441,15 @@ def wrapped_ts(path, frames: int = 50):
         for i in range(frames):
             level = 255 if i == 25 else 30 + 4 * (i % 25)
             f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), level, np.uint8), "rgb24")
-            f.pts, f.time_base = wrap - 45000 + 3600 * i, tb
+            f.pts, f.time_base = wrap + video_at + 3600 * i, tb
             c.mux(v.encode(f))
         c.mux(v.encode())
         sound = np.zeros(frames * 1920, np.float32)
-        sound[48000:48300] = 0.8  # 1 s after the first frame: the flash's time
+        click = 48000 + (video_at - audio_at) * 48000 // 90000  # 1 s after the first frame: the flash's time
+        sound[click:click + 300] = 0.8
         for k in range(0, len(sound), 1024):
             f = av.AudioFrame.from_ndarray(sound[None, k:k + 1024].copy(), format="fltp", layout="mono")
-            f.sample_rate, f.time_base, f.pts = 48000, Fraction(1, 48000), (wrap - 45000) * 48000 // 90000 + k
+            f.sample_rate, f.time_base, f.pts = 48000, Fraction(1, 48000), (wrap + audio_at) * 48000 // 90000 + k
             c.mux(a.encode(f))
         c.mux(a.encode())
     return path
@@ -481,6 +482,17 @@ def test_a_source_that_starts_before_zero_keeps_every_frame_in_an_mp4(cli, tmp_p
     assert [round(float(f.time) - lead, 3) for f in after] == [round(float(f.time), 3) for f in before]
     (flash, click), (flash0, click0) = _flash_and_click(dst), _flash_and_click(src)
     assert click - flash == pytest.approx(click0 - flash0, abs=0.005)  # in sync as the source was
+
+
+def test_audio_alone_a_little_before_zero_is_left_to_the_mp4_edit_list(cli, tmp_path):
+    # an encoder's priming starts audio before 0 and the edit list is right to hide it: the video,
+    # which starts at 0, is not moved
+    src = wrapped_ts(tmp_path / "primed.ts", frames=30, video_at=0, audio_at=-4500)
+    dst = tmp_path / "out.mp4"
+    r = cli(src, "-o", dst, "--model", "bicubic")
+    assert r.code == 0, r.err
+    assert "before time 0" not in r.err
+    assert seconds(video_frames(dst)) == seconds(video_frames(src))
 
 
 def _combing(frames) -> float:

@@ -206,10 +206,12 @@ class MediaSink:
     # -- setup --------------------------------------------------------------------------------
 
     def _lead_before_zero(self, source) -> Fraction:
-        """Seconds the source starts before time 0 (0 if it does not), said in a warning: every
-        packet is moved that much later (MOV_MUXERS would hide what comes before 0)."""
+        """Seconds the source starts before time 0, where its video does (MOV_MUXERS would hide
+        those frames), said in a warning: every packet is moved that much later. Audio alone a
+        little before 0 is an encoder's priming, which the edit list is right to hide."""
+        video = source.streams[self.info.index]
         earliest = min((start_of(s) for s in source.streams), default=Fraction(0))
-        if earliest >= 0:
+        if start_of(video) >= 0 or earliest >= 0:
             return Fraction(0)
         self.warn(f"the input starts {float(-earliest):.3f} s before time 0, which {self.format} would hide: "
                   f"every stream is moved {float(-earliest):.3f} s later")
