@@ -215,6 +215,19 @@ def test_real_command_exit_code_and_single_line(media, tmp_path):
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("vidsr: error:")
 
 
+def partial_with_data(folder: Path) -> list[Path]:
+    """The partial files in ``folder`` that a run has started writing: not the empty one each run
+    makes and removes at its start to see that it can write there."""
+    found = []
+    for p in folder.iterdir():
+        try:
+            if ".vidsr-partial-" in p.name and p.stat().st_size > 0:
+                found.append(p)
+        except FileNotFoundError:
+            pass  # that probe, removed between listing and looking
+    return found
+
+
 def test_ctrl_c_leaves_no_partial_output(tmp_path):
     src = make_video(tmp_path / "long.mp4", Spec(width=320, height=240, frames=400))
     dst = tmp_path / "out.mp4"
@@ -224,11 +237,12 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path):
     proc = subprocess.Popen([str(exe), str(src), "-o", str(dst), "--model", "lanczos", "--codec", "libx264",
                              "--encoder-opt", "preset=veryslow"], stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    # wait until the partial file exists (encoding has started), then interrupt
-    deadline = time.monotonic() + 120  # monotonic: a wall-clock step must not end the wait
-    while time.monotonic() < deadline and proc.poll() is None and not any(".vidsr-partial-" in p.name for p in tmp_path.iterdir()):
+    # wait until the partial file has data (encoding has started), then interrupt; a partial file
+    # alone may be the start-up probe, gone a moment later (the test then failed under load)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not partial_with_data(tmp_path):
         time.sleep(0.05)
-    if proc.poll() is not None or not any(".vidsr-partial-" in p.name for p in tmp_path.iterdir()):
+    if proc.poll() is not None or not partial_with_data(tmp_path):
         proc.kill()  # ended, or ending, before it was interrupted: say how
         pytest.fail(f"vidsr never wrote or ended early (code {proc.wait()}): {proc.stderr.read()[-2000:]}")
     proc.send_signal(signal.SIGINT)
@@ -294,22 +308,12 @@ def test_partial_file_of_a_killed_run_is_removed_by_the_next_run(media, tmp_path
     src = make_video(tmp_path / "long.mp4", Spec(width=320, height=240, frames=400))
     proc = subprocess.Popen(vidsr_command() + [str(src), "-o", str(tmp_path / "killed.mp4"), "--model", "lanczos",
                                                 "--encoder-opt", "preset=veryslow"], stderr=subprocess.DEVNULL)
-    def partial_with_data():
-        found = []
-        for p in tmp_path.iterdir():
-            try:
-                if ".vidsr-partial-" in p.name and p.stat().st_size > 0:
-                    found.append(p)
-            except FileNotFoundError:
-                pass  # the empty probe a run makes and removes at its start
-        return found
-
-    deadline = time.time() + 120
-    while time.time() < deadline and not partial_with_data():
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not partial_with_data(tmp_path):
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    stale = partial_with_data()
+    stale = partial_with_data(tmp_path)
     assert stale, "run never started writing"
     alive = subprocess.Popen(["sleep", "60"])
     try:
